@@ -1,0 +1,1 @@
+"""System APIs: one async actor per back-office system, each owning its connector."""

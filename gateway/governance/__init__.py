@@ -1,0 +1,1 @@
+"""Governance: clients and scopes, per-system limits, field ownership, reference data."""

@@ -1,0 +1,1 @@
+"""The experience API: one GraphQL schema for portals and widgets."""

@@ -1,0 +1,1 @@
+"""Observability: correlation ids, logs, metrics, audit timeline."""

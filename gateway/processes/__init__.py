@@ -1,0 +1,1 @@
+"""Process APIs: the sagas behind the mutations and the event handlers."""

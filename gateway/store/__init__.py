@@ -1,0 +1,1 @@
+"""The store: operations, outbox, inbox, idempotency, audit, cross-references."""
