@@ -1,1 +1,77 @@
-"""The store: operations, outbox, inbox, idempotency, audit, cross-references."""
+"""The store: operations, saga state, outbox, inbox, idempotency, audit, cross-references.
+
+One interface (``gateway.store.interface``) with a backend per database. Open one with
+``async with open_store("sqlite:///var/crosswalk.db") as store:``.
+"""
+
+from gateway.store.errors import (
+    IdempotencyStateError,
+    LeaseLost,
+    MigrationError,
+    RecordNotFound,
+    StoreClosed,
+    StoreError,
+    UnsupportedStoreURL,
+    XRefConflict,
+)
+from gateway.store.interface import Reader, Store, Transaction
+from gateway.store.notify import OperationNotifier, OperationWatch, TooManyWatchers
+from gateway.store.records import (
+    DEFAULT_IDEMPOTENCY_TTL,
+    UNSET,
+    AuditEntry,
+    IdempotencyOutcome,
+    IdempotencyRecord,
+    IdempotencyResult,
+    IdempotencyState,
+    InboxEvent,
+    MessageStatus,
+    NewMessage,
+    Operation,
+    OperationStatus,
+    OutboxMessage,
+    OutboxStatus,
+    Page,
+    SagaStep,
+    StepStatus,
+    XRefRecord,
+    payload_fingerprint,
+    utcnow,
+)
+
+__all__ = [
+    "DEFAULT_IDEMPOTENCY_TTL",
+    "UNSET",
+    "AuditEntry",
+    "IdempotencyOutcome",
+    "IdempotencyRecord",
+    "IdempotencyResult",
+    "IdempotencyState",
+    "IdempotencyStateError",
+    "InboxEvent",
+    "LeaseLost",
+    "MessageStatus",
+    "MigrationError",
+    "NewMessage",
+    "Operation",
+    "OperationNotifier",
+    "OperationStatus",
+    "OperationWatch",
+    "OutboxMessage",
+    "OutboxStatus",
+    "Page",
+    "Reader",
+    "RecordNotFound",
+    "SagaStep",
+    "StepStatus",
+    "Store",
+    "StoreClosed",
+    "StoreError",
+    "TooManyWatchers",
+    "Transaction",
+    "UnsupportedStoreURL",
+    "XRefConflict",
+    "XRefRecord",
+    "payload_fingerprint",
+    "utcnow",
+]

@@ -1,0 +1,68 @@
+"""Errors raised by the store.
+
+The tree::
+
+    StoreError                  anything the store refuses or cannot do
+    +-- StoreClosed             used before ``open`` / after ``close``
+    +-- UnsupportedStoreURL     ``open_store`` got a URL whose scheme has no backend (ValueError)
+    +-- MigrationError          the database schema is newer than this code, or a migration failed
+    +-- RecordNotFound          a record that does not exist (LookupError)
+    +-- LeaseLost               an outbox message is no longer leased by the caller
+    +-- IdempotencyStateError   complete_idempotent on a record that was never begun
+    +-- XRefConflict            linking ids that contradict what the registry already holds
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "IdempotencyStateError",
+    "LeaseLost",
+    "MigrationError",
+    "RecordNotFound",
+    "StoreClosed",
+    "StoreError",
+    "UnsupportedStoreURL",
+    "XRefConflict",
+]
+
+
+class StoreError(Exception):
+    """Base of every error the store raises on purpose."""
+
+
+class StoreClosed(StoreError):
+    """The store is not open: use it inside ``async with open_store(url) as store:``."""
+
+
+class UnsupportedStoreURL(StoreError, ValueError):
+    """The URL's scheme names no store backend (expected ``sqlite:///path/to/file.db``)."""
+
+
+class MigrationError(StoreError):
+    """The schema could not be brought to the version this code expects."""
+
+
+class RecordNotFound(StoreError, LookupError):
+    """The record asked for does not exist."""
+
+
+class LeaseLost(StoreError):
+    """The outbox message is not (or no longer) leased by this owner.
+
+    Raised by ``complete``/``retry_later``/``defer``/``dead_letter`` when the lease expired
+    and another dispatcher took the message over, or the message was never leased. The
+    enclosing transaction should roll back: the new owner will deliver the message again,
+    which the downstream idempotency key makes harmless.
+    """
+
+
+class IdempotencyStateError(StoreError):
+    """``complete_idempotent`` was called for a key that has no in-flight record."""
+
+
+class XRefConflict(StoreError):
+    """Linking ids would give one customer two ids in the same system.
+
+    The message names the system, the id already registered and the id offered; fix the
+    registry by hand (or unlink the stale record) rather than guessing which one is right.
+    """

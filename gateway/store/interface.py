@@ -1,0 +1,607 @@
+"""The store interface: what every backend (SQLite now, PostgreSQL next) provides.
+
+Three roles, eventsourcing style:
+
+- ``Reader``: consistent reads (operations, steps, outbox, idempotency, audit, xref).
+- ``Transaction``: a ``Reader`` plus every write, as one unit of work. The process layer
+  writes an operation, its saga steps, its first outbox messages and the idempotency
+  record in one ``async with store.transaction() as tx:`` block; leaving the block
+  commits, an exception rolls everything back.
+- ``Store``: opens and closes the backend (an async context manager), hands out readers
+  and transactions, and offers one-call shortcuts (each in its own transaction) for the
+  common single-step calls: ``store.lease(...)``, ``store.replay(...)``, ...
+
+Outbox ordering contract (every backend):
+
+- ``lease`` returns messages that are due (``available_at <= now``) and either pending or
+  leased with an expired lease (the holder died: the message is recovered).
+- Order per aggregate: a message is never leased while an earlier message (lower id) of
+  the same ``aggregate_key`` is pending, leased or dead. So at most one message per
+  aggregate is in flight, and messages of different aggregates go in parallel.
+- Dead letters block their aggregate until ``replay`` (back to pending) or ``discard``.
+  Chosen so a customer's later steps never overtake a failed earlier one (an ERP order
+  must exist before the subscription that quotes its number); the cost is that one
+  customer's queue waits for an operator, which ``outbox_status``/``list_dead`` show.
+- Among eligible messages, lower ``priority`` first, then lower id.
+- A message's lease is live until ``lease_expires_at``; ``complete``/``retry_later``/
+  ``defer``/``dead_letter`` require the caller to still own it (``LeaseLost`` otherwise).
+  An expired lease that nobody took over is still the caller's.
+
+Operation change notifications: after a transaction that changed operations commits,
+the store publishes each changed ``Operation`` to in-process watchers
+(``Store.watch_operation``); see ``gateway.store.notify``. Changes made by another
+process sharing the database are not seen (a later backend may use LISTEN/NOTIFY).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Self
+
+from gateway.canonical import System
+from gateway.store.notify import OperationNotifier, OperationWatch
+from gateway.store.records import (
+    DEFAULT_IDEMPOTENCY_TTL,
+    JSON,
+    UNSET,
+    AuditEntry,
+    IdempotencyRecord,
+    IdempotencyResult,
+    InboxEvent,
+    NewMessage,
+    Operation,
+    OperationStatus,
+    OutboxMessage,
+    OutboxStatus,
+    Page,
+    SagaStep,
+    StepStatus,
+    Unset,
+    XRefRecord,
+    utcnow,
+)
+
+__all__ = ["Reader", "Store", "Transaction"]
+
+
+class Reader(ABC):
+    """Read access to the store. Inside a transaction, reads see its own writes."""
+
+    # ------------------------------------------------------------ operations
+
+    @abstractmethod
+    async def get_operation(self, operation_id: str) -> Operation | None:
+        """The operation, or ``None`` if there is no such id."""
+
+    @abstractmethod
+    async def list_operations(
+        self,
+        *,
+        status: OperationStatus | None = None,
+        aggregate_key: str | None = None,
+        correlation_id: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> Page[Operation]:
+        """Operations, newest first, optionally filtered.
+
+        ``after`` is a previous page's ``next_cursor``."""
+
+    @abstractmethod
+    async def get_steps(self, operation_id: str) -> list[SagaStep]:
+        """The operation's saga steps in the order they were first written."""
+
+    # ------------------------------------------------------------ outbox
+
+    @abstractmethod
+    async def get_message(self, message_id: int) -> OutboxMessage | None:
+        """One outbox message by id."""
+
+    @abstractmethod
+    async def messages_for(self, operation_id: str) -> list[OutboxMessage]:
+        """Every outbox message of an operation, in id order."""
+
+    @abstractmethod
+    async def list_dead(self, *, limit: int = 100, after: int | None = None) -> list[OutboxMessage]:
+        """Dead letters in id order (``after``: only ids greater than this)."""
+
+    @abstractmethod
+    async def outbox_status(self) -> OutboxStatus:
+        """Message counts by system and status."""
+
+    # ------------------------------------------------------------ idempotency
+
+    @abstractmethod
+    async def get_idempotency(
+        self, client_id: str, key: str, *, now: datetime | None = None
+    ) -> IdempotencyRecord | None:
+        """The live record for (client, key); an expired record reads as ``None``."""
+
+    # ------------------------------------------------------------ inbox, audit
+
+    @abstractmethod
+    async def get_inbox(self, system: str, event_id: str) -> InboxEvent | None:
+        """A received webhook event, if it was recorded."""
+
+    @abstractmethod
+    async def audit_for(self, correlation_id: str) -> list[AuditEntry]:
+        """Audit entries of one correlation id, oldest first."""
+
+    @abstractmethod
+    async def audit_for_subject(self, subject: str, *, limit: int = 100) -> list[AuditEntry]:
+        """Audit entries about one subject (e.g. ``operation:<id>``), oldest first."""
+
+    # ------------------------------------------------------------ cross-references
+
+    @abstractmethod
+    async def resolve(self, system: System, native_id: str) -> str | None:
+        """The canonical customer id for a system's native id, or ``None`` if unknown."""
+
+    @abstractmethod
+    async def get_xref(self, canonical_id: str) -> XRefRecord | None:
+        """The customer's ids; a merged-away canonical id returns the surviving record."""
+
+    @abstractmethod
+    async def search_xref(self, text: str, *, limit: int = 20) -> list[XRefRecord]:
+        """Customers whose canonical id or any system id equals ``text`` or starts with it,
+        or whose name contains it (case-insensitive), ordered by canonical id."""
+
+    @abstractmethod
+    async def list_xrefs(self, *, limit: int = 100, after: str | None = None) -> Page[XRefRecord]:
+        """Every customer ordered by canonical id; ``after`` is a previous ``next_cursor``."""
+
+
+class Transaction(Reader):
+    """A unit of work: every write below commits together or not at all."""
+
+    # ------------------------------------------------------------ operations and steps
+
+    @abstractmethod
+    async def create_operation(
+        self,
+        *,
+        id: str,
+        kind: str,
+        correlation_id: str,
+        client_id: str,
+        aggregate_key: str,
+        input: JSON,
+        status: OperationStatus = OperationStatus.PENDING,
+        now: datetime | None = None,
+    ) -> Operation:
+        """Insert a new operation (an existing id is an integrity error)."""
+
+    @abstractmethod
+    async def update_operation(
+        self,
+        operation_id: str,
+        *,
+        status: OperationStatus | None = None,
+        result: JSON | Unset = UNSET,
+        error: str | None | Unset = UNSET,
+        now: datetime | None = None,
+    ) -> Operation:
+        """Change status/result/error (arguments not given are kept); watchers see it
+        after commit. Raises ``RecordNotFound`` for an unknown id."""
+
+    @abstractmethod
+    async def upsert_step(
+        self,
+        operation_id: str,
+        name: str,
+        *,
+        status: StepStatus,
+        result: JSON | Unset = UNSET,
+        error: str | None | Unset = UNSET,
+        add_attempt: bool = False,
+        now: datetime | None = None,
+    ) -> SagaStep:
+        """Create or update one saga step; ``add_attempt`` adds one to its attempt count."""
+
+    # ------------------------------------------------------------ outbox
+
+    @abstractmethod
+    async def enqueue(self, message: NewMessage, *, now: datetime | None = None) -> int:
+        """Add a pending message; returns its id (ids grow in commit order per backend)."""
+
+    @abstractmethod
+    async def lease(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        now: datetime | None = None,
+    ) -> list[OutboxMessage]:
+        """Lease up to ``limit`` eligible messages to ``owner`` until now + ``lease_seconds``
+        (see the ordering contract in the module docstring); returns them leased."""
+
+    @abstractmethod
+    async def complete(
+        self, message_id: int, owner: str, *, now: datetime | None = None
+    ) -> OutboxMessage:
+        """Mark a leased message done. Write the saga step and the next messages in the
+        same transaction. Raises ``LeaseLost`` if ``owner`` does not hold it."""
+
+    @abstractmethod
+    async def retry_later(
+        self,
+        message_id: int,
+        owner: str,
+        *,
+        error: str,
+        available_at: datetime,
+        now: datetime | None = None,
+    ) -> OutboxMessage:
+        """A failed delivery: attempts + 1, back to pending until ``available_at``."""
+
+    @abstractmethod
+    async def defer(
+        self,
+        message_id: int,
+        owner: str,
+        *,
+        available_at: datetime,
+        reason: str | None = None,
+        now: datetime | None = None,
+    ) -> OutboxMessage:
+        """Not tried (e.g. the breaker is open): back to pending until ``available_at``
+        without counting an attempt."""
+
+    @abstractmethod
+    async def dead_letter(
+        self, message_id: int, owner: str, *, reason: str, now: datetime | None = None
+    ) -> OutboxMessage:
+        """Give up: the message becomes a dead letter (attempts + 1) and blocks its aggregate."""
+
+    @abstractmethod
+    async def replay(self, message_id: int, *, now: datetime | None = None) -> bool:
+        """Dead letter back to pending, attempts reset, due now. False if it is not dead."""
+
+    @abstractmethod
+    async def replay_all(self, *, now: datetime | None = None) -> int:
+        """Replay every dead letter; returns how many."""
+
+    @abstractmethod
+    async def discard(self, message_id: int, *, now: datetime | None = None) -> bool:
+        """Dead letter given up for good (unblocks its aggregate). False if it is not dead."""
+
+    # ------------------------------------------------------------ idempotency
+
+    @abstractmethod
+    async def begin_idempotent(
+        self,
+        client_id: str,
+        key: str,
+        fingerprint: str,
+        *,
+        operation_id: str | None = None,
+        now: datetime | None = None,
+        ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL,
+    ) -> IdempotencyResult:
+        """Claim (client, key) for a request with this payload ``fingerprint``.
+
+        NEW: no live record existed; one is now in flight (write the operation in the same
+        transaction so both commit or neither). REPLAY: completed with the same
+        fingerprint; answer ``record.response``. CONFLICT: in flight with the same
+        fingerprint. MISMATCH: a live record with another fingerprint (in flight or not).
+        An expired record is replaced as if absent. Of concurrent begins for one key,
+        across tasks and processes, exactly one gets NEW.
+        """
+
+    @abstractmethod
+    async def complete_idempotent(
+        self, client_id: str, key: str, response: JSON, *, now: datetime | None = None
+    ) -> IdempotencyRecord:
+        """Store the response and mark the record completed (expiry unchanged).
+        Raises ``IdempotencyStateError`` if there is no live record."""
+
+    @abstractmethod
+    async def release_idempotent(self, client_id: str, key: str) -> bool:
+        """Drop an in-flight record (the request failed before doing anything), so the
+        client may retry with the same key. False if there was none in flight."""
+
+    @abstractmethod
+    async def purge_expired(self, *, now: datetime | None = None) -> int:
+        """Delete expired idempotency records; returns how many."""
+
+    # ------------------------------------------------------------ inbox, audit
+
+    @abstractmethod
+    async def record_inbox(
+        self,
+        system: str,
+        event_id: str,
+        payload: JSON,
+        *,
+        now: datetime | None = None,
+    ) -> bool:
+        """Record a received event; False if (system, event_id) was already recorded."""
+
+    @abstractmethod
+    async def mark_inbox_processed(
+        self, system: str, event_id: str, *, now: datetime | None = None
+    ) -> bool:
+        """Mark a recorded event handled; False if unknown."""
+
+    @abstractmethod
+    async def append_audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        subject: str,
+        correlation_id: str | None = None,
+        detail: JSON = None,
+        now: datetime | None = None,
+    ) -> AuditEntry:
+        """Append one audit entry."""
+
+    # ------------------------------------------------------------ cross-references
+
+    @abstractmethod
+    async def link(
+        self,
+        ids: Mapping[System, str],
+        *,
+        canonical_id: str | None = None,
+        name: str | None = None,
+        now: datetime | None = None,
+    ) -> XRefRecord:
+        """Record that these native ids are one customer, merging what is known.
+
+        Finds every record holding one of ``ids`` (or ``canonical_id``). None: a new record
+        (``canonical_id`` or a fresh ``cw_`` id). One: its missing ids are filled in.
+        Several: they are merged into the oldest, the others' canonical ids become its
+        aliases. A system id that differs from one already registered for the same
+        customer raises ``XRefConflict``. ``name``, if given, replaces the display name.
+        """
+
+
+class Store(ABC):
+    """A store backend. Use as ``async with open_store(url) as store:``.
+
+    Lifecycle: unopened -> open (``__aenter__``) -> closed (``__aexit__``); a closed
+    store cannot be reopened and raises ``StoreClosed`` when used.
+    """
+
+    def __init__(self, *, clock: Callable[[], datetime] = utcnow) -> None:
+        #: where ``now`` comes from when a call does not pass one (tests inject a clock)
+        self.clock = clock
+        self.notifier = OperationNotifier()
+
+    # ------------------------------------------------------------ lifecycle
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and bring the schema to the current version."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close connections; waits for running transactions' connections to be released."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """A unit of work: commits on normal exit, rolls back on an exception."""
+
+    @abstractmethod
+    def reader(self) -> AbstractAsyncContextManager[Reader]:
+        """A consistent read view (does not block writers where the backend allows)."""
+
+    @abstractmethod
+    async def schema_version(self) -> int:
+        """The migration version the database is at."""
+
+    def watch_operation(self, operation_id: str) -> AbstractAsyncContextManager[OperationWatch]:
+        """Watch one operation: ``async with store.watch_operation(id) as watch:`` then
+        ``async for op in watch:`` yields the operation after each committed change
+        (coalescing changes a slow consumer missed into the latest)."""
+        return self.notifier.watch(operation_id)
+
+    # ------------------------------------------------------------ read shortcuts
+
+    async def get_operation(self, operation_id: str) -> Operation | None:
+        async with self.reader() as r:
+            return await r.get_operation(operation_id)
+
+    async def list_operations(
+        self,
+        *,
+        status: OperationStatus | None = None,
+        aggregate_key: str | None = None,
+        correlation_id: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> Page[Operation]:
+        async with self.reader() as r:
+            return await r.list_operations(
+                status=status,
+                aggregate_key=aggregate_key,
+                correlation_id=correlation_id,
+                limit=limit,
+                after=after,
+            )
+
+    async def get_steps(self, operation_id: str) -> list[SagaStep]:
+        async with self.reader() as r:
+            return await r.get_steps(operation_id)
+
+    async def get_message(self, message_id: int) -> OutboxMessage | None:
+        async with self.reader() as r:
+            return await r.get_message(message_id)
+
+    async def messages_for(self, operation_id: str) -> list[OutboxMessage]:
+        async with self.reader() as r:
+            return await r.messages_for(operation_id)
+
+    async def list_dead(self, *, limit: int = 100, after: int | None = None) -> list[OutboxMessage]:
+        async with self.reader() as r:
+            return await r.list_dead(limit=limit, after=after)
+
+    async def outbox_status(self) -> OutboxStatus:
+        async with self.reader() as r:
+            return await r.outbox_status()
+
+    async def get_idempotency(
+        self, client_id: str, key: str, *, now: datetime | None = None
+    ) -> IdempotencyRecord | None:
+        async with self.reader() as r:
+            return await r.get_idempotency(client_id, key, now=now)
+
+    async def get_inbox(self, system: str, event_id: str) -> InboxEvent | None:
+        async with self.reader() as r:
+            return await r.get_inbox(system, event_id)
+
+    async def audit_for(self, correlation_id: str) -> list[AuditEntry]:
+        async with self.reader() as r:
+            return await r.audit_for(correlation_id)
+
+    async def audit_for_subject(self, subject: str, *, limit: int = 100) -> list[AuditEntry]:
+        async with self.reader() as r:
+            return await r.audit_for_subject(subject, limit=limit)
+
+    async def resolve(self, system: System, native_id: str) -> str | None:
+        async with self.reader() as r:
+            return await r.resolve(system, native_id)
+
+    async def get_xref(self, canonical_id: str) -> XRefRecord | None:
+        async with self.reader() as r:
+            return await r.get_xref(canonical_id)
+
+    async def search_xref(self, text: str, *, limit: int = 20) -> list[XRefRecord]:
+        async with self.reader() as r:
+            return await r.search_xref(text, limit=limit)
+
+    async def list_xrefs(self, *, limit: int = 100, after: str | None = None) -> Page[XRefRecord]:
+        async with self.reader() as r:
+            return await r.list_xrefs(limit=limit, after=after)
+
+    # ------------------------------------------------------------ write shortcuts (own tx)
+
+    async def lease(
+        self, owner: str, *, limit: int, lease_seconds: float, now: datetime | None = None
+    ) -> list[OutboxMessage]:
+        async with self.transaction() as tx:
+            return await tx.lease(owner, limit=limit, lease_seconds=lease_seconds, now=now)
+
+    async def complete(
+        self, message_id: int, owner: str, *, now: datetime | None = None
+    ) -> OutboxMessage:
+        async with self.transaction() as tx:
+            return await tx.complete(message_id, owner, now=now)
+
+    async def retry_later(
+        self,
+        message_id: int,
+        owner: str,
+        *,
+        error: str,
+        available_at: datetime,
+        now: datetime | None = None,
+    ) -> OutboxMessage:
+        async with self.transaction() as tx:
+            return await tx.retry_later(
+                message_id, owner, error=error, available_at=available_at, now=now
+            )
+
+    async def defer(
+        self,
+        message_id: int,
+        owner: str,
+        *,
+        available_at: datetime,
+        reason: str | None = None,
+        now: datetime | None = None,
+    ) -> OutboxMessage:
+        async with self.transaction() as tx:
+            return await tx.defer(
+                message_id, owner, available_at=available_at, reason=reason, now=now
+            )
+
+    async def dead_letter(
+        self, message_id: int, owner: str, *, reason: str, now: datetime | None = None
+    ) -> OutboxMessage:
+        async with self.transaction() as tx:
+            return await tx.dead_letter(message_id, owner, reason=reason, now=now)
+
+    async def replay(self, message_id: int, *, now: datetime | None = None) -> bool:
+        async with self.transaction() as tx:
+            return await tx.replay(message_id, now=now)
+
+    async def replay_all(self, *, now: datetime | None = None) -> int:
+        async with self.transaction() as tx:
+            return await tx.replay_all(now=now)
+
+    async def discard(self, message_id: int, *, now: datetime | None = None) -> bool:
+        async with self.transaction() as tx:
+            return await tx.discard(message_id, now=now)
+
+    async def enqueue(self, message: NewMessage, *, now: datetime | None = None) -> int:
+        async with self.transaction() as tx:
+            return await tx.enqueue(message, now=now)
+
+    async def enqueue_many(
+        self, messages: Sequence[NewMessage], *, now: datetime | None = None
+    ) -> list[int]:
+        async with self.transaction() as tx:
+            return [await tx.enqueue(m, now=now) for m in messages]
+
+    async def purge_expired(self, *, now: datetime | None = None) -> int:
+        async with self.transaction() as tx:
+            return await tx.purge_expired(now=now)
+
+    async def record_inbox(
+        self, system: str, event_id: str, payload: JSON, *, now: datetime | None = None
+    ) -> bool:
+        async with self.transaction() as tx:
+            return await tx.record_inbox(system, event_id, payload, now=now)
+
+    async def append_audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        subject: str,
+        correlation_id: str | None = None,
+        detail: JSON = None,
+        now: datetime | None = None,
+    ) -> AuditEntry:
+        async with self.transaction() as tx:
+            return await tx.append_audit(
+                actor=actor,
+                action=action,
+                subject=subject,
+                correlation_id=correlation_id,
+                detail=detail,
+                now=now,
+            )
+
+    async def link(
+        self,
+        ids: Mapping[System, str],
+        *,
+        canonical_id: str | None = None,
+        name: str | None = None,
+        now: datetime | None = None,
+    ) -> XRefRecord:
+        async with self.transaction() as tx:
+            return await tx.link(ids, canonical_id=canonical_id, name=name, now=now)
+
+    def _now(self, now: datetime | None) -> datetime:
+        return self.clock() if now is None else now
