@@ -1,0 +1,185 @@
+"""A sandbox system's records: kept in memory for speed, persisted to the system's SQLite file.
+
+Each sandbox system is a small document store: records are JSON objects grouped by kind
+(``"A_BusinessPartner"``, ``"customer"``, ``"Account"``, ``"ticket"`` ...), kept in
+creation order. Reads come from memory; every write is committed to SQLite *before* the
+in-memory view changes, so a write that fails leaves both unchanged and a killed process
+restarts from exactly what was committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiosqlite
+import anyio
+import orjson
+
+__all__ = ["Doc", "DocStore"]
+
+Doc = dict[str, Any]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL);
+"""
+
+
+class DocStore:
+    """Records by kind and id. Use ``async with DocStore(path) as store``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        self._docs: dict[str, dict[str, Doc]] = {}
+        self._seq = 0
+        self._counters: dict[str, int] = {}
+        self._lock = anyio.Lock()
+
+    async def __aenter__(self) -> Self:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.executescript(_SCHEMA)
+        await self._db.commit()
+        await self._load()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("The sandbox store is not open: use 'async with DocStore(path)'.")
+        return self._db
+
+    async def _load(self) -> None:
+        self._docs.clear()
+        async with self.db.execute("SELECT kind, id, seq, body FROM docs ORDER BY seq") as cur:
+            async for kind, doc_id, seq, body in cur:
+                self._docs.setdefault(kind, {})[doc_id] = orjson.loads(body)
+                self._seq = max(self._seq, seq)
+        async with self.db.execute("SELECT name, value FROM counters") as cur:
+            self._counters = {name: value async for name, value in cur}
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, kind: str, doc_id: str) -> Doc | None:
+        return self._docs.get(kind, {}).get(doc_id)
+
+    def all(self, kind: str) -> list[Doc]:
+        """Every record of ``kind``, oldest first."""
+        return list(self._docs.get(kind, {}).values())
+
+    def iter(self, kind: str) -> Iterator[Doc]:
+        return iter(self._docs.get(kind, {}).values())
+
+    def count(self, kind: str) -> int:
+        return len(self._docs.get(kind, {}))
+
+    def is_empty(self) -> bool:
+        return not any(self._docs.values())
+
+    # ------------------------------------------------------------------ writes
+
+    @asynccontextmanager
+    async def _write(self) -> Any:
+        async with self._lock:
+            try:
+                yield self.db
+                await self.db.commit()
+            except BaseException:
+                await self.db.rollback()
+                raise
+
+    async def put(self, kind: str, doc_id: str, doc: Doc) -> Doc:
+        """Insert or replace one record; keeps its place in creation order when replacing."""
+        await self.put_many(kind, [(doc_id, doc)])
+        return doc
+
+    async def put_many(self, kind: str, items: Iterable[tuple[str, Doc]]) -> None:
+        rows = []
+        known = self._docs.get(kind, {})
+        seq = self._seq
+        for doc_id, doc in items:
+            if doc_id not in known:
+                seq += 1
+            rows.append((kind, doc_id, seq, orjson.dumps(doc), doc_id, doc))
+        async with self._write() as db:
+            await db.executemany(
+                "INSERT INTO docs (kind, id, seq, body) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
+                [row[:4] for row in rows],
+            )
+        self._seq = seq
+        bucket = self._docs.setdefault(kind, {})
+        for row in rows:
+            bucket[row[4]] = row[5]
+
+    async def delete(self, kind: str, doc_id: str) -> bool:
+        if doc_id not in self._docs.get(kind, {}):
+            return False
+        async with self._write() as db:
+            await db.execute("DELETE FROM docs WHERE kind = ? AND id = ?", (kind, doc_id))
+        del self._docs[kind][doc_id]
+        return True
+
+    async def next_number(self, name: str, start: int = 1) -> int:
+        """The next value of a named counter (ids like SalesOrder numbers), persisted."""
+        value = max(self._counters.get(name, start - 1) + 1, start)
+        async with self._write() as db:
+            await db.execute(
+                "INSERT INTO counters (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
+        self._counters[name] = value
+        return value
+
+    async def clear(self) -> None:
+        async with self._write() as db:
+            await db.execute("DELETE FROM docs")
+            await db.execute("DELETE FROM counters")
+            await db.execute("DELETE FROM kv")
+        self._docs.clear()
+        self._counters.clear()
+        self._seq = 0
+
+    # ------------------------------------------------------------------ small key-value
+
+    async def kv_get(self, key: str, now: float) -> Any | None:
+        """A stored value (idempotency answers and the like), or None once expired."""
+        async with self.db.execute("SELECT value, expires FROM kv WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        if row is None or (row[1] is not None and row[1] < now):
+            return None
+        return orjson.loads(row[0])
+
+    async def kv_put(self, key: str, value: Any, expires: float | None) -> None:
+        async with self._write() as db:
+            await db.execute(
+                "INSERT INTO kv (key, value, expires) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                "expires = excluded.expires",
+                (key, orjson.dumps(value), expires),
+            )
