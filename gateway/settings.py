@@ -1,0 +1,43 @@
+"""Process settings: where things listen and where state lives. Flags override environment.
+
+Environment variables (all optional):
+
+==========================  ===========================  ==================================
+variable                    default                      meaning
+==========================  ===========================  ==================================
+CROSSWALK_HOST              127.0.0.1                    gateway bind address
+CROSSWALK_PORT              8000                         gateway port
+CROSSWALK_STORE             sqlite:///var/crosswalk.db   store URL (sqlite:/// or postgresql://)
+CROSSWALK_POLICIES          policies                     policy folder
+CROSSWALK_VAR               var                          state folder (sandbox data, reports)
+==========================  ===========================  ==================================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = field(default_factory=lambda: os.environ.get("CROSSWALK_HOST", "127.0.0.1"))
+    port: int = field(default_factory=lambda: int(os.environ.get("CROSSWALK_PORT", "8000")))
+    var_dir: Path = field(default_factory=lambda: Path(os.environ.get("CROSSWALK_VAR", "var")))
+    policies_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("CROSSWALK_POLICIES", "policies"))
+    )
+    store_url: str = field(default_factory=lambda: os.environ.get("CROSSWALK_STORE", ""))
+    #: run the outbox dispatcher in this process
+    dispatcher: bool = True
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{self.var_dir / 'crosswalk.db'}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
