@@ -17,6 +17,8 @@ import anyio
 import uvicorn
 from starlette.types import ASGIApp
 
+from sandbox.runner import QuietServer
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -31,8 +33,7 @@ async def serve(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", loop="asyncio"
     )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = QuietServer(config)
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve)
         with anyio.fail_after(10):
