@@ -1,0 +1,372 @@
+"""The generic actor: a priority mailbox served by a fixed pool of supervised workers.
+
+Lifecycle (one way only)::
+
+    UNSTARTED -> RUNNING -> STOPPING -> STOPPED
+
+Start it with ``async with actor:`` or ``await tg.start(actor.run)``; stop it with
+``actor.stop()`` (or by leaving the ``async with``). On stop the mailbox is closed, every
+queued ask fails at once with ``ActorStopped`` naming its message, in-flight messages get
+``stop_grace`` seconds to finish and are then cancelled (their asks fail the same way).
+
+Supervision: a handler that raises a ``CrosswalkSystemError`` fails only its own ask. Any
+other exception is a bug in the handler: it fails its ask too, then the worker is
+restarted after an exponential backoff (the pool keeps its size; the streak resets once a
+message is handled).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from actors._mailbox import Mailbox, MailboxClosed
+from actors._stats import ActorStats
+from actors.errors import ActorStopped, CrosswalkSystemError, SystemTimeout, Throttled
+from actors.messages import Message, Priority
+
+__all__ = ["Actor", "Envelope", "Reply"]
+
+log = logging.getLogger(__name__)
+
+_MISSING = object()
+
+
+class Reply:
+    """Where a worker puts the answer to one ask; the asker waits on it."""
+
+    # slots: one of these is made per ask, on the hot path
+    __slots__ = ("_error", "_event", "_value", "abandoned")
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+        self._value: Any = _MISSING
+        self._error: BaseException | None = None
+        #: the asker stopped waiting (deadline or cancellation); a queued message is skipped
+        self.abandoned = False
+
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def set_result(self, value: Any) -> None:
+        if not self._event.is_set():
+            self._value = value
+            self._event.set()
+
+    def set_error(self, error: BaseException) -> None:
+        if not self._event.is_set():
+            self._error = error
+            self._event.set()
+
+    async def wait(self) -> Any:
+        await self._event.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One message on its way through an actor; ``reply_to`` is None for ``tell``."""
+
+    message: Message
+    reply_to: Reply | None
+    priority: Priority
+    deadline: float  # on the anyio.current_time() clock
+
+
+class _State(enum.Enum):
+    UNSTARTED = "unstarted"  # made, not yet running; asks are refused
+    RUNNING = "running"  # workers serve the mailbox
+    STOPPING = "stopping"  # mailbox closed, in-flight messages finishing
+    STOPPED = "stopped"  # every task ended; cannot be restarted
+
+
+class _WorkerCrashed(Exception):
+    """A handler raised something other than a system error: restart the worker."""
+
+
+Handler = Callable[[Envelope], Awaitable[Any]]
+
+
+class Actor:
+    """A mailbox, a bulkhead of workers and their supervisor, for one named system."""
+
+    def __init__(
+        self,
+        name: str,
+        handler: Handler,
+        *,
+        workers: int = 8,
+        capacity: int = 1000,
+        default_timeout: float = 10.0,
+        stop_grace: float = 0.0,
+        restart_backoff: tuple[float, float] = (0.01, 2.0),
+        stats: ActorStats | None = None,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"The {name} actor needs at least one worker, got {workers}.")
+        self.name = name
+        self.stats = stats or ActorStats(name)
+        self._handler = handler
+        self._workers = workers
+        self._mailbox: Mailbox[Envelope] = Mailbox(capacity)
+        self._default_timeout = default_timeout
+        self._stop_grace = stop_grace
+        self._restart_base, self._restart_cap = restart_backoff
+        self._state = _State.UNSTARTED
+        self._stop_requested = anyio.Event()
+        self._stopped = anyio.Event()
+        self._in_flight = 0
+        self._idle = anyio.Event()
+        self._owner: TaskGroup | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def running(self) -> bool:
+        return self._state is _State.RUNNING
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def mailbox(self) -> Mailbox[Envelope]:
+        return self._mailbox
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Serve the mailbox until ``stop()``; signals readiness once the workers are up."""
+        if self._state is not _State.UNSTARTED:
+            raise RuntimeError(f"Cannot start the {self.name} actor again once it has run.")
+        self._state = _State.RUNNING
+        try:
+            async with anyio.create_task_group() as tg:
+                for index in range(self._workers):
+                    tg.start_soon(self._supervise, index, name=f"{self.name}-worker-{index}")
+                task_status.started()
+                await self._stop_requested.wait()
+                self._state = _State.STOPPING
+                self._fail_queued()
+                if self._in_flight:
+                    with anyio.move_on_after(self._stop_grace):
+                        await self._idle.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            # also reached when cancelled from outside: nobody may be left waiting
+            self._state = _State.STOPPED
+            self._fail_queued()
+            self._stopped.set()
+
+    def stop(self) -> None:
+        """Ask the actor to stop; ``run`` returns once every task has ended."""
+        self._stop_requested.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def __aenter__(self) -> Self:
+        self._owner = anyio.create_task_group()
+        await self._owner.__aenter__()
+        try:
+            await self._owner.start(self.run)
+        except BaseException:
+            await self._owner.__aexit__(*sys.exc_info())
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self.stop()
+        assert self._owner is not None
+        return await self._owner.__aexit__(exc_type, exc, tb)
+
+    # ------------------------------------------------------------------ asking
+
+    def deadline_for(self, timeout: float | None, deadline: float | None) -> float:
+        """An absolute deadline from either argument (never both), else the default."""
+        if deadline is not None:
+            if timeout is not None:
+                raise TypeError("Give either timeout= or deadline=, not both.")
+            return deadline
+        return anyio.current_time() + (self._default_timeout if timeout is None else timeout)
+
+    async def ask(
+        self,
+        message: Message,
+        *,
+        priority: Priority,
+        # the pykka-style keyword callers expect; it only ever becomes an absolute deadline
+        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: float | None = None,
+    ) -> Any:
+        """Send ``message`` and wait for its answer, or raise the error it produced.
+
+        ``deadline`` is on the ``anyio.current_time()`` clock; ``timeout`` is relative.
+        """
+        reply = Reply()
+        envelope = Envelope(message, reply, priority, self.deadline_for(timeout, deadline))
+        self._enqueue(envelope)
+        try:
+            with anyio.CancelScope(deadline=envelope.deadline) as scope:
+                return await reply.wait()
+        except BaseException:
+            reply.abandoned = True
+            raise
+        finally:
+            if scope.cancelled_caught:
+                reply.abandoned = True
+        # only reached when the deadline cancelled the wait
+        raise SystemTimeout(
+            self.name,
+            f"no answer to {type(message).__name__} before its deadline "
+            f"({self._mailbox_note(envelope)})",
+        )
+
+    def tell(
+        self,
+        message: Message,
+        *,
+        priority: Priority,
+        timeout: float | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        """Queue ``message`` without waiting for an answer (raises Throttled if shed at once)."""
+        self._enqueue(Envelope(message, None, priority, self.deadline_for(timeout, deadline)))
+
+    def _mailbox_note(self, envelope: Envelope) -> str:
+        if envelope.reply_to is not None and not envelope.reply_to.done:
+            return f"{len(self._mailbox)} queued, {self._in_flight} in flight"
+        return "answered too late"
+
+    def _enqueue(self, envelope: Envelope) -> None:
+        if self._state is not _State.RUNNING:
+            if self._state is _State.UNSTARTED:
+                raise RuntimeError(
+                    f"The {self.name} actor is not running: use 'async with' or "
+                    f"'await tg.start(actor.run)' first."
+                )
+            raise ActorStopped(
+                self.name,
+                f"{self.name} actor stopped before handling {type(envelope.message).__name__}",
+            )
+        shed = self._mailbox.put(envelope, envelope.priority)
+        if shed is None:
+            return
+        self.stats.shed[shed.priority] += 1
+        error = Throttled(
+            self.name,
+            f"mailbox full ({self._mailbox.capacity} messages): {type(shed.message).__name__} "
+            f"({shed.priority.name}) was shed for more urgent work; retry later, or raise "
+            f"systems.{self.name}.mailbox if this is normal load",
+        )
+        if shed is envelope:
+            raise error
+        if shed.reply_to is not None:
+            shed.reply_to.set_error(error)
+
+    def _fail_queued(self) -> None:
+        for envelope in self._mailbox.close():
+            if envelope.reply_to is not None:
+                envelope.reply_to.set_error(self._stopped_error(envelope, "before handling"))
+
+    def _stopped_error(self, envelope: Envelope, when: str) -> ActorStopped:
+        return ActorStopped(
+            self.name, f"{self.name} actor stopped {when} {type(envelope.message).__name__}"
+        )
+
+    # ------------------------------------------------------------------ workers
+
+    async def _supervise(self, index: int) -> None:
+        streak = 0
+        while True:
+            try:
+                await self._work()
+                return  # the mailbox closed: a clean stop
+            except _WorkerCrashed as crash:
+                streak = streak + 1 if crash.args[0] == 0 else 1
+                self.stats.restarts += 1
+                delay = min(self._restart_cap, self._restart_base * 2 ** (streak - 1))
+                log.warning(
+                    "%s worker %d crashed (%r); restarting in %.3f s",
+                    self.name,
+                    index,
+                    crash.__cause__,
+                    delay,
+                )
+                await anyio.sleep(delay)
+
+    async def _work(self) -> None:
+        handled = 0  # since this worker (re)started: a crash right after a restart backs off more
+        while True:
+            try:
+                envelope = await self._mailbox.get()
+            except MailboxClosed:
+                return
+            reply = envelope.reply_to
+            if reply is not None and reply.abandoned:
+                continue
+            if anyio.current_time() >= envelope.deadline:
+                self.stats.expired += 1
+                if reply is not None:
+                    reply.set_error(
+                        SystemTimeout(
+                            self.name,
+                            f"{type(envelope.message).__name__} waited in the mailbox past its "
+                            f"deadline and was dropped unsent; the system is saturated: give "
+                            f"it a longer deadline or lower the load",
+                        )
+                    )
+                continue
+            self._in_flight += 1
+            try:
+                await self._handle(envelope)
+            except Exception as exc:
+                raise _WorkerCrashed(handled) from exc
+            finally:
+                self._in_flight -= 1
+                if self._in_flight == 0 and self._state is not _State.RUNNING:
+                    self._idle.set()
+            handled += 1
+
+    async def _handle(self, envelope: Envelope) -> None:
+        reply = envelope.reply_to
+        try:
+            with anyio.CancelScope(deadline=envelope.deadline) as scope:
+                result = await self._handler(envelope)
+        except CrosswalkSystemError as exc:
+            if reply is not None:
+                reply.set_error(exc)
+            return
+        except anyio.get_cancelled_exc_class():
+            if reply is not None:
+                reply.set_error(self._stopped_error(envelope, "while handling"))
+            raise
+        except Exception as exc:
+            if reply is not None:
+                reply.set_error(exc)
+            raise
+        if scope.cancelled_caught:
+            if reply is not None:
+                reply.set_error(
+                    SystemTimeout(
+                        self.name,
+                        f"{type(envelope.message).__name__} did not finish before its deadline; "
+                        f"the call was cancelled",
+                    )
+                )
+        elif reply is not None:
+            reply.set_result(result)

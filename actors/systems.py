@@ -1,0 +1,133 @@
+"""All four system actors, opened together from ``policies/systems.toml``.
+
+::
+
+    policy = load_systems_policy("policies/systems.toml")
+    async with Systems(policy) as systems:
+        erp = systems[System.ERP]
+        customers = await erp.ask(GetCustomers(("1000042",)), priority=Priority.INTERACTIVE)
+
+Connectors are built by factories (``System -> callable(Endpoint) -> Connector``); the
+defaults import ``actors.erp.ErpConnector`` and its siblings only when called, and tests
+pass their own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Self, cast
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from actors._stats import StatsSnapshot, SystemState
+from actors.connector import Connector, Endpoint
+from actors.system import SystemActor
+from gateway.canonical import System
+
+if TYPE_CHECKING:
+    # only for annotations: gateway.governance.systems imports actors.connector
+    from gateway.governance.systems import SystemsPolicy
+
+__all__ = ["DEFAULT_CONNECTORS", "ConnectorFactory", "Systems"]
+
+ConnectorFactory = Callable[[Endpoint], Connector]
+
+#: where each system's connector class lives: imported on first use
+DEFAULT_CONNECTORS: Mapping[System, str] = MappingProxyType(
+    {
+        System.ERP: "actors.erp:ErpConnector",
+        System.BILLING: "actors.billing:BillingConnector",
+        System.CRM: "actors.crm:CrmConnector",
+        System.SUPPORT: "actors.support:SupportConnector",
+    }
+)
+
+
+def _default_factory(system: System) -> ConnectorFactory:
+    def build(endpoint: Endpoint) -> Connector:
+        module, _, name = DEFAULT_CONNECTORS[system].partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        return cast(Connector, cls(endpoint))
+
+    return build
+
+
+class Systems:
+    """The four system actors in one task group; an async context manager.
+
+    Entering opens every connector and starts every actor (all or nothing); leaving stops
+    them all, failing their pending asks with ``ActorStopped``.
+    """
+
+    def __init__(
+        self,
+        policy: SystemsPolicy,
+        factories: Mapping[System, ConnectorFactory] | None = None,
+    ) -> None:
+        self.policy = policy
+        given = dict(factories or {})
+        self._factories = {s: given.get(s) or _default_factory(s) for s in policy.systems}
+        self._actors: dict[System, SystemActor] = {}
+        self._owner: TaskGroup | None = None
+
+    def __getitem__(self, system: System) -> SystemActor:
+        try:
+            return self._actors[system]
+        except KeyError:
+            raise KeyError(
+                f"No {system} actor is running: enter 'async with Systems(...)' first."
+            ) from None
+
+    def __iter__(self) -> Iterator[SystemActor]:
+        return iter(self._actors.values())
+
+    def states(self) -> list[SystemState]:
+        """Health, breaker, queue depth and latency of each system, for ``Query.systems``."""
+        return [actor.state for actor in self._actors.values()]
+
+    def snapshots(self) -> list[StatsSnapshot]:
+        return [actor.snapshot() for actor in self._actors.values()]
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run every actor until ``stop()``; ready once all four are serving."""
+        actors = {
+            system: SystemActor(self._factories[system](policy.endpoint()), policy)
+            for system, policy in self.policy.systems.items()
+        }
+        try:
+            async with anyio.create_task_group() as tg:
+                for system, actor in actors.items():
+                    await tg.start(actor.run, name=f"{system}-actor")
+                    self._actors[system] = actor
+                task_status.started()
+        finally:
+            self._actors.clear()
+
+    def stop(self) -> None:
+        for actor in self._actors.values():
+            actor.stop()
+
+    async def __aenter__(self) -> Self:
+        self._owner = anyio.create_task_group()
+        await self._owner.__aenter__()
+        try:
+            await self._owner.start(self.run)
+        except BaseException:
+            self.stop()
+            await self._owner.__aexit__(*sys.exc_info())
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self.stop()
+        assert self._owner is not None
+        return await self._owner.__aexit__(exc_type, exc, tb)
