@@ -9,11 +9,13 @@ from gateway.store.errors import (
     LeaseLost,
     MigrationError,
     RecordNotFound,
+    StoreBusy,
     StoreClosed,
     StoreError,
     UnsupportedStoreURL,
     XRefConflict,
 )
+from gateway.store.factory import open_store
 from gateway.store.interface import Reader, Store, Transaction
 from gateway.store.notify import OperationNotifier, OperationWatch, TooManyWatchers
 from gateway.store.records import (
@@ -65,6 +67,7 @@ __all__ = [
     "SagaStep",
     "StepStatus",
     "Store",
+    "StoreBusy",
     "StoreClosed",
     "StoreError",
     "TooManyWatchers",
@@ -72,6 +75,7 @@ __all__ = [
     "UnsupportedStoreURL",
     "XRefConflict",
     "XRefRecord",
+    "open_store",
     "payload_fingerprint",
     "utcnow",
 ]

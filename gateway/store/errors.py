@@ -5,6 +5,7 @@ The tree::
     StoreError                  anything the store refuses or cannot do
     +-- StoreClosed             used before ``open`` / after ``close``
     +-- UnsupportedStoreURL     ``open_store`` got a URL whose scheme has no backend (ValueError)
+    +-- StoreBusy               the write lock was not free within the timeout (TimeoutError)
     +-- MigrationError          the database schema is newer than this code, or a migration failed
     +-- RecordNotFound          a record that does not exist (LookupError)
     +-- LeaseLost               an outbox message is no longer leased by the caller
@@ -19,6 +20,7 @@ __all__ = [
     "LeaseLost",
     "MigrationError",
     "RecordNotFound",
+    "StoreBusy",
     "StoreClosed",
     "StoreError",
     "UnsupportedStoreURL",
@@ -36,6 +38,14 @@ class StoreClosed(StoreError):
 
 class UnsupportedStoreURL(StoreError, ValueError):
     """The URL's scheme names no store backend (expected ``sqlite:///path/to/file.db``)."""
+
+
+class StoreBusy(StoreError, TimeoutError):
+    """The database stayed locked by another writer for longer than the busy timeout.
+
+    Another process (or a long transaction in this one) holds the write lock; keep
+    transactions short, or raise ``busy_timeout`` in the store URL.
+    """
 
 
 class MigrationError(StoreError):

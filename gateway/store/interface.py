@@ -295,10 +295,17 @@ class Transaction(Reader):
 
     @abstractmethod
     async def complete_idempotent(
-        self, client_id: str, key: str, response: JSON, *, now: datetime | None = None
+        self,
+        client_id: str,
+        key: str,
+        response: JSON,
+        *,
+        operation_id: str | None = None,
+        now: datetime | None = None,
     ) -> IdempotencyRecord:
-        """Store the response and mark the record completed (expiry unchanged).
-        Raises ``IdempotencyStateError`` if there is no live record."""
+        """Store the response and mark the record completed (expiry unchanged); also
+        sets ``operation_id`` if given. Raises ``IdempotencyStateError`` if there is no
+        live record."""
 
     @abstractmethod
     async def release_idempotent(self, client_id: str, key: str) -> bool:

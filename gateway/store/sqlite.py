@@ -1,0 +1,255 @@
+"""The SQLite store backend (aiosqlite): the embedded default.
+
+Durability. The database runs in WAL mode with ``synchronous=FULL``: ``COMMIT`` returns
+only after the write-ahead log has been fsynced. So:
+
+- a killed process (``kill -9``, a crash, an OOM kill) loses nothing that was committed,
+  and an uncommitted transaction leaves no trace; the next open recovers from the WAL;
+- on power loss or an OS crash, every transaction whose ``COMMIT`` returned is kept,
+  provided the disk honours fsync (no volatile write cache that lies about flushing;
+  some consumer SSDs and virtual disks do lie, and then the last transactions can be
+  lost, though the file stays consistent). ``synchronous=NORMAL`` would be faster and
+  still safe against a killed process, but could lose the last commits on power loss.
+
+Concurrency. One writer connection guarded by an anyio lock: SQLite serialises writers
+anyway, and one connection keeps the lock queue in this process fair and cheap. Every
+transaction starts with ``BEGIN IMMEDIATE``, so it holds SQLite's write lock for its whole
+length and read-then-write logic cannot interleave with another process on the same file
+(that process waits up to ``busy_timeout``). Reads use a small pool of read-only
+connections which, in WAL mode, never block and are never blocked by the writer.
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+
+import aiosqlite
+import anyio
+
+from gateway.store.errors import MigrationError, StoreBusy, StoreClosed
+from gateway.store.interface import Reader, Store, Transaction
+from gateway.store.records import utcnow
+from gateway.store.sqlite_migrations import LATEST_VERSION, MIGRATIONS, statements
+from gateway.store.sqlite_reader import SQLiteReader, to_micros
+from gateway.store.sqlite_transaction import SQLiteTransaction
+
+__all__ = ["SQLiteStore"]
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"  # built, no connection yet
+    OPEN = "open"  # connections up, schema current
+    CLOSED = "closed"  # connections closed; cannot be reopened
+
+
+class SQLiteStore(Store):
+    """A store in one SQLite file. Build with ``open_store("sqlite:///path.db")``.
+
+    ``busy_timeout``: seconds to wait for another process's write lock (and for this
+    process's own writer lock) before ``StoreBusy``. ``readers``: read connections.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        busy_timeout: float = 10.0,
+        readers: int = 2,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        super().__init__(clock=clock)
+        if str(path) in ("", ":memory:"):
+            raise ValueError(
+                "SQLite store needs a file path (readers and writer share it): "
+                "use sqlite:///path/to/file.db, e.g. a file in a temporary directory"
+            )
+        if readers < 1:
+            raise ValueError(f"readers must be at least 1, got {readers}")
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self._state = _State.UNOPENED
+        self._writer: aiosqlite.Connection | None = None
+        self._write_lock = anyio.Lock()
+        self._reader_count = readers
+        self._free_readers: list[aiosqlite.Connection] = []
+        self._reader_slots = anyio.Semaphore(readers)
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r}, state={self._state.value})"
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        if self._state is not _State.UNOPENED:
+            raise StoreClosed(
+                f"Cannot open {self!r}: a store is opened once; build a new one with open_store."
+            )
+        await anyio.Path(self.path.parent).mkdir(parents=True, exist_ok=True)
+        try:
+            self._writer = await self._connect()
+            mode = await self._writer.execute_fetchall("PRAGMA journal_mode = WAL")
+            if next(iter(mode))[0] != "wal":
+                raise MigrationError(f"{self.path}: could not switch the journal to WAL mode")
+            await self._migrate(self._writer)
+            for _ in range(self._reader_count):
+                reader = await self._connect()
+                await reader.execute("PRAGMA query_only = ON")
+                self._free_readers.append(reader)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._close_connections()
+            self._state = _State.CLOSED
+            raise
+        self._state = _State.OPEN
+
+    async def close(self) -> None:
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        self.notifier.close()
+        with anyio.CancelScope(shield=True):
+            # Let a running transaction finish (bounded), then close everything.
+            with anyio.move_on_after(self.busy_timeout):
+                await self._write_lock.acquire()
+                for _ in range(self._reader_count):
+                    await self._reader_slots.acquire()
+            await self._close_connections()
+
+    async def _close_connections(self) -> None:
+        connections = [*self._free_readers, *([self._writer] if self._writer else [])]
+        self._free_readers = []
+        self._writer = None
+        for conn in connections:
+            await conn.close()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        try:
+            for pragma in (
+                "PRAGMA synchronous = FULL",
+                "PRAGMA foreign_keys = ON",
+                f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}",
+            ):
+                await conn.execute(pragma)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await conn.close()
+            raise
+        return conn
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+        """Apply pending migrations in one transaction (other processes wait on the lock)."""
+        await self._begin(conn)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                "version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
+            )
+            rows = await conn.execute_fetchall(
+                "SELECT coalesce(max(version), 0) FROM schema_version"
+            )
+            current = int(next(iter(rows))[0])
+            if current > LATEST_VERSION:
+                raise MigrationError(
+                    f"{self.path} is at schema version {current}, newer than this code's "
+                    f"{LATEST_VERSION}: run a newer crosswalk or point it at another file"
+                )
+            for version in range(current + 1, LATEST_VERSION + 1):
+                try:
+                    for statement in statements(MIGRATIONS[version]):
+                        await conn.execute(statement)
+                except sqlite3.Error as exc:
+                    raise MigrationError(f"{self.path}: migration {version} failed: {exc}") from exc
+                await conn.execute(
+                    "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                    (version, to_micros(self.clock())),
+                )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+
+    async def _begin(self, conn: aiosqlite.Connection) -> None:
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusy(
+                    f"{self.path} stayed locked by another writer for {self.busy_timeout}s: "
+                    "another process holds a long transaction; retry, or raise busy_timeout"
+                ) from exc
+            raise
+
+    def _require_open(self) -> None:
+        if self._state is not _State.OPEN:
+            raise StoreClosed(
+                f"{self!r} is not open: use it inside `async with open_store(url) as store:`"
+            )
+
+    # ------------------------------------------------------------ units of work
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        self._require_open()
+        try:
+            with anyio.fail_after(self.busy_timeout):
+                await self._write_lock.acquire()
+        except TimeoutError:
+            raise StoreBusy(
+                f"{self.path}: this process's writer stayed busy for {self.busy_timeout}s; "
+                "a transaction is doing slow work (I/O, waits) while holding it"
+            ) from None
+        try:
+            conn = self._writer
+            if conn is None:  # closed while we waited for the lock
+                self._require_open()
+                raise StoreClosed(f"{self!r} closed while waiting to write")
+            await self._begin(conn)
+            tx = SQLiteTransaction(conn, self.clock)
+            try:
+                yield tx
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await conn.execute("ROLLBACK")
+                raise
+            try:
+                # Shielded: once COMMIT is sent it runs anyway; the caller must learn how it went.
+                with anyio.CancelScope(shield=True):
+                    await conn.execute("COMMIT")
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    if conn.in_transaction:
+                        await conn.execute("ROLLBACK")
+                raise
+        finally:
+            self._write_lock.release()
+        for operation in tx.changed_operations.values():
+            self.notifier.publish(operation)
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[Reader]:
+        self._require_open()
+        async with self._reader_slots:
+            conn = self._free_readers.pop()
+            try:
+                # One read transaction: every query in the block sees the same snapshot.
+                await conn.execute("BEGIN")
+                try:
+                    yield SQLiteReader(conn, self.clock)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await conn.execute("ROLLBACK")
+            finally:
+                self._free_readers.append(conn)
+
+    async def schema_version(self) -> int:
+        async with self.reader() as r:
+            assert isinstance(r, SQLiteReader)
+            row = await r._one("SELECT coalesce(max(version), 0) FROM schema_version")
+            return int(row[0]) if row else 0

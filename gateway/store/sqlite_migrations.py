@@ -1,0 +1,146 @@
+"""The SQLite schema as numbered migrations, applied in order at open.
+
+Rules: never edit a released migration, add the next number. Each migration runs inside
+the one transaction ``open`` uses to migrate, together with its ``schema_version`` row, so
+a crash mid-migration leaves the previous version intact.
+
+Times are INTEGER microseconds since the Unix epoch (exact, sortable); JSON is TEXT.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Final
+
+__all__ = ["LATEST_VERSION", "MIGRATIONS", "statements"]
+
+MIGRATIONS: Final[dict[int, str]] = {
+    1: """
+CREATE TABLE operations (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT NOT NULL UNIQUE,
+    kind            TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('PENDING', 'RUNNING', 'SUCCEEDED',
+                        'NEEDS_ATTENTION', 'FAILED', 'COMPENSATED')),
+    correlation_id  TEXT NOT NULL,
+    client_id       TEXT NOT NULL,
+    aggregate_key   TEXT NOT NULL,
+    input           TEXT NOT NULL,
+    result          TEXT,
+    error           TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+CREATE INDEX operations_by_correlation ON operations (correlation_id, seq);
+CREATE INDEX operations_by_aggregate ON operations (aggregate_key, seq);
+CREATE INDEX operations_by_status ON operations (status, seq);
+
+CREATE TABLE saga_steps (
+    operation_id    TEXT NOT NULL REFERENCES operations (id) ON DELETE CASCADE,
+    name            TEXT NOT NULL,
+    position        INTEGER NOT NULL,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    result          TEXT,
+    error           TEXT,
+    updated_at      INTEGER NOT NULL,
+    PRIMARY KEY (operation_id, name)
+) WITHOUT ROWID;
+
+CREATE TABLE outbox (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    operation_id      TEXT REFERENCES operations (id),
+    step              TEXT NOT NULL,
+    aggregate_key     TEXT NOT NULL,
+    system            TEXT NOT NULL,
+    type              TEXT NOT NULL,
+    payload           TEXT NOT NULL,
+    idempotency_key   TEXT NOT NULL,
+    priority          INTEGER NOT NULL DEFAULT 1,
+    status            TEXT NOT NULL DEFAULT 'pending'
+                        CHECK (status IN ('pending', 'leased', 'done', 'dead', 'discarded')),
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    available_at      INTEGER NOT NULL,
+    lease_owner       TEXT,
+    lease_expires_at  INTEGER,
+    last_error        TEXT,
+    created_at        INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL
+);
+-- The messages that still block their aggregate: the lease query takes the lowest id per
+-- aggregate from this index, so done messages cost nothing however many pile up.
+CREATE INDEX outbox_open_by_aggregate ON outbox (aggregate_key, id)
+    WHERE status IN ('pending', 'leased', 'dead');
+CREATE INDEX outbox_by_operation ON outbox (operation_id, id);
+CREATE INDEX outbox_dead ON outbox (id) WHERE status = 'dead';
+
+CREATE TABLE idempotency (
+    client_id     TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    fingerprint   TEXT NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('in_flight', 'completed')),
+    operation_id  TEXT,
+    response      TEXT,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    PRIMARY KEY (client_id, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_by_expiry ON idempotency (expires_at);
+
+CREATE TABLE inbox (
+    system        TEXT NOT NULL,
+    event_id      TEXT NOT NULL,
+    received_at   INTEGER NOT NULL,
+    payload       TEXT NOT NULL,
+    processed_at  INTEGER,
+    PRIMARY KEY (system, event_id)
+) WITHOUT ROWID;
+
+CREATE TABLE audit (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    at              INTEGER NOT NULL,
+    correlation_id  TEXT,
+    actor           TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    detail          TEXT
+);
+CREATE INDEX audit_by_correlation ON audit (correlation_id, id);
+CREATE INDEX audit_by_subject ON audit (subject, id);
+
+CREATE TABLE xref (
+    canonical_id  TEXT PRIMARY KEY,
+    erp           TEXT UNIQUE,
+    billing       TEXT UNIQUE,
+    crm           TEXT UNIQUE,
+    support       TEXT UNIQUE,
+    name          TEXT,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL
+);
+CREATE TABLE xref_alias (
+    alias         TEXT PRIMARY KEY,
+    canonical_id  TEXT NOT NULL REFERENCES xref (canonical_id) ON DELETE CASCADE
+);
+CREATE INDEX xref_alias_by_target ON xref_alias (canonical_id);
+""",
+}
+
+LATEST_VERSION: Final = max(MIGRATIONS)
+
+
+def statements(script: str) -> list[str]:
+    """Split a migration into single statements (``executescript`` would commit first)."""
+    result: list[str] = []
+    current: list[str] = []
+    for line in script.splitlines():
+        if not current and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        current.append(line)
+        text = "\n".join(current)
+        if sqlite3.complete_statement(text):
+            result.append(text.strip())
+            current = []
+    if current and "\n".join(current).strip():
+        raise ValueError(f"migration ends inside a statement: {' '.join(current)[:80]!r}")
+    return result

@@ -1,0 +1,414 @@
+"""Reads against one SQLite connection, and the row <-> record conversions.
+
+Used on a pooled read connection by ``SQLiteStore.reader()`` and, through
+``SQLiteTransaction``, on the writer connection inside a transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import aiosqlite
+import orjson
+
+from gateway.canonical import System
+from gateway.store.interface import Reader
+from gateway.store.records import (
+    JSON,
+    AuditEntry,
+    IdempotencyRecord,
+    IdempotencyState,
+    InboxEvent,
+    MessageStatus,
+    Operation,
+    OperationStatus,
+    OutboxMessage,
+    OutboxStatus,
+    Page,
+    SagaStep,
+    StepStatus,
+    XRefRecord,
+)
+
+__all__ = ["SQLiteReader", "from_micros", "to_micros"]
+
+Row = Sequence[Any]
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO: Final = timedelta(microseconds=1)
+
+
+def to_micros(moment: datetime) -> int:
+    """Aware datetime -> integer microseconds since the epoch (exact, unlike a float)."""
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment.isoformat()}: pass an aware UTC datetime")
+    return (moment - _EPOCH) // _MICRO
+
+
+def from_micros(value: int) -> datetime:
+    return _EPOCH + value * _MICRO
+
+
+def _opt_dt(value: int | None) -> datetime | None:
+    return None if value is None else from_micros(value)
+
+
+def dump_json(value: JSON) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def load_json(value: str | None) -> JSON:
+    return None if value is None else orjson.loads(value)
+
+
+OPERATION_COLUMNS: Final = (
+    "id, kind, status, correlation_id, client_id, aggregate_key, input, result, error, "
+    "created_at, updated_at"
+)
+
+
+def operation_from_row(row: Row) -> Operation:
+    return Operation(
+        id=row[0],
+        kind=row[1],
+        status=OperationStatus(row[2]),
+        correlation_id=row[3],
+        client_id=row[4],
+        aggregate_key=row[5],
+        input=load_json(row[6]),
+        result=load_json(row[7]),
+        error=row[8],
+        created_at=from_micros(row[9]),
+        updated_at=from_micros(row[10]),
+    )
+
+
+STEP_COLUMNS: Final = "operation_id, name, status, attempts, result, error, updated_at"
+
+
+def step_from_row(row: Row) -> SagaStep:
+    return SagaStep(
+        operation_id=row[0],
+        name=row[1],
+        status=StepStatus(row[2]),
+        attempts=row[3],
+        result=load_json(row[4]),
+        error=row[5],
+        updated_at=from_micros(row[6]),
+    )
+
+
+MESSAGE_COLUMNS: Final = (
+    "id, operation_id, step, aggregate_key, system, type, payload, idempotency_key, priority, "
+    "status, attempts, available_at, lease_owner, lease_expires_at, last_error, created_at, "
+    "updated_at"
+)
+
+
+def message_from_row(row: Row) -> OutboxMessage:
+    return OutboxMessage(
+        id=row[0],
+        operation_id=row[1],
+        step=row[2],
+        aggregate_key=row[3],
+        system=row[4],
+        type=row[5],
+        payload=load_json(row[6]),
+        idempotency_key=row[7],
+        priority=row[8],
+        status=MessageStatus(row[9]),
+        attempts=row[10],
+        available_at=from_micros(row[11]),
+        lease_owner=row[12],
+        lease_expires_at=_opt_dt(row[13]),
+        last_error=row[14],
+        created_at=from_micros(row[15]),
+        updated_at=from_micros(row[16]),
+    )
+
+
+IDEMPOTENCY_COLUMNS: Final = (
+    "client_id, key, fingerprint, state, operation_id, response, created_at, expires_at"
+)
+
+
+def idempotency_from_row(row: Row) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        client_id=row[0],
+        key=row[1],
+        fingerprint=row[2],
+        state=IdempotencyState(row[3]),
+        operation_id=row[4],
+        response=load_json(row[5]),
+        created_at=from_micros(row[6]),
+        expires_at=from_micros(row[7]),
+    )
+
+
+AUDIT_COLUMNS: Final = "id, at, correlation_id, actor, action, subject, detail"
+
+
+def audit_from_row(row: Row) -> AuditEntry:
+    return AuditEntry(
+        id=row[0],
+        at=from_micros(row[1]),
+        correlation_id=row[2],
+        actor=row[3],
+        action=row[4],
+        subject=row[5],
+        detail=load_json(row[6]),
+    )
+
+
+XREF_COLUMNS: Final = "canonical_id, erp, billing, crm, support, name, created_at, updated_at"
+
+
+def xref_from_row(row: Row, aliases: Iterable[str] = ()) -> XRefRecord:
+    return XRefRecord(
+        canonical_id=row[0],
+        erp=row[1],
+        billing=row[2],
+        crm=row[3],
+        support=row[4],
+        name=row[5],
+        created_at=from_micros(row[6]),
+        updated_at=from_micros(row[7]),
+        aliases=tuple(sorted(aliases)),
+    )
+
+
+def system_column(system: System | str) -> str:
+    """The xref column for a system; only the four known names ever reach SQL text."""
+    return System(system).value
+
+
+class SQLiteReader(Reader):
+    """The ``Reader`` queries on one aiosqlite connection (the caller holds its lock)."""
+
+    def __init__(self, conn: aiosqlite.Connection, clock: Callable[[], datetime]) -> None:
+        self._conn = conn
+        self._clock = clock
+
+    def _now(self, now: datetime | None) -> datetime:
+        return self._clock() if now is None else now
+
+    # ------------------------------------------------------------ helpers
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        rows: Iterable[Row] = await self._conn.execute_fetchall(sql, params)  # type: ignore[assignment]
+        return list(rows)
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        rows = await self._all(sql, params)
+        return rows[0] if rows else None
+
+    async def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute a write; returns the number of rows changed."""
+        cursor = await self._conn.execute(sql, params)
+        count = cursor.rowcount
+        await cursor.close()
+        return count
+
+    # ------------------------------------------------------------ operations
+
+    async def get_operation(self, operation_id: str) -> Operation | None:
+        row = await self._one(
+            f"SELECT {OPERATION_COLUMNS} FROM operations WHERE id = ?", (operation_id,)
+        )
+        return None if row is None else operation_from_row(row)
+
+    async def list_operations(
+        self,
+        *,
+        status: OperationStatus | None = None,
+        aggregate_key: str | None = None,
+        correlation_id: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> Page[Operation]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("status", None if status is None else status.value),
+            ("aggregate_key", aggregate_key),
+            ("correlation_id", correlation_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if after is not None:
+            where.append("seq < ?")
+            params.append(_cursor_int(after))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._all(
+            f"SELECT {OPERATION_COLUMNS}, seq FROM operations {clause} ORDER BY seq DESC LIMIT ?",
+            (*params, limit + 1),
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(
+            items=tuple(operation_from_row(r) for r in rows),
+            next_cursor=str(rows[-1][11]) if more and rows else None,
+        )
+
+    async def get_steps(self, operation_id: str) -> list[SagaStep]:
+        rows = await self._all(
+            f"SELECT {STEP_COLUMNS} FROM saga_steps WHERE operation_id = ? ORDER BY position",
+            (operation_id,),
+        )
+        return [step_from_row(r) for r in rows]
+
+    # ------------------------------------------------------------ outbox
+
+    async def get_message(self, message_id: int) -> OutboxMessage | None:
+        row = await self._one(f"SELECT {MESSAGE_COLUMNS} FROM outbox WHERE id = ?", (message_id,))
+        return None if row is None else message_from_row(row)
+
+    async def messages_for(self, operation_id: str) -> list[OutboxMessage]:
+        rows = await self._all(
+            f"SELECT {MESSAGE_COLUMNS} FROM outbox WHERE operation_id = ? ORDER BY id",
+            (operation_id,),
+        )
+        return [message_from_row(r) for r in rows]
+
+    async def list_dead(self, *, limit: int = 100, after: int | None = None) -> list[OutboxMessage]:
+        rows = await self._all(
+            f"SELECT {MESSAGE_COLUMNS} FROM outbox WHERE status = 'dead' AND id > ? "
+            "ORDER BY id LIMIT ?",
+            (after if after is not None else -1, limit),
+        )
+        return [message_from_row(r) for r in rows]
+
+    async def outbox_status(self) -> OutboxStatus:
+        rows = await self._all(
+            "SELECT system, status, count(*) FROM outbox GROUP BY system, status"
+        )
+        counts: dict[str, dict[MessageStatus, int]] = {}
+        for system, status, count in rows:
+            counts.setdefault(system, {})[MessageStatus(status)] = count
+        return OutboxStatus(counts=counts)
+
+    # ------------------------------------------------------------ idempotency
+
+    async def get_idempotency(
+        self, client_id: str, key: str, *, now: datetime | None = None
+    ) -> IdempotencyRecord | None:
+        record = await self._idempotency_row(client_id, key)
+        moment = to_micros(self._now(now))
+        if record is None or to_micros(record.expires_at) <= moment:
+            return None
+        return record
+
+    async def _idempotency_row(self, client_id: str, key: str) -> IdempotencyRecord | None:
+        row = await self._one(
+            f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency WHERE client_id = ? AND key = ?",
+            (client_id, key),
+        )
+        return None if row is None else idempotency_from_row(row)
+
+    # ------------------------------------------------------------ inbox, audit
+
+    async def get_inbox(self, system: str, event_id: str) -> InboxEvent | None:
+        row = await self._one(
+            "SELECT system, event_id, received_at, payload, processed_at FROM inbox "
+            "WHERE system = ? AND event_id = ?",
+            (system, event_id),
+        )
+        if row is None:
+            return None
+        return InboxEvent(
+            system=row[0],
+            event_id=row[1],
+            received_at=from_micros(row[2]),
+            payload=load_json(row[3]),
+            processed_at=_opt_dt(row[4]),
+        )
+
+    async def audit_for(self, correlation_id: str) -> list[AuditEntry]:
+        rows = await self._all(
+            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE correlation_id = ? ORDER BY id",
+            (correlation_id,),
+        )
+        return [audit_from_row(r) for r in rows]
+
+    async def audit_for_subject(self, subject: str, *, limit: int = 100) -> list[AuditEntry]:
+        rows = await self._all(
+            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE subject = ? ORDER BY id LIMIT ?",
+            (subject, limit),
+        )
+        return [audit_from_row(r) for r in rows]
+
+    # ------------------------------------------------------------ cross-references
+
+    async def resolve(self, system: System, native_id: str) -> str | None:
+        row = await self._one(
+            f"SELECT canonical_id FROM xref WHERE {system_column(system)} = ?", (native_id,)
+        )
+        return None if row is None else str(row[0])
+
+    async def get_xref(self, canonical_id: str) -> XRefRecord | None:
+        row = await self._one(
+            f"SELECT {XREF_COLUMNS} FROM xref WHERE canonical_id = ? OR canonical_id = "
+            "(SELECT canonical_id FROM xref_alias WHERE alias = ?)",
+            (canonical_id, canonical_id),
+        )
+        if row is None:
+            return None
+        return (await self._with_aliases([row]))[0]
+
+    async def search_xref(self, text: str, *, limit: int = 20) -> list[XRefRecord]:
+        prefix = _like_prefix(text)
+        contains = f"%{_like_escape(text)}%"
+        id_columns = ("canonical_id", "erp", "billing", "crm", "support")
+        id_match = " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in id_columns)
+        rows = await self._all(
+            f"SELECT {XREF_COLUMNS} FROM xref WHERE {id_match} "
+            "OR name LIKE ? ESCAPE '\\' ORDER BY canonical_id LIMIT ?",
+            (*([prefix] * len(id_columns)), contains, limit),
+        )
+        return await self._with_aliases(rows)
+
+    async def list_xrefs(self, *, limit: int = 100, after: str | None = None) -> Page[XRefRecord]:
+        rows = await self._all(
+            f"SELECT {XREF_COLUMNS} FROM xref WHERE canonical_id > ? ORDER BY canonical_id "
+            "LIMIT ?",
+            (after or "", limit + 1),
+        )
+        more = len(rows) > limit
+        records = await self._with_aliases(rows[:limit])
+        return Page(
+            items=tuple(records),
+            next_cursor=records[-1].canonical_id if more and records else None,
+        )
+
+    async def _with_aliases(self, rows: Sequence[Row]) -> list[XRefRecord]:
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        marks = ",".join("?" * len(ids))
+        alias_rows = await self._all(
+            f"SELECT canonical_id, alias FROM xref_alias WHERE canonical_id IN ({marks})", ids
+        )
+        aliases: dict[str, list[str]] = {}
+        for target, alias in alias_rows:
+            aliases.setdefault(target, []).append(alias)
+        return [xref_from_row(r, aliases.get(r[0], ())) for r in rows]
+
+
+def _cursor_int(cursor: str) -> int:
+    try:
+        return int(cursor)
+    except ValueError:
+        raise ValueError(
+            f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
+        ) from None
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _like_prefix(text: str) -> str:
+    return f"{_like_escape(text)}%"

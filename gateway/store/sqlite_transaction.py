@@ -1,0 +1,584 @@
+"""Writes inside one SQLite transaction (the writer connection, after ``BEGIN IMMEDIATE``).
+
+``BEGIN IMMEDIATE`` takes SQLite's write lock up front, so every read-then-write below
+(lease selection, idempotency claims, xref merges) is atomic against other tasks and other
+processes on the same file: they wait on the lock (busy timeout) instead of interleaving.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiosqlite
+
+from gateway.canonical import System
+from gateway.store.errors import (
+    IdempotencyStateError,
+    LeaseLost,
+    RecordNotFound,
+    XRefConflict,
+)
+from gateway.store.interface import Transaction
+from gateway.store.records import (
+    DEFAULT_IDEMPOTENCY_TTL,
+    JSON,
+    UNSET,
+    AuditEntry,
+    IdempotencyOutcome,
+    IdempotencyRecord,
+    IdempotencyResult,
+    IdempotencyState,
+    NewMessage,
+    Operation,
+    OperationStatus,
+    OutboxMessage,
+    SagaStep,
+    StepStatus,
+    Unset,
+    XRefRecord,
+)
+from gateway.store.sqlite_reader import (
+    IDEMPOTENCY_COLUMNS,
+    MESSAGE_COLUMNS,
+    OPERATION_COLUMNS,
+    STEP_COLUMNS,
+    XREF_COLUMNS,
+    Row,
+    SQLiteReader,
+    dump_json,
+    from_micros,
+    idempotency_from_row,
+    message_from_row,
+    operation_from_row,
+    step_from_row,
+    system_column,
+    to_micros,
+    xref_from_row,
+)
+
+__all__ = ["SQLiteTransaction", "new_canonical_id"]
+
+_OPEN = "('pending', 'leased', 'dead')"
+
+# The head of each aggregate (lowest open id) is the only candidate, so a message never
+# overtakes an earlier pending, leased or dead one of its aggregate. The GROUP BY reads the
+# partial index outbox_open_by_aggregate, whose size is the open backlog, not the history.
+_LEASE_SQL = f"""
+UPDATE outbox
+SET status = 'leased', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3
+WHERE id IN (
+    SELECT o.id
+    FROM (SELECT min(id) AS id FROM outbox WHERE status IN {_OPEN} GROUP BY aggregate_key) AS h
+    JOIN outbox AS o ON o.id = h.id
+    WHERE (o.status = 'pending' AND o.available_at <= ?3)
+       OR (o.status = 'leased' AND o.lease_expires_at <= ?3)
+    ORDER BY o.priority, o.id
+    LIMIT ?4
+)
+RETURNING {MESSAGE_COLUMNS}
+"""
+
+
+def new_canonical_id() -> str:
+    """A fresh canonical customer id: ``cw_`` + 12 hex digits of milliseconds + 8 random.
+
+    Time first, so listing by canonical id lists customers roughly in creation order.
+    """
+    return f"cw_{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
+
+
+class SQLiteTransaction(SQLiteReader, Transaction):
+    """The ``Transaction`` writes on the writer connection; the store commits or rolls back."""
+
+    def __init__(self, conn: aiosqlite.Connection, clock: Callable[[], datetime]) -> None:
+        super().__init__(conn, clock)
+        #: operations changed in this transaction, published to watchers after commit
+        self.changed_operations: dict[str, Operation] = {}
+
+    def _stamp(self, now: datetime | None) -> int:
+        return to_micros(self._now(now))
+
+    # ------------------------------------------------------------ operations and steps
+
+    async def create_operation(
+        self,
+        *,
+        id: str,
+        kind: str,
+        correlation_id: str,
+        client_id: str,
+        aggregate_key: str,
+        input: JSON,
+        status: OperationStatus = OperationStatus.PENDING,
+        now: datetime | None = None,
+    ) -> Operation:
+        at = self._stamp(now)
+        await self._run(
+            "INSERT INTO operations (id, kind, status, correlation_id, client_id, aggregate_key, "
+            "input, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                id,
+                kind,
+                status.value,
+                correlation_id,
+                client_id,
+                aggregate_key,
+                dump_json(input),
+                at,
+                at,
+            ],
+        )
+        moment = from_micros(at)
+        operation = Operation(
+            id=id,
+            kind=kind,
+            status=status,
+            correlation_id=correlation_id,
+            client_id=client_id,
+            aggregate_key=aggregate_key,
+            input=input,
+            result=None,
+            error=None,
+            created_at=moment,
+            updated_at=moment,
+        )
+        self.changed_operations[id] = operation
+        return operation
+
+    async def update_operation(
+        self,
+        operation_id: str,
+        *,
+        status: OperationStatus | None = None,
+        result: JSON | Unset = UNSET,
+        error: str | None | Unset = UNSET,
+        now: datetime | None = None,
+    ) -> Operation:
+        sets = ["updated_at = ?"]
+        params: list[Any] = [self._stamp(now)]
+        if status is not None:
+            sets.append("status = ?")
+            params.append(status.value)
+        if result is not UNSET:
+            sets.append("result = ?")
+            params.append(None if result is None else dump_json(result))
+        if error is not UNSET:
+            sets.append("error = ?")
+            params.append(error)
+        row = await self._one(
+            f"UPDATE operations SET {', '.join(sets)} WHERE id = ? RETURNING {OPERATION_COLUMNS}",
+            (*params, operation_id),
+        )
+        if row is None:
+            raise RecordNotFound(f"no operation {operation_id!r} to update")
+        operation = operation_from_row(row)
+        self.changed_operations[operation_id] = operation
+        return operation
+
+    async def upsert_step(
+        self,
+        operation_id: str,
+        name: str,
+        *,
+        status: StepStatus,
+        result: JSON | Unset = UNSET,
+        error: str | None | Unset = UNSET,
+        add_attempt: bool = False,
+        now: datetime | None = None,
+    ) -> SagaStep:
+        new_result = None if result is UNSET or result is None else dump_json(result)
+        new_error = None if error is UNSET else error
+        row = await self._one(
+            "INSERT INTO saga_steps (operation_id, name, position, status, attempts, result, "
+            "error, updated_at) VALUES (?1, ?2, "
+            "(SELECT coalesce(max(position), 0) + 1 FROM saga_steps WHERE operation_id = ?1), "
+            "?3, ?4, ?5, ?6, ?7) "
+            "ON CONFLICT (operation_id, name) DO UPDATE SET status = excluded.status, "
+            "attempts = saga_steps.attempts + ?4, "
+            "result = CASE WHEN ?8 THEN excluded.result ELSE saga_steps.result END, "
+            "error = CASE WHEN ?9 THEN excluded.error ELSE saga_steps.error END, "
+            f"updated_at = excluded.updated_at RETURNING {STEP_COLUMNS}",
+            (
+                operation_id,
+                name,
+                status.value,
+                int(add_attempt),
+                new_result,
+                new_error,
+                self._stamp(now),
+                result is not UNSET,
+                error is not UNSET,
+            ),
+        )
+        assert row is not None  # an upsert with RETURNING always returns its row
+        return step_from_row(row)
+
+    # ------------------------------------------------------------ outbox
+
+    async def enqueue(self, message: NewMessage, *, now: datetime | None = None) -> int:
+        at = self._stamp(now)
+        available = at if message.available_at is None else to_micros(message.available_at)
+        row = await self._one(
+            "INSERT INTO outbox (operation_id, step, aggregate_key, system, type, payload, "
+            "idempotency_key, priority, available_at, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                message.operation_id,
+                message.step,
+                message.aggregate_key,
+                message.system,
+                message.type,
+                dump_json(message.payload),
+                message.idempotency_key,
+                message.priority,
+                available,
+                at,
+                at,
+            ),
+        )
+        assert row is not None
+        return int(row[0])
+
+    async def lease(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        now: datetime | None = None,
+    ) -> list[OutboxMessage]:
+        if limit <= 0:
+            return []
+        moment = self._now(now)
+        expires = to_micros(moment + timedelta(seconds=lease_seconds))
+        rows = await self._all(_LEASE_SQL, (owner, expires, to_micros(moment), limit))
+        messages = [message_from_row(r) for r in rows]
+        messages.sort(key=lambda m: (m.priority, m.id))  # RETURNING order is unspecified
+        return messages
+
+    async def _settle(
+        self, message_id: int, owner: str, sets: str, params: Sequence[Any], action: str
+    ) -> OutboxMessage:
+        row = await self._one(
+            f"UPDATE outbox SET {sets} WHERE id = ? AND status = 'leased' AND lease_owner = ? "
+            f"RETURNING {MESSAGE_COLUMNS}",
+            (*params, message_id, owner),
+        )
+        if row is not None:
+            return message_from_row(row)
+        current = await self.get_message(message_id)
+        if current is None:
+            raise RecordNotFound(f"cannot {action} outbox message {message_id}: no such message")
+        raise LeaseLost(
+            f"cannot {action} outbox message {message_id}: it is {current.status.value}"
+            f" and leased by {current.lease_owner!r}, not {owner!r}; the lease expired and"
+            " another dispatcher took it over, so roll back and let that one deliver it"
+        )
+
+    async def complete(
+        self, message_id: int, owner: str, *, now: datetime | None = None
+    ) -> OutboxMessage:
+        return await self._settle(
+            message_id,
+            owner,
+            "status = 'done', lease_expires_at = NULL, updated_at = ?",
+            (self._stamp(now),),
+            "complete",
+        )
+
+    async def retry_later(
+        self,
+        message_id: int,
+        owner: str,
+        *,
+        error: str,
+        available_at: datetime,
+        now: datetime | None = None,
+    ) -> OutboxMessage:
+        return await self._settle(
+            message_id,
+            owner,
+            "status = 'pending', attempts = attempts + 1, available_at = ?, last_error = ?, "
+            "lease_owner = NULL, lease_expires_at = NULL, updated_at = ?",
+            (to_micros(available_at), error, self._stamp(now)),
+            "retry",
+        )
+
+    async def defer(
+        self,
+        message_id: int,
+        owner: str,
+        *,
+        available_at: datetime,
+        reason: str | None = None,
+        now: datetime | None = None,
+    ) -> OutboxMessage:
+        return await self._settle(
+            message_id,
+            owner,
+            "status = 'pending', available_at = ?, last_error = coalesce(?, last_error), "
+            "lease_owner = NULL, lease_expires_at = NULL, updated_at = ?",
+            (to_micros(available_at), reason, self._stamp(now)),
+            "defer",
+        )
+
+    async def dead_letter(
+        self, message_id: int, owner: str, *, reason: str, now: datetime | None = None
+    ) -> OutboxMessage:
+        return await self._settle(
+            message_id,
+            owner,
+            "status = 'dead', attempts = attempts + 1, last_error = ?, "
+            "lease_owner = NULL, lease_expires_at = NULL, updated_at = ?",
+            (reason, self._stamp(now)),
+            "dead-letter",
+        )
+
+    _REPLAY_SET = (
+        "status = 'pending', attempts = 0, available_at = ?1, lease_owner = NULL, "
+        "lease_expires_at = NULL, updated_at = ?1"
+    )
+
+    async def replay(self, message_id: int, *, now: datetime | None = None) -> bool:
+        changed = await self._run(
+            f"UPDATE outbox SET {self._REPLAY_SET} WHERE id = ?2 AND status = 'dead'",
+            (self._stamp(now), message_id),
+        )
+        return changed == 1
+
+    async def replay_all(self, *, now: datetime | None = None) -> int:
+        return await self._run(
+            f"UPDATE outbox SET {self._REPLAY_SET} WHERE status = 'dead'", (self._stamp(now),)
+        )
+
+    async def discard(self, message_id: int, *, now: datetime | None = None) -> bool:
+        changed = await self._run(
+            "UPDATE outbox SET status = 'discarded', updated_at = ? "
+            "WHERE id = ? AND status = 'dead'",
+            (self._stamp(now), message_id),
+        )
+        return changed == 1
+
+    # ------------------------------------------------------------ idempotency
+
+    async def begin_idempotent(
+        self,
+        client_id: str,
+        key: str,
+        fingerprint: str,
+        *,
+        operation_id: str | None = None,
+        now: datetime | None = None,
+        ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL,
+    ) -> IdempotencyResult:
+        moment = self._now(now)
+        existing = await self._idempotency_row(client_id, key)
+        if existing is not None and existing.expires_at > moment:
+            if existing.fingerprint != fingerprint:
+                return IdempotencyResult(IdempotencyOutcome.MISMATCH, existing)
+            if existing.state is IdempotencyState.COMPLETED:
+                return IdempotencyResult(IdempotencyOutcome.REPLAY, existing)
+            return IdempotencyResult(IdempotencyOutcome.CONFLICT, existing)
+        # Absent or expired: an expired record is replaced as if it never existed.
+        row = await self._one(
+            "INSERT INTO idempotency (client_id, key, fingerprint, state, operation_id, "
+            "response, created_at, expires_at) VALUES (?, ?, ?, 'in_flight', ?, NULL, ?, ?) "
+            "ON CONFLICT (client_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, "
+            "state = excluded.state, operation_id = excluded.operation_id, response = NULL, "
+            "created_at = excluded.created_at, expires_at = excluded.expires_at "
+            f"RETURNING {IDEMPOTENCY_COLUMNS}",
+            [client_id, key, fingerprint, operation_id, to_micros(moment), to_micros(moment + ttl)],
+        )
+        assert row is not None
+        return IdempotencyResult(IdempotencyOutcome.NEW, idempotency_from_row(row))
+
+    async def complete_idempotent(
+        self,
+        client_id: str,
+        key: str,
+        response: JSON,
+        *,
+        operation_id: str | None = None,
+        now: datetime | None = None,
+    ) -> IdempotencyRecord:
+        row = await self._one(
+            "UPDATE idempotency SET state = 'completed', response = ?, "
+            "operation_id = coalesce(?, operation_id) "
+            "WHERE client_id = ? AND key = ? AND expires_at > ? "
+            f"RETURNING {IDEMPOTENCY_COLUMNS}",
+            (dump_json(response), operation_id, client_id, key, self._stamp(now)),
+        )
+        if row is None:
+            raise IdempotencyStateError(
+                f"idempotency key {key!r} of client {client_id!r} has no live record: "
+                "call begin_idempotent first (in the same or an earlier transaction)"
+            )
+        return idempotency_from_row(row)
+
+    async def release_idempotent(self, client_id: str, key: str) -> bool:
+        changed = await self._run(
+            "DELETE FROM idempotency WHERE client_id = ? AND key = ? AND state = 'in_flight'",
+            (client_id, key),
+        )
+        return changed == 1
+
+    async def purge_expired(self, *, now: datetime | None = None) -> int:
+        return await self._run("DELETE FROM idempotency WHERE expires_at <= ?", (self._stamp(now),))
+
+    # ------------------------------------------------------------ inbox, audit
+
+    async def record_inbox(
+        self,
+        system: str,
+        event_id: str,
+        payload: JSON,
+        *,
+        now: datetime | None = None,
+    ) -> bool:
+        changed = await self._run(
+            "INSERT INTO inbox (system, event_id, received_at, payload) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (system, event_id) DO NOTHING",
+            (system, event_id, self._stamp(now), dump_json(payload)),
+        )
+        return changed == 1
+
+    async def mark_inbox_processed(
+        self, system: str, event_id: str, *, now: datetime | None = None
+    ) -> bool:
+        changed = await self._run(
+            "UPDATE inbox SET processed_at = ? WHERE system = ? AND event_id = ?",
+            (self._stamp(now), system, event_id),
+        )
+        return changed == 1
+
+    async def append_audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        subject: str,
+        correlation_id: str | None = None,
+        detail: JSON = None,
+        now: datetime | None = None,
+    ) -> AuditEntry:
+        at = self._stamp(now)
+        row = await self._one(
+            "INSERT INTO audit (at, correlation_id, actor, action, subject, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            (at, correlation_id, actor, action, subject, dump_json(detail)),
+        )
+        assert row is not None
+        return AuditEntry(
+            id=int(row[0]),
+            at=from_micros(at),
+            correlation_id=correlation_id,
+            actor=actor,
+            action=action,
+            subject=subject,
+            detail=detail,
+        )
+
+    # ------------------------------------------------------------ cross-references
+
+    async def link(
+        self,
+        ids: Mapping[System, str],
+        *,
+        canonical_id: str | None = None,
+        name: str | None = None,
+        now: datetime | None = None,
+    ) -> XRefRecord:
+        at = self._stamp(now)
+        given = {System(s): v for s, v in ids.items()}
+        matched = await self._matching_xrefs(given, canonical_id)
+        known_canonical = canonical_id is not None and any(
+            r[0] == canonical_id or canonical_id in aliases for r, aliases in matched
+        )
+        if canonical_id is not None and matched and not known_canonical:
+            owners = ", ".join(sorted({r[0] for r, _ in matched}))
+            raise XRefConflict(
+                f"cannot register new canonical id {canonical_id!r}: ids {_show(given)} "
+                f"already belong to {owners}; link without canonical_id to merge into it"
+            )
+        merged = _merge_ids(given, [r for r, _ in matched])
+        if not matched:
+            new_id = canonical_id or new_canonical_id()
+            await self._run(
+                f"INSERT INTO xref ({XREF_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (new_id, *(merged.get(s) for s in System), name, at, at),
+            )
+            return await self._xref_or_fail(new_id)
+        # Survivor: the oldest record (ties by id), so existing references keep working.
+        ordered = sorted(matched, key=lambda item: (item[0][6], item[0][0]))
+        survivor = ordered[0][0][0]
+        losers = [r[0] for r, _ in ordered[1:]]
+        if losers:
+            marks = ",".join("?" * len(losers))
+            # Free the losers' unique ids before the survivor takes them.
+            await self._run(f"DELETE FROM xref WHERE canonical_id IN ({marks})", losers)
+            await self._run(
+                "INSERT INTO xref_alias (alias, canonical_id) VALUES "
+                + ",".join("(?, ?)" for _ in losers),
+                [v for loser in losers for v in (loser, survivor)],
+            )
+        assignments = ", ".join(f"{system_column(s)} = ?" for s in System)
+        await self._run(
+            f"UPDATE xref SET {assignments}, name = coalesce(?, name), updated_at = ? "
+            "WHERE canonical_id = ?",
+            (*(merged.get(s) for s in System), name, at, survivor),
+        )
+        return await self._xref_or_fail(survivor)
+
+    async def _matching_xrefs(
+        self, given: Mapping[System, str], canonical_id: str | None
+    ) -> list[tuple[Row, list[str]]]:
+        clauses = [f"{system_column(s)} = ?" for s in given]
+        params: list[Any] = list(given.values())
+        if canonical_id is not None:
+            clauses.append(
+                "canonical_id = ? OR canonical_id IN "
+                "(SELECT canonical_id FROM xref_alias WHERE alias = ?)"
+            )
+            params += [canonical_id, canonical_id]
+        if not clauses:
+            return []
+        rows = await self._all(
+            f"SELECT {XREF_COLUMNS} FROM xref WHERE {' OR '.join(clauses)}", params
+        )
+        result: list[tuple[Row, list[str]]] = []
+        for row in rows:
+            alias_rows = await self._all(
+                "SELECT alias FROM xref_alias WHERE canonical_id = ?", (row[0],)
+            )
+            result.append((row, [a[0] for a in alias_rows]))
+        return result
+
+    async def _xref_or_fail(self, canonical_id: str) -> XRefRecord:
+        record = await self.get_xref(canonical_id)
+        if record is None:  # pragma: no cover - written in this transaction just above
+            raise RecordNotFound(f"xref {canonical_id!r} vanished inside its own transaction")
+        return record
+
+
+def _merge_ids(given: Mapping[System, str], rows: Sequence[Row]) -> dict[System, str]:
+    """Union of the ids; two different ids for one system is a conflict."""
+    merged: dict[System, str] = dict(given)
+    for row in rows:
+        record = xref_from_row(row)
+        for system, value in record.ids().items():
+            current = merged.setdefault(system, value)
+            if current != value:
+                raise XRefConflict(
+                    f"customer {record.canonical_id} has {system.value} id {value!r} but "
+                    f"{current!r} was linked to it; one customer cannot have two "
+                    f"{system.value} ids - correct the registry entry by hand"
+                )
+    return merged
+
+
+def _show(ids: Mapping[System, str]) -> str:
+    return ", ".join(f"{s.value}:{v}" for s, v in ids.items())

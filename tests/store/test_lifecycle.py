@@ -1,0 +1,149 @@
+"""Opening, migrating, closing, transactions and URLs."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import anyio
+import pytest
+
+from gateway.store import (
+    MigrationError,
+    Store,
+    StoreClosed,
+    UnsupportedStoreURL,
+    open_store,
+)
+from gateway.store.sqlite_migrations import LATEST_VERSION, MIGRATIONS, statements
+
+from .conftest import FakeClock
+from .helpers import create_operation, message
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_fresh_store_is_at_latest_schema(store: Store) -> None:
+    assert await store.schema_version() == LATEST_VERSION
+
+
+async def test_reopening_keeps_data_and_does_not_migrate_again(
+    store_url: str, clock: FakeClock
+) -> None:
+    async with open_store(store_url, clock=clock) as first, first.transaction() as tx:
+        await create_operation(tx, "op-1")
+    for _ in range(3):
+        async with open_store(store_url, clock=clock) as again:
+            assert await again.schema_version() == LATEST_VERSION
+            op = await again.get_operation("op-1")
+            assert op is not None
+            assert op.input == {"name": "Acme GmbH", "country": "DE"}
+
+
+async def test_rolled_back_transaction_leaves_nothing(store: Store) -> None:
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        async with store.transaction() as tx:
+            await create_operation(tx, "op-1")
+            await tx.enqueue(message("cust-1", "erp", operation_id="op-1"))
+            await tx.begin_idempotent("widget", "key-1", "fp")
+            await tx.record_inbox("billing", "evt_1", {"type": "invoice.paid"})
+            await tx.append_audit(actor="widget", action="onboard", subject="operation:op-1")
+            raise Boom
+
+    assert await store.get_operation("op-1") is None
+    assert (await store.outbox_status()).counts == {}
+    assert await store.get_idempotency("widget", "key-1") is None
+    assert await store.get_inbox("billing", "evt_1") is None
+    assert await store.audit_for_subject("operation:op-1") == []
+    # The store is still usable after a rollback.
+    async with store.transaction() as tx:
+        await create_operation(tx, "op-1")
+    assert await store.get_operation("op-1") is not None
+
+
+async def test_cancelled_transaction_rolls_back(store: Store) -> None:
+    started = anyio.Event()
+    async with anyio.create_task_group() as tg:
+
+        async def write_then_hang() -> None:
+            async with store.transaction() as tx:
+                await create_operation(tx, "op-1")
+                started.set()
+                await anyio.sleep_forever()
+
+        tg.start_soon(write_then_hang)
+        with anyio.fail_after(5):
+            await started.wait()
+        tg.cancel_scope.cancel()
+    assert await store.get_operation("op-1") is None
+    async with store.transaction() as tx:  # the writer is free again
+        await create_operation(tx, "op-2")
+
+
+async def test_reads_do_not_see_uncommitted_writes(store: Store) -> None:
+    async with store.transaction() as tx:
+        await create_operation(tx, "op-1")
+        assert await tx.get_operation("op-1") is not None  # its own writes: yes
+        assert await store.get_operation("op-1") is None  # another reader: not yet
+    assert await store.get_operation("op-1") is not None
+
+
+async def test_closed_store_refuses_use(store_url: str) -> None:
+    store = open_store(store_url)
+    with pytest.raises(StoreClosed):
+        await store.get_operation("x")
+    async with store:
+        pass
+    with pytest.raises(StoreClosed):
+        await store.get_operation("x")
+    with pytest.raises(StoreClosed):
+        await store.open()
+
+
+async def test_unknown_url_schemes_are_refused() -> None:
+    with pytest.raises(UnsupportedStoreURL, match="unknown scheme"):
+        open_store("mysql://localhost/db")
+    with pytest.raises(UnsupportedStoreURL, match="three slashes"):
+        open_store("sqlite://relative.db")
+    with pytest.raises(UnsupportedStoreURL, match="unknown option"):
+        open_store("sqlite:///x.db?colour=blue")
+    with pytest.raises(ValueError, match="file path"):
+        open_store("sqlite:///:memory:")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_sqlite_runs_wal_with_full_sync(store_url: str, tmp_path: Path) -> None:
+    async with open_store(store_url):
+        pass
+    conn = sqlite3.connect(tmp_path / "store.db")
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        versions = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+        assert [v for (v,) in versions] == sorted(MIGRATIONS)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_sqlite_refuses_a_newer_schema(store_url: str, tmp_path: Path) -> None:
+    async with open_store(store_url):
+        pass
+    conn = sqlite3.connect(tmp_path / "store.db")
+    with conn:
+        conn.execute("INSERT INTO schema_version VALUES (?, 0)", (LATEST_VERSION + 1,))
+    conn.close()
+    with pytest.raises(MigrationError, match="newer than this code"):
+        async with open_store(store_url):
+            pass
+
+
+def test_migration_scripts_split_into_statements() -> None:
+    for script in MIGRATIONS.values():
+        parts = statements(script)
+        assert parts
+        assert all(sqlite3.complete_statement(p) for p in parts)
+    with pytest.raises(ValueError, match="inside a statement"):
+        statements("CREATE TABLE t (a INTEGER")

@@ -1,0 +1,253 @@
+"""The outbox: leasing in order per aggregate, leases, retries, deferral, dead letters."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from datetime import timedelta
+
+import anyio
+import pytest
+
+from gateway.store import LeaseLost, MessageStatus, RecordNotFound, Store, open_store
+
+from .conftest import FakeClock
+from .helpers import create_operation, message
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_lease_keeps_order_per_aggregate_and_runs_aggregates_in_parallel(
+    store: Store,
+) -> None:
+    async with store.transaction() as tx:
+        a1 = await tx.enqueue(message("a", "1"))
+        b1 = await tx.enqueue(message("b", "1"))
+        a2 = await tx.enqueue(message("a", "2"))
+        c1 = await tx.enqueue(message("c", "1"))
+
+    first = await store.lease("w", limit=10, lease_seconds=30)
+    # One head per aggregate: a2 waits behind a1.
+    assert [m.id for m in first] == [a1, b1, c1]
+    assert all(m.status is MessageStatus.LEASED and m.lease_owner == "w" for m in first)
+    assert await store.lease("w", limit=10, lease_seconds=30) == []
+
+    await store.complete(a1, "w")
+    second = await store.lease("w", limit=10, lease_seconds=30)
+    assert [m.id for m in second] == [a2]
+
+
+async def test_lease_respects_limit_priority_and_availability(
+    store: Store, clock: FakeClock
+) -> None:
+    later = clock.now + timedelta(seconds=60)
+    async with store.transaction() as tx:
+        slow = await tx.enqueue(message("a", "1", priority=3))
+        urgent = await tx.enqueue(message("b", "1", priority=0))
+        future = await tx.enqueue(message("c", "1", available_at=later))
+        behind_future = await tx.enqueue(message("c", "2"))
+    leased = await store.lease("w", limit=1, lease_seconds=600)
+    assert [m.id for m in leased] == [urgent]
+    leased = await store.lease("w", limit=10, lease_seconds=600)
+    assert [m.id for m in leased] == [slow]  # c1 not due yet; c2 must not overtake it
+    clock.advance(60)
+    leased = await store.lease("w", limit=10, lease_seconds=600)
+    assert [m.id for m in leased] == [future]
+    assert behind_future not in [m.id for m in leased]
+
+
+async def test_expired_lease_is_recovered_by_another_owner(store: Store, clock: FakeClock) -> None:
+    msg_id = await store.enqueue(message("a", "1"))
+    [held] = await store.lease("dead-worker", limit=1, lease_seconds=30)
+    assert held.lease_expires_at == clock.now + timedelta(seconds=30)
+    clock.advance(29)
+    assert await store.lease("live-worker", limit=1, lease_seconds=30) == []
+    clock.advance(2)
+    [recovered] = await store.lease("live-worker", limit=1, lease_seconds=30)
+    assert recovered.id == msg_id
+    assert recovered.lease_owner == "live-worker"
+    assert recovered.attempts == 0  # an expired lease is not a failed attempt
+
+    with pytest.raises(LeaseLost, match="live-worker"):
+        await store.complete(msg_id, "dead-worker")
+    done = await store.complete(msg_id, "live-worker")
+    assert done.status is MessageStatus.DONE
+
+
+async def test_owner_may_settle_its_own_expired_lease_if_nobody_took_it(
+    store: Store, clock: FakeClock
+) -> None:
+    msg_id = await store.enqueue(message("a", "1"))
+    await store.lease("w", limit=1, lease_seconds=1)
+    clock.advance(10)
+    assert (await store.complete(msg_id, "w")).status is MessageStatus.DONE
+
+
+async def test_settling_unknown_or_unleased_messages_fails(store: Store) -> None:
+    with pytest.raises(RecordNotFound):
+        await store.complete(999, "w")
+    msg_id = await store.enqueue(message("a", "1"))
+    with pytest.raises(LeaseLost, match="pending"):
+        await store.complete(msg_id, "w")
+
+
+async def test_retry_later_counts_attempts_and_waits(store: Store, clock: FakeClock) -> None:
+    msg_id = await store.enqueue(message("a", "1"))
+    await store.lease("w", limit=1, lease_seconds=30)
+    retry_at = clock.now + timedelta(seconds=5)
+    msg = await store.retry_later(msg_id, "w", error="HTTP 503", available_at=retry_at)
+    assert (msg.status, msg.attempts, msg.last_error) == (MessageStatus.PENDING, 1, "HTTP 503")
+    assert msg.lease_owner is None
+    assert await store.lease("w", limit=1, lease_seconds=30) == []
+    clock.advance(5)
+    [again] = await store.lease("w", limit=1, lease_seconds=30)
+    assert again.attempts == 1
+
+
+async def test_defer_does_not_count_an_attempt(store: Store, clock: FakeClock) -> None:
+    msg_id = await store.enqueue(message("a", "1"))
+    for _ in range(5):
+        await store.lease("w", limit=1, lease_seconds=30)
+        msg = await store.defer(
+            msg_id, "w", available_at=clock.now + timedelta(seconds=1), reason="breaker open"
+        )
+        assert msg.attempts == 0
+        assert msg.status is MessageStatus.PENDING
+        clock.advance(1)
+    assert msg.last_error == "breaker open"
+
+
+async def test_dead_letter_blocks_its_aggregate_until_replayed(store: Store) -> None:
+    async with store.transaction() as tx:
+        a1 = await tx.enqueue(message("a", "1", system="billing"))
+        a2 = await tx.enqueue(message("a", "2"))
+        b1 = await tx.enqueue(message("b", "1"))
+    await store.lease("w", limit=10, lease_seconds=30)
+    await store.retry_later(a1, "w", error="503", available_at=store.clock())
+    await store.lease("w", limit=10, lease_seconds=30)
+    dead = await store.dead_letter(a1, "w", reason="card_declined: not retryable")
+    assert (dead.status, dead.attempts) == (MessageStatus.DEAD, 2)
+    await store.complete(b1, "w")
+
+    assert await store.lease("w", limit=10, lease_seconds=30) == []  # a2 is blocked
+    assert [m.id for m in await store.list_dead()] == [a1]
+    status = await store.outbox_status()
+    assert status.counts["billing"] == {MessageStatus.DEAD: 1}
+    assert status.total(MessageStatus.DEAD) == 1
+    assert status.total(MessageStatus.PENDING) == 1
+
+    assert await store.replay(a1) is True
+    assert await store.replay(a1) is False  # no longer dead
+    [replayed] = await store.lease("w", limit=10, lease_seconds=30)
+    assert (replayed.id, replayed.attempts) == (a1, 0)
+    await store.complete(a1, "w")
+    assert [m.id for m in await store.lease("w", limit=10, lease_seconds=30)] == [a2]
+
+
+async def test_discarded_dead_letter_unblocks_and_replay_all(store: Store) -> None:
+    ids = {}
+    async with store.transaction() as tx:
+        for agg in ("a", "b", "c"):
+            ids[agg, 1] = await tx.enqueue(message(agg, "1"))
+            ids[agg, 2] = await tx.enqueue(message(agg, "2"))
+    for m in await store.lease("w", limit=10, lease_seconds=30):
+        await store.dead_letter(m.id, "w", reason="broken")
+    assert len(await store.list_dead()) == 3
+    assert await store.discard(ids["a", 1]) is True
+    assert await store.discard(ids["a", 1]) is False
+    assert [m.id for m in await store.lease("w", limit=10, lease_seconds=30)] == [ids["a", 2]]
+    assert await store.replay_all() == 2
+    leased = await store.lease("w", limit=10, lease_seconds=30)
+    assert sorted(m.id for m in leased) == [ids["b", 1], ids["c", 1]]
+
+
+async def test_complete_commits_with_the_next_step_or_not_at_all(store: Store) -> None:
+    async with store.transaction() as tx:
+        await create_operation(tx, "op-1")
+        first = await tx.enqueue(message("cust-1", "erp", operation_id="op-1"))
+    [leased] = await store.lease("w", limit=1, lease_seconds=30)
+    assert leased.id == first
+
+    class Crash(Exception):
+        pass
+
+    with pytest.raises(Crash):
+        async with store.transaction() as tx:
+            await tx.complete(first, "w")
+            await tx.enqueue(message("cust-1", "crm", operation_id="op-1"))
+            raise Crash
+    assert [m.status for m in await store.messages_for("op-1")] == [MessageStatus.LEASED]
+
+    async with store.transaction() as tx:
+        await tx.complete(first, "w")
+        await tx.enqueue(message("cust-1", "crm", operation_id="op-1"))
+    messages = await store.messages_for("op-1")
+    assert [(m.step, m.status) for m in messages] == [
+        ("erp", MessageStatus.DONE),
+        ("crm", MessageStatus.PENDING),
+    ]
+
+
+async def test_concurrent_leasers_on_two_stores_keep_order_and_never_double_lease(
+    store_url: str,
+) -> None:
+    aggregates = [f"cust-{i}" for i in range(40)]
+    per_aggregate = 6
+    rng = random.Random(7)
+    plan = [(agg, seq) for seq in range(per_aggregate) for agg in aggregates]
+    # Interleave aggregates randomly while keeping each aggregate's own sequence order.
+    rng.shuffle(plan)
+    plan.sort(key=lambda item: item[1] + rng.random() * 3)
+    order: dict[str, list[int]] = defaultdict(list)
+    for agg, _ in plan:
+        order[agg].append(len(order[agg]))
+
+    async with open_store(store_url) as one, open_store(store_url) as two:
+        seq_of: dict[int, tuple[str, int]] = {}
+        counters: dict[str, int] = defaultdict(int)
+        async with one.transaction() as tx:
+            for agg, _ in plan:
+                seq = counters[agg]
+                counters[agg] += 1
+                seq_of[await tx.enqueue(message(agg, str(seq)))] = (agg, seq)
+
+        total = len(plan)
+        leased_log: dict[str, list[int]] = defaultdict(list)
+        intent_done: set[int] = set()
+        live: set[int] = set()
+        finished = anyio.Event()
+
+        async def leaser(store: Store, owner: str) -> None:
+            while not finished.is_set():
+                batch = await store.lease(owner, limit=4, lease_seconds=600)
+                if not batch:
+                    await anyio.sleep(0.001)  # poll interval, not a correctness wait
+                    continue
+                for m in batch:
+                    agg, seq = seq_of[m.id]
+                    assert m.id not in live, f"message {m.id} leased twice"
+                    assert m.id not in intent_done, f"message {m.id} leased after completion"
+                    assert all(
+                        earlier in intent_done
+                        for earlier, (a, s) in seq_of.items()
+                        if a == agg and s < seq
+                    ), f"{agg} #{seq} leased before an earlier message completed"
+                    live.add(m.id)
+                    leased_log[agg].append(seq)
+                for m in batch:
+                    await anyio.sleep(0)  # let the other leasers interleave
+                    live.discard(m.id)
+                    intent_done.add(m.id)
+                    await store.complete(m.id, owner)
+                if len(intent_done) == total:
+                    finished.set()
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for i in range(3):
+                    tg.start_soon(leaser, one, f"one-{i}")
+                    tg.start_soon(leaser, two, f"two-{i}")
+        assert len(intent_done) == total
+        for agg in aggregates:
+            assert leased_log[agg] == list(range(per_aggregate))
+        assert (await one.outbox_status()).total(MessageStatus.DONE) == total
