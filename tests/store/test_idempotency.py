@@ -108,10 +108,13 @@ async def test_release_lets_the_client_retry(store: Store) -> None:
 
 
 async def test_rollback_releases_the_key(store: Store) -> None:
-    with pytest.raises(RuntimeError):
+    async def claim_then_fail() -> None:
         async with store.transaction() as tx:
             await tx.begin_idempotent("widget", "k1", FP)
             raise RuntimeError("validation failed after the claim")
+
+    with pytest.raises(RuntimeError):
+        await claim_then_fail()
     async with store.transaction() as tx:
         assert (await tx.begin_idempotent("widget", "k1", FP)).outcome is IdempotencyOutcome.NEW
 

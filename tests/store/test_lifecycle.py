@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from gateway.canonical import System
 from gateway.store import (
     MigrationError,
     Store,
@@ -44,20 +45,25 @@ async def test_rolled_back_transaction_leaves_nothing(store: Store) -> None:
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom):
+    async def write_everything_then_fail() -> None:
         async with store.transaction() as tx:
             await create_operation(tx, "op-1")
             await tx.enqueue(message("cust-1", "erp", operation_id="op-1"))
             await tx.begin_idempotent("widget", "key-1", "fp")
             await tx.record_inbox("billing", "evt_1", {"type": "invoice.paid"})
             await tx.append_audit(actor="widget", action="onboard", subject="operation:op-1")
+            await tx.link({System.ERP: "1000042"})
             raise Boom
+
+    with pytest.raises(Boom):
+        await write_everything_then_fail()
 
     assert await store.get_operation("op-1") is None
     assert (await store.outbox_status()).counts == {}
     assert await store.get_idempotency("widget", "key-1") is None
     assert await store.get_inbox("billing", "evt_1") is None
     assert await store.audit_for_subject("operation:op-1") == []
+    assert await store.resolve(System.ERP, "1000042") is None
     # The store is still usable after a rollback.
     async with store.transaction() as tx:
         await create_operation(tx, "op-1")

@@ -171,11 +171,14 @@ async def test_complete_commits_with_the_next_step_or_not_at_all(store: Store) -
     class Crash(Exception):
         pass
 
-    with pytest.raises(Crash):
+    async def complete_then_crash() -> None:
         async with store.transaction() as tx:
             await tx.complete(first, "w")
             await tx.enqueue(message("cust-1", "crm", operation_id="op-1"))
             raise Crash
+
+    with pytest.raises(Crash):
+        await complete_then_crash()
     assert [m.status for m in await store.messages_for("op-1")] == [MessageStatus.LEASED]
 
     async with store.transaction() as tx:
@@ -235,7 +238,7 @@ async def test_concurrent_leasers_on_two_stores_keep_order_and_never_double_leas
                     live.add(m.id)
                     leased_log[agg].append(seq)
                 for m in batch:
-                    await anyio.sleep(0)  # let the other leasers interleave
+                    await anyio.lowlevel.checkpoint()  # let the other leasers interleave
                     live.discard(m.id)
                     intent_done.add(m.id)
                     await store.complete(m.id, owner)
