@@ -1,0 +1,128 @@
+"""The ``crosswalk`` command (contract: DESIGN.md, "CLI").
+
+    crosswalk up                      four sandbox systems + the gateway, seeded demo data
+    crosswalk serve                   the gateway alone
+    crosswalk sandbox                 the four sandbox systems alone
+    crosswalk outbox status|dead|replay ID|--all
+    crosswalk reconcile [--repair]
+    crosswalk policies check
+    crosswalk schema export|check
+
+Every port can be set by flag or environment variable (``CROSSWALK_PORT``,
+``CROSSWALK_SANDBOX_ERP_PORT`` ...). Exit codes: 0 success, 1 a check found problems,
+2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+SYSTEMS = ("erp", "billing", "crm", "support")
+
+
+def _add_sandbox_flags(p: argparse.ArgumentParser) -> None:
+    from sandbox.app import DEFAULT_PORTS
+
+    for system in SYSTEMS:
+        env = f"CROSSWALK_SANDBOX_{system.upper()}_PORT"
+        p.add_argument(
+            f"--{system}-port",
+            type=int,
+            default=int(os.environ.get(env, DEFAULT_PORTS[system])),
+            help=f"{system} sandbox port (env {env}, default %(default)s)",
+        )
+    p.add_argument(
+        "--customers", type=int, default=200, help="demo customers to seed (default 200)"
+    )
+    p.add_argument("--seed", type=int, default=42, help="demo data seed (default 42)")
+    p.add_argument("--fresh", action="store_true", help="wipe the sandbox databases and seed again")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crosswalk", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    host = os.environ.get("CROSSWALK_HOST", "127.0.0.1")
+    port = int(os.environ.get("CROSSWALK_PORT", "8000"))
+    var_dir = Path(os.environ.get("CROSSWALK_VAR", "var"))
+    policies = Path(os.environ.get("CROSSWALK_POLICIES", "policies"))
+
+    up = sub.add_parser("up", help="run the four sandbox systems and the gateway")
+    up.add_argument("--host", default=host)
+    up.add_argument("--port", type=int, default=port, help="gateway port (env CROSSWALK_PORT)")
+    up.add_argument("--var-dir", type=Path, default=var_dir, help="state folder (default var)")
+    up.add_argument("--policies", type=Path, default=policies)
+    _add_sandbox_flags(up)
+
+    serve = sub.add_parser("serve", help="run the gateway alone")
+    serve.add_argument("--host", default=host)
+    serve.add_argument("--port", type=int, default=port, help="gateway port (env CROSSWALK_PORT)")
+    serve.add_argument("--var-dir", type=Path, default=var_dir)
+    serve.add_argument("--policies", type=Path, default=policies)
+    serve.add_argument(
+        "--store",
+        default=os.environ.get("CROSSWALK_STORE", ""),
+        help="store URL (env CROSSWALK_STORE)",
+    )
+    serve.add_argument(
+        "--no-dispatcher", action="store_true", help="accept mutations but deliver nothing"
+    )
+    for system in SYSTEMS:
+        serve.add_argument(
+            f"--{system}-url",
+            default=None,
+            help=f"{system} base URL (env CROSSWALK_{system.upper()}_URL; default from policies)",
+        )
+
+    sandbox = sub.add_parser("sandbox", help="run the four sandbox systems alone")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument(
+        "--data-dir", type=Path, default=var_dir / "sandbox", help="default var/sandbox"
+    )
+    sandbox.add_argument(
+        "--only", choices=SYSTEMS, action="append", help="run only this system (repeatable)"
+    )
+    sandbox.add_argument(
+        "--gateway-url",
+        default=os.environ.get("CROSSWALK_GATEWAY_URL", f"http://{host}:{port}"),
+        help="where webhooks are pushed (POST <url>/webhooks/<system>)",
+    )
+    sandbox.add_argument("--no-webhooks", action="store_true", help="push no events")
+    _add_sandbox_flags(sandbox)
+
+    outbox = sub.add_parser("outbox", help="inspect the outbox and replay dead letters")
+    outbox.add_argument("action", choices=("status", "dead", "replay"))
+    outbox.add_argument("id", nargs="?", type=int, help="dead letter id to replay")
+    outbox.add_argument("--all", action="store_true", help="replay every dead letter")
+    outbox.add_argument("--store", default=os.environ.get("CROSSWALK_STORE", ""))
+    outbox.add_argument("--var-dir", type=Path, default=var_dir)
+
+    reconcile = sub.add_parser("reconcile", help="compare customers across the four systems")
+    reconcile.add_argument("--repair", action="store_true")
+
+    pol = sub.add_parser("policies", help="validate the policy files")
+    pol.add_argument("action", choices=("check",))
+    pol.add_argument("--policies", type=Path, default=policies)
+
+    schema = sub.add_parser("schema", help="the GraphQL schema contract")
+    schema.add_argument("action", choices=("export", "check"))
+    schema.add_argument("--output", type=Path, default=Path("schema.graphql"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from gateway import commands
+
+    handler = getattr(commands, f"cmd_{args.command}")
+    code: int = handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

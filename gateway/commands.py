@@ -1,0 +1,341 @@
+"""What each ``crosswalk`` subcommand does. Parsing lives in ``gateway.cli``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+import anyio.abc
+
+SYSTEMS = ("erp", "billing", "crm", "support")
+DEMO_KEYS = {
+    "demo-portal-key": "read scopes (portals)",
+    "demo-widget-key": "read + write scopes (CRM widgets)",
+    "demo-ops-key": "everything, including dead-letter replay",
+}
+
+
+def _die_with_parent() -> None:
+    """A child of ``crosswalk up`` stops when its parent dies, even by kill -9 (Linux)."""
+    if os.environ.get("CROSSWALK_SUPERVISED") and sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+async def _wait_for_signal(stop: anyio.Event) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            stop.set()
+            return
+
+
+# ---------------------------------------------------------------------- sandbox
+
+
+def _sandbox_configs(args: argparse.Namespace, systems: Sequence[str]) -> list[object]:
+    from sandbox.app import SandboxConfig
+
+    return [
+        SandboxConfig.for_system(
+            system,
+            port=getattr(args, f"{system}_port"),
+            gateway_url=None if args.no_webhooks else args.gateway_url,
+            host=args.host,
+            data_dir=args.data_dir,
+            customers=args.customers,
+            seed=args.seed,
+            fresh=args.fresh,
+        )
+        for system in systems
+    ]
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from sandbox.app import SandboxConfig
+    from sandbox.runner import serve_systems, write_manifest
+
+    _die_with_parent()
+    systems = args.only or list(SYSTEMS)
+    configs = [c for c in _sandbox_configs(args, systems) if isinstance(c, SandboxConfig)]
+    write_manifest(configs[0])
+
+    async def run() -> None:
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_wait_for_signal, stop)
+            await tg.start(serve_systems, configs, stop)
+            for config in configs:
+                print(f"sandbox {config.system:<8} {config.base_url}", flush=True)
+            await stop.wait()
+            tg.cancel_scope.cancel()
+
+    anyio.run(run)
+    return 0
+
+
+# ---------------------------------------------------------------------- serve
+
+
+def _settings(args: argparse.Namespace) -> object:
+    from gateway.settings import Settings
+
+    return Settings(
+        host=args.host,
+        port=args.port,
+        var_dir=args.var_dir,
+        policies_dir=args.policies,
+        store_url=getattr(args, "store", "") or "",
+        dispatcher=not getattr(args, "no_dispatcher", False),
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.governance.errors import PolicyError
+    from gateway.settings import Settings
+    from sandbox.runner import QuietServer
+
+    _die_with_parent()
+    for system in SYSTEMS:
+        url = getattr(args, f"{system}_url", None)
+        if url:
+            os.environ[f"CROSSWALK_{system.upper()}_URL"] = url
+    settings = _settings(args)
+    assert isinstance(settings, Settings)
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        app = create_app(settings)
+    except PolicyError as exc:
+        print(f"crosswalk: {exc}", file=sys.stderr)
+        return 2
+    server = QuietServer(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
+    )
+
+    async def run() -> None:
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_wait_for_signal, stop)
+            tg.start_soon(server.serve)
+            await stop.wait()
+            server.should_exit = True
+            tg.cancel_scope.deadline = anyio.current_time() + 15
+
+    anyio.run(run)
+    if not server.started:
+        print("crosswalk: the gateway did not start (see the error above)", file=sys.stderr)
+        return 2
+    return 0
+
+
+# ---------------------------------------------------------------------- up
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Supervise five processes: four sandbox systems and the gateway."""
+    from sandbox.app import DEFAULT_WEBHOOK_SECRETS
+
+    python = sys.executable
+    var_dir: Path = args.var_dir
+    gateway_url = f"http://{args.host}:{args.port}"
+    common = ["--customers", str(args.customers), "--seed", str(args.seed)]
+    if args.fresh:
+        common.append("--fresh")
+    ports = {s: getattr(args, f"{s}_port") for s in SYSTEMS}
+    commands: list[tuple[str, list[str], str]] = []
+    for system in SYSTEMS:
+        cmd = [python, "-m", "gateway.cli", "sandbox", "--only", system]
+        cmd += ["--data-dir", str(var_dir / "sandbox"), "--gateway-url", gateway_url]
+        cmd += [f"--{system}-port", str(ports[system]), *common]
+        commands.append(
+            (f"sandbox {system}", cmd, f"http://127.0.0.1:{ports[system]}/_sandbox/chaos")
+        )
+    serve = [python, "-m", "gateway.cli", "serve", "--host", args.host, "--port", str(args.port)]
+    serve += ["--var-dir", str(var_dir), "--policies", str(args.policies)]
+    for system in SYSTEMS:
+        serve += [f"--{system}-url", f"http://127.0.0.1:{ports[system]}"]
+    commands.append(("gateway", serve, f"{gateway_url}/healthz"))
+
+    env = {**os.environ, "CROSSWALK_SUPERVISED": "1"}
+
+    async def run() -> int:
+        import aiohttp
+
+        stop = anyio.Event()
+        processes: list[tuple[str, anyio.abc.Process]] = []
+        code = 0
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_wait_for_signal, stop)
+            try:
+                for name, cmd, _ in commands:
+                    proc = await anyio.open_process(
+                        cmd, stdin=None, stdout=None, stderr=None, env=env
+                    )
+                    processes.append((name, proc))
+                async with aiohttp.ClientSession() as session:
+                    for (name, _, probe), (_, proc) in zip(commands, processes, strict=True):
+                        if not await _wait_ready(session, probe, proc, stop):
+                            if not stop.is_set():
+                                print(f"crosswalk: {name} did not start", file=sys.stderr)
+                                code = 1
+                            stop.set()
+                            break
+                if not stop.is_set():
+                    _banner(args, ports, gateway_url, DEFAULT_WEBHOOK_SECRETS)
+                    async with anyio.create_task_group() as watch:
+                        for name, proc in processes:
+                            watch.start_soon(_watch_child, name, proc, stop)
+                        await stop.wait()
+                        watch.cancel_scope.cancel()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await _stop_children(processes)
+                tg.cancel_scope.cancel()
+        print("crosswalk: stopped", flush=True)
+        return code
+
+    return anyio.run(run)
+
+
+async def _wait_ready(
+    session: object, url: str, proc: anyio.abc.Process, stop: anyio.Event
+) -> bool:
+    import aiohttp
+
+    assert isinstance(session, aiohttp.ClientSession)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not stop.is_set():
+        if proc.returncode is not None:
+            return False
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                if resp.status == 200:
+                    return True
+        await anyio.sleep(0.1)
+    return False
+
+
+async def _watch_child(name: str, proc: anyio.abc.Process, stop: anyio.Event) -> None:
+    code = await proc.wait()
+    if not stop.is_set():
+        print(f"crosswalk: {name} exited with {code}; stopping everything", file=sys.stderr)
+        stop.set()
+
+
+async def _stop_children(processes: list[tuple[str, anyio.abc.Process]]) -> None:
+    for _, proc in processes:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+    with anyio.move_on_after(15):
+        for _, proc in processes:
+            await proc.wait()
+    for name, proc in processes:
+        if proc.returncode is None:
+            print(f"crosswalk: {name} did not stop in time; killing it", file=sys.stderr)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+def _banner(
+    args: argparse.Namespace, ports: dict[str, int], gateway_url: str, secrets: dict[str, str]
+) -> None:
+    lines = [
+        "",
+        "Crosswalk is up.",
+        f"  gateway   {gateway_url}/graphql   (GraphiQL in a browser)",
+        f"            {gateway_url}/healthz  {gateway_url}/readyz  {gateway_url}/metrics",
+        f"  ERP       http://127.0.0.1:{ports['erp']}/sap/opu/odata/sap/API_BUSINESS_PARTNER"
+        "   Basic sandbox:sandbox",
+        f"  billing   http://127.0.0.1:{ports['billing']}/v1   Bearer sk_test_crosswalk",
+        f"  CRM       http://127.0.0.1:{ports['crm']}/services/data/v60.0"
+        "   Bearer 00DSANDBOX!crosswalk",
+        f"  support   http://127.0.0.1:{ports['support']}/api/v2"
+        "   Basic agent@example.com/token:sandbox",
+        "  demo keys (Authorization: Bearer <key>):",
+        *(f"    {key:<16} {what}" for key, what in DEMO_KEYS.items()),
+        "  webhook secrets (sandbox -> gateway, also in policies/webhooks.toml):",
+        *(f"    {system:<8} {secret}" for system, secret in secrets.items()),
+        f"  data      {args.var_dir}/  (sandbox/*.db, crosswalk.db, sandbox/drift-manifest.json)",
+        "Press Ctrl-C to stop.",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+# ---------------------------------------------------------------------- tools
+
+
+def cmd_policies(args: argparse.Namespace) -> int:
+    from gateway.governance.policies import check_policies
+
+    problems = check_policies(args.policies)
+    for problem in problems:
+        print(f"crosswalk: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"policies in {args.policies}/ are valid")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from gateway.graphql import contract
+
+    if args.action == "export":
+        args.output.write_text(contract.export_schema())
+        print(f"wrote {args.output}")
+        return 0
+    problems = contract.check_schema(args.output)
+    for problem in problems:
+        print(f"schema: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from gateway.processes import outbox_cli
+    from gateway.store import open_store
+
+    url = args.store or f"sqlite:///{args.var_dir / 'crosswalk.db'}"
+    if args.action == "replay" and args.id is None and not args.all:
+        print("crosswalk: outbox replay needs a dead letter ID or --all", file=sys.stderr)
+        return 2
+
+    async def run() -> str:
+        async with open_store(url) as store:
+            if args.action == "status":
+                return await outbox_cli.status(store)
+            if args.action == "dead":
+                return await outbox_cli.dead(store)
+            return await outbox_cli.replay(store, args.id, all=args.all)
+
+    print(anyio.run(run))
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    print(
+        "crosswalk: reconciliation is not built yet in this version; "
+        "see the open reconciliation issue",
+        file=sys.stderr,
+    )
+    return 2

@@ -1,0 +1,52 @@
+"""All policy files, loaded and validated together at start-up.
+
+``load_policies(folder)`` reads every file and raises the first ``PolicyError``;
+``check_policies(folder)`` reads every file and returns every file's error, for
+``crosswalk policies check``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.governance.clients import ClientsPolicy, load_clients_policy
+from gateway.governance.errors import PolicyError
+from gateway.governance.systems import SystemsPolicy, load_systems_policy
+from gateway.governance.webhooks import WebhooksPolicy, load_webhooks_policy
+
+__all__ = ["Policies", "check_policies", "load_policies"]
+
+
+@dataclass(frozen=True, slots=True)
+class Policies:
+    folder: Path
+    systems: SystemsPolicy
+    clients: ClientsPolicy
+    webhooks: WebhooksPolicy
+
+
+_FILES: dict[str, tuple[str, Callable[[Path], Any]]] = {
+    "systems": ("systems.toml", load_systems_policy),
+    "clients": ("clients.toml", load_clients_policy),
+    "webhooks": ("webhooks.toml", load_webhooks_policy),
+}
+
+
+def load_policies(folder: Path | str) -> Policies:
+    folder = Path(folder)
+    loaded = {name: loader(folder / file) for name, (file, loader) in _FILES.items()}
+    return Policies(folder=folder, **loaded)
+
+
+def check_policies(folder: Path | str) -> list[PolicyError]:
+    folder = Path(folder)
+    problems: list[PolicyError] = []
+    for file, loader in _FILES.values():
+        try:
+            loader(folder / file)
+        except PolicyError as exc:
+            problems.append(exc)
+    return problems

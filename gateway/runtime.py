@@ -1,0 +1,63 @@
+"""The running gateway's parts, opened together and closed in reverse.
+
+    async with open_runtime(settings) as runtime:
+        runtime.store       # gateway.store.Store (SQLite or PostgreSQL)
+        runtime.systems     # actors.Systems: the four system actors
+        runtime.policies    # gateway.governance.policies.Policies
+
+Opening loads and validates ``policies/`` first (a bad file stops start-up with the file,
+key and reason), then the store (migrations run), then the actors; background processes
+(the outbox dispatcher) run in the runtime's task group and stop before the actors do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+
+from actors import Systems
+from actors.systems import ConnectorFactory
+from gateway.canonical import System
+from gateway.governance.policies import Policies, load_policies
+from gateway.settings import Settings
+from gateway.store import Store, open_store
+
+__all__ = ["Runtime", "open_runtime"]
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    policies: Policies
+    store: Store
+    systems: Systems
+    started_at: float = field(default_factory=time.time)
+    #: False while starting and once shutdown begins: /readyz answers 503
+    ready: bool = False
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    connectors: Mapping[System, ConnectorFactory] | None = None,
+    policies: Policies | None = None,
+) -> AsyncIterator[Runtime]:
+    policies = policies or load_policies(settings.policies_dir)
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    async with (
+        open_store(settings.resolved_store_url) as store,
+        Systems(policies.systems, connectors) as systems,
+        anyio.create_task_group() as tg,
+    ):
+        runtime = Runtime(settings=settings, policies=policies, store=store, systems=systems)
+        runtime.ready = True
+        try:
+            yield runtime
+        finally:
+            runtime.ready = False
+            tg.cancel_scope.cancel()
