@@ -1,0 +1,113 @@
+"""The actor in front of a real HTTP upstream on a loopback port (aiohttp server)."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from actors import SystemActor
+from actors.errors import BreakerOpen, SystemTimeout, SystemUnavailable, Throttled
+from actors.messages import GetCustomers, Priority
+from gateway.governance.systems import BreakerPolicy, RatePolicy, RetryPolicy
+from tests.actors.fakes import Upstream, http_connector, policy, until
+
+pytestmark = pytest.mark.anyio
+
+URGENT = Priority.INTERACTIVE
+
+
+async def test_reads_go_through_to_the_upstream() -> None:
+    async with Upstream() as upstream, SystemActor(http_connector(upstream.url), policy()) as erp:
+        answer = await erp.ask(GetCustomers(("1", "2")), priority=URGENT)
+    assert answer == {"1": {"id": "1"}, "2": {"id": "2"}}
+    assert upstream.hits == 1
+
+
+async def test_outage_opens_the_breaker_and_then_no_request_reaches_the_system() -> None:
+    breaker = BreakerPolicy(fail_max=3, reset_timeout=0.1, success_threshold=2, half_open_calls=1)
+    async with (
+        Upstream() as upstream,
+        SystemActor(http_connector(upstream.url), policy(breaker=breaker)) as erp,
+    ):
+        upstream.mode = "503"
+        for n in range(3):
+            with pytest.raises(SystemUnavailable):
+                await erp.ask(GetCustomers((str(n),)), priority=URGENT)
+        assert erp.breaker_state == "open"
+        for n in range(50):
+            with pytest.raises(BreakerOpen):
+                await erp.ask(GetCustomers((str(n),)), priority=URGENT)
+        assert upstream.hits == 3
+        # the system recovers; after the reset timeout two trials close the breaker
+        upstream.mode = "ok"
+        await until(lambda: erp._breaker.seconds_until_half_open() == 0)
+        await erp.ask(GetCustomers(("a",)), priority=URGENT)
+        assert erp.breaker_state == "half_open"
+        await erp.ask(GetCustomers(("b",)), priority=URGENT)
+        assert erp.breaker_state == "closed"
+        assert upstream.hits == 5
+
+
+async def test_429_with_retry_after_backs_off_then_succeeds() -> None:
+    retry = RetryPolicy(attempts=3, base=0.001, cap=0.002)
+    async with (
+        Upstream() as upstream,
+        SystemActor(http_connector(upstream.url), policy(retry=retry)) as erp,
+    ):
+        upstream.mode = "429"
+        upstream.retry_after = "0.2"
+
+        async def recover() -> None:
+            await until(lambda: upstream.hits >= 1)
+            upstream.mode = "ok"
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(recover)
+            assert await erp.ask(GetCustomers(("1",)), priority=URGENT) == {"1": {"id": "1"}}
+    assert upstream.hits == 2
+    assert upstream.times[1] - upstream.times[0] >= 0.2
+
+
+async def test_policy_rate_is_never_exceeded() -> None:
+    rate = RatePolicy(per_second=50, burst=5)
+    async with (
+        Upstream() as upstream,
+        SystemActor(http_connector(upstream.url), policy(rate=rate, workers=16)) as erp,
+        anyio.create_task_group() as tg,
+    ):
+        for n in range(30):
+            tg.start_soon(lambda n=n: erp.ask(GetCustomers((str(n),)), priority=URGENT))
+    times = sorted(upstream.times)
+    assert len(times) == 30
+    # in any window, at most the burst plus what the rate refills in that window
+    for i, start in enumerate(times):
+        for j in range(i + 1, len(times)):
+            allowed = rate.burst + rate.per_second * (times[j] - start) + 1
+            assert j - i + 1 <= allowed, (i, j, times[j] - start)
+    assert times[-1] - times[0] >= (30 - rate.burst - 1) / rate.per_second
+
+
+async def test_deadline_cancels_the_http_call_upstream() -> None:
+    async with (
+        Upstream() as upstream,
+        SystemActor(http_connector(upstream.url), policy(timeout=0.1)) as erp,
+    ):
+        upstream.mode = "hang"
+        with pytest.raises(SystemTimeout):
+            await erp.ask(GetCustomers(("1",)), priority=URGENT)
+        with anyio.fail_after(5):
+            await upstream.disconnected.wait()  # the server saw the client go away
+
+
+async def test_throttled_storm_does_not_open_the_breaker() -> None:
+    breaker = BreakerPolicy(fail_max=2, reset_timeout=60)
+    async with (
+        Upstream() as upstream,
+        SystemActor(http_connector(upstream.url), policy(breaker=breaker)) as erp,
+    ):
+        upstream.mode = "429"
+        upstream.retry_after = "0.01"
+        for n in range(4):
+            with pytest.raises(Throttled):
+                await erp.ask(GetCustomers((str(n),)), priority=URGENT)
+        assert erp.breaker_state == "closed"
