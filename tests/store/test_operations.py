@@ -1,0 +1,175 @@
+"""Operations, saga steps and change notifications."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from gateway.store import (
+    Operation,
+    OperationStatus,
+    RecordNotFound,
+    StepStatus,
+    Store,
+)
+
+from .conftest import FakeClock
+from .helpers import create_operation
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_create_get_update(store: Store, clock: FakeClock) -> None:
+    async with store.transaction() as tx:
+        created = await create_operation(tx, "op-1", aggregate="cust-9", correlation="c-9")
+    assert created.status is OperationStatus.PENDING
+    assert await store.get_operation("op-1") == created
+    assert await store.get_operation("nope") is None
+
+    clock.advance(5)
+    async with store.transaction() as tx:
+        running = await tx.update_operation("op-1", status=OperationStatus.RUNNING)
+    assert running.status is OperationStatus.RUNNING
+    assert running.updated_at == clock.now
+    assert running.created_at == created.created_at
+
+    async with store.transaction() as tx:
+        await tx.update_operation(
+            "op-1", status=OperationStatus.NEEDS_ATTENTION, error="billing: card declined"
+        )
+        done = await tx.update_operation("op-1", result={"erp_order": "5000001"})
+    assert done.status is OperationStatus.NEEDS_ATTENTION  # kept: not given
+    assert (done.error, done.result) == ("billing: card declined", {"erp_order": "5000001"})
+
+    async with store.transaction() as tx:
+        cleared = await tx.update_operation("op-1", status=OperationStatus.RUNNING, error=None)
+    assert cleared.error is None
+    assert cleared.result == {"erp_order": "5000001"}
+
+    async with store.transaction() as tx:
+        with pytest.raises(RecordNotFound):
+            await tx.update_operation("nope", status=OperationStatus.FAILED)
+
+
+async def test_list_operations_filters_and_pages(store: Store) -> None:
+    async with store.transaction() as tx:
+        for i in range(7):
+            await create_operation(tx, f"op-{i}", aggregate=f"cust-{i % 2}", correlation=f"c-{i}")
+        await tx.update_operation("op-3", status=OperationStatus.SUCCEEDED)
+
+    seen: list[str] = []
+    after = None
+    while True:
+        page = await store.list_operations(limit=3, after=after)
+        seen += [op.id for op in page.items]
+        if page.next_cursor is None:
+            break
+        after = page.next_cursor
+    assert seen == [f"op-{i}" for i in reversed(range(7))]
+
+    by_agg = await store.list_operations(aggregate_key="cust-1")
+    assert [op.id for op in by_agg.items] == ["op-5", "op-3", "op-1"]
+    by_status = await store.list_operations(status=OperationStatus.SUCCEEDED)
+    assert [op.id for op in by_status.items] == ["op-3"]
+    by_corr = await store.list_operations(correlation_id="c-4")
+    assert [op.id for op in by_corr.items] == ["op-4"]
+    with pytest.raises(ValueError, match="cursor"):
+        await store.list_operations(after="not-a-cursor")
+
+
+async def test_steps_keep_their_order_results_and_attempts(store: Store) -> None:
+    async with store.transaction() as tx:
+        await create_operation(tx, "op-1")
+        for name in ("erp.order", "billing.subscription", "support.entitlement"):
+            await tx.upsert_step("op-1", name, status=StepStatus.PENDING)
+    async with store.transaction() as tx:
+        await tx.upsert_step("op-1", "erp.order", status=StepStatus.RUNNING, add_attempt=True)
+        await tx.upsert_step(
+            "op-1", "erp.order", status=StepStatus.FAILED, error="503", add_attempt=True
+        )
+        await tx.upsert_step(
+            "op-1",
+            "erp.order",
+            status=StepStatus.SUCCEEDED,
+            result={"SalesOrder": "5000001"},
+            error=None,
+        )
+    steps = await store.get_steps("op-1")
+    assert [s.name for s in steps] == ["erp.order", "billing.subscription", "support.entitlement"]
+    erp = steps[0]
+    assert (erp.status, erp.attempts, erp.result, erp.error) == (
+        StepStatus.SUCCEEDED,
+        2,
+        {"SalesOrder": "5000001"},
+        None,
+    )
+    assert steps[1].status is StepStatus.PENDING
+
+
+async def test_watchers_see_committed_changes_only(store: Store) -> None:
+    async with store.transaction() as tx:
+        await create_operation(tx, "op-1")
+    seen: list[Operation] = []
+    ready = anyio.Event()
+
+    async def watch() -> None:
+        async with store.watch_operation("op-1") as changes:
+            ready.set()
+            async for op in changes:
+                seen.append(op)
+                if op.status.terminal:
+                    return
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            await ready.wait()
+
+            async def fail_inside() -> None:
+                async with store.transaction() as tx:
+                    await tx.update_operation("op-1", status=OperationStatus.FAILED)
+                    raise RuntimeError("rolled back")
+
+            with pytest.raises(RuntimeError):
+                await fail_inside()
+            async with store.transaction() as tx:
+                await tx.update_operation("op-1", status=OperationStatus.RUNNING)
+            await anyio.wait_all_tasks_blocked()
+            async with store.transaction() as tx:
+                await tx.update_operation("op-1", status=OperationStatus.SUCCEEDED)
+    assert [op.status for op in seen] == [OperationStatus.RUNNING, OperationStatus.SUCCEEDED]
+
+
+async def test_slow_watcher_gets_the_latest_state(store: Store) -> None:
+    async with store.transaction() as tx:
+        await create_operation(tx, "op-1")
+    async with store.watch_operation("op-1") as changes:
+        for status in (OperationStatus.RUNNING, OperationStatus.NEEDS_ATTENTION):
+            async with store.transaction() as tx:
+                await tx.update_operation("op-1", status=status)
+        with anyio.fail_after(5):
+            latest = await changes.__anext__()
+        assert latest.status is OperationStatus.NEEDS_ATTENTION
+
+
+async def test_closing_the_store_ends_watches(store_url: str) -> None:
+    from gateway.store import open_store
+
+    store = open_store(store_url)
+    async with store:
+        async with store.transaction() as tx:
+            await create_operation(tx, "op-1")
+        ended = anyio.Event()
+
+        async def watch() -> None:
+            async with store.watch_operation("op-1") as changes:
+                async for _ in changes:
+                    pass
+            ended.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            await anyio.wait_all_tasks_blocked()
+            await store.close()
+            with anyio.fail_after(5):
+                await ended.wait()
