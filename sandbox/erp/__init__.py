@@ -1,0 +1,66 @@
+"""ERP sandbox: SAP S/4HANA OData V2 (``API_BUSINESS_PARTNER``, ``API_SALES_ORDER_SRV``,
+``API_BILLING_DOCUMENT_SRV``) under ``/sap/opu/odata/sap/``.
+
+    app = create_app(SandboxConfig.for_system("erp"))
+
+Auth Basic ``sandbox:sandbox``; writes need the CSRF token (``X-CSRF-Token: Fetch`` on a
+GET) with its session cookie, and ``If-Match`` on existing entities. Throttling (chaos or
+the built-in token bucket) answers 503 with ``Retry-After``. Events go out as CloudEvents
+with ``Authorization: Bearer <webhook secret>``. ``POST``/``MERGE`` on ``A_BillingDocument``
+is a sandbox extension (SAP's API only reads billing documents).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from starlette.applications import Starlette
+
+from sandbox.app import SandboxConfig, build_app
+from sandbox.erp.errors import ErpDialect
+from sandbox.erp.odata import PAGE_SIZE
+from sandbox.erp.routes import (
+    BILLING_DOCUMENT_CREATED,
+    BUSINESS_PARTNER_CHANGED,
+    CREDENTIALS,
+    ROOT,
+    SESSION_COOKIE,
+    RateLimit,
+    routes,
+)
+from sandbox.erp.seed import seed
+
+__all__ = [
+    "BILLING_DOCUMENT_CREATED",
+    "BUSINESS_PARTNER_CHANGED",
+    "CREDENTIALS",
+    "PAGE_SIZE",
+    "ROOT",
+    "SESSION_COOKIE",
+    "create_app",
+    "signer",
+]
+
+
+def signer(secret: str) -> Callable[[bytes, int], Mapping[str, str]]:
+    """SAP event delivery authenticates with a shared-secret bearer token, not a signature."""
+
+    def sign(body: bytes, unix_time: int) -> Mapping[str, str]:
+        return {"Authorization": f"Bearer {secret}"}
+
+    return sign
+
+
+def create_app(
+    config: SandboxConfig, *, rate: float = 100.0, burst: int = 200, retry_after: int = 1
+) -> Starlette:
+    """The ERP sandbox app; ``rate``/``burst`` size its built-in throttle (requests/s)."""
+    dialect = ErpDialect(retry_after=retry_after)
+    limit = RateLimit(rate=rate, burst=float(burst))
+    return build_app(
+        config,
+        routes=routes(limit, dialect),
+        dialect=dialect,
+        seed=seed,
+        signer=signer(config.webhook_secret),
+    )
