@@ -1,0 +1,580 @@
+"""The CRM connector: Salesforce REST API v60.0 <-> the canonical model.
+
+Reads are SOQL (``GET /query``) with every value escaped by ``soql_quote`` /
+``soql_like``, following ``nextRecordsUrl`` until ``done``. Batched reads put up to
+``CHUNK`` ids in one ``IN (...)`` list. A customer's email is its billing contact's
+(``Contact.Crosswalk_Key__c = '<erp bp>-billing'``): the account and contact queries
+travel together in one ``/composite`` call.
+
+Writes: ``EnsureCustomer`` upserts the account by the external id ``ERP_Customer_Id__c``
+(``customer.xref.erp``) and the billing contact by ``Crosswalk_Key__c``, then reads the
+account back, all in one ``allOrNone`` composite call; sending it twice has one effect,
+which is how Salesforce makes a write idempotent (it has no idempotency-key header, so
+``idempotency_key`` is not sent). ``UpdateCustomer`` / ``UpdateOpportunity`` PATCH and
+read back in one composite call. Every call sends ``Sforce-Call-Options:
+client=<endpoint.client_name>`` so change events of our own writes can be recognised.
+
+Error mapping (documented choices):
+- 403 ``REQUEST_LIMIT_EXCEEDED`` -> ``Throttled`` with ``retry_after = THROTTLE_PAUSE``
+  (5 s: Salesforce gives no hint, and the limit is an allowance, not a momentary spike);
+- 401 ``INVALID_SESSION_ID`` -> ``SystemUnavailable`` marked not retryable: the system is
+  unusable for us (the breaker may open) but retrying with the same token cannot help;
+- 404 -> ``NotFound``; 300 (several records carry the external id) and
+  ``DUPLICATE_VALUE`` -> ``Conflict``; other 4xx (``MALFORMED_QUERY``,
+  ``INVALID_FIELD``, ``REQUIRED_FIELD_MISSING`` ...) -> ``Rejected`` with the
+  ``errorCode`` and ``fields`` in ``details``; 5xx -> ``SystemUnavailable``; an
+  unreadable body -> ``MalformedResponse``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import quote
+
+from actors.connector import Endpoint, HttpConnector, Response
+from actors.errors import (
+    Conflict,
+    MalformedResponse,
+    NotFound,
+    Rejected,
+    SystemUnavailable,
+    Throttled,
+)
+from actors.messages import (
+    EnsureCustomer,
+    FindCustomerByXRef,
+    FindCustomers,
+    GetCustomers,
+    GetOpportunities,
+    GetOpportunity,
+    ListCustomers,
+    Message,
+    Page,
+    UpdateCustomer,
+    UpdateOpportunity,
+)
+from gateway.canonical import Customer, Opportunity, System, XRef
+
+__all__ = ["CHUNK", "THROTTLE_PAUSE", "CrmConnector", "soql_like", "soql_quote"]
+
+BASE = "/services/data/v60.0"
+#: ids per ``IN (...)`` list: keeps the query well under Salesforce's URL length limits
+CHUNK = 200
+#: seconds to pause after REQUEST_LIMIT_EXCEEDED (Salesforce sends no Retry-After)
+THROTTLE_PAUSE = 5.0
+
+ACCOUNT_FIELDS = (
+    "Id",
+    "Name",
+    "ERP_Customer_Id__c",
+    "Tax_Id__c",
+    "BillingCountry",
+    "Payment_Terms__c",
+    "CurrencyIsoCode",
+    "Segment__c",
+    "Industry",
+    "Owner_Name__c",
+    "LastModifiedDate",
+)
+OPPORTUNITY_FIELDS = (
+    "Id",
+    "AccountId",
+    "Name",
+    "StageName",
+    "Amount",
+    "CloseDate",
+    "IsClosed",
+    "IsWon",
+    "ERP_Order_Number__c",
+    "Products__c",
+    "LastModifiedDate",
+)
+#: canonical Customer field -> Account field (``billing_status`` is for invoice propagation)
+CUSTOMER_FIELDS = {
+    "name": "Name",
+    "tax_id": "Tax_Id__c",
+    "country": "BillingCountry",
+    "payment_terms": "Payment_Terms__c",
+    "currency": "CurrencyIsoCode",
+    "segment": "Segment__c",
+    "industry": "Industry",
+    "owner": "Owner_Name__c",
+    "billing_status": "Billing_Status__c",
+}
+_SOQL_ESCAPES = {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_SOQL_ESCAPES.update({"\b": "\\b", "\f": "\\f"})
+
+
+def soql_quote(value: str) -> str:
+    """``value`` as a SOQL string literal: quotes, backslashes and controls escaped."""
+    return "'" + "".join(_SOQL_ESCAPES.get(ch, ch) for ch in value) + "'"
+
+
+def soql_like(value: str) -> str:
+    """``%value%`` as a LIKE pattern literal, with ``%`` and ``_`` in ``value`` literal."""
+    escaped = "".join(_SOQL_ESCAPES.get(ch, "\\" + ch if ch in "%_" else ch) for ch in value)
+    return f"'%{escaped}%'"
+
+
+def _in_list(values: Iterable[str]) -> str:
+    return "(" + ", ".join(soql_quote(v) for v in values) + ")"
+
+
+def _chunks(values: tuple[str, ...]) -> Iterable[tuple[str, ...]]:
+    unique = tuple(dict.fromkeys(values))
+    for start in range(0, len(unique), CHUNK):
+        yield unique[start : start + CHUNK]
+
+
+def _datetime(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
+    except ValueError:
+        return None
+
+
+def _select(fields: tuple[str, ...], obj: str, where: str, tail: str = "") -> str:
+    return f"SELECT {', '.join(fields)} FROM {obj} WHERE {where}{tail}"
+
+
+def _query_url(soql: str) -> str:
+    return f"{BASE}/query?q={quote(soql, safe='')}"
+
+
+class CrmConnector(HttpConnector):
+    """Salesforce (the CRM) behind the connector contract; see the module docstring."""
+
+    system = System.CRM
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        super().__init__(endpoint)
+        token = endpoint.credentials.get("access_token", "")
+        self._headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+            "Sforce-Call-Options": f"client={endpoint.client_name}",
+        }
+
+    # ---------------------------------------------------------------- dispatch
+
+    async def handle(self, message: Message) -> object:
+        match message:
+            case GetCustomers(ids=ids):
+                return await self._get_customers(ids)
+            case FindCustomers(text=text, limit=limit):
+                return await self._find_customers(text, limit)
+            case ListCustomers(cursor=cursor, limit=limit):
+                return await self._list_customers(cursor, limit)
+            case FindCustomerByXRef(erp_bp=erp_bp):
+                return await self._customer_by_xref(erp_bp)
+            case GetOpportunities(account_ids=account_ids):
+                return await self._get_opportunities(account_ids)
+            case GetOpportunity(id=opp_id):
+                return await self._get_opportunity(opp_id)
+            case EnsureCustomer():
+                return await self._ensure_customer(message)
+            case UpdateCustomer(id=account_id, changes=changes):
+                return await self._update_customer(account_id, changes)
+            case UpdateOpportunity(id=opp_id, fields=fields):
+                return await self._update_opportunity(opp_id, fields)
+        raise TypeError(
+            f"The CRM connector does not handle {type(message).__name__}: "
+            "send it to the system that owns it"
+        )
+
+    async def _ping(self) -> None:
+        await self._call("GET", f"{BASE}/limits")
+
+    # ---------------------------------------------------------------- HTTP and errors
+
+    async def _call(self, method: str, path: str, *, json: object = None) -> Any:
+        response = await self.request(method, path, json=json, headers=self._headers)
+        if 200 <= response.status < 300:
+            return None if response.status == 204 or not response.body else self.decode(response)
+        self._raise_for(response.status, self._error_body(response), f"{method} {path[:120]}")
+        raise AssertionError("unreachable")
+
+    def _error_body(self, response: Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            if response.status >= 500:
+                return None
+            raise MalformedResponse(
+                self.system, f"unreadable {response.status} answer", status=response.status
+            ) from None
+
+    def _raise_for(self, status: int, body: Any, what: str) -> None:
+        first = body[0] if isinstance(body, list) and body and isinstance(body[0], dict) else {}
+        code = str(first.get("errorCode", ""))
+        message = str(first.get("message", "")).strip() or f"HTTP {status}"
+        details: dict[str, object] = {"errorCode": code, "fields": first.get("fields") or []}
+        if status >= 500:
+            raise SystemUnavailable(self.system, f"{what}: {message}", status=status)
+        if status == 403 and code == "REQUEST_LIMIT_EXCEEDED":
+            raise Throttled(
+                self.system,
+                f"{what}: {message} (the org's API allowance is spent; pausing)",
+                status=status,
+                retry_after=THROTTLE_PAUSE,
+            )
+        if status == 401:
+            error = SystemUnavailable(
+                self.system,
+                f"{what}: {message}: check the CRM access_token in policies/systems.toml",
+                status=status,
+                details=details,
+            )
+            error.retryable = False  # the same token will be refused again
+            raise error
+        if status == 404:
+            raise NotFound(self.system, f"{what}: {message}", status=status, details=details)
+        if status == 300:
+            urls = body if isinstance(body, list) else []
+            raise Conflict(
+                self.system,
+                f"{what}: several records carry this external id: {urls}",
+                status=status,
+                details={"errorCode": "MULTIPLE_CHOICES", "records": urls},
+            )
+        if code == "DUPLICATE_VALUE":
+            raise Conflict(self.system, f"{what}: {message}", status=status, details=details)
+        raise Rejected(self.system, f"{what}: {code}: {message}", status=status, details=details)
+
+    async def _query(self, soql: str) -> list[dict[str, Any]]:
+        """Every record the query selects, following ``nextRecordsUrl``."""
+        page = await self._call("GET", _query_url(soql))
+        return await self._rest_of(page)
+
+    async def _rest_of(self, page: Any) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        for _ in range(100_000):  # a bound, not a limit: 2,000 records a batch
+            if not isinstance(page, dict) or not isinstance(page.get("records"), list):
+                raise MalformedResponse(self.system, "query answer without a records list")
+            records.extend(page["records"])
+            next_url = page.get("nextRecordsUrl")
+            if page.get("done", True) or not next_url:
+                return records
+            page = await self._call("GET", str(next_url))
+        raise MalformedResponse(self.system, "query paging did not end")
+
+    async def _composite(
+        self, subrequests: list[dict[str, Any]], *, all_or_none: bool, what: str
+    ) -> list[tuple[int, Any]]:
+        """Subrequest answers in order; the first real failure is raised when all-or-none."""
+        body = await self._call(
+            "POST",
+            f"{BASE}/composite",
+            json={"allOrNone": all_or_none, "compositeRequest": subrequests},
+        )
+        results = body.get("compositeResponse") if isinstance(body, dict) else None
+        if not isinstance(results, list) or len(results) != len(subrequests):
+            raise MalformedResponse(self.system, f"{what}: composite answer without results")
+        out: list[tuple[int, Any]] = []
+        for result in results:
+            if not isinstance(result, dict) or not isinstance(result.get("httpStatusCode"), int):
+                raise MalformedResponse(self.system, f"{what}: composite result without a status")
+            out.append((result["httpStatusCode"], result.get("body")))
+        if all_or_none:
+            failures = [(s, b) for s, b in out if s >= 300]
+            real = [
+                (s, b)
+                for s, b in failures
+                if not (isinstance(b, list) and b and b[0].get("errorCode") == "PROCESSING_HALTED")
+            ]
+            if failures:
+                status, error = (real or failures)[0]
+                self._raise_for(status, error, what)
+        return out
+
+    def _check(self, status: int, body: Any, what: str) -> Any:
+        if status >= 300:
+            self._raise_for(status, body, what)
+        return body
+
+    # ---------------------------------------------------------------- translation
+
+    def _customer(self, record: dict[str, Any], email: str | None) -> Customer:
+        try:
+            return Customer(
+                system=System.CRM,
+                id=str(record["Id"]),
+                name=str(record["Name"]),
+                xref=XRef(erp=record.get("ERP_Customer_Id__c"), crm=str(record["Id"])),
+                tax_id=record.get("Tax_Id__c"),
+                country=record.get("BillingCountry"),
+                payment_terms=record.get("Payment_Terms__c"),
+                currency=record.get("CurrencyIsoCode"),
+                email=email,
+                segment=record.get("Segment__c"),
+                industry=record.get("Industry"),
+                owner=record.get("Owner_Name__c"),
+                updated_at=_datetime(record.get("LastModifiedDate")),
+            )
+        except (KeyError, TypeError) as exc:
+            raise MalformedResponse(self.system, f"Account record without {exc}") from exc
+
+    def _opportunity(self, record: dict[str, Any]) -> Opportunity:
+        try:
+            amount = record.get("Amount")
+            close = record.get("CloseDate")
+            products = record.get("Products__c") or ""
+            return Opportunity(
+                system=System.CRM,
+                id=str(record["Id"]),
+                account_id=str(record.get("AccountId") or ""),
+                name=str(record["Name"]),
+                stage=str(record["StageName"]),
+                amount=None if amount is None else Decimal(str(amount)),
+                close_date=date.fromisoformat(close) if close else None,
+                is_closed=bool(record.get("IsClosed")),
+                is_won=bool(record.get("IsWon")),
+                erp_order_number=record.get("ERP_Order_Number__c"),
+                products=tuple(p for p in products.split(";") if p),
+                updated_at=_datetime(record.get("LastModifiedDate")),
+            )
+        except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+            raise MalformedResponse(self.system, f"Opportunity record unreadable: {exc}") from exc
+
+    @staticmethod
+    def _emails(contacts: list[dict[str, Any]]) -> dict[str, str]:
+        emails: dict[str, str] = {}
+        for row in contacts:
+            account, email = row.get("AccountId"), row.get("Email")
+            if isinstance(account, str) and isinstance(email, str):
+                emails.setdefault(account, email)
+        return emails
+
+    # ---------------------------------------------------------------- reads
+
+    async def _accounts_with_emails(
+        self, account_where: str, contact_where: str, tail: str = ""
+    ) -> list[Customer]:
+        """Accounts and their billing contacts' emails, in one composite call."""
+        contacts = _select(
+            ("AccountId", "Email"),
+            "Contact",
+            f"({contact_where}) AND Crosswalk_Key__c LIKE '%-billing'",
+        )
+        results = await self._composite(
+            [
+                {
+                    "method": "GET",
+                    "url": _query_url(_select(ACCOUNT_FIELDS, "Account", account_where, tail)),
+                    "referenceId": "accounts",
+                },
+                {"method": "GET", "url": _query_url(contacts), "referenceId": "contacts"},
+            ],
+            all_or_none=False,
+            what="query accounts",
+        )
+        accounts = await self._rest_of(self._check(*results[0], "query accounts"))
+        emails = self._emails(await self._rest_of(self._check(*results[1], "query contacts")))
+        return [self._customer(a, emails.get(a.get("Id", ""))) for a in accounts]
+
+    async def _get_customers(self, ids: tuple[str, ...]) -> dict[str, Customer]:
+        found: dict[str, Customer] = {}
+        for chunk in _chunks(ids):
+            listed = _in_list(chunk)
+            for customer in await self._accounts_with_emails(
+                f"Id IN {listed}", f"AccountId IN {listed}"
+            ):
+                for asked in chunk:  # answer under the id asked for (15 or 18 characters)
+                    if customer.id == asked or customer.id[:15] == asked:
+                        found[asked] = customer
+        return found
+
+    async def _find_customers(self, text: str, limit: int) -> tuple[Customer, ...]:
+        limit = max(1, min(limit, 2000))
+        pattern = soql_like(text)
+        found = await self._accounts_with_emails(
+            f"Name LIKE {pattern}", f"Account.Name LIKE {pattern}", f" ORDER BY Name LIMIT {limit}"
+        )
+        return tuple(found)
+
+    async def _list_customers(self, cursor: str | None, limit: int) -> Page[Customer]:
+        """Keyset paging on Id: stateless, unlike query locators that expire."""
+        limit = max(1, min(limit, 2000))
+        after = f"Id > {soql_quote(cursor)}" if cursor else "Id != null"
+        accounts = await self._query(
+            _select(ACCOUNT_FIELDS, "Account", after, f" ORDER BY Id LIMIT {limit}")
+        )
+        ids = [str(a["Id"]) for a in accounts if "Id" in a]
+        emails: dict[str, str] = {}
+        if ids:
+            emails = self._emails(
+                await self._query(
+                    _select(
+                        ("AccountId", "Email"),
+                        "Contact",
+                        f"AccountId IN {_in_list(ids)} AND Crosswalk_Key__c LIKE '%-billing'",
+                    )
+                )
+            )
+        items = tuple(self._customer(a, emails.get(str(a.get("Id")))) for a in accounts)
+        return Page(items, ids[-1] if len(ids) == limit else None)
+
+    async def _customer_by_xref(self, erp_bp: str) -> Customer | None:
+        fields = ",".join(ACCOUNT_FIELDS)
+        contacts = _select(
+            ("AccountId", "Email"),
+            "Contact",
+            f"Crosswalk_Key__c = {soql_quote(erp_bp + '-billing')}",
+        )
+        results = await self._composite(
+            [
+                {
+                    "method": "GET",
+                    "url": f"{BASE}/sobjects/Account/ERP_Customer_Id__c/"
+                    f"{quote(erp_bp, safe='')}?fields={fields}",
+                    "referenceId": "account",
+                },
+                {"method": "GET", "url": _query_url(contacts), "referenceId": "contacts"},
+            ],
+            all_or_none=False,
+            what=f"read account by ERP_Customer_Id__c {erp_bp}",
+        )
+        status, body = results[0]
+        if status == 404:
+            return None
+        account = self._check(status, body, f"read account by ERP_Customer_Id__c {erp_bp}")
+        emails = self._emails(await self._rest_of(self._check(*results[1], "query contacts")))
+        return self._customer(account, emails.get(account.get("Id", "")))
+
+    async def _get_opportunities(
+        self, account_ids: tuple[str, ...]
+    ) -> dict[str, tuple[Opportunity, ...]]:
+        grouped: dict[str, list[Opportunity]] = {}
+        for chunk in _chunks(account_ids):
+            rows = await self._query(
+                _select(
+                    OPPORTUNITY_FIELDS,
+                    "Opportunity",
+                    f"AccountId IN {_in_list(chunk)}",
+                    " ORDER BY CloseDate DESC, Id",
+                )
+            )
+            for opp in map(self._opportunity, rows):
+                for asked in chunk:
+                    if opp.account_id == asked or opp.account_id[:15] == asked:
+                        grouped.setdefault(asked, []).append(opp)
+        return {k: tuple(v) for k, v in grouped.items()}
+
+    async def _get_opportunity(self, opp_id: str) -> Opportunity:
+        record = await self._call(
+            "GET",
+            f"{BASE}/sobjects/Opportunity/{quote(opp_id, safe='')}"
+            f"?fields={','.join(OPPORTUNITY_FIELDS)}",
+        )
+        return self._opportunity(record)
+
+    # ---------------------------------------------------------------- writes
+
+    async def _ensure_customer(self, message: EnsureCustomer) -> Customer:
+        customer = message.customer
+        erp = customer.xref.erp
+        if not erp:
+            raise Rejected(
+                self.system,
+                "EnsureCustomer needs customer.xref.erp: the CRM upserts accounts by "
+                "ERP_Customer_Id__c; create the ERP business partner first",
+                details={"fields": ["ERP_Customer_Id__c"]},
+            )
+        fields = {
+            CUSTOMER_FIELDS[name]: getattr(customer, name)
+            for name in CUSTOMER_FIELDS
+            if name != "billing_status" and getattr(customer, name) is not None
+        }
+        key = quote(erp, safe="")
+        subrequests: list[dict[str, Any]] = [
+            {
+                "method": "PATCH",
+                "url": f"{BASE}/sobjects/Account/ERP_Customer_Id__c/{key}",
+                "referenceId": "account",
+                "body": fields,
+            }
+        ]
+        if customer.email:
+            subrequests.append(
+                {
+                    "method": "PATCH",
+                    "url": f"{BASE}/sobjects/Contact/Crosswalk_Key__c/{key}-billing",
+                    "referenceId": "contact",
+                    "body": {
+                        "AccountId": "@{account.id}",
+                        "FirstName": "Accounts",
+                        "LastName": "Payable",
+                        "Email": customer.email,
+                    },
+                }
+            )
+        subrequests.append(
+            {
+                "method": "GET",
+                "url": f"{BASE}/sobjects/Account/@{{account.id}}?fields={','.join(ACCOUNT_FIELDS)}",
+                "referenceId": "read",
+            }
+        )
+        results = await self._composite(subrequests, all_or_none=True, what=f"upsert account {erp}")
+        return self._customer(results[-1][1], customer.email)
+
+    async def _update_customer(self, account_id: str, changes: dict[str, str | None]) -> Customer:
+        unknown = sorted(set(changes) - set(CUSTOMER_FIELDS))
+        if unknown:
+            raise Rejected(
+                self.system,
+                f"UpdateCustomer cannot change {', '.join(unknown)} in the CRM; it can change "
+                f"{', '.join(sorted(CUSTOMER_FIELDS))}",
+                details={"fields": unknown},
+            )
+        path = f"{BASE}/sobjects/Account/{quote(account_id, safe='')}"
+        subrequests: list[dict[str, Any]] = []
+        body = {CUSTOMER_FIELDS[k]: v for k, v in changes.items()}
+        if body:
+            subrequests.append(
+                {"method": "PATCH", "url": path, "referenceId": "update", "body": body}
+            )
+        subrequests.append(
+            {
+                "method": "GET",
+                "url": f"{path}?fields={','.join(ACCOUNT_FIELDS)}",
+                "referenceId": "read",
+            }
+        )
+        contacts = _select(
+            ("AccountId", "Email"),
+            "Contact",
+            f"AccountId = {soql_quote(account_id)} AND Crosswalk_Key__c LIKE '%-billing'",
+        )
+        subrequests.append(
+            {"method": "GET", "url": _query_url(contacts), "referenceId": "contacts"}
+        )
+        results = await self._composite(
+            subrequests, all_or_none=True, what=f"update account {account_id}"
+        )
+        read = results[-2][1]
+        emails = self._emails(await self._rest_of(results[-1][1]))
+        return self._customer(read, emails.get(read.get("Id", "")))
+
+    async def _update_opportunity(
+        self, opp_id: str, fields: dict[str, str | bool | None]
+    ) -> Opportunity:
+        path = f"{BASE}/sobjects/Opportunity/{quote(opp_id, safe='')}"
+        results = await self._composite(
+            [
+                {"method": "PATCH", "url": path, "referenceId": "update", "body": dict(fields)},
+                {
+                    "method": "GET",
+                    "url": f"{path}?fields={','.join(OPPORTUNITY_FIELDS)}",
+                    "referenceId": "read",
+                },
+            ],
+            all_or_none=True,
+            what=f"update opportunity {opp_id}",
+        )
+        return self._opportunity(results[1][1])
