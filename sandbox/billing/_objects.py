@@ -1,0 +1,522 @@
+"""Stripe objects as the sandbox stores and serves them, and the demo world in that shape.
+
+Stored documents are the exact JSON objects the API answers with (``"object"``, ``id``,
+``created`` as unix seconds, ``livemode: false``, ``metadata``); amounts are integers in
+cents. Handlers never change a stored document in place: they ``clone`` it, change the
+copy and put it back, so a failed write leaves the served state unchanged.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import secrets
+import string
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from sandbox.app import SandboxState
+from sandbox.demo import PRODUCTS, DemoCompany, DemoInvoice, DemoProduct, DemoSubscription
+
+__all__ = [
+    "API_VERSION",
+    "CURRENCIES",
+    "TAX_RATE",
+    "add_interval",
+    "clone",
+    "customer_doc",
+    "invoice_doc",
+    "new_id",
+    "recompute_invoice",
+    "seed",
+]
+
+#: the API version events are rendered in (subscription periods still on the subscription)
+API_VERSION = "2024-06-20"
+#: every seeded price bills in these currencies at the same unit amount (sandbox shortcut)
+CURRENCIES = ("eur", "gbp", "usd", "sek")
+#: one flat tax rate on every invoice, as the demo world has it
+TAX_RATE = Decimal("0.19")
+_ALNUM = string.ascii_letters + string.digits
+_LOCALES = {
+    "DE": "de-DE",
+    "FR": "fr-FR",
+    "GB": "en-GB",
+    "US": "en-US",
+    "NL": "nl-NL",
+    "ES": "es-ES",
+    "IT": "it-IT",
+    "SE": "sv-SE",
+}
+
+
+def new_id(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(14))
+
+
+def clone(doc: dict[str, Any]) -> dict[str, Any]:
+    copy: dict[str, Any] = orjson.loads(orjson.dumps(doc))
+    return copy
+
+
+def unix(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def cents(amount: Decimal) -> int:
+    return int((amount * 100).to_integral_value())
+
+
+def add_interval(start: int, interval: str, count: int = 1) -> int:
+    """``start`` plus ``count`` calendar months or years, as Stripe bills periods."""
+    moment = datetime.fromtimestamp(start, UTC)
+    months = count * (12 if interval == "year" else 1)
+    if interval in ("day", "week"):
+        return start + count * 86400 * (7 if interval == "week" else 1)
+    month0 = moment.month - 1 + months
+    year, month = moment.year + month0 // 12, month0 % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return unix(moment.replace(year=year, month=month, day=day))
+
+
+def _invoice_prefix(customer_id: str) -> str:
+    return hashlib.sha1(customer_id.encode(), usedforsecurity=False).hexdigest()[:8].upper()
+
+
+def address(country: str | None = None, city: str | None = None) -> dict[str, Any]:
+    return {
+        "city": city,
+        "country": country,
+        "line1": None,
+        "line2": None,
+        "postal_code": None,
+        "state": None,
+    }
+
+
+def customer_doc(
+    customer_id: str,
+    *,
+    created: int,
+    name: str | None,
+    email: str | None,
+    metadata: dict[str, str],
+    addr: dict[str, Any] | None = None,
+    currency: str | None = None,
+    preferred_locales: list[str] | None = None,
+    description: str | None = None,
+    phone: str | None = None,
+    delinquent: bool = False,
+) -> dict[str, Any]:
+    return {
+        "id": customer_id,
+        "object": "customer",
+        "address": addr,
+        "balance": 0,
+        "created": created,
+        "currency": currency,
+        "default_source": None,
+        "delinquent": delinquent,
+        "description": description,
+        "discount": None,
+        "email": email,
+        "invoice_prefix": _invoice_prefix(customer_id),
+        "invoice_settings": {
+            "custom_fields": None,
+            "default_payment_method": None,
+            "footer": None,
+            "rendering_options": None,
+        },
+        "livemode": False,
+        "metadata": metadata,
+        "name": name,
+        "next_invoice_sequence": 1,
+        "phone": phone,
+        "preferred_locales": preferred_locales or [],
+        "shipping": None,
+        "tax_exempt": "none",
+        "test_clock": None,
+    }
+
+
+def product_id(product: DemoProduct) -> str:
+    return "prod_" + product.code.replace("-", "").lower()
+
+
+def product_doc(product: DemoProduct, created: int) -> dict[str, Any]:
+    return {
+        "id": product_id(product),
+        "object": "product",
+        "active": True,
+        "created": created,
+        "default_price": product.price,
+        "description": None,
+        "images": [],
+        "livemode": False,
+        "metadata": {"erp_material": product.material, "product_code": product.code},
+        "name": product.name,
+        "type": "service",
+        "unit_label": None,
+        "updated": created,
+        "url": None,
+    }
+
+
+def price_doc(product: DemoProduct, created: int) -> dict[str, Any]:
+    amount = cents(product.unit_amount)
+    return {
+        "id": product.price,
+        "object": "price",
+        "active": True,
+        "billing_scheme": "per_unit",
+        "created": created,
+        "currency": "eur",
+        "custom_unit_amount": None,
+        "livemode": False,
+        "lookup_key": product.code,
+        "metadata": {"erp_material": product.material, "product_code": product.code},
+        "nickname": product.name,
+        "product": product_id(product),
+        "recurring": {
+            "aggregate_usage": None,
+            "interval": product.interval,
+            "interval_count": 1,
+            "trial_period_days": None,
+            "usage_type": "licensed",
+        },
+        "tax_behavior": "unspecified",
+        "tiers_mode": None,
+        "transform_quantity": None,
+        "type": "recurring",
+        "unit_amount": amount,
+        "unit_amount_decimal": str(amount),
+    }
+
+
+def subscription_item(
+    sub_id: str, price: dict[str, Any], quantity: int, created: int, start: int, end: int
+) -> dict[str, Any]:
+    return {
+        "id": new_id("si_"),
+        "object": "subscription_item",
+        "created": created,
+        "current_period_end": end,
+        "current_period_start": start,
+        "metadata": {},
+        "price": price,
+        "quantity": quantity,
+        "subscription": sub_id,
+        "tax_rates": [],
+    }
+
+
+def subscription_doc(
+    sub_id: str,
+    *,
+    customer: str,
+    created: int,
+    status: str,
+    items: list[dict[str, Any]],
+    currency: str,
+    period: tuple[int, int],
+    metadata: dict[str, str],
+    collection_method: str,
+    days_until_due: int | None,
+    latest_invoice: str | None = None,
+    description: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": sub_id,
+        "object": "subscription",
+        "billing_cycle_anchor": period[0],
+        "cancel_at": None,
+        "cancel_at_period_end": False,
+        "canceled_at": None,
+        "collection_method": collection_method,
+        "created": created,
+        "currency": currency,
+        "current_period_end": period[1],
+        "current_period_start": period[0],
+        "customer": customer,
+        "days_until_due": days_until_due,
+        "default_payment_method": None,
+        "description": description,
+        "discount": None,
+        "ended_at": None,
+        "items": {
+            "object": "list",
+            "data": items,
+            "has_more": False,
+            "total_count": len(items),
+            "url": f"/v1/subscription_items?subscription={sub_id}",
+        },
+        "latest_invoice": latest_invoice,
+        "livemode": False,
+        "metadata": metadata,
+        "pause_collection": None,
+        "start_date": created,
+        "status": status,
+        "trial_end": None,
+        "trial_start": None,
+    }
+
+
+def line_item(
+    invoice_id: str,
+    item: dict[str, Any],
+    currency: str,
+    period: tuple[int, int],
+) -> dict[str, Any]:
+    price = item["price"]
+    quantity = int(item["quantity"])
+    name = price.get("nickname") or price["id"]
+    return {
+        "id": new_id("il_"),
+        "object": "line_item",
+        "amount": int(price["unit_amount"]) * quantity,
+        "currency": currency,
+        "description": f"{quantity} x {name} (per {price['recurring']['interval']})",
+        "discountable": True,
+        "invoice": invoice_id,
+        "livemode": False,
+        "metadata": {},
+        "period": {"start": period[0], "end": period[1]},
+        "price": price,
+        "proration": False,
+        "quantity": quantity,
+        "subscription": item.get("subscription"),
+        "subscription_item": item["id"],
+        "type": "subscription",
+    }
+
+
+def invoice_doc(
+    invoice_id: str,
+    *,
+    customer: dict[str, Any],
+    subscription: str | None,
+    created: int,
+    currency: str,
+    lines: list[dict[str, Any]],
+    collection_method: str,
+    days_until_due: int | None,
+    billing_reason: str,
+    metadata: dict[str, str] | None = None,
+    period: tuple[int, int] | None = None,
+    description: str | None = None,
+    auto_advance: bool = False,
+) -> dict[str, Any]:
+    """A draft invoice; ``recompute_invoice`` fills the amounts from its lines."""
+    start, end = period or (created, created)
+    doc = {
+        "id": invoice_id,
+        "object": "invoice",
+        "account_country": "DE",
+        "amount_due": 0,
+        "amount_paid": 0,
+        "amount_remaining": 0,
+        "attempt_count": 0,
+        "attempted": False,
+        "auto_advance": auto_advance,
+        "billing_reason": billing_reason,
+        "collection_method": collection_method,
+        "created": created,
+        "currency": currency,
+        "customer": customer["id"],
+        "customer_email": customer.get("email"),
+        "customer_name": customer.get("name"),
+        "days_until_due": days_until_due,
+        "description": description,
+        "due_date": (
+            created + days_until_due * 86400
+            if collection_method == "send_invoice" and days_until_due is not None
+            else None
+        ),
+        "hosted_invoice_url": None,
+        "invoice_pdf": None,
+        "lines": {
+            "object": "list",
+            "data": lines,
+            "has_more": False,
+            "total_count": len(lines),
+            "url": f"/v1/invoices/{invoice_id}/lines",
+        },
+        "livemode": False,
+        "metadata": metadata or {},
+        "number": None,
+        "paid": False,
+        "period_end": end,
+        "period_start": start,
+        "status": "draft",
+        "status_transitions": {
+            "finalized_at": None,
+            "marked_uncollectible_at": None,
+            "paid_at": None,
+            "voided_at": None,
+        },
+        "subscription": subscription,
+        "subtotal": 0,
+        "tax": 0,
+        "total": 0,
+        "webhooks_delivered_at": None,
+    }
+    recompute_invoice(doc)
+    return doc
+
+
+def recompute_invoice(doc: dict[str, Any]) -> None:
+    subtotal = sum(int(line["amount"]) for line in doc["lines"]["data"])
+    tax = cents(Decimal(subtotal) * TAX_RATE / 100)
+    total = subtotal + tax
+    doc["subtotal"], doc["tax"], doc["total"] = subtotal, tax, total
+    doc["amount_due"] = total
+    paid = doc["status"] == "paid"
+    doc["amount_paid"] = total if paid else 0
+    doc["amount_remaining"] = 0 if paid or doc["status"] == "void" else total
+
+
+# ---------------------------------------------------------------- the demo world
+
+
+async def seed(state: SandboxState) -> None:
+    """Render the demo world as Stripe objects (no events: seeding is not a change)."""
+    demo = state.demo
+    origin = unix(datetime(2022, 1, 1, tzinfo=UTC))
+    products = [product_doc(p, origin) for p in PRODUCTS]
+    prices = {p.price: price_doc(p, origin) for p in PRODUCTS}
+    customers: list[tuple[str, dict[str, Any]]] = []
+    subscriptions: list[tuple[str, dict[str, Any]]] = []
+    invoices: list[tuple[str, dict[str, Any]]] = []
+    for company in demo.companies:
+        customer = _demo_customer(company)
+        customers.append((customer["id"], customer))
+        for sub in company.subscriptions:
+            sub_doc, invs = _demo_subscription(company, customer, sub, prices)
+            subscriptions.append((sub_doc["id"], sub_doc))
+            invoices.extend((inv["id"], inv) for inv in invs)
+    for orphan in demo.orphans:
+        customers.append(
+            (
+                orphan.id,
+                customer_doc(
+                    orphan.id,
+                    created=unix(datetime(2025, 6, 1, tzinfo=UTC)),
+                    name=orphan.name,
+                    email=orphan.email,
+                    metadata={"erp_bp": orphan.erp_bp},
+                ),
+            )
+        )
+    await state.store.put_many("product", [(p["id"], p) for p in products])
+    await state.store.put_many("price", list(prices.items()))
+    await state.store.put_many("customer", customers)
+    await state.store.put_many("subscription", subscriptions)
+    # oldest first, so that insertion order agrees with creation order
+    invoices.sort(key=lambda pair: int(pair[1]["created"]))
+    await state.store.put_many("invoice", invoices)
+
+
+def _demo_customer(company: DemoCompany) -> dict[str, Any]:
+    return customer_doc(
+        company.billing_id,
+        created=unix(company.created),
+        name=company.name,
+        email=company.email,
+        metadata={"erp_bp": company.bp, "crm_account_id": company.crm_id},
+        addr=address(company.country, company.city),
+        currency=company.currency.lower(),
+        preferred_locales=[_LOCALES.get(company.country, "en-US")],
+        delinquent=any(s.status in ("past_due", "unpaid") for s in company.subscriptions),
+    )
+
+
+def _demo_subscription(
+    company: DemoCompany,
+    customer: dict[str, Any],
+    sub: DemoSubscription,
+    prices: dict[str, dict[str, Any]],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    created = unix(sub.start)
+    period = (unix(sub.period_start), unix(sub.period_end))
+    items = [
+        subscription_item(sub.id, prices[price], quantity, created, *period)
+        for price, quantity in sub.items
+    ]
+    doc = subscription_doc(
+        sub.id,
+        customer=company.billing_id,
+        created=created,
+        status=sub.status,
+        items=items,
+        currency=company.currency.lower(),
+        period=period,
+        metadata={"erp_order": sub.erp_order} if sub.erp_order else {},
+        collection_method="send_invoice",
+        days_until_due=30,
+        latest_invoice=sub.invoices[0].id if sub.invoices else None,
+    )
+    if sub.status == "canceled":
+        doc["canceled_at"] = doc["ended_at"] = period[0]
+    length = period[1] - period[0]
+    invoices = [
+        _demo_invoice(
+            customer,
+            doc,
+            inv,
+            (period[0] - n * length, period[1] - n * length),
+            first=n == len(sub.invoices) - 1,
+        )
+        for n, inv in reversed(list(enumerate(sub.invoices)))  # oldest first: numbering
+    ]
+    return doc, invoices
+
+
+def _demo_invoice(
+    customer: dict[str, Any],
+    sub: dict[str, Any],
+    inv: DemoInvoice,
+    period: tuple[int, int],
+    *,
+    first: bool,
+) -> dict[str, Any]:
+    created = unix(inv.created)
+    lines = [line_item(inv.id, item, sub["currency"], period) for item in sub["items"]["data"]]
+    doc = invoice_doc(
+        inv.id,
+        customer=customer,
+        subscription=sub["id"],
+        created=created,
+        currency=sub["currency"],
+        lines=lines,
+        collection_method="send_invoice",
+        days_until_due=30,
+        billing_reason="subscription_create" if first else "subscription_cycle",
+        period=period,
+    )
+    # the demo's own figures win: they are what the ERP's billing documents say
+    doc["subtotal"], doc["tax"] = cents(inv.subtotal), cents(inv.tax)
+    doc["total"] = doc["amount_due"] = cents(inv.total)
+    doc["due_date"] = unix(inv.due)
+    doc["status"] = inv.status
+    transitions = doc["status_transitions"]
+    if inv.status != "draft":
+        doc["number"] = f"{customer['invoice_prefix']}-{customer['next_invoice_sequence']:04d}"
+        customer["next_invoice_sequence"] += 1
+        transitions["finalized_at"] = created
+        doc["hosted_invoice_url"] = None
+    if inv.erp_document:
+        doc["metadata"] = {"erp_billing_document": inv.erp_document}
+    if inv.status == "paid":
+        doc["amount_paid"], doc["amount_remaining"], doc["paid"] = doc["total"], 0, True
+        doc["attempted"], doc["attempt_count"] = True, 1
+        transitions["paid_at"] = created + 86400 * 7
+    else:
+        doc["amount_remaining"] = 0 if inv.status == "void" else doc["total"]
+    if inv.status == "void":
+        transitions["voided_at"] = created + 86400
+    if inv.status == "uncollectible":
+        transitions["marked_uncollectible_at"] = created + 86400 * 45
+    return doc
