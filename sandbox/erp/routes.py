@@ -616,6 +616,7 @@ def _price_item(item: _Planned) -> Decimal:
         raise ODataError(
             400, "RequestedQuantity must be above 0 and below 1e9", propertyref="RequestedQuantity"
         )
+    doc["RequestedQuantity"] = str(quantity.quantize(Decimal("0.001")))
     amount = (price[0] * quantity).quantize(Decimal("0.01"))
     doc["NetAmount"] = str(amount)
     doc.setdefault("SalesOrderItemCategory", "TAN")
