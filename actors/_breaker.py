@@ -152,7 +152,11 @@ class AsyncBreaker:
         self._release(ticket)
         if ticket.generation != self._generation:
             return  # the breaker changed state while this call ran: its outcome is stale
-        outcome = _Outcome() if error is not None and counts_as_failure(error) else None
+        failed = error is not None and counts_as_failure(error)
+        if not failed and not ticket.trial and self._breaker.fail_counter == 0:
+            # closed and nothing to reset: pybreaker would change nothing (hot path)
+            return
+        outcome = _Outcome() if failed else None
         # pybreaker's own synchronous path counts, transitions and notifies listeners
         with contextlib.suppress(_Outcome, pybreaker.CircuitBreakerError):
             self._breaker.call(_raise, outcome)

@@ -23,14 +23,28 @@ __all__ = ["Coalescer"]
 
 class _Flight:
     # slots: one per upstream read on the hot path
-    __slots__ = ("done", "error", "orphaned", "priority", "value")
+    __slots__ = ("_done", "error", "finished", "orphaned", "priority", "value")
 
     def __init__(self, priority: Priority) -> None:
         self.priority = priority
-        self.done = anyio.Event()
+        # made only when someone joins: most reads are never shared
+        self._done: anyio.Event | None = None
+        self.finished = False
         self.value: Any = None
         self.error: BaseException | None = None
         self.orphaned = False  # the leader was cancelled before it had an outcome
+
+    async def wait(self) -> None:
+        if self.finished:
+            return
+        if self._done is None:
+            self._done = anyio.Event()
+        await self._done.wait()
+
+    def finish(self) -> None:
+        self.finished = True
+        if self._done is not None:
+            self._done.set()
 
 
 class Coalescer:
@@ -61,7 +75,7 @@ class Coalescer:
             if flight is None or flight.priority > priority:
                 break
             with anyio.CancelScope(deadline=deadline) as scope:
-                await flight.done.wait()
+                await flight.wait()
             if scope.cancelled_caught:
                 raise SystemTimeout(
                     self.system,
@@ -88,4 +102,4 @@ class Coalescer:
         finally:
             if self._flights.get(key) is flight:
                 del self._flights[key]
-            flight.done.set()
+            flight.finish()

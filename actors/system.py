@@ -94,6 +94,7 @@ class SystemActor:
             capacity=policy.mailbox,
             default_timeout=policy.ask_timeout,
             stats=self.stats,
+            handler_keeps_deadline=True,  # see _call_once: every wait is bounded
         )
         self._paused_until = 0.0
         self._healthy: bool | None = None
@@ -248,11 +249,28 @@ class SystemActor:
         ticket = self._breaker.admit()  # raises BreakerOpen without a call
         try:
             await self._wait_out_pause(message, deadline)
-            await self._limiter.acquire()
+            if not self._limiter.has_capacity():
+                # only a call that must wait for a token pays for a cancel scope
+                with anyio.CancelScope(deadline=deadline) as scope:
+                    await self._limiter.acquire()
+                if scope.cancelled_caught:
+                    raise Throttled(
+                        self.system,
+                        f"{type(message).__name__} not sent: waiting for the rate limit "
+                        f"(systems.{self.system}.rate) ran past its deadline",
+                    )
+            else:
+                await self._limiter.acquire()
+            budget = min(self.policy.timeout, deadline - anyio.current_time())
+            if budget <= 0:
+                raise SystemTimeout(
+                    self.system,
+                    f"{type(message).__name__} not sent: its deadline passed while it waited "
+                    f"for the rate limit or the vendor's back-off",
+                )
         except BaseException:
             self._breaker.release(ticket)  # no call was made
             raise
-        budget = min(self.policy.timeout, deadline - anyio.current_time())
         self.stats.calls += 1
         started = time.perf_counter()
         try:
