@@ -52,14 +52,23 @@ def signer(secret: str) -> Callable[[bytes, int], Mapping[str, str]]:
 
 
 def create_app(
-    config: SandboxConfig, *, rate: float = 100.0, burst: int = 200, retry_after: int = 1
+    config: SandboxConfig,
+    *,
+    rate: float = 100.0,
+    burst: int = 200,
+    retry_after: int = 1,
+    page_size: int = PAGE_SIZE,
 ) -> Starlette:
-    """The ERP sandbox app; ``rate``/``burst`` size its built-in throttle (requests/s)."""
+    """The ERP sandbox app.
+
+    ``rate``/``burst`` size its built-in throttle (requests per second over all callers);
+    ``page_size`` is the server-side page after which collections answer ``__next``.
+    """
     dialect = ErpDialect(retry_after=retry_after)
     limit = RateLimit(rate=rate, burst=float(burst))
     return build_app(
         config,
-        routes=routes(limit, dialect),
+        routes=routes(limit, dialect, page_size),
         dialect=dialect,
         seed=seed,
         signer=signer(config.webhook_secret),

@@ -21,9 +21,12 @@ from sandbox.erp.model import ENTITY_SETS, EntitySet, Nav, Prop, Service
 __all__ = [
     "PAGE_SIZE",
     "Query",
+    "Renderer",
     "ResourcePath",
+    "apply",
     "check_payload",
     "etag_of",
+    "next_link",
     "parse_path",
     "parse_query",
     "render",
@@ -271,8 +274,14 @@ def _sort_value(es: EntitySet, name: str, doc: Mapping[str, Any]) -> tuple[int, 
     return (1, value)
 
 
-def apply(es: EntitySet, docs: list[dict[str, Any]], q: Query) -> tuple[list[Any], int, int]:
-    """Filter and order ``docs``; answer (the page, the count, next skiptoken or -1)."""
+def apply(
+    es: EntitySet, docs: list[dict[str, Any]], q: Query, page_size: int = PAGE_SIZE
+) -> tuple[list[Any], int, int]:
+    """Filter and order ``docs``; answer (the page, the count, next skiptoken or -1).
+
+    Server-side paging cuts the requested window (after ``$skip``/``$top``) into pages of
+    ``page_size``; a ``$top`` above the page size still pages.
+    """
     if q.filter is not None:
         docs = [d for d in docs if q.filter(d)]
     docs.sort(key=lambda d: es.key_of(d))
@@ -282,8 +291,8 @@ def apply(es: EntitySet, docs: list[dict[str, Any]], q: Query) -> tuple[list[Any
     window = docs[q.skip :]
     if q.top is not None:
         window = window[: q.top]
-    page = window[q.skiptoken : q.skiptoken + PAGE_SIZE]
-    following = q.skiptoken + PAGE_SIZE
+    page = window[q.skiptoken : q.skiptoken + page_size]
+    following = q.skiptoken + page_size
     return page, count, following if following < len(window) else -1
 
 

@@ -31,6 +31,7 @@ from sandbox.app import SandboxState, state_of
 from sandbox.erp.errors import ErpDialect, ODataError
 from sandbox.erp.model import ENTITY_SETS, SERVICES, EntitySet, Nav, Service, metadata_xml
 from sandbox.erp.odata import (
+    PAGE_SIZE,
     Query,
     Renderer,
     ResourcePath,
@@ -100,11 +101,12 @@ class RateLimit:
 Handler = Callable[[Request, SandboxState], Awaitable[Response]]
 
 
-def _guarded(limit: RateLimit, dialect: ErpDialect, handler: Handler) -> Any:
+def _guarded(limit: RateLimit, dialect: ErpDialect, page_size: int, handler: Handler) -> Any:
     async def endpoint(request: Request) -> Response:
         if not limit.take():
             return dialect.throttle_response()
         state = state_of(request)
+        request.state.page_size = page_size
         try:
             _authenticate(request)
             return await handler(request, state)
@@ -336,7 +338,7 @@ def _collection(
     q: Query,
     count_only: bool,
 ) -> Response:
-    page, count, following = apply(es, docs, q)
+    page, count, following = apply(es, docs, q, request.state.page_size)
     if count_only:
         return Response(str(count), media_type="text/plain")
     renderer = _renderer(request, state)
@@ -820,15 +822,16 @@ def _publish(state: SandboxState, event_type: str, data: dict[str, str]) -> None
 # ---------------------------------------------------------------------------- routing
 
 
-def routes(limit: RateLimit, dialect: ErpDialect) -> list[BaseRoute]:
+def routes(limit: RateLimit, dialect: ErpDialect, page_size: int = PAGE_SIZE) -> list[BaseRoute]:
+    """The three services' routes, behind the rate limit, with ``page_size`` server paging."""
     methods = ["GET", "POST", "PUT", "PATCH", "MERGE", "DELETE"]
     return [
-        Route(f"{ROOT}/{{service}}", _guarded(limit, dialect, service_document)),
-        Route(f"{ROOT}/{{service}}/", _guarded(limit, dialect, service_document)),
-        Route(f"{ROOT}/{{service}}/$metadata", _guarded(limit, dialect, metadata)),
+        Route(f"{ROOT}/{{service}}", _guarded(limit, dialect, page_size, service_document)),
+        Route(f"{ROOT}/{{service}}/", _guarded(limit, dialect, page_size, service_document)),
+        Route(f"{ROOT}/{{service}}/$metadata", _guarded(limit, dialect, page_size, metadata)),
         Route(
             f"{ROOT}/{{service}}/{{path:path}}",
-            _guarded(limit, dialect, resource),
+            _guarded(limit, dialect, page_size, resource),
             methods=methods,
         ),
     ]
