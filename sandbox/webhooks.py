@@ -88,8 +88,11 @@ class WebhookSender:
     async def _deliver_all(
         self, session: aiohttp.ClientSession, receive: MemoryObjectReceiveStream[_Event]
     ) -> None:
-        async for event in receive:
-            await self._deliver(session, event)
+        # each worker owns its clone: closing it on the way out (also when cancelled) keeps
+        # the stream from warning "Unclosed MemoryObjectReceiveStream" when collected
+        with receive:
+            async for event in receive:
+                await self._deliver(session, event)
 
     async def _deliver(self, session: aiohttp.ClientSession, event: _Event) -> None:
         assert self.url is not None
