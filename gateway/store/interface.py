@@ -202,6 +202,19 @@ class Transaction(Reader):
     ) -> SagaStep:
         """Create or update one saga step; ``add_attempt`` adds one to its attempt count."""
 
+    @abstractmethod
+    async def add_steps(
+        self,
+        operation_id: str,
+        names: Sequence[str],
+        *,
+        status: StepStatus = StepStatus.PENDING,
+        now: datetime | None = None,
+    ) -> list[SagaStep]:
+        """Write a saga's steps at once, in this order, after any existing ones (one round
+        trip, where ``upsert_step`` per step costs one each). An existing name is an
+        integrity error."""
+
     # ------------------------------------------------------------ outbox
 
     @abstractmethod

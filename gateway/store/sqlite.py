@@ -13,10 +13,13 @@ only after the write-ahead log has been fsynced. So:
 
 Concurrency. One writer connection guarded by an anyio lock: SQLite serialises writers
 anyway, and one connection keeps the lock queue in this process fair and cheap. Every
-transaction starts with ``BEGIN IMMEDIATE``, so it holds SQLite's write lock for its whole
-length and read-then-write logic cannot interleave with another process on the same file
-(that process waits up to ``busy_timeout``). Reads use a small pool of read-only
-connections which, in WAL mode, never block and are never blocked by the writer.
+SQLite transaction starts with ``BEGIN IMMEDIATE``, so it holds SQLite's write lock for its
+whole length and read-then-write logic cannot interleave with another process on the same
+file (that process waits up to ``busy_timeout``). Units of work that queue up for the
+writer share one commit (group commit, ``gateway.store.sqlite_writer``), each in its own
+savepoint, so the fsync cost is paid once per batch rather than once per unit. Reads use
+a small pool of read-only connections which, in WAL mode, never block and are never
+blocked by the writer.
 """
 
 from __future__ import annotations
@@ -31,12 +34,13 @@ from pathlib import Path
 import aiosqlite
 import anyio
 
-from gateway.store.errors import MigrationError, StoreBusy, StoreClosed
+from gateway.store.errors import MigrationError, StoreClosed
 from gateway.store.interface import Reader, Store, Transaction
 from gateway.store.records import utcnow
 from gateway.store.sqlite_migrations import LATEST_VERSION, MIGRATIONS, statements
 from gateway.store.sqlite_reader import SQLiteReader, to_micros
 from gateway.store.sqlite_transaction import SQLiteTransaction
+from gateway.store.sqlite_writer import GroupCommitWriter, begin_immediate
 
 __all__ = ["SQLiteStore"]
 
@@ -73,8 +77,7 @@ class SQLiteStore(Store):
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         self._state = _State.UNOPENED
-        self._writer: aiosqlite.Connection | None = None
-        self._write_lock = anyio.Lock()
+        self._writer: GroupCommitWriter | None = None
         self._reader_count = readers
         self._free_readers: list[aiosqlite.Connection] = []
         self._reader_slots = anyio.Semaphore(readers)
@@ -91,11 +94,12 @@ class SQLiteStore(Store):
             )
         await anyio.Path(self.path.parent).mkdir(parents=True, exist_ok=True)
         try:
-            self._writer = await self._connect()
-            mode = await self._writer.execute_fetchall("PRAGMA journal_mode = WAL")
+            conn = await self._connect()
+            self._writer = GroupCommitWriter(conn, self.path, busy_timeout=self.busy_timeout)
+            mode = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
             if next(iter(mode))[0] != "wal":
                 raise MigrationError(f"{self.path}: could not switch the journal to WAL mode")
-            await self._migrate(self._writer)
+            await self._migrate(conn)
             for _ in range(self._reader_count):
                 reader = await self._connect()
                 await reader.execute("PRAGMA query_only = ON")
@@ -113,17 +117,19 @@ class SQLiteStore(Store):
         self._state = _State.CLOSED
         self.notifier.close()
         with anyio.CancelScope(shield=True):
-            # Let a running transaction finish (bounded), then close everything.
+            # Let running reads finish (bounded); the writer commits what it holds.
             with anyio.move_on_after(self.busy_timeout):
-                await self._write_lock.acquire()
                 for _ in range(self._reader_count):
                     await self._reader_slots.acquire()
             await self._close_connections()
 
     async def _close_connections(self) -> None:
-        connections = [*self._free_readers, *([self._writer] if self._writer else [])]
+        connections = list(self._free_readers)
         self._free_readers = []
-        self._writer = None
+        if self._writer is not None:
+            writer_conn = await self._writer.close()
+            if writer_conn is not None:
+                connections.append(writer_conn)
         for conn in connections:
             await conn.close()
 
@@ -144,7 +150,7 @@ class SQLiteStore(Store):
 
     async def _migrate(self, conn: aiosqlite.Connection) -> None:
         """Apply pending migrations in one transaction (other processes wait on the lock)."""
-        await self._begin(conn)
+        await begin_immediate(conn, self.path, self.busy_timeout)
         try:
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version ("
@@ -175,17 +181,6 @@ class SQLiteStore(Store):
             raise
         await conn.execute("COMMIT")
 
-    async def _begin(self, conn: aiosqlite.Connection) -> None:
-        try:
-            await conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise StoreBusy(
-                    f"{self.path} stayed locked by another writer for {self.busy_timeout}s: "
-                    "another process holds a long transaction; retry, or raise busy_timeout"
-                ) from exc
-            raise
-
     def _require_open(self) -> None:
         if self._state is not _State.OPEN:
             raise StoreClosed(
@@ -197,38 +192,11 @@ class SQLiteStore(Store):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         self._require_open()
-        try:
-            with anyio.fail_after(self.busy_timeout):
-                await self._write_lock.acquire()
-        except TimeoutError:
-            raise StoreBusy(
-                f"{self.path}: this process's writer stayed busy for {self.busy_timeout}s; "
-                "a transaction is doing slow work (I/O, waits) while holding it"
-            ) from None
-        try:
-            conn = self._writer
-            if conn is None:  # closed while we waited for the lock
-                self._require_open()
-                raise StoreClosed(f"{self!r} closed while waiting to write")
-            await self._begin(conn)
+        assert self._writer is not None
+        async with self._writer.unit() as conn:
             tx = SQLiteTransaction(conn, self.clock)
-            try:
-                yield tx
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await conn.execute("ROLLBACK")
-                raise
-            try:
-                # Shielded: once COMMIT is sent it runs anyway; the caller must learn how it went.
-                with anyio.CancelScope(shield=True):
-                    await conn.execute("COMMIT")
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    if conn.in_transaction:
-                        await conn.execute("ROLLBACK")
-                raise
-        finally:
-            self._write_lock.release()
+            yield tx
+        # After the commit, never before: a watcher must not see what a rollback takes back.
         for operation in tx.changed_operations.values():
             self.notifier.publish(operation)
 

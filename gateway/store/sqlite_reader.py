@@ -206,10 +206,9 @@ class SQLiteReader(Reader):
 
     async def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Execute a write; returns the number of rows changed."""
+        # One round trip: the sqlite3 cursor needs no closing, and rowcount is already set.
         cursor = await self._conn.execute(sql, params)
-        count = cursor.rowcount
-        await cursor.close()
-        return count
+        return cursor.rowcount
 
     # ------------------------------------------------------------ operations
 

@@ -217,6 +217,30 @@ class SQLiteTransaction(SQLiteReader, Transaction):
         assert row is not None  # an upsert with RETURNING always returns its row
         return step_from_row(row)
 
+    async def add_steps(
+        self,
+        operation_id: str,
+        names: Sequence[str],
+        *,
+        status: StepStatus = StepStatus.PENDING,
+        now: datetime | None = None,
+    ) -> list[SagaStep]:
+        if not names:
+            return []
+        at = self._stamp(now)
+        values = ", ".join(
+            f"(?1, ?{i + 4}, (SELECT coalesce(max(position), 0) FROM saga_steps "
+            f"WHERE operation_id = ?1) + {i + 1}, ?2, 0, ?3)"
+            for i in range(len(names))
+        )
+        rows = await self._all(
+            "INSERT INTO saga_steps (operation_id, name, position, status, attempts, updated_at) "
+            f"VALUES {values} RETURNING {STEP_COLUMNS}",
+            [operation_id, status.value, at, *names],
+        )
+        order = {name: i for i, name in enumerate(names)}
+        return sorted((step_from_row(r) for r in rows), key=lambda step: order[step.name])
+
     # ------------------------------------------------------------ outbox
 
     async def enqueue(self, message: NewMessage, *, now: datetime | None = None) -> int:
@@ -376,24 +400,26 @@ class SQLiteTransaction(SQLiteReader, Transaction):
         ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL,
     ) -> IdempotencyResult:
         moment = self._now(now)
-        existing = await self._idempotency_row(client_id, key)
-        if existing is not None and existing.expires_at > moment:
+        # One statement claims the key when it is free or expired (the common case); only
+        # when a live record holds it do we read that record to say which outcome it is.
+        row = await self._one(
+            "INSERT INTO idempotency (client_id, key, fingerprint, state, operation_id, "
+            "response, created_at, expires_at) VALUES (?1, ?2, ?3, 'in_flight', ?4, NULL, ?5, ?6) "
+            "ON CONFLICT (client_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, "
+            "state = excluded.state, operation_id = excluded.operation_id, response = NULL, "
+            "created_at = excluded.created_at, expires_at = excluded.expires_at "
+            "WHERE idempotency.expires_at <= ?5 "
+            f"RETURNING {IDEMPOTENCY_COLUMNS}",
+            [client_id, key, fingerprint, operation_id, to_micros(moment), to_micros(moment + ttl)],
+        )
+        if row is None:
+            existing = await self._idempotency_row(client_id, key)
+            assert existing is not None  # the write lock is held: it cannot have vanished
             if existing.fingerprint != fingerprint:
                 return IdempotencyResult(IdempotencyOutcome.MISMATCH, existing)
             if existing.state is IdempotencyState.COMPLETED:
                 return IdempotencyResult(IdempotencyOutcome.REPLAY, existing)
             return IdempotencyResult(IdempotencyOutcome.CONFLICT, existing)
-        # Absent or expired: an expired record is replaced as if it never existed.
-        row = await self._one(
-            "INSERT INTO idempotency (client_id, key, fingerprint, state, operation_id, "
-            "response, created_at, expires_at) VALUES (?, ?, ?, 'in_flight', ?, NULL, ?, ?) "
-            "ON CONFLICT (client_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, "
-            "state = excluded.state, operation_id = excluded.operation_id, response = NULL, "
-            "created_at = excluded.created_at, expires_at = excluded.expires_at "
-            f"RETURNING {IDEMPOTENCY_COLUMNS}",
-            [client_id, key, fingerprint, operation_id, to_micros(moment), to_micros(moment + ttl)],
-        )
-        assert row is not None
         return IdempotencyResult(IdempotencyOutcome.NEW, idempotency_from_row(row))
 
     async def complete_idempotent(

@@ -10,6 +10,7 @@ import pytest
 
 from gateway.canonical import System
 from gateway.store import (
+    MessageStatus,
     MigrationError,
     Store,
     StoreClosed,
@@ -153,3 +154,72 @@ def test_migration_scripts_split_into_statements() -> None:
         assert all(sqlite3.complete_statement(p) for p in parts)
     with pytest.raises(ValueError, match="inside a statement"):
         statements("CREATE TABLE t (a INTEGER")
+
+
+async def test_concurrent_units_commit_or_fail_each_on_their_own(store: Store) -> None:
+    """Many units at once (the SQLite backend groups them into shared commits): a failing
+    unit takes back only its own writes, and every other unit is durable when it returns."""
+
+    class Refused(Exception):
+        pass
+
+    go = anyio.Event()
+    returned: list[int] = []
+
+    async def unit(i: int) -> None:
+        await go.wait()
+        try:
+            async with store.transaction() as tx:
+                await create_operation(tx, f"op-{i}", aggregate=f"cust-{i}")
+                await tx.enqueue(message(f"cust-{i}", "erp", operation_id=f"op-{i}"))
+                await anyio.lowlevel.checkpoint()  # let other units queue up meanwhile
+                if i % 3 == 0:
+                    raise Refused(i)
+        except Refused:
+            return
+        # Returned from the block: the commit holding this unit is done.
+        assert await store.get_operation(f"op-{i}") is not None
+        returned.append(i)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            for i in range(60):
+                tg.start_soon(unit, i)
+            await anyio.wait_all_tasks_blocked()
+            go.set()
+    assert sorted(returned) == [i for i in range(60) if i % 3]
+    page = await store.list_operations(limit=100)
+    assert sorted(op.id for op in page.items) == sorted(f"op-{i}" for i in returned)
+    assert (await store.outbox_status()).total(MessageStatus.PENDING) == len(returned)
+
+
+async def test_a_unit_cancelled_while_queued_does_not_strand_the_others(store: Store) -> None:
+    go = anyio.Event()
+    done: list[int] = []
+
+    async def unit(i: int) -> None:
+        await go.wait()
+        async with store.transaction() as tx:
+            await create_operation(tx, f"op-{i}", aggregate=f"cust-{i}")
+            await anyio.lowlevel.checkpoint()
+        done.append(i)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            victims: list[anyio.CancelScope] = []
+
+            async def cancellable(i: int) -> None:
+                with anyio.CancelScope() as scope:
+                    victims.append(scope)
+                    await unit(i)
+
+            for i in range(20):
+                tg.start_soon(cancellable if i % 2 else unit, i)
+            await anyio.wait_all_tasks_blocked()
+            go.set()
+            await anyio.lowlevel.checkpoint()
+            for scope in victims:
+                scope.cancel()
+    for i in done:
+        assert await store.get_operation(f"op-{i}") is not None
+    assert all(i in done for i in range(0, 20, 2))
