@@ -1,0 +1,294 @@
+"""``Mutation``: the governed writes (DESIGN.md names) and dead-letter replay.
+
+Every write mutation: checks the client's scope, takes the Idempotency-Key from the
+``Idempotency-Key`` header or the ``idempotencyKey`` argument, validates the input
+against canonical rules (``VALIDATION_FAILED`` with ``extensions.fields: [{field,
+reason}]``, nothing written), then writes the operation, its saga, its first outbox
+message and the idempotency record in one transaction and answers the ``Operation`` at
+once. ``gateway.processes.commands`` documents the idempotency semantics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.types import Info
+
+from actors.errors import CrosswalkSystemError
+from gateway.graphql.context import Context, require_scope
+from gateway.graphql.errors import CodedError, ErrorCode, from_system_error
+from gateway.graphql.operations import Operation, typed
+from gateway.processes.commands import write_path_for
+from gateway.processes.context import Caller
+from gateway.processes.errors import CommandError, ValidationFailed
+from gateway.processes.flows import COMMANDS
+from gateway.processes.replay import replay_dead_letter
+
+__all__ = [
+    "CloseOpportunityInput",
+    "EscalateCaseInput",
+    "Mutation",
+    "OnboardCustomerInput",
+    "OpenCaseInput",
+    "OrderLineInput",
+    "RenewSubscriptionInput",
+    "ReplayResult",
+]
+
+_KEY_HELP = (
+    "Idempotency key (IETF draft; or the Idempotency-Key header). The same key and input "
+    "within 24 h answers the first response; another input answers IDEMPOTENCY_MISMATCH."
+)
+
+IdempotencyKeyArg = Annotated[str | None, strawberry.argument(description=_KEY_HELP)]
+
+
+@strawberry.input(description="A new customer, created in ERP, CRM, billing and support.")
+class OnboardCustomerInput:
+    name: str = strawberry.field(description="Display name.")
+    tax_id: str = strawberry.field(description="Tax id in its country's format (e.g. DE123456789).")
+    country: str = strawberry.field(description="ISO 3166-1 alpha-2 country code.")
+    payment_terms: str = strawberry.field(description="SAP payment terms key, e.g. NT30.")
+    legal_name: str | None = strawberry.field(
+        default=None, description="Legal entity name ending in a legal form; default: name."
+    )
+    currency: str | None = strawberry.field(default=None, description="Default: the country's.")
+    email: str | None = strawberry.field(default=None, description="Billing e-mail.")
+    segment: str | None = strawberry.field(default=None, description="CRM segment.")
+    industry: str | None = strawberry.field(default=None, description="CRM industry.")
+    owner: str | None = strawberry.field(default=None, description="CRM account owner.")
+    external_id: str | None = strawberry.field(
+        default=None, description="ERP BusinessPartnerIDByExtSystem (max 20); default: generated."
+    )
+    credit_status: str | None = strawberry.field(
+        default=None, description="Credit status; owned by the ERP (field ownership applies)."
+    )
+    support_tier: str | None = strawberry.field(
+        default=None, description="Support tier; owned by support (field ownership applies)."
+    )
+
+
+@strawberry.input(description="One product line of a deal.")
+class OrderLineInput:
+    product: str = strawberry.field(description="Canonical product code, e.g. CW-CORE.")
+    quantity: int = strawberry.field(default=1, description="Quantity, 1 to 10000.")
+
+
+@strawberry.input(description="A CRM opportunity to close as won (quote-to-cash).")
+class CloseOpportunityInput:
+    opportunity_id: strawberry.ID = strawberry.field(description="CRM opportunity id (006...).")
+    lines: list[OrderLineInput] | None = strawberry.field(
+        default=None, description="Product lines; default: the opportunity's products, one each."
+    )
+    payment_terms: str | None = strawberry.field(
+        default=None, description="Payment terms override; owned by the ERP (ownership applies)."
+    )
+
+
+@strawberry.input(description="A support case to open for a customer (case-to-resolution).")
+class OpenCaseInput:
+    customer_id: strawberry.ID = strawberry.field(
+        description="Canonical id or erp:/billing:/crm:/support: id."
+    )
+    subject: str = strawberry.field(description="Subject line.")
+    description: str = strawberry.field(description="What happened.")
+    type: str | None = strawberry.field(
+        default=None, description="problem, incident, question (default) or task."
+    )
+    priority: str | None = strawberry.field(
+        default=None,
+        description="Requested priority; the entitlement's SLA priority applies at least.",
+    )
+
+
+@strawberry.input(description="A support case to escalate (case-to-resolution).")
+class EscalateCaseInput:
+    customer_id: strawberry.ID = strawberry.field(
+        description="Canonical id or erp:/billing:/crm:/support: id."
+    )
+    case_id: strawberry.ID = strawberry.field(description="Support ticket id.")
+    reason: str = strawberry.field(description="Why it is escalated.")
+
+
+@strawberry.input(description="A billing subscription to renew (renewal-to-revenue).")
+class RenewSubscriptionInput:
+    customer_id: strawberry.ID = strawberry.field(
+        description="Canonical id or erp:/billing:/crm:/support: id."
+    )
+    subscription_id: strawberry.ID = strawberry.field(description="Billing subscription (sub_...).")
+    opportunity_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The CRM renewal opportunity to close, if any."
+    )
+
+
+@strawberry.type(description="The outcome of replaying a dead letter.")
+class ReplayResult:
+    replayed: bool = strawberry.field(
+        description="False if the message was not a dead letter (already replayed or unknown)."
+    )
+    dead_letter_id: strawberry.ID = strawberry.field(description="The message replayed.")
+    operation: Operation | None = strawberry.field(description="Its operation, as it now stands.")
+
+
+def input_to_json(value: Any) -> Any:
+    """A strawberry input as plain JSON with the schema's camelCase names, unset left out."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {}
+        for f in dataclasses.fields(value):
+            item = getattr(value, f.name)
+            if item is None or item is strawberry.UNSET:
+                continue
+            out[_camel(f.name)] = input_to_json(item)
+        return out
+    if isinstance(value, list):
+        return [input_to_json(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+async def submit(
+    info: Info[Any, Any], kind: str, data: Any, idempotency_key: str | None
+) -> Operation:
+    """Run one governed mutation for the request's client (see the module docstring)."""
+    context: Context = require_scope(info, COMMANDS[kind].scope)
+    header = context.idempotency_key
+    if idempotency_key and header and idempotency_key != header:
+        raise CodedError(
+            ErrorCode.VALIDATION_FAILED,
+            "The Idempotency-Key header and the idempotencyKey argument differ; send one.",
+            extensions={"fields": [{"field": "idempotencyKey", "reason": "differs from header"}]},
+        )
+    key = idempotency_key or header
+    if key is not None and not 1 <= len(key) <= 255:
+        raise CodedError(
+            ErrorCode.VALIDATION_FAILED,
+            "An idempotency key must be 1 to 255 characters.",
+            extensions={"fields": [{"field": "idempotencyKey", "reason": "1 to 255 characters"}]},
+        )
+    caller = Caller(
+        client_id=context.client.id, system=getattr(context.client, "system", None) or "crm"
+    )
+    try:
+        view = await write_path_for(context.runtime).submit(
+            kind,
+            input_to_json(data),
+            caller=caller,
+            idempotency_key=key,
+            correlation_id=context.correlation_id,
+        )
+    except ValidationFailed as exc:
+        raise CodedError(
+            ErrorCode.VALIDATION_FAILED,
+            exc.message,
+            extensions={"fields": [p.to_json() for p in exc.problems]},
+        ) from None
+    except CommandError as exc:
+        raise CodedError(ErrorCode(exc.code), exc.message) from None
+    except CrosswalkSystemError as exc:
+        raise from_system_error(exc) from None
+    return Operation.from_view(view)
+
+
+@strawberry.type(description="Governed writes across ERP, billing, CRM and support.")
+class Mutation:
+    @typed(
+        strawberry.mutation(
+            description="Onboard a customer: ERP business partner, CRM account, billing "
+            "customer, support organization (needs customer:write)."
+        )
+    )
+    async def onboard_customer(
+        self,
+        info: Info[Any, Any],
+        input: OnboardCustomerInput,
+        idempotency_key: IdempotencyKeyArg = None,
+    ) -> Operation:
+        return await submit(info, "onboardCustomer", input, idempotency_key)
+
+    @typed(
+        strawberry.mutation(
+            description="Close a CRM opportunity as won: ERP sales order, billing subscription, "
+            "support entitlement, CRM stamp with the order number (needs opportunity:write)."
+        )
+    )
+    async def close_opportunity(
+        self,
+        info: Info[Any, Any],
+        input: CloseOpportunityInput,
+        idempotency_key: IdempotencyKeyArg = None,
+    ) -> Operation:
+        return await submit(info, "closeOpportunity", input, idempotency_key)
+
+    @typed(
+        strawberry.mutation(
+            description="Open a support case with the entitlement's SLA priority, enriched with "
+            "invoice and order status (needs case:write)."
+        )
+    )
+    async def open_case(
+        self,
+        info: Info[Any, Any],
+        input: OpenCaseInput,
+        idempotency_key: IdempotencyKeyArg = None,
+    ) -> Operation:
+        return await submit(info, "openCase", input, idempotency_key)
+
+    @typed(
+        strawberry.mutation(
+            description="Escalate a support case to the entitlement's escalation priority "
+            "(needs case:write)."
+        )
+    )
+    async def escalate_case(
+        self,
+        info: Info[Any, Any],
+        input: EscalateCaseInput,
+        idempotency_key: IdempotencyKeyArg = None,
+    ) -> Operation:
+        return await submit(info, "escalateCase", input, idempotency_key)
+
+    @typed(
+        strawberry.mutation(
+            description="Renew a subscription: billing renewal, ERP order, entitlement "
+            "extended, CRM renewal closed (needs subscription:write)."
+        )
+    )
+    async def renew_subscription(
+        self,
+        info: Info[Any, Any],
+        input: RenewSubscriptionInput,
+        idempotency_key: IdempotencyKeyArg = None,
+    ) -> Operation:
+        return await submit(info, "renewSubscription", input, idempotency_key)
+
+    @typed(
+        strawberry.mutation(
+            description="Send a dead letter back to the queue; its operation resumes "
+            "(needs deadletter:replay)."
+        )
+    )
+    async def replay_dead_letter(self, info: Info[Any, Any], id: strawberry.ID) -> ReplayResult:
+        context = require_scope(info, "deadletter:replay")
+        try:
+            message_id = int(id)
+        except ValueError:
+            raise CodedError(
+                ErrorCode.VALIDATION_FAILED,
+                f"{id!r} is not a dead letter id (see Query.deadLetters).",
+                extensions={"fields": [{"field": "id", "reason": "not a dead letter id"}]},
+            ) from None
+        replayed, view = await replay_dead_letter(context.runtime.store, message_id)
+        return ReplayResult(
+            replayed=replayed,
+            dead_letter_id=id,
+            operation=Operation.from_view(view) if view else None,
+        )

@@ -1,0 +1,70 @@
+"""Replaying dead letters: the message goes back to the queue and its saga resumes.
+
+Used by ``crosswalk outbox replay`` and the ``replayDeadLetter`` mutation. In one
+transaction the message returns to pending (attempts reset, due now), its saga step
+returns to PENDING, and its operation from NEEDS_ATTENTION to RUNNING (unless another of
+its messages is still dead). The dispatcher of this process is woken at once; one in
+another process finds the message at its next poll.
+"""
+
+from __future__ import annotations
+
+from gateway.processes.signal import outbox_signal
+from gateway.processes.views import OperationView, load_operation_view
+from gateway.store import MessageStatus, OperationStatus, StepStatus, Store, Transaction
+
+__all__ = ["replay_all", "replay_dead_letter"]
+
+
+async def replay_dead_letter(store: Store, message_id: int) -> tuple[bool, OperationView | None]:
+    """Replay one dead letter: (whether it was dead, its operation as it now stands)."""
+    async with store.transaction() as tx:
+        replayed = await _replay(tx, message_id)
+        message = await tx.get_message(message_id)
+        view = None
+        if message is not None and message.operation_id is not None:
+            view = await load_operation_view(tx, message.operation_id)
+    if replayed:
+        outbox_signal(store).notify()
+    return replayed, view
+
+
+async def replay_all(store: Store) -> int:
+    """Replay every dead letter; returns how many."""
+    count = 0
+    while True:
+        dead = await store.list_dead(limit=100)
+        if not dead:
+            break
+        async with store.transaction() as tx:
+            for message in dead:
+                count += await _replay(tx, message.id)
+    if count:
+        outbox_signal(store).notify()
+    return count
+
+
+async def _replay(tx: Transaction, message_id: int) -> bool:
+    message = await tx.get_message(message_id)
+    if message is None or message.status is not MessageStatus.DEAD:
+        return False
+    await tx.replay(message_id)
+    if message.operation_id is None:
+        return True
+    await tx.upsert_step(message.operation_id, message.step, status=StepStatus.PENDING, error=None)
+    others = [
+        m
+        for m in await tx.messages_for(message.operation_id)
+        if m.status is MessageStatus.DEAD and m.id != message_id
+    ]
+    operation = await tx.get_operation(message.operation_id)
+    if operation is not None and operation.status is OperationStatus.NEEDS_ATTENTION and not others:
+        await tx.update_operation(operation.id, status=OperationStatus.RUNNING, error=None)
+    await tx.append_audit(
+        actor="operator",
+        action="outbox.replay",
+        subject=f"operation:{message.operation_id}",
+        correlation_id=operation.correlation_id if operation else None,
+        detail={"message_id": message_id, "step": message.step},
+    )
+    return True
