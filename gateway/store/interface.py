@@ -436,8 +436,13 @@ class Store(ABC):
 
     # ------------------------------------------------------------ read shortcuts
 
+    def _shortcut_reader(self) -> AbstractAsyncContextManager[Reader]:
+        """The reader the one-call shortcuts below use; a backend may return a cheaper one
+        (no snapshot) since each shortcut is a single read."""
+        return self.reader()
+
     async def get_operation(self, operation_id: str) -> Operation | None:
-        async with self.reader() as r:
+        async with self._shortcut_reader() as r:
             return await r.get_operation(operation_id)
 
     async def list_operations(
@@ -449,7 +454,7 @@ class Store(ABC):
         limit: int = 50,
         after: str | None = None,
     ) -> Page[Operation]:
-        async with self.reader() as r:
+        async with self._shortcut_reader() as r:
             return await r.list_operations(
                 status=status,
                 aggregate_key=aggregate_key,
@@ -459,57 +464,57 @@ class Store(ABC):
             )
 
     async def get_steps(self, operation_id: str) -> list[SagaStep]:
-        async with self.reader() as r:
+        async with self._shortcut_reader() as r:
             return await r.get_steps(operation_id)
 
     async def get_message(self, message_id: int) -> OutboxMessage | None:
-        async with self.reader() as r:
+        async with self._shortcut_reader() as r:
             return await r.get_message(message_id)
 
     async def messages_for(self, operation_id: str) -> list[OutboxMessage]:
-        async with self.reader() as r:
+        async with self._shortcut_reader() as r:
             return await r.messages_for(operation_id)
 
     async def list_dead(self, *, limit: int = 100, after: int | None = None) -> list[OutboxMessage]:
-        async with self.reader() as r:
+        async with self._shortcut_reader() as r:
             return await r.list_dead(limit=limit, after=after)
 
     async def outbox_status(self) -> OutboxStatus:
-        async with self.reader() as r:
+        async with self._shortcut_reader() as r:
             return await r.outbox_status()
 
     async def get_idempotency(
         self, client_id: str, key: str, *, now: datetime | None = None
     ) -> IdempotencyRecord | None:
-        async with self.reader() as r:
+        async with self._shortcut_reader() as r:
             return await r.get_idempotency(client_id, key, now=now)
 
     async def get_inbox(self, system: str, event_id: str) -> InboxEvent | None:
-        async with self.reader() as r:
+        async with self._shortcut_reader() as r:
             return await r.get_inbox(system, event_id)
 
     async def audit_for(self, correlation_id: str) -> list[AuditEntry]:
-        async with self.reader() as r:
+        async with self._shortcut_reader() as r:
             return await r.audit_for(correlation_id)
 
     async def audit_for_subject(self, subject: str, *, limit: int = 100) -> list[AuditEntry]:
-        async with self.reader() as r:
+        async with self._shortcut_reader() as r:
             return await r.audit_for_subject(subject, limit=limit)
 
     async def resolve(self, system: System, native_id: str) -> str | None:
-        async with self.reader() as r:
+        async with self._shortcut_reader() as r:
             return await r.resolve(system, native_id)
 
     async def get_xref(self, canonical_id: str) -> XRefRecord | None:
-        async with self.reader() as r:
+        async with self._shortcut_reader() as r:
             return await r.get_xref(canonical_id)
 
     async def search_xref(self, text: str, *, limit: int = 20) -> list[XRefRecord]:
-        async with self.reader() as r:
+        async with self._shortcut_reader() as r:
             return await r.search_xref(text, limit=limit)
 
     async def list_xrefs(self, *, limit: int = 100, after: str | None = None) -> Page[XRefRecord]:
-        async with self.reader() as r:
+        async with self._shortcut_reader() as r:
             return await r.list_xrefs(limit=limit, after=after)
 
     # ------------------------------------------------------------ write shortcuts (own tx)

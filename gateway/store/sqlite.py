@@ -202,17 +202,29 @@ class SQLiteStore(Store):
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[Reader]:
+        async with self._read_connection() as conn:
+            # One read transaction: every query in the block sees the same snapshot.
+            await conn.execute("BEGIN")
+            try:
+                yield SQLiteReader(conn, self.clock)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await conn.execute("ROLLBACK")
+
+    @asynccontextmanager
+    async def _shortcut_reader(self) -> AsyncIterator[Reader]:
+        # A shortcut is one read: each SQL statement sees a consistent state by itself, so
+        # the BEGIN/ROLLBACK round trips of a snapshot would only add latency.
+        async with self._read_connection() as conn:
+            yield SQLiteReader(conn, self.clock)
+
+    @asynccontextmanager
+    async def _read_connection(self) -> AsyncIterator[aiosqlite.Connection]:
         self._require_open()
         async with self._reader_slots:
             conn = self._free_readers.pop()
             try:
-                # One read transaction: every query in the block sees the same snapshot.
-                await conn.execute("BEGIN")
-                try:
-                    yield SQLiteReader(conn, self.clock)
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await conn.execute("ROLLBACK")
+                yield conn
             finally:
                 self._free_readers.append(conn)
 
