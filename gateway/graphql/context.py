@@ -73,6 +73,8 @@ class Context:
     deadline: float = field(default_factory=lambda: anyio.current_time() + DEFAULT_DEADLINE_SECONDS)
     request: Any = None
     response: Any = None
+    #: the graphql-transport-ws ``connection_init`` payload (websocket requests only)
+    connection_params: Any = None
     #: free-form per-request values for other resolvers (e.g. the write path's bookkeeping)
     extras: dict[str, Any] = field(default_factory=dict)
 

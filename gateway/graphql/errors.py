@@ -40,6 +40,11 @@ class ErrorCode(enum.StrEnum):
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
     IDEMPOTENCY_MISMATCH = "IDEMPOTENCY_MISMATCH"
     QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+    # Outside the contract's list: protocol answers and gateway bugs.
+    #: APQ: the hash is unknown, resend with the query (the APQ protocol's own code)
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+    #: a bug in the gateway; the message carries the correlation id to look up in the logs
+    INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
 # Most specific class first: the first isinstance match wins.

@@ -1,17 +1,203 @@
-"""Per-request DataLoaders: batch the reads of one GraphQL request into few upstream calls."""
+"""Per-request DataLoaders: batch one request's reads into few upstream calls.
+
+Each loader collects the native ids its resolvers ask for during one tick of the event
+loop and sends a single batched message (``actors.messages``: ``GetCustomers``,
+``GetInvoices``, ``GetCases``, ...) to that system's actor, at ``INTERACTIVE`` priority
+with the request's deadline. The four systems' loaders dispatch independently, so the
+systems are asked in parallel.
+
+Every key resolves to a ``Fetched``: the value (or ``None`` if the system has no such
+record), when it was read, and, if the system failed, either the last-known-good value
+marked stale with its age or the coded error. A resolver never sees an exception from a
+loader; it decides from ``Fetched`` whether to answer stale data or raise the error.
+Each outcome is also recorded per (system, native id) for the ``freshness`` field.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import anyio
+from strawberry.dataloader import DataLoader
+
+from actors.errors import CrosswalkSystemError
+from actors.messages import (
+    GetBillingDocuments,
+    GetCases,
+    GetCustomers,
+    GetEntitlements,
+    GetInvoices,
+    GetOpportunities,
+    GetOrders,
+    GetSubscriptions,
+    Message,
+    Priority,
+)
+from gateway.canonical import (
+    Case,
+    Customer,
+    Entitlement,
+    Invoice,
+    Opportunity,
+    Order,
+    Subscription,
+    System,
+)
+from gateway.graphql.errors import CodedError, ErrorCode, from_system_error
 
 if TYPE_CHECKING:
     from gateway.graphql.context import Context
 
-__all__ = ["Loaders"]
+__all__ = ["MAX_BATCH", "Fetched", "Loaders", "SystemLoader"]
+
+T = TypeVar("T")
+
+#: ids per upstream message; connectors split further where a vendor needs it
+MAX_BATCH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched(Generic[T]):
+    """One key's answer from one system in this request."""
+
+    system: System
+    value: T | None
+    as_of: datetime
+    #: True when ``value`` is last-known-good data, not a fresh answer
+    stale: bool = False
+    age_seconds: float | None = None
+    #: why the fresh read failed (set whether or not stale data was found)
+    error: CodedError | None = None
+
+    def value_or_raise(self) -> T | None:
+        """The value (fresh or stale); raise the coded error if there is neither."""
+        if self.error is not None and not self.stale:
+            raise self.error
+        return self.value
+
+
+class SystemLoader(DataLoader[str, Fetched[T]], Generic[T]):
+    """A DataLoader over one batched read message of one system."""
+
+    def __init__(
+        self,
+        context: Context,
+        loaders: Loaders,
+        system: System,
+        build: Callable[[tuple[str, ...]], Message],
+    ) -> None:
+        self.context = context
+        self.loaders = loaders
+        self.system = system
+        self.build = build
+        super().__init__(load_fn=self._load, max_batch_size=MAX_BATCH)
+
+    def load(self, key: str) -> Awaitable[Fetched[T]]:
+        future = super().load(key)
+        self.loaders.pending.setdefault((self.system, key), []).append(future)
+        return future
+
+    async def _load(self, keys: Sequence[str]) -> list[Fetched[T]]:
+        ids = tuple(sorted(set(keys)))  # one message shape per id set: coalescing and LKG match
+        message = self.build(ids)
+        actor = self.context.runtime.systems[self.system]
+        self.loaders.upstream_asks += 1
+        try:
+            answer: dict[str, T] = await actor.ask(
+                message, priority=Priority.INTERACTIVE, deadline=self.context.deadline
+            )
+        except CrosswalkSystemError as exc:
+            return self._fallback(actor, message, keys, from_system_error(exc))
+        except TimeoutError:
+            error = CodedError(
+                ErrorCode.SYSTEM_TIMEOUT,
+                f"{self.system}: no answer before the request's deadline",
+                system=str(self.system),
+            )
+            return self._fallback(actor, message, keys, error)
+        now = datetime.now(UTC)
+        results = [Fetched(self.system, answer.get(key), now) for key in keys]
+        self._record(keys, results)
+        return results
+
+    def _fallback(
+        self, actor: Any, message: Message, keys: Sequence[str], error: CodedError
+    ) -> list[Fetched[T]]:
+        """Last-known-good for the whole batch, else per single-id message, else the error."""
+        now = datetime.now(UTC)
+        batch = actor.last_known_good(message)
+        results: list[Fetched[T]] = []
+        for key in keys:
+            found = batch
+            if found is None or key not in found[0]:
+                found = actor.last_known_good(self.build((key,)))
+            if found is not None and key in found[0]:
+                value, age = found
+                results.append(
+                    Fetched(
+                        self.system,
+                        value[key],
+                        now - timedelta(seconds=age),
+                        stale=True,
+                        age_seconds=age,
+                        error=error,
+                    )
+                )
+            else:
+                results.append(Fetched(self.system, None, now, error=error))
+        self._record(keys, results)
+        return results
+
+    def _record(self, keys: Sequence[str], results: Sequence[Fetched[T]]) -> None:
+        for key, result in zip(keys, results, strict=True):
+            self.loaders.outcomes.setdefault((self.system, key), []).append(result)
 
 
 class Loaders:
-    """The DataLoaders of one request."""
+    """The DataLoaders of one request, one per batched read message."""
 
     def __init__(self, context: Context) -> None:
         self.context = context
+        self.started = time.monotonic()
+        #: upstream asks this request made (for tests and diagnostics)
+        self.upstream_asks = 0
+        #: every outcome per (system, native id), for the freshness field
+        self.outcomes: dict[tuple[System, str], list[Fetched[Any]]] = {}
+        #: loads not yet awaited per (system, native id), so freshness can wait for them
+        self.pending: dict[tuple[System, str], list[Awaitable[Any]]] = {}
+
+        def loader(system: System, build: Callable[[tuple[str, ...]], Message]) -> Any:
+            return SystemLoader(context, self, system, build)
+
+        self.customers: dict[System, SystemLoader[Customer]] = {
+            system: loader(system, GetCustomers) for system in System
+        }
+        self.orders: SystemLoader[tuple[Order, ...]] = loader(System.ERP, GetOrders)
+        self.billing_documents: SystemLoader[tuple[Invoice, ...]] = loader(
+            System.ERP, GetBillingDocuments
+        )
+        self.invoices: SystemLoader[tuple[Invoice, ...]] = loader(System.BILLING, GetInvoices)
+        self.subscriptions: SystemLoader[tuple[Subscription, ...]] = loader(
+            System.BILLING, GetSubscriptions
+        )
+        self.opportunities: SystemLoader[tuple[Opportunity, ...]] = loader(
+            System.CRM, GetOpportunities
+        )
+        self.cases: SystemLoader[tuple[Case, ...]] = loader(System.SUPPORT, GetCases)
+        self.entitlements: SystemLoader[Entitlement] = loader(System.SUPPORT, GetEntitlements)
+
+    async def settled(self, keys: Sequence[tuple[System, str]]) -> None:
+        """Wait until every load started so far for these keys has finished."""
+        # let sibling resolvers of the same object start their loads first
+        await anyio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
+        for key in keys:
+            for future in self.pending.get(key, ()):
+                await future
+
+    def outcomes_for(self, system: System, native_id: str) -> list[Fetched[Any]]:
+        return self.outcomes.get((system, native_id), [])

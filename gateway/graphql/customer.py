@@ -1,0 +1,487 @@
+"""``Customer360``: one customer across the four systems, resolved through the DataLoaders.
+
+Each field reads only the systems it needs, so a query that asks for ``cases`` alone
+touches only support. Field scopes are checked per field (``invoice:read`` on
+``invoices``, ...): a missing scope nulls that field with FORBIDDEN and leaves the rest.
+When a system fails, its fields come from last-known-good data (``stale: true`` with
+``ageSeconds``) or are null with the coded error (``extensions.system``); ``freshness``
+says per system what happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.types import Info
+
+from gateway.canonical import Customer, Invoice, System
+from gateway.governance.ownership import OwnershipPolicy
+from gateway.graphql.context import Context, require_scope
+from gateway.graphql.errors import CodedError
+from gateway.graphql.loaders import Fetched, SystemLoader
+from gateway.graphql.types import (
+    Balance,
+    CaseRecord,
+    Connection,
+    EntitlementRecord,
+    FieldSource,
+    Identity,
+    InvoiceRecord,
+    OpportunityRecord,
+    OrderRecord,
+    SourceFreshness,
+    SubscriptionRecord,
+    matches,
+    opportunity_status,
+    paginate,
+    resolver,
+)
+from gateway.store.records import XRefRecord
+
+__all__ = ["Customer360", "GoldenRecord"]
+
+_DEFAULT_OWNERSHIP = OwnershipPolicy()
+
+STATUS_HELP = "Only items whose status is one of these (case-insensitive)."
+FIRST_HELP = "Page size, at most 100."
+AFTER_HELP = "Cursor after which the page starts (`pageInfo.endCursor`)."
+
+
+def ownership(context: Context) -> OwnershipPolicy:
+    policy = getattr(context.runtime.policies, "ownership", None)
+    return policy if isinstance(policy, OwnershipPolicy) else _DEFAULT_OWNERSHIP
+
+
+def _snake_to_camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+@strawberry.type(
+    description="The customer's master data, each field taken from the system that owns it "
+    "(policies/ownership.toml). A field whose owner failed without last-known-good data is "
+    "null with that system's error; `sources` says where each value came from."
+)
+class GoldenRecord:
+    records: strawberry.Private[dict[System, Fetched[Customer]]]
+    policy: strawberry.Private[OwnershipPolicy]
+
+    def _pick(self, name: str) -> tuple[Any, System | None, bool]:
+        owner = self.policy.owner(name)
+        for system in self.policy.sources(name):
+            fetched = self.records.get(system)
+            if fetched is None:
+                continue
+            if system is owner and fetched.error is not None and not fetched.stale:
+                raise fetched.error
+            if fetched.value is None:
+                continue
+            value = getattr(fetched.value, name)
+            if value is not None:
+                return value, system, fetched.stale
+        return None, None, False
+
+    def value(self, name: str) -> str | None:
+        value = self._pick(name)[0]
+        return None if value is None else str(value)
+
+    @resolver("Display name (ERP-owned).")
+    def name(self) -> str | None:
+        return self.value("name")
+
+    @resolver("Registered legal name (ERP-owned).")
+    def legal_name(self) -> str | None:
+        return self.value("legal_name")
+
+    @resolver("Tax id, e.g. VAT number (ERP-owned).")
+    def tax_id(self) -> str | None:
+        return self.value("tax_id")
+
+    @resolver("Country, ISO 3166-1 alpha-2 (ERP-owned).")
+    def country(self) -> str | None:
+        return self.value("country")
+
+    @resolver("Payment terms key, e.g. `NT30` (ERP-owned).")
+    def payment_terms(self) -> str | None:
+        return self.value("payment_terms")
+
+    @resolver("Credit status (ERP-owned).")
+    def credit_status(self) -> str | None:
+        return self.value("credit_status")
+
+    @resolver("Billing currency, ISO 4217 (billing-owned).")
+    def currency(self) -> str | None:
+        return self.value("currency")
+
+    @resolver("Billing e-mail address (billing-owned).")
+    def email(self) -> str | None:
+        return self.value("email")
+
+    @resolver("Market segment (CRM-owned).")
+    def segment(self) -> str | None:
+        return self.value("segment")
+
+    @resolver("Industry (CRM-owned).")
+    def industry(self) -> str | None:
+        return self.value("industry")
+
+    @resolver("Account owner (CRM-owned).")
+    def owner(self) -> str | None:
+        return self.value("owner")
+
+    @resolver("Support tier (support-owned).")
+    def support_tier(self) -> str | None:
+        return self.value("support_tier")
+
+    @resolver("Where each field's value came from.")
+    def sources(self) -> list[FieldSource]:
+        out = []
+        for name in self.policy.customer:
+            try:
+                _, system, stale = self._pick(name)
+            except CodedError:
+                system, stale = None, False
+            out.append(
+                FieldSource(
+                    field_name=_snake_to_camel(name),
+                    system=system,
+                    owner=self.policy.owner(name),
+                    stale=stale,
+                )
+            )
+        return out
+
+
+def _stale_of(fetched: Sequence[Fetched[Any]]) -> tuple[bool, float | None]:
+    ages = [f.age_seconds or 0.0 for f in fetched if f.stale]
+    return (True, max(ages)) if ages else (False, None)
+
+
+def _join_invoices(billing: Sequence[Invoice], erp: Sequence[Invoice]) -> list[InvoiceRecord]:
+    by_document = {doc.id: doc for doc in erp}
+    by_billing = {doc.billing_invoice: doc for doc in erp if doc.billing_invoice}
+    used: set[str] = set()
+    joined: list[InvoiceRecord] = []
+    for inv in billing:
+        doc = by_document.get(inv.erp_document or "") or by_billing.get(inv.id)
+        if doc is not None:
+            used.add(doc.id)
+        joined.append(
+            InvoiceRecord(
+                id=strawberry.ID(inv.id),
+                status=inv.status,
+                total=inv.total,
+                currency=inv.currency,
+                amount_due=inv.amount_due,
+                tax=inv.tax,
+                due_date=inv.due_date,
+                created_at=inv.created_at,
+                billing_invoice_id=inv.id,
+                erp_document_id=doc.id if doc else inv.erp_document,
+                posted=doc.posted if doc else None,
+                posting_status=doc.status if doc else None,
+                sources=[System.BILLING, System.ERP] if doc else [System.BILLING],
+            )
+        )
+    for doc in erp:
+        if doc.id in used:
+            continue
+        joined.append(
+            InvoiceRecord(
+                id=strawberry.ID(doc.id),
+                status=doc.status,
+                total=doc.total,
+                currency=doc.currency,
+                amount_due=doc.amount_due,
+                tax=doc.tax,
+                due_date=doc.due_date,
+                created_at=doc.created_at,
+                billing_invoice_id=doc.billing_invoice,
+                erp_document_id=doc.id,
+                posted=doc.posted,
+                posting_status=doc.status,
+                sources=[System.ERP],
+            )
+        )
+    joined.sort(key=lambda i: i.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
+    return joined
+
+
+@strawberry.type(
+    name="Customer360",
+    description="One customer as all four systems know it: identity, golden record, "
+    "orders, subscriptions, invoices, balance, opportunities, cases and entitlements, "
+    "with per-system freshness.",
+)
+class Customer360:
+    xref: strawberry.Private[XRefRecord]
+
+    # ------------------------------------------------------------ helpers
+
+    def _load(self, info: Info[Context, None], loader_name: str, system: System) -> Any:
+        native = self.xref.get(system)
+        if native is None:
+            return None
+        loader: SystemLoader[Any] = getattr(info.context.loaders, loader_name)
+        return loader.load(native)
+
+    async def _customer_records(self, context: Context) -> dict[System, Fetched[Customer]]:
+        futures = {
+            system: context.loaders.customers[system].load(native)
+            for system, native in self.xref.ids().items()
+        }
+        return {system: await future for system, future in futures.items()}
+
+    # ------------------------------------------------------------ fields
+
+    @resolver("Crosswalk's canonical id for the customer.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.xref.canonical_id)
+
+    @resolver("Display name from the cross-reference registry.")
+    def name(self) -> str | None:
+        return self.xref.name
+
+    @resolver("The customer's id in Crosswalk and in every system.")
+    def identity(self) -> Identity:
+        x = self.xref
+        return Identity(
+            canonical_id=strawberry.ID(x.canonical_id),
+            erp=x.erp,
+            billing=x.billing,
+            crm=x.crm,
+            support=x.support,
+            aliases=list(x.aliases),
+        )
+
+    @resolver("Master data, each field from the system that owns it. Needs customer:read.")
+    async def golden(self, info: Info[Context, None]) -> GoldenRecord | None:
+        context = require_scope(info, "customer:read")
+        records = await self._customer_records(context)
+        return GoldenRecord(records=records, policy=ownership(context))
+
+    @resolver("ERP sales orders, newest first. Needs order:read.")
+    async def orders(
+        self,
+        info: Info[Context, None],
+        status: Annotated[list[str] | None, strawberry.argument(description=STATUS_HELP)] = None,
+        first: Annotated[int, strawberry.argument(description=FIRST_HELP)] = 20,
+        after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
+    ) -> Connection[OrderRecord] | None:
+        require_scope(info, "order:read")
+        pending = self._load(info, "orders", System.ERP)
+        fetched: Fetched[Any] | None = await pending if pending is not None else None
+        orders = (fetched.value_or_raise() if fetched else None) or ()
+        items = [OrderRecord.of(o) for o in orders if matches(o.status, status)]
+        items.sort(key=lambda o: o.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
+        stale, age = _stale_of([fetched] if fetched else [])
+        return paginate(items, first, after, kind="order", stale=stale, age_seconds=age)
+
+    @resolver("Billing subscriptions. Needs subscription:read.")
+    async def subscriptions(
+        self,
+        info: Info[Context, None],
+        status: Annotated[list[str] | None, strawberry.argument(description=STATUS_HELP)] = None,
+        first: Annotated[int, strawberry.argument(description=FIRST_HELP)] = 20,
+        after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
+    ) -> Connection[SubscriptionRecord] | None:
+        require_scope(info, "subscription:read")
+        pending = self._load(info, "subscriptions", System.BILLING)
+        fetched: Fetched[Any] | None = await pending if pending is not None else None
+        subscriptions = (fetched.value_or_raise() if fetched else None) or ()
+        items = [SubscriptionRecord.of(s) for s in subscriptions if matches(s.status, status)]
+        stale, age = _stale_of([fetched] if fetched else [])
+        return paginate(items, first, after, kind="subscription", stale=stale, age_seconds=age)
+
+    async def _invoices(
+        self, info: Info[Context, None]
+    ) -> tuple[list[InvoiceRecord], bool, float | None]:
+        billing_pending = self._load(info, "invoices", System.BILLING)
+        erp_pending = self._load(info, "billing_documents", System.ERP)
+        billing: Fetched[Any] | None = (
+            await billing_pending if billing_pending is not None else None
+        )
+        erp: Fetched[Any] | None = await erp_pending if erp_pending is not None else None
+        # billing is where invoices live: without it (and no stale copy) there is no answer;
+        # a missing ERP half only leaves posting status unknown (freshness says why)
+        billing_invoices = (billing.value_or_raise() if billing else None) or ()
+        erp_documents = (erp.value if erp else None) or ()
+        joined = _join_invoices(billing_invoices, erp_documents)
+        stale, age = _stale_of([f for f in (billing, erp) if f is not None])
+        return joined, stale, age
+
+    @resolver(
+        "Invoices: billing's invoice joined with the ERP billing document and its "
+        "posting status, newest first. Needs invoice:read."
+    )
+    async def invoices(
+        self,
+        info: Info[Context, None],
+        status: Annotated[list[str] | None, strawberry.argument(description=STATUS_HELP)] = None,
+        first: Annotated[int, strawberry.argument(description=FIRST_HELP)] = 20,
+        after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
+    ) -> Connection[InvoiceRecord] | None:
+        require_scope(info, "invoice:read")
+        joined, stale, age = await self._invoices(info)
+        items = [i for i in joined if matches(i.status, status)]
+        return paginate(items, first, after, kind="invoice", stale=stale, age_seconds=age)
+
+    @resolver("What the customer owes, from billing. Needs invoice:read.")
+    async def balance(self, info: Info[Context, None]) -> Balance | None:
+        require_scope(info, "invoice:read")
+        pending = self._load(info, "invoices", System.BILLING)
+        fetched: Fetched[Any] | None = await pending if pending is not None else None
+        invoices: Sequence[Invoice] = (fetched.value_or_raise() if fetched else None) or ()
+        today = datetime.now(UTC).date()
+        open_invoices = [i for i in invoices if i.status == "open"]
+        overdue = [i for i in open_invoices if i.due_date is not None and i.due_date < today]
+
+        def due(items: Sequence[Invoice]) -> Decimal:
+            return sum((i.amount_due or Decimal(0) for i in items), Decimal(0))
+
+        stale, age = _stale_of([fetched] if fetched else [])
+        return Balance(
+            amount_due=due(open_invoices),
+            currency=invoices[0].currency if invoices else None,
+            open_invoices=len(open_invoices),
+            overdue_invoices=len(overdue),
+            overdue_amount=due(overdue),
+            stale=stale,
+            age_seconds=age,
+        )
+
+    @resolver(
+        "CRM opportunities; `status` filters by `open`, `won`, `lost` or stage "
+        "name. Needs opportunity:read."
+    )
+    async def opportunities(
+        self,
+        info: Info[Context, None],
+        status: Annotated[list[str] | None, strawberry.argument(description=STATUS_HELP)] = None,
+        first: Annotated[int, strawberry.argument(description=FIRST_HELP)] = 20,
+        after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
+    ) -> Connection[OpportunityRecord] | None:
+        require_scope(info, "opportunity:read")
+        pending = self._load(info, "opportunities", System.CRM)
+        fetched: Fetched[Any] | None = await pending if pending is not None else None
+        opportunities = (fetched.value_or_raise() if fetched else None) or ()
+        items = [
+            OpportunityRecord.of(o)
+            for o in opportunities
+            if matches(opportunity_status(o), status) or matches(o.stage, status)
+        ]
+        stale, age = _stale_of([fetched] if fetched else [])
+        return paginate(items, first, after, kind="opportunity", stale=stale, age_seconds=age)
+
+    @resolver("Support cases, newest first. Needs case:read.")
+    async def cases(
+        self,
+        info: Info[Context, None],
+        status: Annotated[list[str] | None, strawberry.argument(description=STATUS_HELP)] = None,
+        first: Annotated[int, strawberry.argument(description=FIRST_HELP)] = 20,
+        after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
+    ) -> Connection[CaseRecord] | None:
+        require_scope(info, "case:read")
+        pending = self._load(info, "cases", System.SUPPORT)
+        fetched: Fetched[Any] | None = await pending if pending is not None else None
+        cases = (fetched.value_or_raise() if fetched else None) or ()
+        items = [CaseRecord.of(c) for c in cases if matches(c.status, status)]
+        items.sort(key=lambda c: c.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
+        stale, age = _stale_of([fetched] if fetched else [])
+        return paginate(items, first, after, kind="case", stale=stale, age_seconds=age)
+
+    @resolver("Support entitlements. Needs entitlement:read.")
+    async def entitlements(
+        self,
+        info: Info[Context, None],
+        status: Annotated[list[str] | None, strawberry.argument(description=STATUS_HELP)] = None,
+        first: Annotated[int, strawberry.argument(description=FIRST_HELP)] = 20,
+        after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
+    ) -> Connection[EntitlementRecord] | None:
+        require_scope(info, "entitlement:read")
+        pending = self._load(info, "entitlements", System.SUPPORT)
+        fetched: Fetched[Any] | None = await pending if pending is not None else None
+        entitlement = fetched.value_or_raise() if fetched else None
+        items = (
+            [EntitlementRecord.of(entitlement)]
+            if entitlement is not None and matches(entitlement.status, status)
+            else []
+        )
+        stale, age = _stale_of([fetched] if fetched else [])
+        return paginate(items, first, after, kind="entitlement", stale=stale, age_seconds=age)
+
+    @resolver(
+        "Per system: when its data in this answer was read, whether it is stale "
+        "(last-known-good) and why. Reflects the fields asked for in the same request."
+    )
+    async def freshness(self, info: Info[Context, None]) -> list[SourceFreshness]:
+        context = info.context
+        loaders = context.loaders
+        ids = self.xref.ids()
+        await loaders.settled(list(ids.items()))
+        out: list[SourceFreshness] = []
+        for system in System:
+            native = ids.get(system)
+            if native is None:
+                out.append(
+                    SourceFreshness(
+                        system=system,
+                        linked=False,
+                        as_of=None,
+                        stale=False,
+                        age_seconds=None,
+                        reason=f"not linked: no {system} id in the cross-reference registry",
+                        error_code=None,
+                    )
+                )
+                continue
+            outcomes = loaders.outcomes_for(system, native)
+            out.append(_freshness(system, outcomes))
+        return out
+
+
+def _freshness(system: System, outcomes: Sequence[Fetched[Any]]) -> SourceFreshness:
+    if not outcomes:
+        return SourceFreshness(
+            system=system,
+            linked=True,
+            as_of=None,
+            stale=False,
+            age_seconds=None,
+            reason="not read: no field of this request needed it",
+            error_code=None,
+        )
+    failed = [o for o in outcomes if o.error is not None]
+    stale = [o for o in outcomes if o.stale]
+    as_of = min(o.as_of for o in outcomes)
+    if not failed:
+        return SourceFreshness(
+            system=system,
+            linked=True,
+            as_of=as_of,
+            stale=False,
+            age_seconds=None,
+            reason=None,
+            error_code=None,
+        )
+    error = failed[0].error
+    assert error is not None
+    age = max((o.age_seconds or 0.0 for o in stale), default=None)
+    reason = (
+        f"{error.message}; showing last-known-good data"
+        if stale
+        else f"{error.message}; no last-known-good data"
+    )
+    return SourceFreshness(
+        system=system,
+        linked=True,
+        as_of=as_of,
+        stale=bool(stale),
+        age_seconds=age,
+        reason=reason,
+        error_code=str(error.code),
+    )

@@ -1,0 +1,333 @@
+"""Running one GraphQL operation: persisted lookup, cached parse and validation, limits,
+execution, and coded error formatting. HTTP concerns live in ``gateway.graphql.app``.
+
+The parse and validation results of a query text are cached (bounded LRU): a portal
+sends the same few documents again and again, and parsing plus validating is most of
+the CPU a small query costs. Limits run before validation and before any resolver, so a
+query over a limit never reaches a system.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from inspect import isawaitable
+from typing import Any
+
+import anyio
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    execute,
+    get_operation_ast,
+    parse,
+    validate,
+)
+from strawberry import Schema
+
+from actors.errors import CrosswalkSystemError
+from gateway.governance.clients import Client, QueryLimits
+from gateway.graphql.context import Context
+from gateway.graphql.errors import CodedError, ErrorCode, from_system_error
+from gateway.graphql.limits import analyze, check_limits
+from gateway.graphql.persisted import PersistedOperations, sha256_hex
+
+__all__ = ["OperationRunner", "Outcome", "RequestParams", "format_error"]
+
+log = logging.getLogger(__name__)
+
+#: extra time past the request deadline before the whole operation is abandoned
+_GRACE_SECONDS = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class RequestParams:
+    """The GraphQL-over-HTTP request parameters, already type-checked."""
+
+    query: str | None
+    operation_name: str | None = None
+    variables: dict[str, Any] | None = None
+    extensions: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One operation's response body and how the HTTP layer should treat it.
+
+    ``request_error``: the operation never started (no ``data`` entry); ``status`` forces a
+    specific HTTP status whatever the media type (e.g. 405 for a mutation over GET).
+    """
+
+    body: dict[str, Any]
+    request_error: bool = False
+    status: int | None = None
+    allow: str | None = None
+
+
+def _request_error(error: GraphQLError, *, status: int | None = None) -> Outcome:
+    return Outcome({"errors": [format_error(error)]}, request_error=True, status=status)
+
+
+def format_error(error: GraphQLError, correlation_id: str | None = None) -> dict[str, Any]:
+    """The spec's error shape, always with ``extensions.code``; internals never leak."""
+    original = error.original_error
+    if isinstance(error, CodedError):
+        return error.formatted  # type: ignore[return-value]
+    if isinstance(original, CodedError):
+        coded = original
+    elif isinstance(original, CrosswalkSystemError):
+        coded = from_system_error(original)
+    elif original is not None and not isinstance(original, GraphQLError):
+        log.error(
+            "resolver failed at %s (correlation id %s)",
+            error.path,
+            correlation_id,
+            exc_info=original,
+        )
+        coded = CodedError(
+            ErrorCode.INTERNAL_ERROR,
+            f"Internal error; quote correlation id {correlation_id} to the operators.",
+        )
+    else:
+        # parse, validation and input coercion errors: the client's request is wrong
+        formatted: dict[str, Any] = dict(error.formatted)
+        formatted["extensions"] = {**(error.extensions or {}), "code": "VALIDATION_FAILED"}
+        return formatted
+    formatted = dict(coded.formatted)
+    formatted["locations"] = [loc._asdict() for loc in error.locations or ()] or None
+    formatted["path"] = error.path
+    return {k: v for k, v in formatted.items() if v is not None}
+
+
+class _DocumentCache:
+    """query text -> (document or syntax error, validation errors), bounded LRU."""
+
+    def __init__(self, schema: GraphQLSchema, limits: QueryLimits, capacity: int) -> None:
+        self.schema = schema
+        self.limits = limits
+        self.capacity = capacity
+        self._parsed: OrderedDict[str, DocumentNode | GraphQLError] = OrderedDict()
+        self._validated: dict[int, list[GraphQLError]] = {}
+
+    def parse(self, query: str) -> DocumentNode | GraphQLError:
+        cached = self._parsed.get(query)
+        if cached is not None:
+            self._parsed.move_to_end(query)
+            return cached
+        try:
+            result: DocumentNode | GraphQLError = parse(query, max_tokens=self.limits.max_tokens)
+        except GraphQLError as exc:
+            if "tokens" in exc.message:
+                exc = CodedError(
+                    ErrorCode.QUERY_TOO_COMPLEX,
+                    f"The document has more than {self.limits.max_tokens} tokens; "
+                    "send a smaller query.",
+                    extensions={"limit": "tokens", "max": self.limits.max_tokens},
+                )
+            result = exc
+        self._parsed[query] = result
+        if len(self._parsed) > self.capacity:
+            _, evicted = self._parsed.popitem(last=False)
+            self._validated.pop(id(evicted), None)
+        return result
+
+    def validate(self, document: DocumentNode) -> list[GraphQLError]:
+        errors = self._validated.get(id(document))
+        if errors is None:
+            errors = validate(self.schema, document)
+            self._validated[id(document)] = errors
+        return errors
+
+
+class OperationRunner:
+    """Runs GraphQL operations for authenticated clients against one strawberry schema."""
+
+    def __init__(
+        self,
+        schema: Schema,
+        *,
+        limits: QueryLimits,
+        persisted: PersistedOperations | None = None,
+        cache_size: int = 1000,
+    ) -> None:
+        self.schema = schema
+        self.graphql_schema: GraphQLSchema = schema._schema
+        self.limits = limits
+        self.persisted = persisted or PersistedOperations()
+        self._documents = _DocumentCache(self.graphql_schema, limits, cache_size)
+        self._executor_kwargs: dict[str, Any] = {}
+        executor_class = getattr(schema, "execution_context_class", None)
+        if executor_class is not None:
+            self._executor_kwargs["executor_class"] = executor_class
+
+    # ------------------------------------------------------------ steps
+
+    def resolve_query(self, params: RequestParams, client: Client) -> str | Outcome:
+        """The query text to run, after the persisted-operation protocol and client mode."""
+        persisted = (params.extensions or {}).get("persistedQuery")
+        if persisted is None:
+            if client.persisted_only:
+                return _request_error(
+                    CodedError(
+                        ErrorCode.FORBIDDEN,
+                        f"Client '{client.id}' may only run persisted operations: send "
+                        "extensions.persistedQuery.sha256Hash of a safelisted operation.",
+                    )
+                )
+            if params.query is None:
+                return _request_error(
+                    CodedError(
+                        ErrorCode.VALIDATION_FAILED,
+                        "The request has no 'query' (and no persisted operation hash).",
+                    ),
+                    status=400,
+                )
+            return params.query
+        digest = persisted.get("sha256Hash") if isinstance(persisted, dict) else None
+        if not isinstance(digest, str) or len(digest) != 64 or persisted.get("version", 1) != 1:
+            return _request_error(
+                CodedError(
+                    ErrorCode.VALIDATION_FAILED,
+                    "extensions.persistedQuery must be {version: 1, sha256Hash: <64 hex>}.",
+                ),
+                status=400,
+            )
+        digest = digest.lower()
+        if client.persisted_only and not self.persisted.is_safelisted(digest):
+            return _request_error(
+                CodedError(
+                    ErrorCode.FORBIDDEN,
+                    f"Operation {digest[:12]}... is not safelisted; client '{client.id}' "
+                    "may only run safelisted persisted operations.",
+                )
+            )
+        if params.query is not None:
+            if sha256_hex(params.query) != digest:
+                return _request_error(
+                    CodedError(
+                        ErrorCode.VALIDATION_FAILED,
+                        "extensions.persistedQuery.sha256Hash does not match the query's "
+                        "SHA-256; hash the exact query text.",
+                    ),
+                    status=400,
+                )
+            self.persisted.register(digest, params.query)
+            return params.query
+        query = self.persisted.get(digest)
+        if query is None:
+            return _request_error(
+                CodedError(
+                    ErrorCode.PERSISTED_QUERY_NOT_FOUND,
+                    "PersistedQueryNotFound: resend with the query text to register it.",
+                )
+            )
+        return query
+
+    def prepare(
+        self, query: str, params: RequestParams, client: Client, *, method: str
+    ) -> tuple[DocumentNode, OperationDefinitionNode] | Outcome:
+        """Parse, pick the operation, check method and limits, validate (cached)."""
+        document = self._documents.parse(query)
+        if isinstance(document, GraphQLError):
+            return _request_error(document)
+        operation = get_operation_ast(document, params.operation_name)
+        if operation is None:
+            name = params.operation_name
+            return _request_error(
+                CodedError(
+                    ErrorCode.VALIDATION_FAILED,
+                    f"No operation named {name!r} in the document."
+                    if name
+                    else "The document has several operations: say which in 'operationName'.",
+                )
+            )
+        if method == "GET" and operation.operation is not OperationType.QUERY:
+            return Outcome(
+                {
+                    "errors": [
+                        CodedError(
+                            ErrorCode.VALIDATION_FAILED,
+                            f"A {operation.operation.value} cannot be sent with GET; use POST.",
+                        ).formatted
+                    ]
+                },
+                request_error=True,
+                status=405,
+                allow="POST",
+            )
+        if operation.operation is OperationType.SUBSCRIPTION:
+            return _request_error(
+                CodedError(
+                    ErrorCode.VALIDATION_FAILED,
+                    "Subscriptions are served over websocket (graphql-transport-ws) "
+                    "on this same path.",
+                )
+            )
+        try:
+            check_limits(
+                analyze(
+                    self.graphql_schema,
+                    document,
+                    operation,
+                    params.variables,
+                    default_list_size=self.limits.default_list_size,
+                ),
+                self.limits,
+                client,
+            )
+        except CodedError as exc:
+            return _request_error(exc)
+        errors = self._documents.validate(document)
+        if errors:
+            return Outcome(
+                {"errors": [format_error(e) for e in errors]},
+                request_error=True,
+            )
+        return document, operation
+
+    async def execute(
+        self, document: DocumentNode, params: RequestParams, context: Context
+    ) -> Outcome:
+        """Execute a prepared operation; the request deadline bounds it."""
+        result: Any = None
+        with anyio.move_on_after(context.remaining + _GRACE_SECONDS):
+            result = execute(
+                self.graphql_schema,
+                document,
+                context_value=context,
+                variable_values=params.variables,
+                operation_name=params.operation_name,
+                **self._executor_kwargs,
+            )
+            if isawaitable(result):
+                result = await result
+        if not isinstance(result, ExecutionResult):
+            return Outcome(
+                {
+                    "data": None,
+                    "errors": [
+                        CodedError(
+                            ErrorCode.SYSTEM_TIMEOUT,
+                            "The request ran past its deadline.",
+                        ).formatted
+                    ],
+                }
+            )
+        correlation_id = context.correlation_id
+        errors = [format_error(e, correlation_id) for e in result.errors or ()]
+        if result.data is None and errors and all(e.get("path") is None for e in errors):
+            # variable coercion failed: execution never started
+            for error in errors:
+                error.setdefault("extensions", {}).setdefault("code", "VALIDATION_FAILED")
+            return Outcome({"errors": errors}, request_error=True)
+        body: dict[str, Any] = {"data": result.data}
+        if errors:
+            body["errors"] = errors
+        if result.extensions:
+            body["extensions"] = result.extensions
+        return Outcome(body)

@@ -1,0 +1,126 @@
+"""The read side of ``Query``: ``customer``, ``customers`` and ``systems``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from gateway.canonical import System
+from gateway.graphql.context import Context, require_scope
+from gateway.graphql.customer import Customer360
+from gateway.graphql.errors import CodedError, ErrorCode
+from gateway.graphql.identity import parse_customer_id, resolve_customer
+from gateway.graphql.types import (
+    Connection,
+    Edge,
+    PageInfo,
+    SystemStatus,
+    check_first,
+    decode_cursor,
+    encode_cursor,
+    resolver,
+)
+from gateway.store.errors import StoreError
+from gateway.store.records import XRefRecord
+
+__all__ = ["ReadQuery"]
+
+#: how many registry matches a search looks through for one page
+_SEARCH_WINDOW = 1000
+
+
+async def _search(context: Context, text: str, first: int, after: str | None) -> list[XRefRecord]:
+    text = text.strip()
+    if ":" in text:
+        # a system id written erp:..., billing:...: one exact customer
+        parse_customer_id(text)
+        return [await resolve_customer(context, text)] if after is None else []
+    records: list[XRefRecord] = await context.runtime.store.search_xref(text, limit=_SEARCH_WINDOW)
+    if after is not None:
+        records = [r for r in records if r.canonical_id > after]
+    return records[: first + 1]
+
+
+@strawberry.type(description="Reads: the customer 360 and the health of the systems.")
+class ReadQuery:
+    @resolver(
+        "One customer by its canonical id (`cw_...`) or any system's id written "
+        "`erp:<BusinessPartner>`, `billing:<cus_...>`, `crm:<001...>` or `support:<org id>`. "
+        "Needs customer:read."
+    )
+    async def customer(
+        self,
+        info: Info[Context, None],
+        id: Annotated[strawberry.ID, strawberry.argument(description="The customer's id.")],
+    ) -> Customer360 | None:
+        context = require_scope(info, "customer:read")
+        return Customer360(xref=await resolve_customer(context, str(id)))
+
+    @resolver(
+        "Customers whose name contains `search`, or whose canonical or system id starts "
+        "with it (`erp:1000042` finds exactly that customer); all customers without "
+        "`search`. Ordered by canonical id. Needs customer:read."
+    )
+    async def customers(
+        self,
+        info: Info[Context, None],
+        search: Annotated[
+            str | None, strawberry.argument(description="Name part or id to look for.")
+        ] = None,
+        first: Annotated[int, strawberry.argument(description="Page size, at most 100.")] = 20,
+        after: Annotated[
+            str | None, strawberry.argument(description="`pageInfo.endCursor` of a page.")
+        ] = None,
+    ) -> Connection[Customer360] | None:
+        context = require_scope(info, "customer:read")
+        check_first(first)
+        position = decode_cursor(after, "customer") if after is not None else None
+        try:
+            if search:
+                records = await _search(context, search, first, position)
+            else:
+                page = await context.runtime.store.list_xrefs(limit=first + 1, after=position)
+                records = list(page.items)
+        except StoreError as exc:
+            raise CodedError(
+                ErrorCode.SYSTEM_UNAVAILABLE,
+                f"The cross-reference registry could not be read: {exc}",
+                system="store",
+            ) from exc
+        has_next = len(records) > first
+        records = records[:first]
+        edges = [
+            Edge(cursor=encode_cursor("customer", r.canonical_id), node=Customer360(xref=r))
+            for r in records
+        ]
+        return Connection(
+            edges=edges,
+            nodes=[e.node for e in edges],
+            page_info=PageInfo(
+                has_next_page=has_next,
+                has_previous_page=after is not None,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+            total_count=None,
+        )
+
+    @resolver(
+        "Each system's health, circuit breaker state, queue depth and latency. "
+        "Needs system:read."
+    )
+    def systems(self, info: Info[Context, None]) -> list[SystemStatus] | None:
+        context = require_scope(info, "system:read")
+        return [
+            SystemStatus(
+                system=System(state.system),
+                healthy=state.healthy,
+                health_detail=state.health_detail,
+                breaker=state.breaker,
+                queue_depth=state.queue_depth,
+                p50_latency_ms=state.p50_latency_ms,
+            )
+            for state in context.runtime.systems.states()
+        ]

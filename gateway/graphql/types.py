@@ -1,0 +1,420 @@
+"""GraphQL object types of the read side: records, connections, freshness, system status.
+
+These are plain values built from canonical records (``gateway.canonical``); the types
+with resolvers (``Customer360``, ``GoldenRecord``) live in ``gateway.graphql.customer``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+import strawberry
+
+from gateway.canonical import Case, Entitlement, Opportunity, Order, Subscription, System
+from gateway.graphql.errors import CodedError, ErrorCode
+
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "Balance",
+    "CaseRecord",
+    "Connection",
+    "Edge",
+    "EntitlementRecord",
+    "FieldSource",
+    "Identity",
+    "InvoiceRecord",
+    "OpportunityRecord",
+    "OrderItemRecord",
+    "OrderRecord",
+    "PageInfo",
+    "SourceFreshness",
+    "SubscriptionItemRecord",
+    "SubscriptionRecord",
+    "SystemName",
+    "SystemStatus",
+    "decode_cursor",
+    "encode_cursor",
+    "paginate",
+    "resolver",
+]
+
+T = TypeVar("T")
+
+#: the largest page a list field answers
+MAX_PAGE_SIZE = 100
+
+if TYPE_CHECKING:
+    SystemName = System
+else:
+    SystemName = strawberry.enum(
+        System,
+        name="SystemName",
+        description="A back-office system behind Crosswalk.",
+    )
+
+field = strawberry.field
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def resolver(description: str, *, name: str | None = None) -> Callable[[F], F]:
+    """``@strawberry.field(description=...)`` for a resolver method, typed for mypy."""
+    return cast(Callable[[F], F], strawberry.field(description=description, name=name))
+
+
+# ---------------------------------------------------------------- connections
+
+
+@strawberry.type(description="Where a page of a connection sits in the whole list (Relay).")
+class PageInfo:
+    has_next_page: bool = field(description="Whether more items follow this page.")
+    has_previous_page: bool = field(description="Whether items come before this page.")
+    start_cursor: str | None = field(description="Cursor of the first item of this page.")
+    end_cursor: str | None = field(
+        description="Cursor of the last item of this page: pass it as `after` for the next."
+    )
+
+
+@strawberry.type(description="One item of a page with its cursor (Relay).")
+class Edge(Generic[T]):
+    cursor: str = field(description="Opaque position of this item, for `after`.")
+    node: T = field(description="The item.")
+
+
+@strawberry.type(description="A page of a list (Relay connection).")
+class Connection(Generic[T]):
+    edges: list[Edge[T]] = field(description="The items of this page with their cursors.")
+    nodes: list[T] = field(description="The items of this page, without cursors.")
+    page_info: PageInfo = field(description="Paging information.")
+    total_count: int | None = field(
+        description="Items in the whole list after filtering; null when it cannot be known "
+        "without reading everything."
+    )
+    stale: bool = field(
+        default=False,
+        description="True when the items come from the last-known-good cache because their "
+        "system did not answer; `ageSeconds` says how old they are.",
+    )
+    age_seconds: float | None = field(
+        default=None, description="Age of stale items in seconds; null when fresh."
+    )
+
+
+def encode_cursor(kind: str, position: str | int) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, kind: str) -> str:
+    """The position inside a cursor made by ``encode_cursor(kind, ...)``; else VALIDATION_FAILED."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        text = base64.urlsafe_b64decode(padded.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    prefix, _, position = text.partition(":")
+    if prefix != kind or not position:
+        raise CodedError(
+            ErrorCode.VALIDATION_FAILED,
+            f"Cursor {cursor[:40]!r} is not a cursor of this list; pass an endCursor it returned.",
+            extensions={"argument": "after"},
+        )
+    return position
+
+
+def check_first(first: int) -> None:
+    if first < 0 or first > MAX_PAGE_SIZE:
+        raise CodedError(
+            ErrorCode.VALIDATION_FAILED,
+            f"first must be between 0 and {MAX_PAGE_SIZE}, got {first}.",
+            extensions={"argument": "first"},
+        )
+
+
+def paginate(
+    items: Sequence[T],
+    first: int,
+    after: str | None,
+    *,
+    kind: str,
+    stale: bool = False,
+    age_seconds: float | None = None,
+) -> Connection[T]:
+    """Slice an in-memory list into a page with offset cursors."""
+    check_first(first)
+    start = 0
+    if after is not None:
+        position = decode_cursor(after, kind)
+        if not position.isdigit():
+            raise CodedError(ErrorCode.VALIDATION_FAILED, "Malformed cursor.")
+        start = int(position) + 1
+    page = items[start : start + first]
+    edges = [Edge(cursor=encode_cursor(kind, start + i), node=n) for i, n in enumerate(page)]
+    return Connection(
+        edges=edges,
+        nodes=list(page),
+        page_info=PageInfo(
+            has_next_page=start + len(page) < len(items),
+            has_previous_page=start > 0,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        total_count=len(items),
+        stale=stale,
+        age_seconds=age_seconds,
+    )
+
+
+def matches(status: str, wanted: list[str] | None) -> bool:
+    return wanted is None or status.lower() in {w.lower() for w in wanted}
+
+
+# ---------------------------------------------------------------- customer parts
+
+
+@strawberry.type(description="A customer's id in Crosswalk and in every system that knows it.")
+class Identity:
+    canonical_id: strawberry.ID = field(description="Crosswalk's own id for the customer.")
+    erp: str | None = field(description="SAP BusinessPartner, e.g. `1000042`.")
+    billing: str | None = field(description="Stripe customer id, `cus_...`.")
+    crm: str | None = field(description="Salesforce Account id, `001...`.")
+    support: str | None = field(description="Zendesk organization id.")
+    aliases: list[str] = field(
+        description="Canonical ids of records merged into this one; they still resolve here."
+    )
+
+
+@strawberry.type(description="Where one golden-record field came from.")
+class FieldSource:
+    field_name: str = strawberry.field(
+        name="field", description="The golden-record field, e.g. `legalName`."
+    )
+    system: SystemName | None = strawberry.field(
+        description="The system the value came from; null when no system had a value."
+    )
+    owner: SystemName = strawberry.field(
+        description="The system that owns the field by policy (policies/ownership.toml)."
+    )
+    stale: bool = strawberry.field(description="True when the value is last-known-good data.")
+
+
+@strawberry.type(
+    description="How fresh one system's part of the answer is: when it was read, whether it "
+    "is stale (last-known-good because the system failed) and why."
+)
+class SourceFreshness:
+    system: SystemName = field(description="The system.")
+    linked: bool = field(
+        description="Whether the customer is known in this system (cross-reference registry)."
+    )
+    as_of: datetime | None = field(
+        description="When the data shown from this system was read from it."
+    )
+    stale: bool = field(description="True when some data shown is last-known-good.")
+    age_seconds: float | None = field(description="Age of the stale data in seconds.")
+    reason: str | None = field(description="Why the data is stale or missing.")
+    error_code: str | None = field(
+        description="The `extensions.code` of the failure, when the system failed."
+    )
+
+
+@strawberry.type(description="A line of an ERP sales order.")
+class OrderItemRecord:
+    material: str = field(description="ERP material number.")
+    quantity: Decimal = field(description="Ordered quantity.")
+    net_amount: Decimal | None = field(description="Net amount of the line.")
+
+
+@strawberry.type(name="Order", description="An ERP sales order (the system of record).")
+class OrderRecord:
+    id: strawberry.ID = field(description="ERP SalesOrder number.")
+    purchase_order: str | None = field(
+        description="PurchaseOrderByCustomer: the CRM opportunity the order came from."
+    )
+    status: str = field(
+        description="OverallSDProcessStatus: `A` open, `B` in process, `C` completed."
+    )
+    net_amount: Decimal = field(description="Net value of the order.")
+    currency: str = field(description="ISO 4217 currency.")
+    items: list[OrderItemRecord] = field(description="Order lines.")
+    created_at: datetime | None = field(description="When the order was created.")
+
+    @classmethod
+    def of(cls, order: Order) -> OrderRecord:
+        return cls(
+            id=strawberry.ID(order.id),
+            purchase_order=order.purchase_order,
+            status=order.status,
+            net_amount=order.net_amount,
+            currency=order.currency,
+            items=[
+                OrderItemRecord(material=i.material, quantity=i.quantity, net_amount=i.net_amount)
+                for i in order.items
+            ],
+            created_at=order.created_at,
+        )
+
+
+@strawberry.type(
+    name="Invoice",
+    description="One invoice as the customer sees it: billing's invoice joined with the ERP "
+    "billing document it was posted as (billing `metadata[erp_billing_document]` / ERP "
+    "`PurchaseOrderByCustomer = in_...`).",
+)
+class InvoiceRecord:
+    id: strawberry.ID = field(
+        description="The billing invoice id (`in_...`), or the ERP document if billing has none."
+    )
+    status: str = field(
+        description="Billing status: draft, open, paid, uncollectible, void (ERP's when only "
+        "the ERP knows the invoice)."
+    )
+    total: Decimal = field(description="Invoice total including tax.")
+    currency: str = field(description="ISO 4217 currency.")
+    amount_due: Decimal | None = field(description="What is still to be paid.")
+    tax: Decimal | None = field(description="Tax amount.")
+    due_date: date | None = field(description="When payment is due.")
+    created_at: datetime | None = field(description="When the invoice was created.")
+    billing_invoice_id: str | None = field(description="The billing system's invoice id.")
+    erp_document_id: str | None = field(description="The ERP BillingDocument number.")
+    posted: bool | None = field(
+        description="Whether the ERP has posted the document to accounting; null if the ERP "
+        "part is unknown."
+    )
+    posting_status: str | None = field(description="The ERP document's posting status.")
+    sources: list[SystemName] = field(description="The systems this invoice was seen in.")
+
+
+@strawberry.type(description="A line of a billing subscription.")
+class SubscriptionItemRecord:
+    price: str = field(description="Billing price id, `price_...`.")
+    quantity: int = field(description="Quantity.")
+
+
+@strawberry.type(name="Subscription", description="A billing subscription.")
+class SubscriptionRecord:
+    id: strawberry.ID = field(description="Billing subscription id, `sub_...`.")
+    status: str = field(
+        description="incomplete, trialing, active, past_due, canceled, unpaid or paused."
+    )
+    items: list[SubscriptionItemRecord] = field(description="Subscribed prices.")
+    current_period_start: datetime | None = field(description="Start of the current period.")
+    current_period_end: datetime | None = field(description="End of the current period.")
+    cancel_at_period_end: bool = field(description="Whether it ends with the current period.")
+    erp_order: str | None = field(description="The ERP sales order it bills (metadata).")
+    created_at: datetime | None = field(description="When it was created.")
+
+    @classmethod
+    def of(cls, s: Subscription) -> SubscriptionRecord:
+        return cls(
+            id=strawberry.ID(s.id),
+            status=s.status,
+            items=[SubscriptionItemRecord(price=i.price, quantity=i.quantity) for i in s.items],
+            current_period_start=s.current_period_start,
+            current_period_end=s.current_period_end,
+            cancel_at_period_end=s.cancel_at_period_end,
+            erp_order=s.erp_order,
+            created_at=s.created_at,
+        )
+
+
+@strawberry.type(description="What the customer owes, from its billing invoices.")
+class Balance:
+    amount_due: Decimal = field(description="Sum still due on open invoices.")
+    currency: str | None = field(
+        description="Currency of the amounts; null when the customer has no invoices."
+    )
+    open_invoices: int = field(description="Invoices still open.")
+    overdue_invoices: int = field(description="Open invoices past their due date.")
+    overdue_amount: Decimal = field(description="Sum due on overdue invoices.")
+    stale: bool = field(description="True when computed from last-known-good invoices.")
+    age_seconds: float | None = field(description="Age of stale data in seconds.")
+
+
+@strawberry.type(name="Opportunity", description="A CRM opportunity.")
+class OpportunityRecord:
+    id: strawberry.ID = field(description="Salesforce Opportunity id, `006...`.")
+    name: str = field(description="Opportunity name.")
+    stage: str = field(description="StageName, e.g. `Prospecting`, `Closed Won`.")
+    status: str = field(description="`open`, `won` or `lost`, derived from the stage.")
+    amount: Decimal | None = field(description="Expected amount.")
+    close_date: date | None = field(description="Expected or actual close date.")
+    erp_order_number: str | None = field(description="The ERP sales order it became.")
+    products: list[str] = field(description="Canonical product codes.")
+    updated_at: datetime | None = field(description="Last change in the CRM.")
+
+    @classmethod
+    def of(cls, o: Opportunity) -> OpportunityRecord:
+        return cls(
+            id=strawberry.ID(o.id),
+            name=o.name,
+            stage=o.stage,
+            status=opportunity_status(o),
+            amount=o.amount,
+            close_date=o.close_date,
+            erp_order_number=o.erp_order_number,
+            products=list(o.products),
+            updated_at=o.updated_at,
+        )
+
+
+def opportunity_status(o: Opportunity) -> str:
+    if not o.is_closed:
+        return "open"
+    return "won" if o.is_won else "lost"
+
+
+@strawberry.type(name="Case", description="A support case (a Zendesk ticket).")
+class CaseRecord:
+    id: strawberry.ID = field(description="Zendesk ticket id.")
+    subject: str = field(description="Subject line.")
+    status: str = field(description="new, open, pending, hold, solved or closed.")
+    priority: str | None = field(description="urgent, high, normal or low.")
+    type: str | None = field(description="problem, incident, question or task.")
+    external_id: str | None = field(description="The id the case was opened under elsewhere.")
+    tags: list[str] = field(description="Ticket tags.")
+    created_at: datetime | None = field(description="When the case was opened.")
+    updated_at: datetime | None = field(description="Last change.")
+
+    @classmethod
+    def of(cls, c: Case) -> CaseRecord:
+        return cls(
+            id=strawberry.ID(c.id),
+            subject=c.subject,
+            status=c.status,
+            priority=c.priority,
+            type=c.type,
+            external_id=c.external_id,
+            tags=list(c.tags),
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+        )
+
+
+@strawberry.type(name="Entitlement", description="A support entitlement of the customer.")
+class EntitlementRecord:
+    status: str = field(description="active, at_risk, inactive or expired.")
+    support_tier: str | None = field(description="Support tier, e.g. `gold`.")
+    ends: date | None = field(description="When the entitlement ends.")
+
+    @classmethod
+    def of(cls, e: Entitlement) -> EntitlementRecord:
+        return cls(status=e.status, support_tier=e.support_tier, ends=e.ends)
+
+
+@strawberry.type(description="Health of one system as its actor sees it.")
+class SystemStatus:
+    system: SystemName = field(description="The system.")
+    healthy: bool | None = field(
+        description="Outcome of the last health ping; null before the first."
+    )
+    health_detail: str = field(description="Why it is unhealthy, or the ping's round trip.")
+    breaker: str = field(description="Circuit breaker state: closed, open or half_open.")
+    queue_depth: int = field(description="Messages waiting in the actor's mailbox.")
+    p50_latency_ms: float | None = field(
+        description="Median latency of recent upstream calls in milliseconds."
+    )
