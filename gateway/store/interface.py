@@ -42,6 +42,8 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
 
+import anyio
+
 from gateway.canonical import System
 from gateway.store.notify import OperationNotifier, OperationWatch
 from gateway.store.records import (
@@ -393,6 +395,7 @@ class Store(ABC):
         #: where ``now`` comes from when a call does not pass one (tests inject a clock)
         self.clock = clock
         self.notifier = OperationNotifier()
+        self._outbox_event: anyio.Event | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -433,6 +436,27 @@ class Store(ABC):
         ``async for op in watch:`` yields the operation after each committed change
         (coalescing changes a slow consumer missed into the latest)."""
         return self.notifier.watch(operation_id)
+
+    def outbox_event(self) -> anyio.Event:
+        """An event set when a transaction of this process commits something that may make
+        a message leasable (enqueue, complete, replay, discard). Take it *before* a lease
+        that comes back empty, then wait on it with a deadline (the poll interval, which
+        also covers retries coming due and other processes' writes)::
+
+            woken = store.outbox_event()
+            if not await store.lease(...):
+                with anyio.move_on_after(poll_interval):
+                    await woken.wait()
+        """
+        if self._outbox_event is None:
+            self._outbox_event = anyio.Event()
+        return self._outbox_event
+
+    def _outbox_changed(self) -> None:
+        """Backends call this after a commit that touched the outbox."""
+        if self._outbox_event is not None:
+            self._outbox_event.set()
+            self._outbox_event = None
 
     # ------------------------------------------------------------ read shortcuts
 

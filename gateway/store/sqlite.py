@@ -199,6 +199,8 @@ class SQLiteStore(Store):
         # After the commit, never before: a watcher must not see what a rollback takes back.
         for operation in tx.changed_operations.values():
             self.notifier.publish(operation)
+        if tx.outbox_touched:
+            self._outbox_changed()
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[Reader]:

@@ -98,6 +98,8 @@ class SQLiteTransaction(SQLiteReader, Transaction):
         super().__init__(conn, clock)
         #: operations changed in this transaction, published to watchers after commit
         self.changed_operations: dict[str, Operation] = {}
+        #: whether a message may have become leasable (dispatchers are woken after commit)
+        self.outbox_touched = False
 
     def _stamp(self, now: datetime | None) -> int:
         return to_micros(self._now(now))
@@ -265,6 +267,7 @@ class SQLiteTransaction(SQLiteReader, Transaction):
             ),
         )
         assert row is not None
+        self.outbox_touched = True
         return int(row[0])
 
     async def lease(
@@ -306,6 +309,7 @@ class SQLiteTransaction(SQLiteReader, Transaction):
     async def complete(
         self, message_id: int, owner: str, *, now: datetime | None = None
     ) -> OutboxMessage:
+        self.outbox_touched = True  # the aggregate's next message may now be leased
         return await self._settle(
             message_id,
             owner,
@@ -372,12 +376,15 @@ class SQLiteTransaction(SQLiteReader, Transaction):
             f"UPDATE outbox SET {self._REPLAY_SET} WHERE id = ?2 AND status = 'dead'",
             (self._stamp(now), message_id),
         )
+        self.outbox_touched = self.outbox_touched or changed == 1
         return changed == 1
 
     async def replay_all(self, *, now: datetime | None = None) -> int:
-        return await self._run(
+        changed = await self._run(
             f"UPDATE outbox SET {self._REPLAY_SET} WHERE status = 'dead'", (self._stamp(now),)
         )
+        self.outbox_touched = self.outbox_touched or changed > 0
+        return changed
 
     async def discard(self, message_id: int, *, now: datetime | None = None) -> bool:
         changed = await self._run(
@@ -385,6 +392,7 @@ class SQLiteTransaction(SQLiteReader, Transaction):
             "WHERE id = ? AND status = 'dead'",
             (self._stamp(now), message_id),
         )
+        self.outbox_touched = self.outbox_touched or changed == 1
         return changed == 1
 
     # ------------------------------------------------------------ idempotency

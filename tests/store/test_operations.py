@@ -173,3 +173,15 @@ async def test_closing_the_store_ends_watches(store_url: str) -> None:
             await store.close()
             with anyio.fail_after(5):
                 await ended.wait()
+
+
+async def test_watchers_are_bounded(store: Store) -> None:
+    from gateway.store import TooManyWatchers
+
+    store.notifier = type(store.notifier)(max_watchers=2)
+    async with store.watch_operation("a"), store.watch_operation("b"):
+        with pytest.raises(TooManyWatchers, match="limit 2"):
+            async with store.watch_operation("c"):
+                pass
+    async with store.watch_operation("c"):
+        pass

@@ -254,3 +254,24 @@ async def test_concurrent_leasers_on_two_stores_keep_order_and_never_double_leas
         for agg in aggregates:
             assert leased_log[agg] == list(range(per_aggregate))
         assert (await one.outbox_status()).total(MessageStatus.DONE) == total
+
+
+async def test_outbox_event_wakes_a_waiting_dispatcher_after_commit_only(store: Store) -> None:
+    woken = store.outbox_event()
+    assert await store.lease("w", limit=1, lease_seconds=30) == []
+
+    async def enqueue_then_fail() -> None:
+        async with store.transaction() as tx:
+            await tx.enqueue(message("a", "1"))
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        await enqueue_then_fail()
+    assert not woken.is_set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(store.enqueue, message("a", "1"))
+        with anyio.fail_after(5):
+            await woken.wait()
+    assert len(await store.lease("w", limit=1, lease_seconds=30)) == 1
+    assert store.outbox_event() is not woken  # a fresh event for the next wait
