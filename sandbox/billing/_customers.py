@@ -24,7 +24,15 @@ from sandbox.billing._http import Api, Ctx, paginate
 from sandbox.billing._objects import address, clone, customer_doc, new_id
 from sandbox.billing._search import parse_query
 
-__all__ = ["LIST", "changed", "customer_routes", "live_customer", "search_page"]
+__all__ = [
+    "LIST",
+    "SEARCH",
+    "changed",
+    "customer_routes",
+    "live_customer",
+    "merge_metadata",
+    "search_page",
+]
 
 LIST: dict[str, Check] = {
     "limit": integer(1, 100),
@@ -281,13 +289,29 @@ def customer_routes(api: Api) -> list[Route]:
     plain = obj({"expand": expand_list()})
     return [
         api.route(
-            "GET", "/v1/customers/search", obj(SEARCH, required=("query",)), search_customers
+            "GET",
+            "/v1/customers/search",
+            obj(SEARCH, required=("query",)),
+            search_customers,
+            returns="customer",
+            listing=True,
         ),
-        api.route("POST", "/v1/customers", obj(_CUSTOMER_FIELDS), create_customer),
-        api.route("GET", "/v1/customers", obj({**LIST, "email": string(512)}), list_customers),
-        api.route("GET", "/v1/customers/{id}", plain, retrieve_customer),
-        api.route("POST", "/v1/customers/{id}", obj(_CUSTOMER_FIELDS), update_customer),
-        api.route("DELETE", "/v1/customers/{id}", obj({}), delete_customer),
+        api.route(
+            "POST", "/v1/customers", obj(_CUSTOMER_FIELDS), create_customer, returns="customer"
+        ),
+        api.route(
+            "GET",
+            "/v1/customers",
+            obj({**LIST, "email": string(512)}),
+            list_customers,
+            returns="customer",
+            listing=True,
+        ),
+        api.route("GET", "/v1/customers/{id}", plain, retrieve_customer, returns="customer"),
+        api.route(
+            "POST", "/v1/customers/{id}", obj(_CUSTOMER_FIELDS), update_customer, returns="customer"
+        ),
+        api.route("DELETE", "/v1/customers/{id}", obj({}), delete_customer, returns="customer"),
         api.route(
             "GET",
             "/v1/prices",
@@ -302,15 +326,28 @@ def customer_routes(api: Api) -> list[Route]:
                 }
             ),
             list_prices,
+            returns="price",
+            listing=True,
         ),
-        api.route("GET", "/v1/prices/{id}", plain, _retriever("price", "price")),
-        api.route("GET", "/v1/products", obj({**LIST, "active": boolean()}), list_products),
-        api.route("GET", "/v1/products/{id}", plain, _retriever("product", "product")),
+        api.route("GET", "/v1/prices/{id}", plain, _retriever("price", "price"), returns="price"),
+        api.route(
+            "GET",
+            "/v1/products",
+            obj({**LIST, "active": boolean()}),
+            list_products,
+            returns="product",
+            listing=True,
+        ),
+        api.route(
+            "GET", "/v1/products/{id}", plain, _retriever("product", "product"), returns="product"
+        ),
         api.route(
             "GET",
             "/v1/events",
             obj({**LIST, "type": string(100), "types": list_of(string(100), max_items=20)}),
             list_events,
+            returns="event",
+            listing=True,
         ),
-        api.route("GET", "/v1/events/{id}", plain, _retriever("event", "event")),
+        api.route("GET", "/v1/events/{id}", plain, _retriever("event", "event"), returns="event"),
     ]

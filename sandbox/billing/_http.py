@@ -209,10 +209,27 @@ class Api:
     rate: RateLimit
     write_lock: anyio.Lock = field(default_factory=anyio.Lock)
 
-    def route(self, method: str, path: str, check: Check, handler: Handler) -> Route:
+    def route(
+        self,
+        method: str,
+        path: str,
+        check: Check,
+        handler: Handler,
+        *,
+        returns: str,
+        listing: bool = False,
+    ) -> Route:
+        """``returns``: the object type answered (of each item when ``listing``)."""
+
+        def checked(raw: Any, param: str) -> Any:
+            params = check(raw, param)
+            for target in params.get("expand") or ():
+                _check_expand(target, returns, listing)
+            return params
+
         async def view(request: Request) -> Response:
             try:
-                return await self._serve(request, method, check, handler)
+                return await self._serve(request, method, checked, handler)
             except StripeError as error:
                 return error_response(error)
 
@@ -317,6 +334,21 @@ def expand_paths(obj: dict[str, Any], paths: Iterable[str], state: SandboxState)
     for path in paths:
         _expand(out, path.split("."), state, path)
     return out
+
+
+def _check_expand(path: str, returns: str, listing: bool) -> None:
+    """Refuse an ``expand[]`` path before the request has any effect."""
+    parts = path.split(".")
+    if listing:
+        if parts[0] != "data":
+            raise StripeError(400, f"This property cannot be expanded ({path}).", param="expand")
+        parts = parts[1:]
+    current = returns
+    for part in parts:
+        kind = EXPANDABLE.get(current, {}).get(part)
+        if kind is None:
+            raise StripeError(400, f"This property cannot be expanded ({path}).", param="expand")
+        current = kind
 
 
 def _expand(obj: Any, parts: list[str], state: SandboxState, path: str) -> None:

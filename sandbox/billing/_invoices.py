@@ -12,7 +12,14 @@ from typing import Any
 
 from starlette.routing import Route
 
-from sandbox.billing._customers import LIST, changed, live_customer, merge_metadata
+from sandbox.billing._customers import (
+    LIST,
+    SEARCH,
+    changed,
+    live_customer,
+    merge_metadata,
+    search_page,
+)
 from sandbox.billing._errors import StripeError
 from sandbox.billing._forms import (
     Check,
@@ -137,6 +144,10 @@ async def list_invoices(ctx: Ctx) -> dict[str, Any]:
         and matches_created(int(d["created"]), p.get("created"))
     ]
     return paginate(docs, p, "/v1/invoices", everything=everything)
+
+
+async def search_invoices(ctx: Ctx) -> dict[str, Any]:
+    return search_page(ctx.state.store.all("invoice"), ctx.params, "invoices")
 
 
 async def retrieve_invoice(ctx: Ctx) -> dict[str, Any]:
@@ -443,19 +454,43 @@ def invoice_routes(api: Api) -> list[Route]:
         required=("customer",),
     )
     return [
-        api.route("GET", "/v1/invoices", obj(listing), list_invoices),
-        api.route("POST", "/v1/invoices", create, create_invoice),
-        api.route("GET", "/v1/invoices/{id}", plain, retrieve_invoice),
-        api.route("POST", "/v1/invoices/{id}", obj(writable), update_invoice),
-        api.route("GET", "/v1/invoices/{id}/lines", obj(LIST), list_lines),
+        api.route(
+            "GET", "/v1/invoices", obj(listing), list_invoices, returns="invoice", listing=True
+        ),
+        api.route(
+            "GET",
+            "/v1/invoices/search",
+            obj(SEARCH, required=("query",)),
+            search_invoices,
+            returns="invoice",
+            listing=True,
+        ),
+        api.route("POST", "/v1/invoices", create, create_invoice, returns="invoice"),
+        api.route("GET", "/v1/invoices/{id}", plain, retrieve_invoice, returns="invoice"),
+        api.route("POST", "/v1/invoices/{id}", obj(writable), update_invoice, returns="invoice"),
+        api.route(
+            "GET",
+            "/v1/invoices/{id}/lines",
+            obj(LIST),
+            list_lines,
+            returns="line_item",
+            listing=True,
+        ),
         api.route(
             "POST",
             "/v1/invoices/{id}/finalize",
             obj({"auto_advance": boolean(), "expand": expand_list()}),
             finalize_invoice,
+            returns="invoice",
         ),
-        api.route("POST", "/v1/invoices/{id}/pay", paying, pay_invoice),
-        api.route("POST", "/v1/invoices/{id}/void", plain, void_invoice),
-        api.route("POST", "/v1/invoices/{id}/mark_uncollectible", plain, mark_uncollectible),
-        api.route("POST", "/v1/invoiceitems", item, create_invoice_item),
+        api.route("POST", "/v1/invoices/{id}/pay", paying, pay_invoice, returns="invoice"),
+        api.route("POST", "/v1/invoices/{id}/void", plain, void_invoice, returns="invoice"),
+        api.route(
+            "POST",
+            "/v1/invoices/{id}/mark_uncollectible",
+            plain,
+            mark_uncollectible,
+            returns="invoice",
+        ),
+        api.route("POST", "/v1/invoiceitems", item, create_invoice_item, returns="invoiceitem"),
     ]

@@ -14,7 +14,14 @@ from typing import Any
 
 from starlette.routing import Route
 
-from sandbox.billing._customers import LIST, changed, live_customer, merge_metadata
+from sandbox.billing._customers import (
+    LIST,
+    SEARCH,
+    changed,
+    live_customer,
+    merge_metadata,
+    search_page,
+)
 from sandbox.billing._errors import StripeError
 from sandbox.billing._forms import (
     Check,
@@ -213,6 +220,10 @@ async def create_subscription(ctx: Ctx) -> dict[str, Any]:
     billed["latest_invoice"] = invoice["id"]
     await store.put("subscription", sub_id, billed)
     return billed
+
+
+async def search_subscriptions(ctx: Ctx) -> dict[str, Any]:
+    return search_page(ctx.state.store.all("subscription"), ctx.params, "subscriptions")
 
 
 async def retrieve_subscription(ctx: Ctx) -> dict[str, Any]:
@@ -416,11 +427,34 @@ def subscription_routes(api: Api) -> list[Route]:
         }
     )
     return [
-        api.route("POST", "/v1/subscriptions", create, create_subscription),
-        api.route("GET", "/v1/subscriptions", listing, list_subscriptions),
         api.route(
-            "GET", "/v1/subscriptions/{id}", obj({"expand": expand_list()}), retrieve_subscription
+            "GET",
+            "/v1/subscriptions/search",
+            obj(SEARCH, required=("query",)),
+            search_subscriptions,
+            returns="subscription",
+            listing=True,
         ),
-        api.route("POST", "/v1/subscriptions/{id}", update, update_subscription),
-        api.route("DELETE", "/v1/subscriptions/{id}", cancel, cancel_subscription),
+        api.route("POST", "/v1/subscriptions", create, create_subscription, returns="subscription"),
+        api.route(
+            "GET",
+            "/v1/subscriptions",
+            listing,
+            list_subscriptions,
+            returns="subscription",
+            listing=True,
+        ),
+        api.route(
+            "GET",
+            "/v1/subscriptions/{id}",
+            obj({"expand": expand_list()}),
+            retrieve_subscription,
+            returns="subscription",
+        ),
+        api.route(
+            "POST", "/v1/subscriptions/{id}", update, update_subscription, returns="subscription"
+        ),
+        api.route(
+            "DELETE", "/v1/subscriptions/{id}", cancel, cancel_subscription, returns="subscription"
+        ),
     ]

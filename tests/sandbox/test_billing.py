@@ -765,3 +765,22 @@ async def test_the_official_stripe_client_works_against_the_sandbox(tmp_path: Pa
     assert sub["items"].data[0].quantity == 3
     assert sub.metadata["erp_order"] == "5001234"
     assert result["missing"] == "resource_missing"
+
+
+async def test_invoice_and_subscription_search(tmp_path: Path) -> None:
+    async with running(tmp_path) as (api, _):
+        company = next(c for c in DEMO.companies if c.subscriptions)
+        sub = company.subscriptions[0]
+        query = f"customer:'{company.billing_id}' AND subscription:'{sub.id}'"
+        found = await api.get("/v1/invoices/search", params={"query": query, "limit": 100})
+        assert found.status_code == 200, found.text
+        assert {i["id"] for i in found.json()["data"]} == {i.id for i in sub.invoices}
+        paid = await api.get("/v1/invoices/search", params={"query": "status:'paid'"})
+        assert all(i["status"] == "paid" for i in paid.json()["data"])
+        order = await api.get(
+            "/v1/subscriptions/search", params={"query": f"metadata['erp_order']:'{sub.erp_order}'"}
+        )
+        assert [s["id"] for s in order.json()["data"]] == [sub.id]
+        refused = await api.get("/v1/subscriptions/search", params={"query": "customer:'x'"})
+        assert refused.status_code == 400
+        assert _error(refused)["param"] == "query"
