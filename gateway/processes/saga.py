@@ -95,6 +95,9 @@ class Flow:
                 return step
         raise KeyError(f"flow {self.kind} has no step {name!r}")
 
+    def step_or_none(self, name: str) -> Step | None:
+        return next((step for step in self.steps if step.name == name), None)
+
     def message_type(self, step: str) -> str:
         return f"{self.kind}/{step}"
 
@@ -118,8 +121,7 @@ async def start_saga(
         aggregate_key=aggregate_key,
         input=dict(input),
     )
-    for step in flow.steps:
-        await tx.upsert_step(operation_id, step.name, status=StepStatus.PENDING)
+    await tx.add_steps(operation_id, [step.name for step in flow.steps])
     view = SagaView(operation_id, operation.input, {})
     if not await _enqueue_from(tx, flow, operation, view, 0):
         return await tx.update_operation(operation_id, status=OperationStatus.SUCCEEDED)

@@ -1,0 +1,272 @@
+"""The outbox dispatcher: delivers outbox messages to the system actors, at least once.
+
+    dispatcher = Dispatcher(store, systems, policy=outbox_policy.dispatcher)
+    await task_group.start(dispatcher.run)      # ready once its workers are up
+    dispatcher.stop()                           # drain and return (or cancel the group)
+
+or ``Dispatcher.from_runtime(runtime)`` inside ``open_runtime``.
+
+How it works:
+
+- A leaser leases due messages (``store.lease``) for as many workers as are free. The
+  store hands out at most one message per customer (aggregate) at a time and never one
+  whose earlier message is pending, leased or dead: so one customer's steps run in order
+  and different customers' run in parallel on ``workers`` workers.
+- A worker builds the step's message from its payload (``gateway.processes.saga``), asks
+  the system's actor at ``TRANSACTIONAL`` priority with ``delivery_timeout``, and records
+  the outcome in one transaction with the saga's next step:
+  success -> step done, next step enqueued (or the operation SUCCEEDED);
+  ``BreakerOpen`` / ``Throttled`` / ``ActorStopped`` -> deferred (``defer_seconds`` or the
+  vendor's ``Retry-After``), no attempt spent: the system is known to be unavailable;
+  another retryable error -> retried after full-jitter backoff, one attempt spent;
+  a non-retryable error or ``max_attempts`` spent -> dead letter, the flow's compensation
+  policy, the operation NEEDS_ATTENTION (optional enrichment steps are skipped instead).
+- It wakes when this process enqueues (``outbox_signal``), when a worker frees up, and
+  at least every ``poll_interval`` (messages from other processes, retries coming due).
+- Leases: ``lease_seconds`` exceeds ``delivery_timeout``, so a live dispatcher always
+  settles its messages before the lease runs out; the lease only matters when the
+  process died, and then the message is leased again after it expires (recovery). The
+  downstream idempotency key makes the second delivery harmless.
+- Shutdown (``stop()`` or cancellation): no new leases; each in-flight delivery is
+  shielded and finishes within ``drain_seconds``; leased messages not started yet are
+  handed back at once. Whatever is cut short keeps its lease and is recovered later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import secrets
+import socket
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from actors.errors import ActorStopped, BreakerOpen, CrosswalkSystemError, Throttled
+from actors.messages import Message, Priority
+from gateway.canonical import System
+from gateway.processes.context import SystemsLike
+from gateway.processes.flows import FLOWS
+from gateway.processes.policy import DispatchPolicy
+from gateway.processes.saga import Flow, dead_letter_step, skip_step, succeed_step
+from gateway.processes.signal import outbox_signal
+from gateway.store import LeaseLost, OutboxMessage, Store, StoreError
+
+__all__ = ["Dispatcher"]
+
+log = logging.getLogger(__name__)
+
+#: errors that say "the system is not taking calls right now", not "this call failed"
+_WAIT_ERRORS = (BreakerOpen, Throttled, ActorStopped)
+
+
+class Dispatcher:
+    """Delivers the outbox (see the module docstring). One per process and store."""
+
+    def __init__(
+        self,
+        store: Store,
+        systems: SystemsLike,
+        *,
+        policy: DispatchPolicy | None = None,
+        flows: Mapping[str, Flow] | None = None,
+        owner: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.systems = systems
+        self.policy = policy or DispatchPolicy()
+        self.flows = dict(FLOWS if flows is None else flows)
+        #: the lease owner name: unique per dispatcher, readable in the outbox table
+        self.owner = owner or f"{socket.gethostname()}:{secrets.token_hex(4)}"
+        self._rng = rng or random.Random()
+        self._signal = outbox_signal(store)
+        self._stopping = False
+        self._free = self.policy.workers
+        #: counters for metrics and tests
+        self.delivered = 0
+        self.deferred = 0
+        self.retried = 0
+        self.dead = 0
+
+    @classmethod
+    def from_runtime(cls, runtime: Any) -> Dispatcher:
+        """The dispatcher for a ``gateway.runtime.Runtime`` (policy from ``outbox.toml``)."""
+        from gateway.processes.wiring import outbox_policy_of
+
+        return cls(runtime.store, runtime.systems, policy=outbox_policy_of(runtime).dispatcher)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Deliver until ``stop()`` or cancellation; ready once the workers are up."""
+        self._stopping = False
+        send: MemoryObjectSendStream[OutboxMessage]
+        receive: MemoryObjectReceiveStream[OutboxMessage]
+        send, receive = anyio.create_memory_object_stream[OutboxMessage](self.policy.workers)
+        async with anyio.create_task_group() as tg, receive:
+            for n in range(self.policy.workers):
+                tg.start_soon(self._worker, receive.clone(), name=f"outbox-worker-{n}")
+            task_status.started()
+            try:
+                async with send:
+                    await self._lease_loop(send)
+            finally:
+                # hand back what was leased but not started, so nobody waits for the lease
+                with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
+                    await self._release_unstarted(receive)
+
+    def stop(self) -> None:
+        """Stop leasing; in-flight deliveries finish (bounded) and ``run`` returns."""
+        self._stopping = True
+        self._signal.notify()
+
+    # ------------------------------------------------------------------ leasing
+
+    async def _lease_loop(self, send: MemoryObjectSendStream[OutboxMessage]) -> None:
+        while not self._stopping:
+            leased: list[OutboxMessage] = []
+            if self._free > 0:
+                try:
+                    leased = await self.store.lease(
+                        self.owner, limit=self._free, lease_seconds=self.policy.lease_seconds
+                    )
+                except StoreError as exc:
+                    log.warning("outbox lease failed, trying again shortly: %s", exc)
+            for message in leased:
+                self._free -= 1
+                await send.send(message)
+            if not leased or self._free == 0:
+                await self._signal.wait(self.policy.poll_interval)
+
+    async def _release_unstarted(self, receive: MemoryObjectReceiveStream[OutboxMessage]) -> None:
+        now = self.store.clock()
+        while True:
+            try:
+                message = receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                return
+            with contextlib.suppress(StoreError):  # else its lease expires: recovered then
+                await self.store.defer(message.id, self.owner, available_at=now)
+
+    # ------------------------------------------------------------------ delivering
+
+    async def _worker(self, receive: MemoryObjectReceiveStream[OutboxMessage]) -> None:
+        with receive:
+            async for message in receive:
+                try:
+                    # Shielded: a shutdown lets the delivery finish and record its outcome
+                    # (bounded by drain_seconds) instead of leaving a half-known result.
+                    with (
+                        anyio.CancelScope(shield=True),
+                        anyio.move_on_after(
+                            self.policy.delivery_timeout + self.policy.drain_seconds
+                        ),
+                    ):
+                        await self._deliver(message)
+                finally:
+                    self._free += 1
+                    self._signal.notify()
+                if self._stopping:
+                    return
+
+    async def _deliver(self, message: OutboxMessage) -> None:
+        flow = self.flows.get(message.type.partition("/")[0])
+        try:
+            if flow is None:
+                raise LookupError(f"no flow handles message type {message.type!r}")
+            step = flow.step(message.step)
+            request: Message = step.build(message.payload, message.idempotency_key)
+            actor = self.systems[System(message.system)]
+        except (LookupError, ValueError, TypeError) as exc:
+            await self._settle_dead(flow, message, f"cannot build the message: {exc}")
+            return
+        try:
+            result = await actor.ask(
+                request, priority=Priority.TRANSACTIONAL, timeout=self.policy.delivery_timeout
+            )
+        except _WAIT_ERRORS as exc:
+            await self._defer(message, exc)
+        except CrosswalkSystemError as exc:
+            await self._failed(flow, message, exc, retryable=bool(exc.retryable))
+        except Exception as exc:  # a boundary: a connector bug must not kill the worker
+            log.exception("delivering outbox message %s raised", message.id)
+            await self._failed(flow, message, exc, retryable=False)
+        else:
+            await self._settle(self._succeed, flow, message, result)
+
+    async def _succeed(self, flow: Flow, message: OutboxMessage, result: Any) -> None:
+        async with self.store.transaction() as tx:
+            await succeed_step(tx, flow, message, self.owner, result)
+        self.delivered += 1
+
+    async def _defer(self, message: OutboxMessage, exc: CrosswalkSystemError) -> None:
+        wait = max(exc.retry_after or 0.0, self.policy.defer_seconds)
+        wait *= self._rng.uniform(0.75, 1.25)  # spread the herd waiting on one breaker
+        available = self.store.clock() + timedelta(seconds=wait)
+        try:
+            await self.store.defer(
+                message.id, self.owner, available_at=available, reason=f"waiting: {exc}"
+            )
+        except LeaseLost:
+            log.info("outbox message %s: lease lost while deferring", message.id)
+        self.deferred += 1
+
+    async def _failed(
+        self, flow: Flow, message: OutboxMessage, exc: BaseException, *, retryable: bool
+    ) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        if retryable and message.attempts + 1 < self.policy.max_attempts:
+            delay = self._rng.uniform(
+                0.0,
+                min(self.policy.backoff_cap, self.policy.backoff_base * 2**message.attempts),
+            )
+            try:
+                await self.store.retry_later(
+                    message.id,
+                    self.owner,
+                    error=reason,
+                    available_at=self.store.clock() + timedelta(seconds=delay),
+                )
+            except LeaseLost:
+                log.info("outbox message %s: lease lost while scheduling a retry", message.id)
+            self.retried += 1
+            return
+        if not retryable:
+            reason = f"{reason} (not retryable)"
+        else:
+            reason = f"{reason} (gave up after {message.attempts + 1} attempts)"
+        await self._settle_dead(flow, message, reason)
+
+    async def _settle_dead(self, flow: Flow | None, message: OutboxMessage, reason: str) -> None:
+        if flow is not None and flow.step_or_none(message.step) is not None:
+            step = flow.step(message.step)
+            if step.optional:
+                await self._settle(self._skip, flow, message, reason)
+                return
+        await self._settle(self._dead, flow, message, reason)
+
+    async def _skip(self, flow: Flow, message: OutboxMessage, reason: str) -> None:
+        async with self.store.transaction() as tx:
+            await skip_step(tx, flow, message, self.owner, reason)
+
+    async def _dead(self, flow: Flow | None, message: OutboxMessage, reason: str) -> None:
+        async with self.store.transaction() as tx:
+            if flow is None:
+                await tx.dead_letter(message.id, self.owner, reason=reason)
+            else:
+                await dead_letter_step(tx, flow, message, self.owner, reason)
+        self.dead += 1
+        log.warning("outbox message %s (%s) is a dead letter: %s", message.id, message.type, reason)
+
+    async def _settle(self, action: Any, flow: Any, message: OutboxMessage, value: Any) -> None:
+        """Record an outcome; a lost lease means another dispatcher owns the message now."""
+        try:
+            await action(flow, message, value)
+        except LeaseLost:
+            log.info("outbox message %s: lease lost before its outcome was recorded", message.id)

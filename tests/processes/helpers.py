@@ -1,0 +1,55 @@
+"""Helpers shared by the write-path tests: run a dispatcher, wait for an operation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Container
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+
+from gateway.processes.dispatcher import Dispatcher
+from gateway.processes.policy import DispatchPolicy
+from gateway.store import Operation, OperationStatus, Store
+
+FAST = DispatchPolicy(
+    workers=8,
+    lease_seconds=5.0,
+    delivery_timeout=2.0,
+    max_attempts=4,
+    backoff_base=0.01,
+    backoff_cap=0.05,
+    defer_seconds=0.05,
+    poll_interval=0.05,
+    drain_seconds=2.0,
+)
+
+
+@asynccontextmanager
+async def dispatching(
+    store: Store, systems: Any, policy: DispatchPolicy = FAST
+) -> AsyncIterator[Dispatcher]:
+    dispatcher = Dispatcher(store, systems, policy=policy)
+    async with anyio.create_task_group() as tg:
+        await tg.start(dispatcher.run)
+        try:
+            yield dispatcher
+        finally:
+            dispatcher.stop()
+
+
+async def wait_for(
+    store: Store,
+    operation_id: str,
+    statuses: Container[OperationStatus] = (OperationStatus.SUCCEEDED,),
+    *,
+    timeout: float = 10.0,  # noqa: ASYNC109 - a test's bound
+) -> Operation:
+    """The operation once its status is in ``statuses`` (waits on the store's watcher)."""
+    with anyio.fail_after(timeout):
+        async with store.watch_operation(operation_id) as watch:
+            current = await store.get_operation(operation_id)
+            assert current is not None, f"no operation {operation_id}"
+            while current.status not in statuses:
+                current = await watch.__anext__()
+            return current
