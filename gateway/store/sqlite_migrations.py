@@ -124,6 +124,44 @@ CREATE TABLE xref_alias (
 );
 CREATE INDEX xref_alias_by_target ON xref_alias (canonical_id);
 """,
+    # The head of each aggregate's queue (its lowest open message), kept by triggers in
+    # the same transaction as every outbox change, so leasing reads the due heads through
+    # an index instead of grouping the whole open backlog. due_at: when the head can be
+    # leased (available_at if pending, lease_expires_at if leased); NULL for a dead letter,
+    # which blocks its aggregate.
+    2: """
+CREATE TABLE outbox_heads (
+    aggregate_key  TEXT PRIMARY KEY,
+    message_id     INTEGER NOT NULL,
+    priority       INTEGER NOT NULL,
+    due_at         INTEGER
+) WITHOUT ROWID;
+CREATE INDEX outbox_heads_by_due ON outbox_heads (due_at) WHERE due_at IS NOT NULL;
+
+INSERT INTO outbox_heads (aggregate_key, message_id, priority, due_at)
+SELECT o.aggregate_key, o.id, o.priority,
+       CASE o.status WHEN 'pending' THEN o.available_at WHEN 'leased' THEN o.lease_expires_at END
+FROM (SELECT min(id) AS id FROM outbox
+      WHERE status IN ('pending', 'leased', 'dead') GROUP BY aggregate_key) AS h
+JOIN outbox AS o ON o.id = h.id;
+
+-- A new message has the highest id of its aggregate: it is the head only if there is none.
+CREATE TRIGGER outbox_heads_on_insert AFTER INSERT ON outbox BEGIN
+    INSERT OR IGNORE INTO outbox_heads (aggregate_key, message_id, priority, due_at)
+    VALUES (NEW.aggregate_key, NEW.id, NEW.priority, NEW.available_at);
+END;
+
+CREATE TRIGGER outbox_heads_on_update
+AFTER UPDATE OF status, available_at, lease_expires_at ON outbox BEGIN
+    DELETE FROM outbox_heads WHERE aggregate_key = NEW.aggregate_key;
+    INSERT INTO outbox_heads (aggregate_key, message_id, priority, due_at)
+    SELECT aggregate_key, id, priority,
+           CASE status WHEN 'pending' THEN available_at WHEN 'leased' THEN lease_expires_at END
+    FROM outbox
+    WHERE aggregate_key = NEW.aggregate_key AND status IN ('pending', 'leased', 'dead')
+    ORDER BY id LIMIT 1;
+END;
+""",
 }
 
 LATEST_VERSION: Final = max(MIGRATIONS)

@@ -62,21 +62,16 @@ from gateway.store.sqlite_reader import (
 
 __all__ = ["SQLiteTransaction", "new_canonical_id"]
 
-_OPEN = "('pending', 'leased', 'dead')"
-
-# The head of each aggregate (lowest open id) is the only candidate, so a message never
-# overtakes an earlier pending, leased or dead one of its aggregate. The GROUP BY reads the
-# partial index outbox_open_by_aggregate, whose size is the open backlog, not the history.
+# Only the head of each aggregate (its lowest open message, kept in outbox_heads by
+# triggers) is ever a candidate, so a message never overtakes an earlier pending, leased or
+# dead one of its aggregate; the due heads come from an index, whatever the backlog.
 _LEASE_SQL = f"""
 UPDATE outbox
 SET status = 'leased', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3
 WHERE id IN (
-    SELECT o.id
-    FROM (SELECT min(id) AS id FROM outbox WHERE status IN {_OPEN} GROUP BY aggregate_key) AS h
-    JOIN outbox AS o ON o.id = h.id
-    WHERE (o.status = 'pending' AND o.available_at <= ?3)
-       OR (o.status = 'leased' AND o.lease_expires_at <= ?3)
-    ORDER BY o.priority, o.id
+    SELECT message_id FROM outbox_heads
+    WHERE due_at <= ?3
+    ORDER BY priority, message_id
     LIMIT ?4
 )
 RETURNING {MESSAGE_COLUMNS}

@@ -223,3 +223,34 @@ async def test_a_unit_cancelled_while_queued_does_not_strand_the_others(store: S
     for i in done:
         assert await store.get_operation(f"op-{i}") is not None
     assert all(i in done for i in range(0, 20, 2))
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_sqlite_upgrades_a_version_1_file_with_its_backlog(
+    store_url: str, tmp_path: Path
+) -> None:
+    conn = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER)")
+    for statement in statements(MIGRATIONS[1]):
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_version VALUES (1, 0)")
+    rows = [  # (aggregate, status): a1 done, a2 dead (blocks a3), b1 pending
+        ("a", "done"),
+        ("a", "dead"),
+        ("a", "pending"),
+        ("b", "pending"),
+    ]
+    for agg, status in rows:
+        conn.execute(
+            "INSERT INTO outbox (step, aggregate_key, system, type, payload, idempotency_key, "
+            "status, available_at, created_at, updated_at) "
+            "VALUES ('s', ?, 'erp', 'T', '{}', 'k', ?, 0, 0, 0)",
+            (agg, status),
+        )
+    conn.close()
+
+    async with open_store(store_url) as store:
+        assert await store.schema_version() == LATEST_VERSION
+        assert [m.id for m in await store.lease("w", limit=10, lease_seconds=30)] == [4]
+        assert await store.replay(2)
+        assert [m.id for m in await store.lease("w", limit=10, lease_seconds=30)] == [2]

@@ -275,3 +275,71 @@ async def test_outbox_event_wakes_a_waiting_dispatcher_after_commit_only(store: 
             await woken.wait()
     assert len(await store.lease("w", limit=1, lease_seconds=30)) == 1
     assert store.outbox_event() is not woken  # a fresh event for the next wait
+
+
+async def test_lease_matches_a_model_under_random_operations(
+    store: Store, clock: FakeClock
+) -> None:
+    """Random enqueues, leases, settlements, replays and clock moves; every lease must
+    return exactly the due aggregate heads a plain Python model predicts."""
+    rng = random.Random(20261128)
+    model: dict[int, dict[str, object]] = {}
+    open_states = {"pending", "leased", "dead"}
+
+    def expected(limit: int) -> list[int]:
+        heads: dict[str, int] = {}
+        for mid in sorted(model):
+            m = model[mid]
+            if m["status"] in open_states:
+                heads.setdefault(str(m["agg"]), mid)
+        due = [
+            mid
+            for mid in heads.values()
+            if (model[mid]["status"] == "pending" and model[mid]["at"] <= clock.now)
+            or (model[mid]["status"] == "leased" and model[mid]["until"] <= clock.now)
+        ]
+        due.sort(key=lambda mid: (model[mid]["prio"], mid))
+        return due[:limit]
+
+    for _ in range(400):
+        action = rng.random()
+        leased = [mid for mid, m in model.items() if m["status"] == "leased"]
+        dead = [mid for mid, m in model.items() if m["status"] == "dead"]
+        if action < 0.3:
+            agg, prio = f"agg-{rng.randrange(6)}", rng.randrange(3)
+            at = clock.now + timedelta(seconds=rng.choice([0, 0, 5]))
+            mid = await store.enqueue(message(agg, "s", priority=prio, available_at=at))
+            model[mid] = {"agg": agg, "prio": prio, "status": "pending", "at": at}
+        elif action < 0.55:
+            limit = rng.randrange(1, 5)
+            want = expected(limit)
+            got = await store.lease("w", limit=limit, lease_seconds=10)
+            assert [m.id for m in got] == want
+            for mid in want:
+                model[mid].update(status="leased", until=clock.now + timedelta(seconds=10))
+        elif action < 0.75 and leased:
+            mid = rng.choice(leased)
+            kind = rng.choice(["complete", "retry", "defer", "dead"])
+            later = clock.now + timedelta(seconds=rng.choice([0, 3]))
+            if kind == "complete":
+                await store.complete(mid, "w")
+                model[mid]["status"] = "done"
+            elif kind == "retry":
+                await store.retry_later(mid, "w", error="e", available_at=later)
+                model[mid].update(status="pending", at=later)
+            elif kind == "defer":
+                await store.defer(mid, "w", available_at=later)
+                model[mid].update(status="pending", at=later)
+            else:
+                await store.dead_letter(mid, "w", reason="r")
+                model[mid]["status"] = "dead"
+        elif action < 0.85 and dead:
+            mid = rng.choice(dead)
+            if rng.random() < 0.7:
+                assert await store.replay(mid)
+                model[mid].update(status="pending", at=clock.now)
+            else:
+                assert await store.discard(mid)
+                model[mid]["status"] = "discarded"
+        else:
+            clock.advance(rng.choice([1, 4, 11]))
