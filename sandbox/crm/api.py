@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import anyio
+
 from sandbox.app import SandboxState
 from sandbox.crm.limits import ApiLimits
 from sandbox.crm.records import Transaction, external_field, find, find_by_external_id, render
@@ -53,6 +55,7 @@ class Call:
     client: str | None = None
     batch_size: int | None = None  # Sforce-Query-Options: batchSize=N
     allow_duplicate: bool = False  # sandbox-only: X-Sandbox-Allow-Duplicate: true
+    locked: bool = False  # the caller (a composite request) holds the write lock already
 
 
 @dataclass(slots=True)
@@ -74,6 +77,9 @@ class CrmApi:
     def __init__(self, limits: ApiLimits, *, batch_size: int = 2000) -> None:
         self.limits = limits
         self.batch_size = batch_size
+        # writes run one at a time: a unique check and the insert it guards must not
+        # interleave with another request's (two upserts of one external id, one record)
+        self._writes = anyio.Lock()
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._cursor_n = 0
 
@@ -140,14 +146,22 @@ class CrmApi:
     async def _write(
         self, state: SandboxState, call: Call, txn: Transaction | None, action: Any
     ) -> Answer:
+        """Run ``action`` in ``txn``, or in a transaction of its own under the write lock."""
         if txn is not None:
             answer: Answer = await action(txn)
             return answer
+        if call.locked:
+            return await self._own_transaction(state, call, action)
+        async with self._writes:
+            return await self._own_transaction(state, call, action)
+
+    async def _own_transaction(self, state: SandboxState, call: Call, action: Any) -> Answer:
         own = Transaction(state, call.client)
         try:
-            answer = await action(own)
+            answer: Answer = await action(own)
         except BaseException:
-            await own.rollback()
+            with anyio.CancelScope(shield=True):
+                await own.rollback()
             raise
         await own.commit()
         return answer
@@ -373,36 +387,50 @@ class CrmApi:
                 )
             seen.add(sub["referenceId"])
 
+        async with self._writes:
+            results = await self._run_subrequests(state, call, subs, all_or_none)
+        return Answer(200, {"compositeResponse": results})
+
+    async def _run_subrequests(
+        self, state: SandboxState, call: Call, subs: list[dict[str, Any]], all_or_none: bool
+    ) -> list[dict[str, Any]]:
         shared = Transaction(state, call.client) if all_or_none else None
         results: list[dict[str, Any]] = []
         bodies: dict[str, Any] = {}
         failed_at: int | None = None
+        try:
+            for index, sub in enumerate(subs):
+                ref = sub["referenceId"]
+                try:
+                    answer = await self._subrequest(state, call, sub, bodies, shared)
+                except SalesforceError as exc:
+                    answer = Answer(exc.status, exc.body())
+                results.append(_sub_result(ref, answer))
+                if 200 <= answer.status < 300:
+                    bodies[ref] = answer.body
+                elif all_or_none:
+                    failed_at = index
+                    break
+        except BaseException:
+            if shared is not None:
+                with anyio.CancelScope(shield=True):
+                    await shared.rollback()
+            raise
+        if shared is None:
+            return results
+        if failed_at is None:
+            await shared.commit()
+            return results
+        await shared.rollback()
+        halted = Answer(400, [_halted()])
         for index, sub in enumerate(subs):
-            ref = sub["referenceId"]
-            try:
-                answer = await self._subrequest(state, call, sub, bodies, shared)
-            except SalesforceError as exc:
-                answer = Answer(exc.status, exc.body())
-            results.append(_sub_result(ref, answer))
-            if 200 <= answer.status < 300:
-                bodies[ref] = answer.body
-            elif all_or_none:
-                failed_at = index
-                break
-        if shared is not None:
-            if failed_at is None:
-                await shared.commit()
-            else:
-                await shared.rollback()
-                halted = Answer(400, [_halted()])
-                for index, sub in enumerate(subs):
-                    if index != failed_at:
-                        result = _sub_result(sub["referenceId"], halted)
-                        if index < len(results):
-                            results[index] = result
-                        else:
-                            results.append(result)
-        return Answer(200, {"compositeResponse": results})
+            if index != failed_at:
+                result = _sub_result(sub["referenceId"], halted)
+                if index < len(results):
+                    results[index] = result
+                else:
+                    results.append(result)
+        return results
 
     async def _subrequest(
         self,
@@ -428,6 +456,7 @@ class CrmApi:
             client=call.client,
             batch_size=call.batch_size,
             allow_duplicate=call.allow_duplicate,
+            locked=True,
         )
         if inner.path.strip("/") == "composite":
             raise SalesforceError(400, "INVALID_INPUT", "A composite request cannot nest another")

@@ -379,6 +379,24 @@ async def test_upsert_by_external_id_creates_updates_and_reports_duplicates(
         assert sorted(r["Name"] for r in names["records"]) == ["Twin", "Upserted AG"]
 
 
+async def test_concurrent_upserts_of_one_external_id_make_one_record(tmp_path: Path) -> None:
+    async with running(tmp_path) as (api, _):
+        statuses: list[int] = []
+
+        async def upsert(n: int) -> None:
+            response = await api.patch(
+                "/sobjects/Account/ERP_Customer_Id__c/1999888", json={"Name": "Racer"}
+            )
+            statuses.append(response.status_code)
+
+        async with anyio.create_task_group() as tg:
+            for n in range(12):
+                tg.start_soon(upsert, n)
+        assert sorted(statuses) == [200] * 11 + [201]
+        found = await _query(api, "SELECT Id FROM Account WHERE ERP_Customer_Id__c = '1999888'")
+        assert found["totalSize"] == 1
+
+
 # ---------------------------------------------------------------- SOQL
 
 
