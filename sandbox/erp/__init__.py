@@ -18,16 +18,10 @@ from starlette.applications import Starlette
 
 from sandbox.app import SandboxConfig, build_app
 from sandbox.erp.errors import ErpDialect
+from sandbox.erp.events import BILLING_DOCUMENT_CREATED, BUSINESS_PARTNER_CHANGED
 from sandbox.erp.odata import PAGE_SIZE
-from sandbox.erp.routes import (
-    BILLING_DOCUMENT_CREATED,
-    BUSINESS_PARTNER_CHANGED,
-    CREDENTIALS,
-    ROOT,
-    SESSION_COOKIE,
-    RateLimit,
-    routes,
-)
+from sandbox.erp.routes import ROOT, routes
+from sandbox.erp.security import CREDENTIALS, SESSION_COOKIE, RateLimit
 from sandbox.erp.seed import seed
 
 __all__ = [

@@ -14,18 +14,21 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from sandbox.app import SandboxState
 from sandbox.erp.errors import ODataError
 from sandbox.erp.filter import FilterError, Predicate, compile_filter, parse_datetime_literal
 from sandbox.erp.model import ENTITY_SETS, EntitySet, Nav, Prop, Service
 
 __all__ = [
     "PAGE_SIZE",
+    "Lookup",
     "Query",
     "Renderer",
     "ResourcePath",
     "apply",
     "check_payload",
     "etag_of",
+    "get_entity",
     "next_link",
     "parse_path",
     "parse_query",
@@ -490,3 +493,35 @@ def check_payload(
             raise ODataError(400, f"Property '{name}' is read-only", propertyref=name)
         props[name] = _check_value(es, name, value)
     return props, nested
+
+
+# ---------------------------------------------------------------------------- lookups
+
+
+class Lookup:
+    """Navigation lookups for one request, indexed once per target set."""
+
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+        self.index: dict[tuple[str, tuple[str, ...]], dict[tuple[Any, ...], list[Any]]] = {}
+
+    def __call__(self, nav: Nav, doc: dict[str, Any]) -> list[dict[str, Any]]:
+        cols = tuple(b for _, b in nav.link)
+        slot = (nav.target, cols)
+        if slot not in self.index:
+            grouped: dict[tuple[Any, ...], list[Any]] = {}
+            target = ENTITY_SETS[nav.target]
+            for row in self.state.store.iter(nav.target):
+                grouped.setdefault(tuple(row.get(c) for c in cols), []).append(row)
+            for rows in grouped.values():
+                rows.sort(key=target.key_of)
+            self.index[slot] = grouped
+        return self.index[slot].get(tuple(doc.get(a) for a, _ in nav.link), [])
+
+
+def get_entity(state: SandboxState, es: EntitySet, key: tuple[str, ...]) -> dict[str, Any]:
+    doc = state.store.get(es.name, es.doc_id(key))
+    if doc is None:
+        shown = es.key_segment(key)
+        raise ODataError(404, f"Resource not found for segment '{es.name}{shown}'")
+    return doc
