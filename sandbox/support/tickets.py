@@ -26,6 +26,37 @@ __all__ = ["ROUTES"]
 IDEMPOTENCY_TTL = 2 * 3600.0
 
 
+def _audit(audit_id: int, before: Doc | None, after: Doc, comment: str | None) -> dict[str, Any]:
+    """The ticket audit Zendesk answers beside a created or updated ticket."""
+    events: list[dict[str, Any]] = []
+
+    def add(kind: str, **fields: Any) -> None:
+        events.append({"id": audit_id * 100 + len(events) + 1, "type": kind, **fields})
+
+    if comment is not None:
+        add("Comment", author_id=AGENT_ID, body=comment, public=True)
+    for name in ("subject", "status", "priority", "type", "assignee_id", "organization_id", "tags"):
+        if before is None:
+            add("Create", field_name=name, value=after[name])
+        elif before[name] != after[name]:
+            add("Change", field_name=name, value=after[name], previous_value=before[name])
+    return {
+        "id": audit_id,
+        "ticket_id": after["id"],
+        "created_at": after["updated_at"],
+        "author_id": AGENT_ID,
+        "metadata": {"system": {"client": "sandbox"}, "custom": {}},
+        "events": events,
+        "via": {"channel": "api", "source": {"from": {}, "to": {}, "rel": None}},
+    }
+
+
+def _comment(data: dict[str, Any]) -> str | None:
+    comment = data.get("comment")
+    body = comment.get("body") if isinstance(comment, dict) else None
+    return body if isinstance(body, str) else None
+
+
 def _ticket_id(request: Request) -> str:
     return str(request.path_params["id"])
 
@@ -112,11 +143,13 @@ async def create_ticket(api: Api, request: Request, state: SandboxState) -> Resp
                     )
                 headers = {"x-idempotency-lookup": "hit", "Location": stored["location"]}
                 return json_response(stored["body"], stored["status"], headers)
-        fields = clean_ticket(state, envelope(body, "ticket"), None)
+        data = envelope(body, "ticket")
+        fields = clean_ticket(state, data, None)
         ticket = await _new_ticket(state, fields)
         await state.store.put(TICKET, str(ticket["id"]), ticket)
         rendered = render(TICKET, ticket, base_url(request))
-        answer = {"ticket": rendered}
+        audit = _audit(await state.store.next_number("audit"), None, ticket, ticket["description"])
+        answer = {"ticket": rendered, "audit": audit}
         headers = {"Location": rendered["url"]}
         if key is not None:
             remembered = {
@@ -166,15 +199,18 @@ async def update_ticket(api: Api, request: Request, state: SandboxState) -> Resp
     body = await read_json(request)
     async with api.write_lock:
         current = _load(state, _ticket_id(request))
-        fields = clean_ticket(state, envelope(body, "ticket"), current)
+        data = envelope(body, "ticket")
+        fields = clean_ticket(state, data, current)
         changed = {k: v for k, v in fields.items() if k in current and k != "id"}
         if changed.get("requester_id", 0) is None:
             changed.pop("requester_id")
         updated = {**current, **changed, "updated_at": now_iso()}
         await state.store.put(TICKET, str(updated["id"]), updated)
+        audit = _audit(await state.store.next_number("audit"), current, updated, _comment(data))
     for event in ticket_events(current, updated):
         state.webhooks.publish(event)
-    return json_response({"ticket": render(TICKET, updated, base_url(request))})
+    rendered = render(TICKET, updated, base_url(request))
+    return json_response({"ticket": rendered, "audit": audit})
 
 
 async def delete_ticket(api: Api, request: Request, state: SandboxState) -> Response:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
-import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
@@ -50,14 +48,6 @@ DEMO = generate(CUSTOMERS, 42)
 IN_SUPPORT = [c for c in DEMO.companies if c.in_support]
 
 
-def _collect_sender_leftovers() -> None:
-    # the shared WebhookSender leaves its workers' stream clones unclosed (see
-    # tests/sandbox/test_support.py); collect them with only their ResourceWarning silenced
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
-
-
 @dataclasses.dataclass
 class Sandbox:
     url: str
@@ -83,16 +73,12 @@ async def sandbox(tmp_path: Path, **credentials: str) -> AsyncIterator[Sandbox]:
     config = SandboxConfig.for_system(
         "support", data_dir=tmp_path, gateway_url=None, customers=CUSTOMERS
     )
-    _collect_sender_leftovers()
-    try:
-        async with (
-            serve(create_app(config)) as url,
-            httpx.AsyncClient(base_url=url) as control,
-            SupportConnector(Endpoint(url, credentials=credentials, timeout=3.0)) as connector,
-        ):
-            yield Sandbox(url, control, connector)
-    finally:
-        _collect_sender_leftovers()
+    async with (
+        serve(create_app(config)) as url,
+        httpx.AsyncClient(base_url=url) as control,
+        SupportConnector(Endpoint(url, credentials=credentials, timeout=3.0)) as connector,
+    ):
+        yield Sandbox(url, control, connector)
 
 
 def _delta(after: dict[str, int], before: dict[str, int], route: str) -> int:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import gc
 import hashlib
 import hmac
 import time
-import warnings
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,41 +51,18 @@ def _config(tmp_path: Path, **changes: object) -> SandboxConfig:
     return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
 
 
-def collect_sender_leftovers() -> None:
-    """Collect the shared WebhookSender's per-worker stream clones, which it never closes.
-
-    sandbox/webhooks.py ``_deliver_all`` iterates ``receive.clone()`` without closing it, so
-    each stopped app leaves streams whose ``__del__`` warns (an error under
-    ``filterwarnings = error``) in whatever test the garbage collector happens to run in.
-    Collect them here, with only that ResourceWarning silenced, until the sender closes them.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
-
-
-@contextmanager
-def leftovers_collected() -> Iterator[None]:
-    collect_sender_leftovers()
-    try:
-        yield
-    finally:
-        collect_sender_leftovers()
-
-
 @asynccontextmanager
 async def running(
     tmp_path: Path, *, rate_limit: int = 700, **changes: object
 ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
     """(api client on /api/v2 with credentials, bare client on the root)."""
     app = create_app(_config(tmp_path, **changes), rate_limit=rate_limit)
-    with leftovers_collected():
-        async with (
-            serve(app) as url,
-            httpx.AsyncClient(base_url=url + "/api/v2", headers={"Authorization": AUTH}) as api,
-            httpx.AsyncClient(base_url=url) as root,
-        ):
-            yield api, root
+    async with (
+        serve(app) as url,
+        httpx.AsyncClient(base_url=url + "/api/v2", headers={"Authorization": AUTH}) as api,
+        httpx.AsyncClient(base_url=url) as root,
+    ):
+        yield api, root
 
 
 async def _walk(api: httpx.AsyncClient, path: str, key: str, size: int) -> list[dict]:
@@ -732,3 +707,53 @@ async def test_webhooks_are_signed_and_only_follow_api_changes(tmp_path):
         event, _, _ = await next_event()
         assert event["type"] == "zen:event-type:organization.created"
         assert event["detail"]["id"] == str(made.json()["organization"]["id"])
+
+
+# ---------------------------------------------------------------- a real client
+
+
+async def test_zenpy_works_against_the_sandbox(tmp_path, monkeypatch):
+    """Zendesk's popular Python client, pointed at the sandbox by its own override switches."""
+    zenpy = pytest.importorskip("zenpy")
+    from zenpy.lib.api_objects import Comment, Organization, Ticket
+
+    org = IN_SUPPORT[0]
+    async with running(tmp_path) as (api, _):
+        monkeypatch.setenv("ZENPY_FORCE_SCHEME", "http")
+        monkeypatch.setenv("ZENPY_FORCE_NETLOC", api.base_url.netloc.decode())
+
+        def use_zenpy() -> None:
+            client = zenpy.Zenpy(subdomain="sandbox", email="agent@example.com", token="sandbox")
+            assert client.users.me().email == "agent@example.com"
+            read = client.organizations(id=org.support_id)
+            assert (read.name, read.external_id) == (org.name, org.bp)
+            assert read.organization_fields["support_tier"] == org.support_tier
+            names = [o.name for o in client.organizations()]
+            assert sorted(names) == sorted(c.name for c in IN_SUPPORT)
+            audit = client.tickets.create(
+                Ticket(
+                    subject="Sent by zenpy",
+                    comment=Comment(body="Created through the real client."),
+                    organization_id=org.support_id,
+                    priority="high",
+                )
+            )
+            ticket = client.tickets(id=audit.ticket.id)
+            assert (ticket.subject, ticket.description) == (
+                "Sent by zenpy",
+                "Created through the real client.",
+            )
+            ticket.status = "pending"
+            client.tickets.update(ticket)
+            assert client.tickets(id=ticket.id).status == "pending"
+            listed = [t.id for t in client.tickets()]
+            assert ticket.id in listed
+            assert len(listed) == len(set(listed)) == 1 + sum(len(c.tickets) for c in IN_SUPPORT)
+            made = client.organizations.create_or_update(
+                Organization(name="Zenpy Org Ltd", external_id="1088888")
+            )
+            assert made.external_id == "1088888"
+            tiers = [p.title for p in client.sla_policies()]
+            assert tiers == ["Enterprise support", "Premium support", "Standard support"]
+
+        await anyio.to_thread.run_sync(use_zenpy)
