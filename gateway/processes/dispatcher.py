@@ -16,8 +16,10 @@ How it works:
   the system's actor at ``TRANSACTIONAL`` priority with ``delivery_timeout``, and records
   the outcome in one transaction with the saga's next step:
   success -> step done, next step enqueued (or the operation SUCCEEDED);
-  ``BreakerOpen`` / ``Throttled`` / ``ActorStopped`` -> deferred (``defer_seconds`` or the
-  vendor's ``Retry-After``), no attempt spent: the system is known to be unavailable;
+  ``BreakerOpen`` / ``Throttled`` / ``ActorStopped``, or a failure that left the system's
+  breaker open (it tripped it, or was a failed half-open trial) -> deferred
+  (``defer_seconds`` or the vendor's ``Retry-After``), no attempt spent: the system is
+  down, which is no fault of the message, so an outage of any length dead-letters nothing;
   another retryable error -> retried after full-jitter backoff, one attempt spent;
   a non-retryable error or ``max_attempts`` spent -> dead letter, the flow's compensation
   policy, the operation NEEDS_ATTENTION (optional enrichment steps are skipped instead).
@@ -63,6 +65,11 @@ log = logging.getLogger(__name__)
 
 #: errors that say "the system is not taking calls right now", not "this call failed"
 _WAIT_ERRORS = (BreakerOpen, Throttled, ActorStopped)
+
+
+def _breaker_open(actor: Any) -> bool:
+    """Whether the actor's circuit breaker is open now (actors without one: never)."""
+    return getattr(actor, "breaker_state", "closed") in ("open", "half-open", "half_open")
 
 
 class Dispatcher:
@@ -193,7 +200,12 @@ class Dispatcher:
         except _WAIT_ERRORS as exc:
             await self._defer(message, exc)
         except CrosswalkSystemError as exc:
-            await self._failed(flow, message, exc, retryable=bool(exc.retryable))
+            if exc.retryable and _breaker_open(actor):
+                # this call tripped the breaker, or was a failed half-open trial: the system
+                # is down, which is no fault of this message; wait like any other caller
+                await self._defer(message, exc)
+            else:
+                await self._failed(flow, message, exc, retryable=bool(exc.retryable))
         except Exception as exc:  # a boundary: a connector bug must not kill the worker
             log.exception("delivering outbox message %s raised", message.id)
             await self._failed(flow, message, exc, retryable=False)

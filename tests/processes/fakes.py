@@ -103,6 +103,7 @@ class FakeActor:
         self.gate: anyio.Event | None = None  # when set, calls wait for it
         self.entered = anyio.Event()  # set when a call reaches the gate
         self.priorities: list[Priority] = []
+        self.breaker_state = "closed"
 
     def fail(self, error: Failure, times: int = 1_000_000) -> None:
         self.failures.append((error, times))

@@ -397,3 +397,22 @@ async def test_escalate_and_renew(
     assert (
         world.entitlements["91000002"].ends == world.subscriptions[sub_id].current_period_end.date()
     )
+
+
+async def test_failure_that_leaves_the_breaker_open_spends_no_attempt(
+    store: Store, systems: FakeSystems, world: World, reference: ReferenceData
+) -> None:
+    erp = systems[System.ERP]
+    erp.breaker_state = "open"
+    erp.fail(
+        lambda msg: SystemUnavailable("erp", "connection refused"), times=3 * FAST.max_attempts
+    )
+    write = WritePath(store, systems, reference)
+    view = await write.submit(
+        "onboardCustomer", ONBOARD, caller=WIDGET, idempotency_key="k", correlation_id="c"
+    )
+    async with dispatching(store, systems) as dispatcher:
+        await wait_for(store, view.id, DONE)
+    assert dispatcher.dead == 0
+    assert dispatcher.deferred == 3 * FAST.max_attempts
+    assert all(msg.attempts == 0 for msg in await store.messages_for(view.id))
