@@ -33,9 +33,9 @@ Error mapping: 429 -> ``Throttled`` (``retry_after = THROTTLE_PAUSE``: Stripe se
 hint); 409 (the same Idempotency-Key still in flight) -> ``Throttled`` (retry soon);
 ``idempotency_error`` -> ``Conflict``; 404 or ``resource_missing`` -> ``NotFound``;
 402 ``card_error`` -> ``Rejected``; 401 -> ``SystemUnavailable`` not retryable; other
-4xx -> ``Rejected`` with ``param`` in ``details["fields"]``; 5xx -> ``SystemUnavailable``
-(not retryable when ``Stripe-Should-Retry: false``, e.g. a replayed failure); an
-unreadable body -> ``MalformedResponse``.
+4xx -> ``Rejected`` with ``param`` in ``details["fields"]``; 5xx -> ``SystemUnavailable``,
+except with ``Stripe-Should-Retry: false`` (a failure replayed for the same
+Idempotency-Key) -> ``Rejected``; an unreadable body -> ``MalformedResponse``.
 """
 
 from __future__ import annotations
@@ -239,10 +239,11 @@ class BillingConnector(HttpConnector):
             failure = Throttled(self.system, message, status=status, retry_after=THROTTLE_PAUSE)
         elif status == 409:
             failure = Throttled(self.system, message, status=status, retry_after=IN_FLIGHT_PAUSE)
+        elif status >= 500 and retry_header == "false":
+            # a stored failure replayed for this Idempotency-Key: it will answer the same again
+            failure = Rejected(self.system, message, status=status, details=details)
         elif status >= 500:
             failure = SystemUnavailable(self.system, message, status=status, details=details)
-            if retry_header == "false":
-                failure.retryable = False  # a replayed failure: the same key answers it again
         elif status == 401:
             failure = SystemUnavailable(self.system, message, status=status, details=details)
             failure.retryable = False  # the same key will be refused again

@@ -7,6 +7,10 @@ really is "in progress". Then, per endpoint (``Api.route``): API key (401), the 
 rate limit (429), form parsing, the idempotency replay (a stored answer, or 400
 ``idempotency_error`` when the parameters differ), parameter checks (400, not stored),
 the handler (its answer is stored for 24 h, errors and 500s included), ``expand``.
+
+As at Stripe, only requests whose endpoint started executing are stored: a 401, a 429,
+a parameter error or a chaos-injected failure (outage, throttle, error rate) leaves the
+key free, so a retry with the same key really runs.
 """
 
 from __future__ import annotations

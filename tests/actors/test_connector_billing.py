@@ -345,7 +345,10 @@ async def test_vendor_failures_map_to_the_actor_errors(tmp_path: Path) -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(send)
-            await anyio.sleep(0.1)  # the first takes the key before the second arrives
+            # the second goes once the sandbox holds the first (it takes the key on arrival)
+            with anyio.fail_after(5):
+                while "POST /v1/subscriptions" not in await r.calls():  # noqa: ASYNC110 - polls the server
+                    await anyio.sleep(0.01)
             tg.start_soon(send)
         await r.chaos(latency_ms=[0, 0])
         busy = [o for o in outcomes if isinstance(o, Throttled)]
@@ -380,7 +383,7 @@ def _answer(status: int, error: dict[str, Any], **headers: str) -> Response:
         ),
         (
             _answer(500, {"type": "api_error", "message": "x"}, **{"Stripe-Should-Retry": "false"}),
-            SystemUnavailable,
+            Rejected,
             False,
         ),
         (_answer(500, {"type": "api_error", "message": "x"}), SystemUnavailable, True),

@@ -84,6 +84,12 @@ async def _walk(api: httpx.AsyncClient, path: str, **params: Any) -> list[dict[s
         query["starting_after"] = page["data"][-1]["id"]
 
 
+async def _received(bare: httpx.AsyncClient, route: str) -> int:
+    stats = (await bare.get("/_sandbox/stats")).json()
+    count: int = stats["by_route"].get(route, 0)
+    return count
+
+
 # ---------------------------------------------------------------- auth and headers
 
 
@@ -513,9 +519,13 @@ async def test_idempotency_replay_mismatch_concurrency_and_restart(tmp_path: Pat
                 )
             )
 
+        before = await _received(bare, "POST /v1/customers")
         async with anyio.create_task_group() as tg:
             tg.start_soon(send)
-            await anyio.sleep(0.1)  # let the first request take the key before the second
+            # the second goes once the sandbox holds the first (it takes the key on arrival)
+            with anyio.fail_after(5):
+                while await _received(bare, "POST /v1/customers") == before:  # noqa: ASYNC110 - polls the server: no event to wait on
+                    await anyio.sleep(0.01)
             tg.start_soon(send)
         await bare.put("/_sandbox/chaos", json={"latency_ms": [0, 0]})
         assert sorted(a.status_code for a in answers) == [200, 409]
