@@ -1,8 +1,9 @@
 """CRM sandbox: a Salesforce REST API v60.0 stand-in (see ``sandbox.crm.app``).
 
-Modules: ``schema`` (objects, fields, write rules), ``soql`` (query parser), ``records``
-(transactions over the store), ``api`` (the REST resources and composite), ``limits``,
-``events`` (Change Data Capture), ``seed`` (the demo world), ``app`` (HTTP, auth).
+Modules: ``schema`` (objects, fields, write rules), ``soql`` (the query language),
+``records`` (transactions over the store), ``calls`` / ``api`` (the REST resources),
+``query`` (cursors and batches), ``composite``, ``describe``, ``limits``, ``events``
+(Change Data Capture), ``seed`` (the demo world), ``app`` (HTTP, auth, limits).
 """
 
 from sandbox.crm.app import ACCESS_TOKEN, CrmDialect, create_app

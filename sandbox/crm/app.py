@@ -24,7 +24,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox.app import SandboxConfig, SandboxState, build_app, state_of
-from sandbox.crm.api import Answer, Call, CrmApi, versions
+from sandbox.crm.api import CrmApi
+from sandbox.crm.calls import Answer, Call
+from sandbox.crm.describe import versions
 from sandbox.crm.events import bearer_signer
 from sandbox.crm.limits import ApiLimits
 from sandbox.crm.schema import BASE, SalesforceError

@@ -18,12 +18,19 @@ sandbox uses in place of a Pub/Sub subscription.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sandbox.crm.schema import API_VERSION
+from sandbox.webhooks import Signer
 
-__all__ = ["COMMIT_USER", "bearer_signer", "change_event", "change_origin"]
+__all__ = [
+    "COMMIT_USER",
+    "bearer_signer",
+    "change_event",
+    "change_origin",
+    "new_transaction_key",
+]
 
 #: the integration user every API write is attributed to
 COMMIT_USER = "005SB0000000001AAQ"
@@ -36,12 +43,6 @@ def change_origin(client: str | None) -> str:
 
 def new_transaction_key() -> str:
     return secrets.token_hex(16)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
-        f"{moment.microsecond // 1000:03d}Z"
-    )
 
 
 def change_event(
@@ -87,15 +88,10 @@ def change_event(
     }
 
 
-def bearer_signer(secret: str) -> Any:
+def bearer_signer(secret: str) -> Signer:
     """The webhook signer: the shared secret as a bearer token."""
 
     def sign(body: bytes, unix_time: int) -> dict[str, str]:
         return {"Authorization": f"Bearer {secret}"}
 
     return sign
-
-
-def iso_now() -> tuple[datetime, str]:
-    now = datetime.now(UTC)
-    return now, _iso(now)

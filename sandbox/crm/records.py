@@ -28,7 +28,7 @@ from sandbox.crm.schema import (
 )
 from sandbox.demo import sf_id
 
-__all__ = ["Transaction", "find", "find_by_external_id", "render"]
+__all__ = ["Transaction", "external_field", "find", "find_by_external_id", "render"]
 
 #: new records count up from here, well past the demo world's ids
 FIRST_NEW_ID = 100_000
