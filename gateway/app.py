@@ -8,7 +8,7 @@ in the body), ``/metrics`` (Prometheus). Every answer carries ``X-Correlation-ID
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import orjson
@@ -17,21 +17,42 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.routing import Route, WebSocketRoute
 
-from actors.systems import ConnectorFactory
+from actors.systems import ConnectorFactory, Systems
 from gateway.canonical import System
+from gateway.governance.policies import Policies
 from gateway.observability.correlation import CorrelationMiddleware
 from gateway.observability.metrics import build_registry
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
+from gateway.store import Store
 
 __all__ = ["create_app"]
 
 
 def _json(body: object, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+class _LateRuntime:
+    """The runtime as the GraphQL app sees it: settings and policies at once, the store and
+    actors once the lifespan has opened them."""
+
+    def __init__(
+        self, settings: Settings, policies: Policies, runtime: Callable[[], Runtime]
+    ) -> None:
+        self.settings = settings
+        self.policies = policies
+        self._runtime = runtime
+
+    @property
+    def store(self) -> Store:
+        return self._runtime().store
+
+    @property
+    def systems(self) -> Systems:
+        return self._runtime().systems
 
 
 def create_app(
@@ -53,10 +74,7 @@ def create_app(
         except KeyError:
             raise RuntimeError("The gateway runtime is not open (lifespan not started).") from None
 
-    graphql = create_graphql_app(runtime)
-
-    async def graphql_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-        await graphql(scope, receive, send)
+    graphql = create_graphql_app(_LateRuntime(settings, policies, runtime))
 
     async def healthz(request: Request) -> Response:
         return _json({"status": "ok"})
@@ -94,7 +112,8 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-        Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
     ]
     return Starlette(
         routes=routes, middleware=[Middleware(CorrelationMiddleware)], lifespan=lifespan

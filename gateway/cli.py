@@ -111,7 +111,15 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="the GraphQL schema contract")
     schema.add_argument("action", choices=("export", "check"))
-    schema.add_argument("--output", type=Path, default=Path("schema.graphql"))
+    schema.add_argument(
+        "--output", type=Path, default=Path("schema.graphql"), help="the checked-in schema"
+    )
+    schema.add_argument(
+        "--baseline",
+        type=Path,
+        default=Path("schema.baseline.graphql"),
+        help="the last released schema: breaking changes against it need a @deprecated period",
+    )
     return parser
 
 

@@ -305,7 +305,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
         args.output.write_text(contract.export_schema())
         print(f"wrote {args.output}")
         return 0
-    problems = contract.check_schema(args.output)
+    problems = contract.check_schema(args.output, args.baseline)
     for problem in problems:
         print(f"schema: {problem}", file=sys.stderr)
     return 1 if problems else 0

@@ -12,6 +12,7 @@ key and reason), then the store (migrations run), then the actors; background pr
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -23,10 +24,17 @@ from actors import Systems
 from actors.systems import ConnectorFactory
 from gateway.canonical import System
 from gateway.governance.policies import Policies, load_policies
+from gateway.processes.discovery import discover
+from gateway.processes.dispatcher import Dispatcher
 from gateway.settings import Settings
 from gateway.store import Store, open_store
 
 __all__ = ["Runtime", "open_runtime"]
+
+log = logging.getLogger(__name__)
+
+#: how long background processes may take to finish what they hold at shutdown
+SHUTDOWN_GRACE = 10.0
 
 
 @dataclass(slots=True)
@@ -38,6 +46,22 @@ class Runtime:
     started_at: float = field(default_factory=time.time)
     #: False while starting and once shutdown begins: /readyz answers 503
     ready: bool = False
+
+
+async def _discovery_loop(runtime: Runtime) -> None:
+    """Keep the cross-reference registry filled: at start, then every interval.
+
+    Runs at BATCH priority, so a portal's reads always go first; a system that is down is
+    simply tried again next round.
+    """
+    interval = runtime.settings.discovery_interval
+    while True:
+        report = await discover(runtime.store, runtime.systems)
+        for system, reason in report.failed.items():
+            log.warning("discovery could not list %s customers: %s", system, reason)
+        if interval <= 0:
+            return
+        await anyio.sleep(interval)
 
 
 @asynccontextmanager
@@ -55,9 +79,20 @@ async def open_runtime(
         anyio.create_task_group() as tg,
     ):
         runtime = Runtime(settings=settings, policies=policies, store=store, systems=systems)
+        dispatcher: Dispatcher | None = None
+        if settings.dispatcher:
+            dispatcher = Dispatcher(store, systems, policy=policies.outbox.dispatcher)
+            await tg.start(dispatcher.run)
+        tg.start_soon(_discovery_loop, runtime, name="discovery")
         runtime.ready = True
         try:
             yield runtime
         finally:
             runtime.ready = False
-            tg.cancel_scope.cancel()
+            if dispatcher is not None:
+                # stop leasing; deliveries in flight finish within the dispatcher's own
+                # deadline, and whatever is left is recovered by lease expiry on restart
+                dispatcher.stop()
+                tg.cancel_scope.deadline = anyio.current_time() + SHUTDOWN_GRACE
+            else:
+                tg.cancel_scope.cancel()

@@ -33,6 +33,8 @@ class Settings:
     store_url: str = field(default_factory=lambda: os.environ.get("CROSSWALK_STORE", ""))
     #: run the outbox dispatcher in this process
     dispatcher: bool = True
+    #: seconds between discovery syncs of the cross-reference registry (0: only at start)
+    discovery_interval: float = 600.0
 
     @property
     def resolved_store_url(self) -> str:

@@ -14,8 +14,11 @@ from typing import Any
 
 from gateway.governance.clients import ClientsPolicy, load_clients_policy
 from gateway.governance.errors import PolicyError
+from gateway.governance.ownership import OwnershipPolicy, load_ownership_policy
+from gateway.governance.reference import ReferenceData, load_reference
 from gateway.governance.systems import SystemsPolicy, load_systems_policy
 from gateway.governance.webhooks import WebhooksPolicy, load_webhooks_policy
+from gateway.processes.policy import OutboxPolicy, load_outbox_policy
 
 __all__ = ["Policies", "check_policies", "load_policies"]
 
@@ -26,12 +29,18 @@ class Policies:
     systems: SystemsPolicy
     clients: ClientsPolicy
     webhooks: WebhooksPolicy
+    ownership: OwnershipPolicy
+    reference: ReferenceData
+    outbox: OutboxPolicy
 
 
 _FILES: dict[str, tuple[str, Callable[[Path], Any]]] = {
     "systems": ("systems.toml", load_systems_policy),
     "clients": ("clients.toml", load_clients_policy),
     "webhooks": ("webhooks.toml", load_webhooks_policy),
+    "ownership": ("ownership.toml", load_ownership_policy),
+    "reference": ("reference.toml", load_reference),
+    "outbox": ("outbox.toml", load_outbox_policy),
 }
 
 
