@@ -67,13 +67,23 @@ def _snake_to_camel(name: str) -> str:
     "null with that system's error; `sources` says where each value came from."
 )
 class GoldenRecord:
-    records: strawberry.Private[dict[System, Fetched[Customer]]]
+    xref: strawberry.Private[XRefRecord]
+    context: strawberry.Private[Context]
     policy: strawberry.Private[OwnershipPolicy]
 
-    def _pick(self, name: str) -> tuple[Any, System | None, bool]:
+    async def _record(self, system: System) -> Fetched[Customer] | None:
+        native = self.xref.get(system)
+        if native is None:
+            return None
+        fetched: Fetched[Customer] = await self.context.loaders.customers[system].load(native)
+        return fetched
+
+    async def _pick(self, name: str) -> tuple[Any, System | None, bool]:
+        # the owner is read first; the others only when the owner has no value, so a
+        # query for ERP-owned fields touches the ERP alone
         owner = self.policy.owner(name)
         for system in self.policy.sources(name):
-            fetched = self.records.get(system)
+            fetched = await self._record(system)
             if fetched is None:
                 continue
             if system is owner and fetched.error is not None and not fetched.stale:
@@ -85,64 +95,64 @@ class GoldenRecord:
                 return value, system, fetched.stale
         return None, None, False
 
-    def value(self, name: str) -> str | None:
-        value = self._pick(name)[0]
+    async def value(self, name: str) -> str | None:
+        value = (await self._pick(name))[0]
         return None if value is None else str(value)
 
     @resolver("Display name (ERP-owned).")
-    def name(self) -> str | None:
-        return self.value("name")
+    async def name(self) -> str | None:
+        return await self.value("name")
 
     @resolver("Registered legal name (ERP-owned).")
-    def legal_name(self) -> str | None:
-        return self.value("legal_name")
+    async def legal_name(self) -> str | None:
+        return await self.value("legal_name")
 
     @resolver("Tax id, e.g. VAT number (ERP-owned).")
-    def tax_id(self) -> str | None:
-        return self.value("tax_id")
+    async def tax_id(self) -> str | None:
+        return await self.value("tax_id")
 
     @resolver("Country, ISO 3166-1 alpha-2 (ERP-owned).")
-    def country(self) -> str | None:
-        return self.value("country")
+    async def country(self) -> str | None:
+        return await self.value("country")
 
     @resolver("Payment terms key, e.g. `NT30` (ERP-owned).")
-    def payment_terms(self) -> str | None:
-        return self.value("payment_terms")
+    async def payment_terms(self) -> str | None:
+        return await self.value("payment_terms")
 
     @resolver("Credit status (ERP-owned).")
-    def credit_status(self) -> str | None:
-        return self.value("credit_status")
+    async def credit_status(self) -> str | None:
+        return await self.value("credit_status")
 
     @resolver("Billing currency, ISO 4217 (billing-owned).")
-    def currency(self) -> str | None:
-        return self.value("currency")
+    async def currency(self) -> str | None:
+        return await self.value("currency")
 
     @resolver("Billing e-mail address (billing-owned).")
-    def email(self) -> str | None:
-        return self.value("email")
+    async def email(self) -> str | None:
+        return await self.value("email")
 
     @resolver("Market segment (CRM-owned).")
-    def segment(self) -> str | None:
-        return self.value("segment")
+    async def segment(self) -> str | None:
+        return await self.value("segment")
 
     @resolver("Industry (CRM-owned).")
-    def industry(self) -> str | None:
-        return self.value("industry")
+    async def industry(self) -> str | None:
+        return await self.value("industry")
 
     @resolver("Account owner (CRM-owned).")
-    def owner(self) -> str | None:
-        return self.value("owner")
+    async def owner(self) -> str | None:
+        return await self.value("owner")
 
     @resolver("Support tier (support-owned).")
-    def support_tier(self) -> str | None:
-        return self.value("support_tier")
+    async def support_tier(self) -> str | None:
+        return await self.value("support_tier")
 
     @resolver("Where each field's value came from.")
-    def sources(self) -> list[FieldSource]:
+    async def sources(self) -> list[FieldSource]:
         out = []
         for name in self.policy.customer:
             try:
-                _, system, stale = self._pick(name)
+                _, system, stale = await self._pick(name)
             except CodedError:
                 system, stale = None, False
             out.append(
@@ -229,13 +239,6 @@ class Customer360:
         loader: SystemLoader[Any] = getattr(info.context.loaders, loader_name)
         return loader.load(native)
 
-    async def _customer_records(self, context: Context) -> dict[System, Fetched[Customer]]:
-        futures = {
-            system: context.loaders.customers[system].load(native)
-            for system, native in self.xref.ids().items()
-        }
-        return {system: await future for system, future in futures.items()}
-
     # ------------------------------------------------------------ fields
 
     @resolver("Crosswalk's canonical id for the customer.")
@@ -261,8 +264,7 @@ class Customer360:
     @resolver("Master data, each field from the system that owns it. Needs customer:read.")
     async def golden(self, info: Info[Context, None]) -> GoldenRecord | None:
         context = require_scope(info, "customer:read")
-        records = await self._customer_records(context)
-        return GoldenRecord(records=records, policy=ownership(context))
+        return GoldenRecord(xref=self.xref, context=context, policy=ownership(context))
 
     @resolver("ERP sales orders, newest first. Needs order:read.")
     async def orders(

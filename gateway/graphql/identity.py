@@ -18,6 +18,7 @@ from types import MappingProxyType
 from gateway.canonical import Customer, System
 from gateway.graphql.context import Context
 from gateway.graphql.errors import CodedError, ErrorCode
+from gateway.processes.discovery import customer_links
 from gateway.store.errors import XRefConflict
 from gateway.store.records import XRefRecord
 
@@ -65,12 +66,7 @@ def parse_customer_id(raw: str) -> tuple[System | None, str]:
 
 
 def _links(customer: Customer) -> dict[System, str]:
-    ids = {customer.system: customer.id}
-    for system in System:
-        value = customer.xref.get(system)
-        if value and system not in ids and ID_SHAPES[system].match(value):
-            ids[system] = value
-    return ids
+    return {s: v for s, v in customer_links(customer).items() if ID_SHAPES[s].match(v)}
 
 
 async def resolve_customer(context: Context, raw: str) -> XRefRecord:

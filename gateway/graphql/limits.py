@@ -2,7 +2,8 @@
 
 ``analyze`` walks the one operation a request will execute, expanding fragments once each
 (memoized, so a fragment bomb costs the analysis no more than the document's size), and
-estimates its cost: every field costs 1, and a field's selection is multiplied by the
+estimates its cost: every field with a selection (an object or a list of them) costs 1,
+scalar fields cost nothing beyond their object, and a field's selection is multiplied by the
 list size it asks for (``first``/``last`` from literals or variables; a list field without
 one counts as ``default_list_size``; the ``edges``/``nodes`` of a connection count once,
 since their connection field already multiplied). Token count is enforced by the parser
@@ -115,7 +116,8 @@ class _Walker:
         if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
             definition = parent.fields.get(name)
         if node.selection_set is None:
-            return 1, aliases, 1
+            # scalars ride along with their object: tokens and aliases bound their number
+            return 1, aliases, 0
         child = get_named_type(definition.type) if definition else None
         d, a, c = self.selection_set(node.selection_set, child)
         multiplier = self.multiplier(node, definition, parent)

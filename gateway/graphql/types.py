@@ -222,7 +222,7 @@ class SourceFreshness:
     )
 
 
-@strawberry.type(description="A line of an ERP sales order.")
+@strawberry.type(name="OrderItem", description="A line of an ERP sales order.")
 class OrderItemRecord:
     material: str = field(description="ERP material number.")
     quantity: Decimal = field(description="Ordered quantity.")
@@ -289,7 +289,7 @@ class InvoiceRecord:
     sources: list[SystemName] = field(description="The systems this invoice was seen in.")
 
 
-@strawberry.type(description="A line of a billing subscription.")
+@strawberry.type(name="SubscriptionItem", description="A line of a billing subscription.")
 class SubscriptionItemRecord:
     price: str = field(description="Billing price id, `price_...`.")
     quantity: int = field(description="Quantity.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import httpx
@@ -53,9 +54,15 @@ async def test_fragment_bomb_is_refused_without_blowing_up(client: httpx.AsyncCl
     for i in range(1, 21):
         fragments.append(f"fragment F{i} on SystemStatus {{ ...F{i - 1} ...F{i - 1} }}")
     query = "{ systems { ...F20 } } " + " ".join(fragments)
+    started = time.perf_counter()
     response = await _post(client, query)
-    assert response.status_code == 400
-    assert _code(response) in {"QUERY_TOO_COMPLEX", "VALIDATION_FAILED"}
+    # fragments are expanded once each (analysis, validation and execution all memoize),
+    # so the bomb costs what its text costs: a plain answer, quickly
+    assert time.perf_counter() - started < 1.0
+    assert response.json() == {"data": {"systems": []}}
+    # the same shape through aliases is refused by the alias limit
+    aliased = "{ systems { " + " ".join(f"a{i}: system" for i in range(64)) + " } }"
+    assert _code(await _post(client, aliased)) == "QUERY_TOO_COMPLEX"
 
 
 async def test_cost_multiplies_by_first(client: httpx.AsyncClient) -> None:
