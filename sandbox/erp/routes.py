@@ -59,11 +59,18 @@ def _guarded(limit: RateLimit, dialect: ErpDialect, page_size: int, handler: Han
         request.state.page_size = page_size
         try:
             authenticate(request)
-            return await handler(request, state)
+            response = await handler(request, state)
         except ODataError as exc:
-            return exc.response()
+            response = exc.response()
+        response.headers["dataserviceversion"] = "2.0"
+        return response
 
     return endpoint
+
+
+def _read_only(request: Request) -> None:
+    if request.method not in ("GET", "HEAD"):
+        raise ODataError(405, f"Method {request.method} is not allowed on this resource")
 
 
 def _service(request: Request) -> Service:
@@ -86,6 +93,7 @@ def _renderer(request: Request, state: SandboxState) -> Renderer:
 
 
 async def service_document(request: Request, state: SandboxState) -> Response:
+    _read_only(request)
     service = _service(request)
     names = [s.name for s in service.sets]
     wants_json = request.query_params.get("$format", "").lower() == "json" or (
@@ -111,6 +119,7 @@ async def service_document(request: Request, state: SandboxState) -> Response:
 
 
 async def metadata(request: Request, state: SandboxState) -> Response:
+    _read_only(request)
     service = _service(request)
     response = Response(metadata_xml(service), media_type="application/xml")
     return csrf_fetch(request, state, response)
@@ -120,6 +129,8 @@ async def resource(request: Request, state: SandboxState) -> Response:
     service = _service(request)
     target = parse_path(service, request.path_params["path"])
     method = request.method.upper()
+    if method not in ("GET", "HEAD", *_WRITE_METHODS):
+        raise ODataError(405, f"Method {method} is not allowed on this resource")
     if method == "POST":
         tunnel = request.headers.get("x-http-method", "").upper()
         if tunnel:
@@ -226,14 +237,15 @@ async def _write(
 
 def routes(limit: RateLimit, dialect: ErpDialect, page_size: int = PAGE_SIZE) -> list[BaseRoute]:
     """The three services' routes, behind the rate limit, with ``page_size`` server paging."""
-    methods = ["GET", "POST", "PUT", "PATCH", "MERGE", "DELETE"]
+    # every method reaches the handlers, so that even a refused one gets SAP's error body
+    methods = ["GET", "POST", "PUT", "PATCH", "MERGE", "DELETE", "OPTIONS"]
+
+    def route(path: str, handler: Handler) -> Route:
+        return Route(path, _guarded(limit, dialect, page_size, handler), methods=methods)
+
     return [
-        Route(f"{ROOT}/{{service}}", _guarded(limit, dialect, page_size, service_document)),
-        Route(f"{ROOT}/{{service}}/", _guarded(limit, dialect, page_size, service_document)),
-        Route(f"{ROOT}/{{service}}/$metadata", _guarded(limit, dialect, page_size, metadata)),
-        Route(
-            f"{ROOT}/{{service}}/{{path:path}}",
-            _guarded(limit, dialect, page_size, resource),
-            methods=methods,
-        ),
+        route(f"{ROOT}/{{service}}", service_document),
+        route(f"{ROOT}/{{service}}/", service_document),
+        route(f"{ROOT}/{{service}}/$metadata", metadata),
+        route(f"{ROOT}/{{service}}/{{path:path}}", resource),
     ]
