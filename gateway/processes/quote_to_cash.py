@@ -11,8 +11,10 @@ Steps, in order for the customer:
 
 1. ``erp_order`` - ERP sales order, ``PurchaseOrderByCustomer`` = the opportunity id
    (SAP check-before-create: one order per opportunity, however often delivered);
-2. ``billing_subscription`` - billing subscription with the invoice schedule (prices by
-   interval) and metadata ``erp_order``, ``crm_opportunity_id`` (``Idempotency-Key``);
+2. ``billing_subscription`` / ``billing_subscription_annual`` - the billing subscription
+   for the monthly prices and the one for the yearly prices (each skipped when the deal
+   has none: billing bills one interval per subscription), i.e. the invoice schedule,
+   with metadata ``erp_order``, ``crm_opportunity_id`` (``Idempotency-Key``);
 3. ``support_entitlement`` - support entitlement activated at the products' highest
    tier until the subscription's period end;
 4. ``crm_stamp`` - the CRM opportunity stamped ``ERP_Order_Number__c`` and closed won.
@@ -116,7 +118,7 @@ async def validate(ctx: CommandContext, data: Mapping[str, Any]) -> Accepted:
     tier = ctx.reference.highest_tier(
         [ctx.reference.products[line["product"]].support_tier for line in lines]
     )
-    yearly = any(ctx.reference.products[line["product"]].interval == "year" for line in lines)
+    intervals = {line["interval"] for line in lines}
     accepted = {
         "request": dict(data),
         "opportunityId": opportunity_id,
@@ -124,7 +126,9 @@ async def validate(ctx: CommandContext, data: Mapping[str, Any]) -> Accepted:
         "lines": lines,
         "currency": currency or "EUR",
         "paymentTerms": terms,
-        "invoiceSchedule": "yearly" if yearly else "monthly",
+        "invoiceSchedule": "+".join(
+            name for name, key in (("monthly", "month"), ("yearly", "year")) if key in intervals
+        ),
         "supportTier": tier,
         "erpCustomer": customer.ids[System.ERP],
         "billingCustomer": customer.ids[System.BILLING],
@@ -168,6 +172,7 @@ def _lines(
                     "quantity": qty,
                     "material": product.material,
                     "price": product.price,
+                    "interval": product.interval,
                 }
             )
     return lines
@@ -223,19 +228,28 @@ def _order_record(order: Order) -> dict[str, Any]:
     }
 
 
-def _subscription_payload(view: SagaView) -> dict[str, Any]:
-    order = view.result("erp_order")["id"]
-    return {
-        "customer_id": view.input["billingCustomer"],
-        "items": [[line["price"], int(line["quantity"])] for line in view.input["lines"]],
-        "metadata": {
-            "erp_order": order,
-            "erp_bp": view.input["erpCustomer"],
-            "crm_opportunity_id": view.input["opportunityId"],
-            "invoice_schedule": view.input["invoiceSchedule"],
-            "crosswalk_operation": view.operation_id,
-        },
-    }
+def _subscription_payload(interval: str) -> Any:
+    """Billing platforms bill one interval per subscription (Stripe refuses to mix month
+    and year prices), so a deal with both gets one subscription per interval."""
+
+    def prepare(view: SagaView) -> dict[str, Any] | None:
+        lines = [line for line in view.input["lines"] if line.get("interval", "month") == interval]
+        if not lines:
+            return None
+        order = view.result("erp_order")["id"]
+        return {
+            "customer_id": view.input["billingCustomer"],
+            "items": [[line["price"], int(line["quantity"])] for line in lines],
+            "metadata": {
+                "erp_order": order,
+                "erp_bp": view.input["erpCustomer"],
+                "crm_opportunity_id": view.input["opportunityId"],
+                "invoice_schedule": "yearly" if interval == "year" else "monthly",
+                "crosswalk_operation": view.operation_id,
+            },
+        }
+
+    return prepare
 
 
 def _subscription_message(payload: Mapping[str, Any], key: str) -> CreateSubscription:
@@ -256,11 +270,15 @@ def subscription_record(subscription: Subscription) -> dict[str, Any]:
 
 
 def _entitlement_payload(view: SagaView) -> dict[str, Any]:
+    ends = [
+        view.result(step).get("current_period_end")
+        for step in ("billing_subscription", "billing_subscription_annual")
+    ]
     return {
         "organization_id": view.input["supportOrganization"],
         "status": "active",
         "support_tier": view.input["supportTier"],
-        "ends": view.result("billing_subscription").get("current_period_end"),
+        "ends": max((e for e in ends if e), default=None),
     }
 
 
@@ -311,7 +329,14 @@ FLOW = Flow(
         Step(
             "billing_subscription",
             System.BILLING,
-            _subscription_payload,
+            _subscription_payload("month"),
+            _subscription_message,
+            subscription_record,
+        ),
+        Step(
+            "billing_subscription_annual",
+            System.BILLING,
+            _subscription_payload("year"),
             _subscription_message,
             subscription_record,
         ),
@@ -328,6 +353,8 @@ FLOW = Flow(
         "erp_order": "nothing was written anywhere; subscription, entitlement and stamp wait",
         "billing_subscription": "the ERP order is kept (authoritative; cancelling it is a credit "
         "memo decision); billing, entitlement and stamp wait",
+        "billing_subscription_annual": "the ERP order and the monthly subscription are kept; "
+        "the annual subscription, entitlement and stamp wait",
         "support_entitlement": "order and subscription are kept; entitlement and CRM stamp wait",
         "crm_stamp": "order, subscription and entitlement are kept; only the CRM stamp waits",
     },

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Container
+from collections.abc import AsyncIterator, Callable, Container
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -53,3 +53,22 @@ async def wait_for(
             while current.status not in statuses:
                 current = await watch.__anext__()
             return current
+
+
+async def wait_until(
+    condition: Callable[[], bool],
+    what: str,
+    *,
+    timeout: float = 20.0,  # noqa: ASYNC109 - a test's bound
+    every: float = 0.02,
+) -> None:
+    """Check ``condition`` every ``every`` seconds until it holds (for state with no event,
+    such as an actor's breaker); fail naming ``what`` after ``timeout``."""
+    deadline = anyio.current_time() + timeout
+    for _ in range(int(timeout / every) + 1):
+        if condition():
+            return
+        if anyio.current_time() > deadline:
+            break
+        await anyio.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -64,6 +64,10 @@ class Stack:
     dispatcher: Dispatcher
     demo: DemoData
     http: httpx.AsyncClient
+    task_group: Any = None
+
+    async def start_dispatcher(self) -> None:
+        await self.task_group.start(self.dispatcher.run)
 
     async def chaos(self, system: System, **settings: Any) -> None:
         answer = await self.http.put(f"{self.urls[system]}/_sandbox/chaos", json=settings)
@@ -105,9 +109,10 @@ async def sandbox_stack(
         write = WritePath(store, systems, load_reference(ROOT / "policies" / "reference.toml"))
         dispatcher = Dispatcher(store, systems, policy=dispatch)
         tg = await stack.enter_async_context(anyio.create_task_group())
+        running = Stack(urls, store, systems, write, dispatcher, generate(customers), http, tg)
         if run_dispatcher:
-            await tg.start(dispatcher.run)
+            await running.start_dispatcher()
         try:
-            yield Stack(urls, store, systems, write, dispatcher, generate(customers), http)
+            yield running
         finally:
             dispatcher.stop()
