@@ -92,7 +92,11 @@ class Transaction:
         origin = change_origin(self.client)
         seq = itertools.count(1)
         for entity, record_id, change_type, fields, when in self._events:
-            replay_id = await self.state.store.next_number("replay_id")
+            # replay ids only grow, also across /_sandbox/reset (which clears the counters):
+            # a consumer that deduplicates by replay id must never see one twice
+            replay_id = await self.state.store.next_number(
+                "replay_id", start=int(when.timestamp() * 1000)
+            )
             event = change_event(
                 entity=entity,
                 record_id=record_id,
