@@ -30,6 +30,10 @@ __all__ = ["DEEP_ONLY", "check_etag", "create", "delete", "read_body", "update",
 
 #: entity sets created only inside their parent's deep insert
 DEEP_ONLY = {"A_Customer", "A_CustomerSalesArea", "A_SalesOrderItem"}
+#: stands for the number a create draws from its number range once everything is valid
+_PENDING = "\x00pending"
+#: draws before giving up on a number range crowded by client-chosen keys
+_MAX_DRAWS = 1000
 
 
 async def read_body(request: Request) -> Any:
@@ -105,34 +109,23 @@ class _Planned:
     children: list[tuple[Nav, list[_Planned]]] = field(default_factory=list)
 
 
-def _plan(es: EntitySet, body: Any, inherited: dict[str, Any], where: str = "") -> _Planned:
+def _plan(es: EntitySet, body: Any) -> _Planned:
     """Validate one entity (and its deep-insert children) into a plan; no store access."""
     props, nested = check_payload(es, body, creating=True)
-    for name, value in inherited.items():
-        if name in props and props[name] not in (value, ""):
-            raise ODataError(
-                400,
-                f"'{where}{name}' must match its parent ('{value}')",
-                propertyref=name,
-            )
-        props[name] = value
     planned = _Planned(es, props)
     for nav_name, items in nested.items():
         nav = es.nav_map[nav_name]
         child_es = ENTITY_SETS[nav.target]
-        children = [_plan(child_es, item, {}, f"{nav_name}/") for item in items]
-        planned.children.append((nav, children))
+        planned.children.append((nav, [_plan(child_es, item) for item in items]))
     return planned
 
 
-def _fill(state: SandboxState, planned: _Planned, number: str | None) -> None:
+def _fill(state: SandboxState, planned: _Planned) -> None:
     """Server-set fields, defaults and business rules, in place; still no store writes."""
     es, doc = planned.es, planned.doc
     now = now_micros(state)
     today = now // 86_400_000_000 * 86_400_000
     doc["_changed"] = now
-    if number is not None:
-        doc[es.keys[0]] = number
     for prop in es.props:
         if prop.type == "Edm.DateTime" and not prop.creatable:
             doc[prop.name] = today
@@ -142,9 +135,15 @@ def _fill(state: SandboxState, planned: _Planned, number: str | None) -> None:
     for nav, children in planned.children:
         for n, child in enumerate(children, 1):
             for a, b in nav.link:
+                if child.doc.get(b) not in (None, "", doc[a]):
+                    raise ODataError(
+                        400,
+                        f"'{nav.name}/{b}' must be its parent's {a} or left out",
+                        propertyref=b,
+                    )
                 child.doc[b] = doc[a]
             _CHILD_KEYS.get(child.es.name, _no_rule_n)(child.doc, n)
-            _fill(state, child, None)
+            _fill(state, child)
     for key in es.keys:
         if not doc.get(key):
             raise ODataError(
@@ -336,13 +335,10 @@ def _flatten(planned: _Planned) -> list[_Planned]:
 
 async def create(renderer: Renderer, state: SandboxState, es: EntitySet, body: Any) -> Response:
     """Validate, number and store one entity with its deep-insert children -> 201."""
-    planned = _plan(es, body, {})
-    number: str | None = None
-    given = planned.doc.get(es.keys[0]) if len(es.keys) == 1 else None
-    if es.number_range is not None and not given:
-        if planned.doc.get(es.keys[0]) == "":
-            planned.doc.pop(es.keys[0])
-        number = str(await state.store.next_number(*es.number_range))
+    planned = _plan(es, body)
+    drawn = es.number_range is not None and not planned.doc.get(es.keys[0])
+    if drawn:
+        planned.doc[es.keys[0]] = _PENDING
     if es.name in ("A_BusinessPartnerAddress", "A_BusinessPartnerTaxNumber"):
         parent = planned.doc.get("BusinessPartner")
         if not parent or state.store.get("A_BusinessPartner", parent) is None:
@@ -357,12 +353,22 @@ async def create(renderer: Renderer, state: SandboxState, es: EntitySet, body: A
             planned.doc["AddressID"] = str(
                 next(n for n in range(1, len(taken) + 2) if str(n) not in taken)
             )
-    _fill(state, planned, number)
+    _fill(state, planned)
     rows = _flatten(planned)
+    seen: set[tuple[str, str]] = set()
     for row in rows:
-        if state.store.get(row.es.name, row.es.doc_id(row.es.key_of(row.doc))) is not None:
+        slot = (row.es.name, row.es.doc_id(row.es.key_of(row.doc)))
+        if slot in seen or state.store.get(*slot) is not None:
             shown = row.es.name + row.es.key_segment(row.es.key_of(row.doc))
             raise ODataError(409, f"Entity {shown} already exists", propertyref=row.es.keys[0])
+        seen.add(slot)
+    if drawn:
+        # only now, with everything valid, is a number drawn (the counter is stored too)
+        number = await _draw(state, es)
+        for row in rows:
+            for name, value in row.doc.items():
+                if value == _PENDING:
+                    row.doc[name] = number
     for row in rows:
         await state.store.put(row.es.name, row.es.doc_id(row.es.key_of(row.doc)), row.doc)
     publish_change(state, es, planned.doc, created=True)
@@ -377,6 +383,16 @@ async def create(renderer: Renderer, state: SandboxState, es: EntitySet, body: A
         media_type="application/json",
         headers={"Location": uri, "ETag": etag_of(planned.doc)},
     )
+
+
+async def _draw(state: SandboxState, es: EntitySet) -> str:
+    """The next free number of ``es``'s range (clients may have taken some themselves)."""
+    assert es.number_range is not None
+    for _ in range(_MAX_DRAWS):
+        number = str(await state.store.next_number(*es.number_range))
+        if state.store.get(es.name, number) is None:
+            return number
+    raise ODataError(409, f"Number range of '{es.name}' has no free number near its current one")
 
 
 def _deep_paths(nav: Nav, children: list[tuple[Nav, list[_Planned]]]) -> list[tuple[str, ...]]:

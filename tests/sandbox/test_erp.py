@@ -591,6 +591,63 @@ async def test_bad_bodies_are_4xx_and_leave_the_store_alone(tmp_path):
             sap_error(response)
 
 
+async def test_number_ranges_and_deep_insert_consistency(tmp_path):
+    async with erp(tmp_path) as client:
+        headers = {"X-CSRF-Token": await csrf(client)}
+        url = f"{BP}/A_BusinessPartner"
+        # a client-chosen number the range would reach next is skipped, not overwritten
+        chosen = await client.post(
+            url,
+            json={"BusinessPartner": "1000020", "OrganizationBPName1": "Chosen"},
+            headers=headers,
+        )
+        assert chosen.status_code == 201
+        drawn = await client.post(url, json={"OrganizationBPName1": "Drawn"}, headers=headers)
+        assert drawn.json()["d"]["BusinessPartner"] == "1000021"
+
+        mismatch = await client.post(
+            url,
+            json={
+                "OrganizationBPName1": "Mismatch",
+                "to_BusinessPartnerTax": [
+                    {"BusinessPartner": "1000001", "BPTaxType": "DE0", "BPTaxNumber": "DE1"}
+                ],
+            },
+            headers=headers,
+        )
+        assert mismatch.status_code == 400
+        same_item = await client.post(
+            f"{SO}/A_SalesOrder",
+            json={
+                "SalesOrderType": "OR",
+                "SoldToParty": "1000001",
+                "to_Item": [
+                    {"SalesOrderItem": "10", "Material": "MAT-1001", "RequestedQuantity": "1"},
+                    {"SalesOrderItem": "10", "Material": "MAT-1002", "RequestedQuantity": "1"},
+                ],
+            },
+            headers=headers,
+        )
+        assert same_item.status_code == 409
+        # refused creates drew no numbers: the next order gets the next number in the range
+        first = await client.post(
+            f"{SO}/A_SalesOrder",
+            json={
+                "SalesOrderType": "OR",
+                "SoldToParty": "1000001",
+                "to_Item": [{"Material": "MAT-1001", "RequestedQuantity": "1"}],
+            },
+            headers=headers,
+        )
+        last_seeded = results(
+            await client.get(
+                f"{SO}/A_SalesOrder", params={"$orderby": "SalesOrder desc", "$top": "2"}
+            )
+        )[1]["SalesOrder"]
+        assert int(first.json()["d"]["SalesOrder"]) == int(last_seeded) + 1
+        assert (await client.get(f"{BP}/A_BusinessPartner/$count")).text == "22"
+
+
 # ------------------------------------------------------------------------ throttling, chaos
 
 
