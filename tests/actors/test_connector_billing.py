@@ -16,6 +16,7 @@ import httpx
 import orjson
 import pytest
 
+from actors import billing
 from actors.billing import BillingConnector, form_encode, search_quote
 from actors.connector import Endpoint, Response
 from actors.errors import (
@@ -93,9 +94,12 @@ def _new_customer(bp: str, name: str = "Newco Logistics GmbH") -> Customer:
 # ---------------------------------------------------------------- reads
 
 
-async def test_get_customers_retrieves_each_id_concurrently_with_a_bound(tmp_path: Path) -> None:
+async def test_get_customers_retrieves_a_few_ids_concurrently_with_a_bound(
+    tmp_path: Path,
+) -> None:
     async with rig(tmp_path) as r:
-        wanted = [c.billing_id for c in DEMO.companies[:16]]
+        r.connector.fan_out = 2
+        wanted = [c.billing_id for c in DEMO.companies[:5]]
         await r.chaos(latency_ms=[100, 100])
         started = time.monotonic()
         found = await r.connector.handle(GetCustomers((*wanted, wanted[0], "cus_nothing")))
@@ -103,8 +107,7 @@ async def test_get_customers_retrieves_each_id_concurrently_with_a_bound(tmp_pat
         await r.chaos(latency_ms=[0, 0])
         assert set(found) == set(wanted)
         company = DEMO.companies[2]
-        customer = found[company.billing_id]
-        assert customer == Customer(
+        assert found[company.billing_id] == Customer(
             system=System.BILLING,
             id=company.billing_id,
             name=company.name,
@@ -115,10 +118,49 @@ async def test_get_customers_retrieves_each_id_concurrently_with_a_bound(tmp_pat
         )
         calls = await r.calls()
         retrieves = {k: v for k, v in calls.items() if k.startswith("GET /v1/customers/cus_")}
-        assert len(retrieves) == 17  # each distinct id once, the repeated one not again
+        assert len(retrieves) == 6  # each distinct id once, the repeated one not again
         assert set(retrieves.values()) == {1}
-        # 17 calls of 100 ms at most 8 at a time: three rounds, not one, not seventeen
-        assert 0.3 <= elapsed < 1.5
+        assert "GET /v1/customers" not in calls
+        # six calls of 100 ms at most two at a time: three rounds, not one, not six
+        assert 0.3 <= elapsed < 0.6
+
+
+async def test_get_customers_finds_many_ids_in_the_customer_list(tmp_path: Path) -> None:
+    async with rig(tmp_path) as r:
+        wanted = [c.billing_id for c in DEMO.companies[:17]]
+        found = await r.connector.handle(GetCustomers((*wanted, "cus_nothing")))
+        assert set(found) == set(wanted)
+        assert found[wanted[3]].name == DEMO.companies[3].name
+        calls = await r.calls()
+        # 21 customers fit one page of 100: the list read to its end proves cus_nothing absent
+        assert calls["GET /v1/customers"] == 1
+        assert not [k for k in calls if k.startswith("GET /v1/customers/cus_")]
+        deleted = await r.control.delete(
+            f"/v1/customers/{wanted[0]}", headers={"Authorization": f"Bearer {KEY}"}
+        )
+        assert deleted.status_code == 200
+        again = await r.connector.handle(GetCustomers(tuple(wanted)))
+        assert set(again) == set(wanted[1:])
+
+
+async def test_get_customers_retrieves_what_the_scan_budget_did_not_reach(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(billing, "SCAN_PAGE", 4)
+    async with rig(tmp_path) as r:
+        wanted = [c.billing_id for c in DEMO.companies[:12]]
+        found = await r.connector.handle(GetCustomers(tuple(wanted)))
+        assert set(found) == set(wanted)
+        calls = await r.calls()
+        assert calls["GET /v1/customers"] == 2  # one page per ten ids: 12 ids, 2 pages of 4
+        retrieves = [k for k in calls if k.startswith("GET /v1/customers/cus_")]
+        # the newest 8 customers were on those pages; the others are retrieved one by one
+        listed = (
+            await r.control.get(
+                "/v1/customers", params={"limit": 8}, headers={"Authorization": f"Bearer {KEY}"}
+            )
+        ).json()["data"]
+        assert len(retrieves) == len(set(wanted) - {c["id"] for c in listed})
 
 
 async def test_list_customers_pages_with_starting_after(tmp_path: Path) -> None:
