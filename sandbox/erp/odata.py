@@ -29,6 +29,7 @@ __all__ = [
     "check_payload",
     "etag_of",
     "get_entity",
+    "invalidate",
     "next_link",
     "parse_path",
     "parse_query",
@@ -498,12 +499,32 @@ def check_payload(
 # ---------------------------------------------------------------------------- lookups
 
 
+_Index = dict[tuple[str, tuple[str, ...]], dict[tuple[Any, ...], list[Any]]]
+
+
+@dataclass(slots=True)
+class _NavIndex:
+    version: int
+    index: _Index = field(default_factory=dict)
+
+
+def invalidate(state: SandboxState) -> None:
+    """Call after every store change: navigation indexes built before it are stale."""
+    version = state.extra.get("version", 0)
+    state.extra["version"] = (version if isinstance(version, int) else 0) + 1
+
+
 class Lookup:
-    """Navigation lookups for one request, indexed once per target set."""
+    """Navigation lookups, indexed once per target set and reused until the next write."""
 
     def __init__(self, state: SandboxState) -> None:
         self.state = state
-        self.index: dict[tuple[str, tuple[str, ...]], dict[tuple[Any, ...], list[Any]]] = {}
+        version = state.extra.get("version", 0)
+        cached = state.extra.get("nav_index")
+        if not isinstance(cached, _NavIndex) or cached.version != version:
+            cached = _NavIndex(version if isinstance(version, int) else 0)
+            state.extra["nav_index"] = cached
+        self.index = cached.index
 
     def __call__(self, nav: Nav, doc: dict[str, Any]) -> list[dict[str, Any]]:
         cols = tuple(b for _, b in nav.link)

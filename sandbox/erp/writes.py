@@ -23,7 +23,7 @@ from sandbox.app import SandboxState
 from sandbox.erp.errors import ODataError
 from sandbox.erp.events import publish_change
 from sandbox.erp.model import ENTITY_SETS, EntitySet, Nav
-from sandbox.erp.odata import Lookup, Renderer, check_payload, etag_of
+from sandbox.erp.odata import Lookup, Renderer, check_payload, etag_of, invalidate
 from sandbox.erp.seed import MATERIAL_PRICES, SALES_AREA
 
 __all__ = ["DEEP_ONLY", "check_etag", "create", "delete", "read_body", "update", "write_lock"]
@@ -369,8 +369,11 @@ async def create(renderer: Renderer, state: SandboxState, es: EntitySet, body: A
             for name, value in row.doc.items():
                 if value == _PENDING:
                     row.doc[name] = number
-    for row in rows:
-        await state.store.put(row.es.name, row.es.doc_id(row.es.key_of(row.doc)), row.doc)
+    try:
+        for row in rows:
+            await state.store.put(row.es.name, row.es.doc_id(row.es.key_of(row.doc)), row.doc)
+    finally:
+        invalidate(state)
     publish_change(state, es, planned.doc, created=True)
     expand = tuple(
         path for nav, _ in planned.children for path in _deep_paths(nav, planned.children)
@@ -443,17 +446,23 @@ async def update(
         new["LastChangeDate"] = now // 86_400_000_000 * 86_400_000
     if "LastChangeDateTime" in es.prop_map:
         new["LastChangeDateTime"] = now // 1000
-    await state.store.put(es.name, es.doc_id(es.key_of(doc)), new)
+    try:
+        await state.store.put(es.name, es.doc_id(es.key_of(doc)), new)
+    finally:
+        invalidate(state)
     publish_change(state, es, new, created=False)
     return new
 
 
 async def delete(state: SandboxState, es: EntitySet, doc: dict[str, Any]) -> None:
-    key = es.key_of(doc)
-    for nav in es.navs:
-        if nav.many:
-            for row in Lookup(state)(nav, doc):
-                target = ENTITY_SETS[nav.target]
+    """Delete ``doc`` and its to-many children (a sales order's items)."""
+    children = [(nav, list(Lookup(state)(nav, doc))) for nav in es.navs if nav.many]
+    try:
+        for nav, rows in children:
+            target = ENTITY_SETS[nav.target]
+            for row in rows:
                 await state.store.delete(target.name, target.doc_id(target.key_of(row)))
-    await state.store.delete(es.name, es.doc_id(key))
+        await state.store.delete(es.name, es.doc_id(es.key_of(doc)))
+    finally:
+        invalidate(state)
     publish_change(state, es, doc, created=False)
