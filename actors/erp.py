@@ -24,11 +24,11 @@ naming the ``propertyref`` fields; an unreadable body -> MalformedResponse.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from http.cookies import CookieError, SimpleCookie
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, urljoin
 
 import anyio
@@ -36,7 +36,6 @@ import anyio
 from actors.connector import Endpoint, HttpConnector, Response
 from actors.errors import (
     Conflict,
-    CrosswalkSystemError,
     MalformedResponse,
     NotFound,
     Rejected,
@@ -59,7 +58,9 @@ from actors.messages import (
 )
 from gateway.canonical.models import Customer, Invoice, Order, OrderItem, System, XRef
 
-__all__ = ["ErpConnector"]
+__all__ = ["ErpConnector", "or_chunks"]
+
+T = TypeVar("T")
 
 ROOT = "/sap/opu/odata/sap"
 BP = f"{ROOT}/API_BUSINESS_PARTNER"
@@ -578,27 +579,23 @@ class ErpConnector(HttpConnector):
             self._fail(response, what)
         return self._d(response)
 
-    def _translate(self, kind: str, row: Any, build: Any) -> Any:
+    def _translate(self, kind: str, row: dict[str, Any], build: Callable[[dict[str, Any]], T]) -> T:
+        """``build(row)``; a row missing what the model needs is a MalformedResponse."""
         try:
             return build(row)
-        except CrosswalkSystemError:
-            raise
         except (KeyError, TypeError, ValueError, AttributeError, InvalidOperation) as exc:
             raise MalformedResponse(
                 self.system, f"{kind} could not be read ({type(exc).__name__}: {exc})"
             ) from exc
 
     def _customer(self, row: dict[str, Any]) -> Customer:
-        result: Customer = self._translate("business partner", row, _customer)
-        return result
+        return self._translate("business partner", row, _customer)
 
     def _order(self, row: dict[str, Any]) -> Order:
-        result: Order = self._translate("sales order", row, _order)
-        return result
+        return self._translate("sales order", row, _order)
 
     def _invoice(self, row: dict[str, Any]) -> Invoice:
-        result: Invoice = self._translate("billing document", row, _invoice)
-        return result
+        return self._translate("billing document", row, _invoice)
 
 
 # ---------------------------------------------------------------------------- translation
