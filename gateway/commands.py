@@ -32,10 +32,16 @@ def _die_with_parent() -> None:
 
 
 async def _wait_for_signal(stop: anyio.Event) -> None:
+    """Set ``stop`` on SIGINT or SIGTERM, and keep the handlers installed until cancelled,
+    so a second Ctrl-C during a graceful shutdown cannot interrupt it half-way."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
+        async for signum in signals:
+            if stop.is_set():
+                print(
+                    f"crosswalk: {signal.Signals(signum).name} again: still stopping",
+                    file=sys.stderr,
+                )
             stop.set()
-            return
 
 
 # ---------------------------------------------------------------------- sandbox
@@ -72,10 +78,11 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         stop = anyio.Event()
         async with anyio.create_task_group() as tg:
             tg.start_soon(_wait_for_signal, stop)
-            await tg.start(serve_systems, configs, stop)
-            for config in configs:
-                print(f"sandbox {config.system:<8} {config.base_url}", flush=True)
-            await stop.wait()
+            async with anyio.create_task_group() as servers:
+                await servers.start(serve_systems, configs, stop)
+                for config in configs:
+                    print(f"sandbox {config.system:<8} {config.base_url}", flush=True)
+            # serve_systems returns once every server has shut down gracefully
             tg.cancel_scope.cancel()
 
     anyio.run(run)
@@ -133,12 +140,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         stop = anyio.Event()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_wait_for_signal, stop)
-            tg.start_soon(server.serve)
+
+        async def stop_server() -> None:
             await stop.wait()
             server.should_exit = True
-            tg.cancel_scope.deadline = anyio.current_time() + 15
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_wait_for_signal, stop)
+            tg.start_soon(stop_server)
+            # returns after a graceful shutdown (bounded by timeout_graceful_shutdown and
+            # the runtime's own grace), or at once if the server could not start
+            # uvicorn raises SystemExit when start-up fails, after printing why
+            with contextlib.suppress(SystemExit):
+                await server.serve()
+            tg.cancel_scope.cancel()
 
     anyio.run(run)
     if not server.started:
