@@ -93,7 +93,9 @@ class HttpConnector:
 
     async def __aenter__(self) -> Self:
         if self._closed:
-            raise RuntimeError(f"Cannot reopen the {self.system} connector once it has been closed.")
+            raise RuntimeError(
+                f"Cannot reopen the {self.system} connector once it has been closed."
+            )
         connector = aiohttp.TCPConnector(
             limit=self.endpoint.max_connections,
             keepalive_timeout=30,
