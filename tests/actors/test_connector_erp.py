@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -18,6 +19,7 @@ from actors.errors import (
     MalformedResponse,
     NotFound,
     Rejected,
+    SystemTimeout,
     SystemUnavailable,
     Throttled,
 )
@@ -395,3 +397,43 @@ async def test_built_in_throttle_and_bad_credentials(tmp_path):
         with pytest.raises(Rejected) as rejected:
             await env.erp.handle(GetCustomers(("1000001",)))
         assert rejected.value.status == 401
+
+
+async def test_values_are_escaped_into_odata_literals(tmp_path):
+    async with environment(tmp_path) as env:
+        sneaky = "1000001' or BusinessPartner ne '"
+        assert await env.erp.handle(GetCustomers((sneaky,))) == {}
+        assert await env.erp.handle(FindCustomers("o'brien")) == ()
+        assert await env.erp.handle(GetOrders(("x') or (SoldToParty ne 'y",))) == {}
+
+
+async def test_concurrent_writes_share_one_csrf_fetch(tmp_path):
+    async with environment(tmp_path) as env:
+        async with anyio.create_task_group() as tg:
+            for n in range(5):
+                message = EnsureCustomer(f"k{n}", NEW_CUSTOMER, external_id=f"EXT-{n}")
+                tg.start_soon(env.erp.handle, message)
+        routes = await env.routes()
+        assert routes[CSRF_FETCH] == 1
+        assert routes[f"POST {BP}/A_BusinessPartner"] == 5
+        assert (
+            await env.count(
+                "API_BUSINESS_PARTNER/A_BusinessPartner",
+                "startswith(BusinessPartnerIDByExtSystem,'EXT-')",
+            )
+            == 5
+        )
+
+
+async def test_slow_answers_become_system_timeout(tmp_path):
+    config = SandboxConfig.for_system(
+        "erp", data_dir=tmp_path, gateway_url=None, customers=20, fresh=True
+    )
+    async with (
+        serve(create_app(config)) as url,
+        httpx.AsyncClient(base_url=url) as http,
+        ErpConnector(Endpoint(url, CREDENTIALS, timeout=0.2)) as erp,
+    ):
+        await http.put("/_sandbox/chaos", json={"latency_ms": [1000, 1000]})
+        with pytest.raises(SystemTimeout):
+            await erp.handle(GetCustomers(("1000001",)))
