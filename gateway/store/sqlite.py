@@ -193,9 +193,10 @@ class SQLiteStore(Store):
     async def transaction(self) -> AsyncIterator[Transaction]:
         self._require_open()
         assert self._writer is not None
-        async with self._writer.unit() as conn:
-            tx = SQLiteTransaction(conn, self.clock)
+        async with self._writer.unit() as start:
+            tx = SQLiteTransaction(start.conn, self.clock, start=start)
             yield tx
+            await tx.flush()  # inside the unit: a failing queued write rolls it back
         # After the commit, never before: a watcher must not see what a rollback takes back.
         for operation in tx.changed_operations.values():
             self.notifier.publish(operation)

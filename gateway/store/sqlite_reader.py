@@ -31,6 +31,7 @@ from gateway.store.records import (
     StepStatus,
     XRefRecord,
 )
+from gateway.store.sqlite_batch import Statement, run_statements
 
 __all__ = ["SQLiteReader", "from_micros", "to_micros"]
 
@@ -190,6 +191,10 @@ class SQLiteReader(Reader):
     def __init__(self, conn: aiosqlite.Connection, clock: Callable[[], datetime]) -> None:
         self._conn = conn
         self._clock = clock
+        #: statements queued to go with the next round trip (see ``sqlite_batch``)
+        self._pending: list[Statement] = []
+        #: how many queued statements have run so far (a transaction's prefix is the first)
+        self._executed = [0]
 
     def _now(self, now: datetime | None) -> datetime:
         return self._clock() if now is None else now
@@ -197,8 +202,21 @@ class SQLiteReader(Reader):
     # ------------------------------------------------------------ helpers
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        rows: Iterable[Row] = await self._conn.execute_fetchall(sql, params)  # type: ignore[assignment]
-        return list(rows)
+        if self._pending:
+            rows, _ = await self._send((sql, params))
+            return rows
+        found: Iterable[Row] = await self._conn.execute_fetchall(sql, params)  # type: ignore[assignment]
+        return list(found)
+
+    async def _send(self, final: Statement | None) -> tuple[list[Row], int]:
+        """Run the queued statements and ``final`` in one round trip."""
+        pending, self._pending = self._pending, []
+        return await run_statements(self._conn, pending, final, self._executed)
+
+    async def flush(self) -> None:
+        """Run whatever is still queued (a transaction does this before it commits)."""
+        if self._pending:
+            await self._send(None)
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         rows = await self._all(sql, params)
@@ -206,6 +224,9 @@ class SQLiteReader(Reader):
 
     async def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Execute a write; returns the number of rows changed."""
+        if self._pending:
+            _, count = await self._send((sql, params))
+            return count
         # One round trip: the sqlite3 cursor needs no closing, and rowcount is already set.
         cursor = await self._conn.execute(sql, params)
         return cursor.rowcount

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -59,6 +60,7 @@ from gateway.store.sqlite_reader import (
     to_micros,
     xref_from_row,
 )
+from gateway.store.sqlite_writer import UnitStart
 
 __all__ = ["SQLiteTransaction", "new_canonical_id"]
 
@@ -89,12 +91,19 @@ def new_canonical_id() -> str:
 class SQLiteTransaction(SQLiteReader, Transaction):
     """The ``Transaction`` writes on the writer connection; the store commits or rolls back."""
 
-    def __init__(self, conn: aiosqlite.Connection, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, conn: aiosqlite.Connection, clock: Callable[[], datetime], *, start: UnitStart
+    ) -> None:
         super().__init__(conn, clock)
+        # BEGIN/SAVEPOINT goes out with the first statement of the unit, not on its own.
+        self._pending = [(start.prefix, ())]
+        self._executed = start.executed
         #: operations changed in this transaction, published to watchers after commit
         self.changed_operations: dict[str, Operation] = {}
         #: whether a message may have become leasable (dispatchers are woken after commit)
         self.outbox_touched = False
+        #: idempotency records this transaction claimed (NEW), by (client, key)
+        self._claimed: dict[tuple[str, str], IdempotencyRecord] = {}
 
     def _stamp(self, now: datetime | None) -> int:
         return to_micros(self._now(now))
@@ -114,20 +123,24 @@ class SQLiteTransaction(SQLiteReader, Transaction):
         now: datetime | None = None,
     ) -> Operation:
         at = self._stamp(now)
-        await self._run(
-            "INSERT INTO operations (id, kind, status, correlation_id, client_id, aggregate_key, "
-            "input, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                id,
-                kind,
-                status.value,
-                correlation_id,
-                client_id,
-                aggregate_key,
-                dump_json(input),
-                at,
-                at,
-            ],
+        # Queued, not sent: the answer is known already; a constraint error (a reused id)
+        # surfaces with the unit's next statement or at its end, before any commit.
+        self._pending.append(
+            (
+                "INSERT INTO operations (id, kind, status, correlation_id, client_id, "
+                "aggregate_key, input, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    id,
+                    kind,
+                    status.value,
+                    correlation_id,
+                    client_id,
+                    aggregate_key,
+                    dump_json(input),
+                    at,
+                    at,
+                ],
+            )
         )
         moment = from_micros(at)
         operation = Operation(
@@ -230,13 +243,27 @@ class SQLiteTransaction(SQLiteReader, Transaction):
             f"WHERE operation_id = ?1) + {i + 1}, ?2, 0, ?3)"
             for i in range(len(names))
         )
-        rows = await self._all(
-            "INSERT INTO saga_steps (operation_id, name, position, status, attempts, updated_at) "
-            f"VALUES {values} RETURNING {STEP_COLUMNS}",
-            [operation_id, status.value, at, *names],
+        # Queued like create_operation: the rows are fully known here.
+        self._pending.append(
+            (
+                "INSERT INTO saga_steps (operation_id, name, position, status, attempts, "
+                f"updated_at) VALUES {values}",
+                [operation_id, status.value, at, *names],
+            )
         )
-        order = {name: i for i, name in enumerate(names)}
-        return sorted((step_from_row(r) for r in rows), key=lambda step: order[step.name])
+        moment = from_micros(at)
+        return [
+            SagaStep(
+                operation_id=operation_id,
+                name=name,
+                status=status,
+                attempts=0,
+                result=None,
+                error=None,
+                updated_at=moment,
+            )
+            for name in names
+        ]
 
     # ------------------------------------------------------------ outbox
 
@@ -423,7 +450,9 @@ class SQLiteTransaction(SQLiteReader, Transaction):
             if existing.state is IdempotencyState.COMPLETED:
                 return IdempotencyResult(IdempotencyOutcome.REPLAY, existing)
             return IdempotencyResult(IdempotencyOutcome.CONFLICT, existing)
-        return IdempotencyResult(IdempotencyOutcome.NEW, idempotency_from_row(row))
+        claimed = idempotency_from_row(row)
+        self._claimed[client_id, key] = claimed
+        return IdempotencyResult(IdempotencyOutcome.NEW, claimed)
 
     async def complete_idempotent(
         self,
@@ -434,12 +463,31 @@ class SQLiteTransaction(SQLiteReader, Transaction):
         operation_id: str | None = None,
         now: datetime | None = None,
     ) -> IdempotencyRecord:
+        moment = self._stamp(now)
+        claimed = self._claimed.pop((client_id, key), None)
+        if claimed is not None and to_micros(claimed.expires_at) > moment:
+            # Claimed in this very transaction (the usual write path): the record is known,
+            # so the update is queued with the next statement instead of a round trip.
+            completed = replace(
+                claimed,
+                state=IdempotencyState.COMPLETED,
+                response=response,
+                operation_id=operation_id or claimed.operation_id,
+            )
+            self._pending.append(
+                (
+                    "UPDATE idempotency SET state = 'completed', response = ?, "
+                    "operation_id = ? WHERE client_id = ? AND key = ?",
+                    (dump_json(response), completed.operation_id, client_id, key),
+                )
+            )
+            return completed
         row = await self._one(
             "UPDATE idempotency SET state = 'completed', response = ?, "
             "operation_id = coalesce(?, operation_id) "
             "WHERE client_id = ? AND key = ? AND expires_at > ? "
             f"RETURNING {IDEMPOTENCY_COLUMNS}",
-            (dump_json(response), operation_id, client_id, key, self._stamp(now)),
+            (dump_json(response), operation_id, client_id, key, moment),
         )
         if row is None:
             raise IdempotencyStateError(
@@ -449,6 +497,7 @@ class SQLiteTransaction(SQLiteReader, Transaction):
         return idempotency_from_row(row)
 
     async def release_idempotent(self, client_id: str, key: str) -> bool:
+        self._claimed.pop((client_id, key), None)
         changed = await self._run(
             "DELETE FROM idempotency WHERE client_id = ? AND key = ? AND state = 'in_flight'",
             (client_id, key),

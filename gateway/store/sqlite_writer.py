@@ -6,8 +6,9 @@ alone would spend most of the writer's time in fsync. So units that arrive while
 is running share one SQLite transaction:
 
 - The first unit of a batch starts it (``BEGIN IMMEDIATE``); each later unit opens a
-  ``SAVEPOINT`` first, so a unit that fails rolls back to its savepoint and nothing else
-  (the first unit rolls back the whole transaction: nothing else is in it yet).
+  ``SAVEPOINT`` first (either sent along with the unit's first statement, not on its
+  own), so a unit that fails rolls back to its savepoint and nothing else (the first
+  unit rolls back the whole transaction: nothing else is in it yet).
 - When a unit ends and other units are waiting for the writer (and the batch is below
   ``max_batch``), it hands the writer on without committing and waits for the batch's
   commit; the last unit of the batch commits for all.
@@ -31,7 +32,7 @@ import anyio
 
 from gateway.store.errors import StoreBusy, StoreError
 
-__all__ = ["GroupCommitWriter", "begin_immediate"]
+__all__ = ["GroupCommitWriter", "UnitStart", "begin_immediate"]
 
 
 async def begin_immediate(conn: aiosqlite.Connection, path: Path, busy_timeout: float) -> None:
@@ -39,7 +40,7 @@ async def begin_immediate(conn: aiosqlite.Connection, path: Path, busy_timeout: 
     try:
         await conn.execute("BEGIN IMMEDIATE")
     except aiosqlite.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
+        if _is_busy(exc):
             raise StoreBusy(
                 f"{path} stayed locked by another process for {busy_timeout}s: it holds a "
                 "long transaction; retry, or raise busy_timeout in the store URL"
@@ -56,6 +57,28 @@ class _Batch:
         self.units = 0
         self.committed = anyio.Event()
         self.error: BaseException | None = None
+
+
+class UnitStart:
+    """What a unit of work must send first, and how much of what it sent has run."""
+
+    __slots__ = ("conn", "executed", "prefix")
+
+    def __init__(self, conn: aiosqlite.Connection, prefix: str) -> None:
+        self.conn = conn
+        self.prefix = prefix
+        #: statements of the unit's queue that ran; >= 1 once the prefix ran
+        self.executed = [0]
+
+    @property
+    def started(self) -> bool:
+        return self.executed[0] >= 1
+
+
+def _is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, aiosqlite.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc)
+    )
 
 
 class GroupCommitWriter:
@@ -104,8 +127,13 @@ class GroupCommitWriter:
             self._lock.release()
 
     @asynccontextmanager
-    async def unit(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One unit of work on the writer; returns once its batch committed."""
+    async def unit(self) -> AsyncIterator[UnitStart]:
+        """One unit of work on the writer; returns once its batch committed.
+
+        The caller sends ``start.prefix`` (``BEGIN IMMEDIATE`` or ``SAVEPOINT unit``) as
+        its first statement, together with its first real one, and counts what ran in
+        ``start.executed``; it must have sent the prefix before leaving the block.
+        """
         await self._acquire()
         holding = True
         try:
@@ -115,21 +143,29 @@ class GroupCommitWriter:
             batch = self._batch
             first = batch is None
             if batch is None:
-                await begin_immediate(conn, self._path, self._busy_timeout)
                 batch = self._batch = _Batch()
-            else:
-                await conn.execute("SAVEPOINT unit")
+            start = UnitStart(conn, "BEGIN IMMEDIATE" if first else "SAVEPOINT unit")
             batch.units += 1
             try:
-                yield conn
-            except BaseException:
+                yield start
+                if not start.started:
+                    raise StoreError("a unit of work ended without sending its first statement")
+            except BaseException as exc:
                 with anyio.CancelScope(shield=True):
                     if first:
-                        await conn.execute("ROLLBACK")
+                        if start.started:
+                            await conn.execute("ROLLBACK")
                         self._finish(batch)
                     else:
-                        await conn.execute("ROLLBACK TO unit")
+                        if start.started:
+                            await conn.execute("ROLLBACK TO unit")
                         holding = await self._end_unit(batch)
+                if not start.started and _is_busy(exc):
+                    raise StoreBusy(
+                        f"{self._path} stayed locked by another process for "
+                        f"{self._busy_timeout}s: it holds a long transaction; retry, or "
+                        "raise busy_timeout in the store URL"
+                    ) from exc
                 raise
             with anyio.CancelScope(shield=True):
                 holding = await self._end_unit(batch)

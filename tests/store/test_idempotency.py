@@ -60,6 +60,25 @@ async def test_new_then_conflict_then_replay_then_mismatch(store: Store) -> None
     assert mismatch.outcome is IdempotencyOutcome.MISMATCH
 
 
+async def test_claim_and_complete_in_one_transaction_then_replay(store: Store) -> None:
+    response = {"operation": {"id": "op-1", "status": "PENDING"}}
+    async with store.transaction() as tx:
+        claim = await tx.begin_idempotent("widget", "k1", FP)
+        await create_operation(tx, "op-1")
+        done = await tx.complete_idempotent("widget", "k1", response, operation_id="op-1")
+    assert claim.outcome is IdempotencyOutcome.NEW
+    assert (done.state, done.operation_id, done.response) == (
+        IdempotencyState.COMPLETED,
+        "op-1",
+        response,
+    )
+    assert await store.get_idempotency("widget", "k1") == done
+    async with store.transaction() as tx:
+        replay = await tx.begin_idempotent("widget", "k1", FP)
+    assert replay.outcome is IdempotencyOutcome.REPLAY
+    assert replay.record == done
+
+
 async def test_keys_are_scoped_by_client(store: Store) -> None:
     async with store.transaction() as tx:
         a = await tx.begin_idempotent("widget", "same-key", FP)

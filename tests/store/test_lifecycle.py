@@ -254,3 +254,46 @@ async def test_sqlite_upgrades_a_version_1_file_with_its_backlog(
         assert [m.id for m in await store.lease("w", limit=10, lease_seconds=30)] == [4]
         assert await store.replay(2)
         assert [m.id for m in await store.lease("w", limit=10, lease_seconds=30)] == [2]
+
+
+async def test_a_failing_queued_write_fails_its_unit_before_commit(store: Store) -> None:
+    """A backend may send writes whose answer it knows later (with the next statement or
+    at the end of the unit); their errors still abort the unit, never a commit."""
+    async with store.transaction() as tx:
+        await create_operation(tx, "op-1")
+
+    async def reuse_id_and_end() -> None:
+        async with store.transaction() as tx:
+            await tx.enqueue(message("cust-2", "erp"))
+            await create_operation(tx, "op-1")  # duplicate id: a constraint error
+
+    async def reuse_id_then_read() -> None:
+        async with store.transaction() as tx:
+            await create_operation(tx, "op-1")
+            await tx.get_operation("op-1")
+
+    for attempt in (reuse_id_and_end, reuse_id_then_read):
+        with pytest.raises(sqlite3.IntegrityError):
+            await attempt()
+    assert (await store.outbox_status()).counts == {}
+    async with store.transaction() as tx:  # the writer is healthy afterwards
+        await create_operation(tx, "op-2")
+        steps = await tx.add_steps("op-2", ["a", "b"])
+        assert [s.name for s in steps] == ["a", "b"]
+        assert [s.name for s in await tx.get_steps("op-2")] == ["a", "b"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_sqlite_works_without_the_one_round_trip_shortcut(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.store import sqlite_batch
+
+    monkeypatch.setattr(sqlite_batch, "_IN_THREAD", None)
+    async with store.transaction() as tx:
+        await create_operation(tx, "op-1")
+        await tx.add_steps("op-1", ["erp", "crm"])
+        msg_id = await tx.enqueue(message("cust-1", "erp", operation_id="op-1"))
+    [leased] = await store.lease("w", limit=5, lease_seconds=30)
+    assert leased.id == msg_id
+    assert [s.name for s in await store.get_steps("op-1")] == ["erp", "crm"]
