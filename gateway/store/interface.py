@@ -158,7 +158,14 @@ class Reader(ABC):
 
 
 class Transaction(Reader):
-    """A unit of work: every write below commits together or not at all."""
+    """A unit of work: every write below commits together or not at all.
+
+    A backend may hold back a write whose answer it already knows (an operation insert,
+    saga steps, completing a key claimed in the same unit) and send it with the unit's
+    next statement or at its end. A constraint error from such a write (a reused
+    operation id) then surfaces there instead of at the call, still inside the
+    ``async with`` block and always before anything commits.
+    """
 
     # ------------------------------------------------------------ operations and steps
 
