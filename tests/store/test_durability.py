@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from gateway.store import MessageStatus, Store, open_store
+from gateway.store import IdempotencyState, MessageStatus, Store, open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -19,69 +19,45 @@ CHILD = Path(__file__).with_name("durability_child.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def _run_and_kill(url: str, run: str, commits_before_kill: int) -> int:
-    """Start the child, let it commit at least ``commits_before_kill`` times, SIGKILL it
-    while it keeps writing, and return the highest commit it reported."""
-    last = 0
+async def _run_and_kill(url: str, run: str, writers: int, commits_before_kill: int) -> set[str]:
+    """Start the child, let it report ``commits_before_kill`` commits, SIGKILL it while it
+    keeps writing, and return every operation id it reported as committed."""
+    committed: set[str] = set()
     async with await anyio.open_process(
-        [sys.executable, str(CHILD), url, run],
+        [sys.executable, str(CHILD), url, run, str(writers)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=ROOT,
     ) as child:
         assert child.stdout is not None
         buffer = b""
+        killed = False
         with anyio.fail_after(60):
+            # Keep reading after the kill: lines written before it landed count too.
             async for chunk in child.stdout:
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
-                if lines:
-                    last = int(lines[-1])
-                if last >= commits_before_kill:
+                committed.update(line.decode() for line in lines)
+                if not killed and len(committed) >= commits_before_kill:
                     child.send_signal(signal.SIGKILL)
-                    break
-            # Lines written before the kill landed still count as committed.
-            async for chunk in child.stdout:
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                if lines:
-                    last = int(lines[-1])
+                    killed = True
             await child.wait()
-        assert child.returncode == -signal.SIGKILL, await _stderr(child)
-    return last
+        if child.returncode != -signal.SIGKILL:
+            assert child.stderr is not None
+            error = (await child.stderr.receive()).decode(errors="replace")
+            pytest.fail(f"child ended with {child.returncode} before the kill: {error}")
+    return committed
 
 
-async def _stderr(child: anyio.abc.Process) -> str:
-    assert child.stderr is not None
-    return (await child.stderr.receive()).decode(errors="replace")
-
-
-async def _check_all_committed(store: Store, run: str, last: int) -> None:
-    for n in range(1, last + 1):
-        op = await store.get_operation(f"{run}-op-{n}")
-        assert op is not None, f"committed operation {run}-op-{n} was lost"
-        messages = await store.messages_for(f"{run}-op-{n}")
-        assert [m.step for m in messages] == ["erp", "billing"]
-        assert await store.get_idempotency("child", f"{run}-key-{n}") is not None
-
-
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-async def test_sigkilled_writer_loses_no_committed_row(store_url: str, tmp_path: Path) -> None:
-    first = await _run_and_kill(store_url, "a", commits_before_kill=150)
-    assert first >= 150
-    _assert_intact(tmp_path / "store.db")
-    async with open_store(store_url) as store:
-        await _check_all_committed(store, "a", first)
-        # A transaction cut short by the kill left nothing half-written behind.
-        pending = (await store.outbox_status()).total(MessageStatus.PENDING)
-        assert pending % 2 == 0
-        assert pending >= 2 * first
-    # The recovered file takes a second writer, killed the same way.
-    second = await _run_and_kill(store_url, "b", commits_before_kill=50)
-    _assert_intact(tmp_path / "store.db")
-    async with open_store(store_url) as store:
-        await _check_all_committed(store, "a", first)
-        await _check_all_committed(store, "b", second)
+async def _check_committed(store: Store, committed: set[str]) -> None:
+    for op_id in committed:
+        op = await store.get_operation(op_id)
+        assert op is not None, f"committed operation {op_id} was lost"
+        assert [s.name for s in await store.get_steps(op_id)] == ["erp", "billing"]
+        assert [m.step for m in await store.messages_for(op_id)] == ["erp", "billing"]
+        record = await store.get_idempotency("child", op_id)
+        assert record is not None
+        assert record.state is IdempotencyState.COMPLETED
 
 
 def _assert_intact(path: Path) -> None:
@@ -89,5 +65,33 @@ def _assert_intact(path: Path) -> None:
     try:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        # Every transaction is whole: an operation never lacks its messages or its key.
+        orphans = conn.execute(
+            "SELECT count(*) FROM operations o WHERE "
+            "(SELECT count(*) FROM outbox m WHERE m.operation_id = o.id) != 2 OR "
+            "(SELECT count(*) FROM saga_steps s WHERE s.operation_id = o.id) != 2 OR "
+            "NOT EXISTS (SELECT 1 FROM idempotency i WHERE i.operation_id = o.id "
+            "AND i.state = 'completed')"
+        ).fetchone()[0]
+        assert orphans == 0
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("writers", [1, 8])
+async def test_sigkilled_writer_loses_no_committed_row(
+    store_url: str, tmp_path: Path, writers: int
+) -> None:
+    first = await _run_and_kill(store_url, "a", writers, commits_before_kill=150)
+    assert len(first) >= 150
+    _assert_intact(tmp_path / "store.db")
+    async with open_store(store_url) as store:
+        await _check_committed(store, first)
+        pending = (await store.outbox_status()).total(MessageStatus.PENDING)
+        assert pending >= 2 * len(first)
+    # The recovered file takes a second writer, killed the same way.
+    second = await _run_and_kill(store_url, "b", writers, commits_before_kill=50)
+    _assert_intact(tmp_path / "store.db")
+    async with open_store(store_url) as store:
+        await _check_committed(store, first | second)
