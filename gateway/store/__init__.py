@@ -5,6 +5,7 @@ One interface (``gateway.store.interface``) with a backend per database. Open on
 """
 
 from gateway.store.errors import (
+    ConstraintViolation,
     IdempotencyStateError,
     LeaseLost,
     MigrationError,
@@ -45,6 +46,7 @@ __all__ = [
     "DEFAULT_IDEMPOTENCY_TTL",
     "UNSET",
     "AuditEntry",
+    "ConstraintViolation",
     "IdempotencyOutcome",
     "IdempotencyRecord",
     "IdempotencyResult",

@@ -9,6 +9,7 @@ The tree::
     +-- MigrationError          the database schema is newer than this code, or a migration failed
     +-- RecordNotFound          a record that does not exist (LookupError)
     +-- LeaseLost               an outbox message is no longer leased by the caller
+    +-- ConstraintViolation     a write broke a uniqueness or reference rule (ValueError)
     +-- IdempotencyStateError   complete_idempotent on a record that was never begun
     +-- XRefConflict            linking ids that contradict what the registry already holds
 """
@@ -16,6 +17,7 @@ The tree::
 from __future__ import annotations
 
 __all__ = [
+    "ConstraintViolation",
     "IdempotencyStateError",
     "LeaseLost",
     "MigrationError",
@@ -64,6 +66,13 @@ class LeaseLost(StoreError):
     enclosing transaction should roll back: the new owner will deliver the message again,
     which the downstream idempotency key makes harmless.
     """
+
+
+class ConstraintViolation(StoreError, ValueError):
+    """A write broke a database rule: a reused operation id, a saga step written twice,
+    an outbox message naming an operation that does not exist. The unit of work is
+    rolled back; the message names the rule. Backends raise this rather than their
+    driver's own error, so callers need not know which database is underneath."""
 
 
 class IdempotencyStateError(StoreError):

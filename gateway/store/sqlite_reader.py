@@ -6,6 +6,7 @@ Used on a pooled read connection by ``SQLiteStore.reader()`` and, through
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -14,6 +15,7 @@ import aiosqlite
 import orjson
 
 from gateway.canonical import System
+from gateway.store.errors import ConstraintViolation
 from gateway.store.interface import Reader
 from gateway.store.records import (
     JSON,
@@ -205,13 +207,19 @@ class SQLiteReader(Reader):
         if self._pending:
             rows, _ = await self._send((sql, params))
             return rows
-        found: Iterable[Row] = await self._conn.execute_fetchall(sql, params)  # type: ignore[assignment]
+        try:
+            found: Iterable[Row] = await self._conn.execute_fetchall(sql, params)  # type: ignore[assignment]
+        except sqlite3.IntegrityError as exc:
+            raise _violation(exc) from exc
         return list(found)
 
     async def _send(self, final: Statement | None) -> tuple[list[Row], int]:
         """Run the queued statements and ``final`` in one round trip."""
         pending, self._pending = self._pending, []
-        return await run_statements(self._conn, pending, final, self._executed)
+        try:
+            return await run_statements(self._conn, pending, final, self._executed)
+        except sqlite3.IntegrityError as exc:
+            raise _violation(exc) from exc
 
     async def flush(self) -> None:
         """Run whatever is still queued (a transaction does this before it commits)."""
@@ -228,7 +236,10 @@ class SQLiteReader(Reader):
             _, count = await self._send((sql, params))
             return count
         # One round trip: the sqlite3 cursor needs no closing, and rowcount is already set.
-        cursor = await self._conn.execute(sql, params)
+        try:
+            cursor = await self._conn.execute(sql, params)
+        except sqlite3.IntegrityError as exc:
+            raise _violation(exc) from exc
         return cursor.rowcount
 
     # ------------------------------------------------------------ operations
@@ -415,6 +426,13 @@ class SQLiteReader(Reader):
         for target, alias in alias_rows:
             aliases.setdefault(target, []).append(alias)
         return [xref_from_row(r, aliases.get(r[0], ())) for r in rows]
+
+
+def _violation(exc: sqlite3.IntegrityError) -> ConstraintViolation:
+    return ConstraintViolation(
+        f"the write broke a database rule ({exc}): an id used twice, or a reference to a "
+        "record that does not exist; nothing of this transaction is kept"
+    )
 
 
 def _cursor_int(cursor: str) -> int:

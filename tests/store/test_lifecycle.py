@@ -10,6 +10,7 @@ import pytest
 
 from gateway.canonical import System
 from gateway.store import (
+    ConstraintViolation,
     MessageStatus,
     MigrationError,
     Store,
@@ -273,7 +274,7 @@ async def test_a_failing_queued_write_fails_its_unit_before_commit(store: Store)
             await tx.get_operation("op-1")
 
     for attempt in (reuse_id_and_end, reuse_id_then_read):
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(ConstraintViolation, match="UNIQUE|unique"):
             await attempt()
     assert (await store.outbox_status()).counts == {}
     async with store.transaction() as tx:  # the writer is healthy afterwards

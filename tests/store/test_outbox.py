@@ -343,3 +343,11 @@ async def test_lease_matches_a_model_under_random_operations(
                 model[mid]["status"] = "discarded"
         else:
             clock.advance(rng.choice([1, 4, 11]))
+
+
+async def test_a_message_for_an_unknown_operation_is_refused(store: Store) -> None:
+    from gateway.store import ConstraintViolation
+
+    with pytest.raises(ConstraintViolation):
+        await store.enqueue(message("a", "1", operation_id="no-such-operation"))
+    assert (await store.outbox_status()).counts == {}
