@@ -92,11 +92,11 @@ def test_up_starts_answers_and_stops_cleanly(tmp_path: Path, stop_signal: signal
         _wait_for(lambda: httpx.get(f"{base}/readyz").status_code == 200, 30, "readyz")
         answer = httpx.post(
             f"{base}/graphql",
-            json={"query": "{ systems { name breaker } }"},
+            json={"query": "{ systems { system breaker } }"},
             headers={"Authorization": "Bearer demo-ops-key"},
         )
         assert answer.status_code == 200, answer.text
-        names = {s["name"].lower() for s in answer.json()["data"]["systems"]}
+        names = {s["system"].lower() for s in answer.json()["data"]["systems"]}
         assert names == {"erp", "billing", "crm", "support"}
         erp = httpx.get(
             f"http://127.0.0.1:{ports['erp']}/sap/opu/odata/sap/API_BUSINESS_PARTNER/"
@@ -117,3 +117,5 @@ def test_up_starts_answers_and_stops_cleanly(tmp_path: Path, stop_signal: signal
             proc.wait()
         for pid in _children(proc.pid):
             os.kill(pid, signal.SIGKILL)
+        if proc.stdout is not None:
+            proc.stdout.close()
