@@ -100,6 +100,10 @@ class GroupCommitWriter:
         self._batch: _Batch | None = None
 
     async def _acquire(self) -> None:
+        if not self._lock.locked():
+            # Free: no wait, so no deadline needed (saves a cancel scope per unit).
+            await self._lock.acquire()
+            return
         try:
             with anyio.fail_after(self._busy_timeout):
                 await self._lock.acquire()
