@@ -46,6 +46,7 @@ from gateway.graphql.auth import Authenticator
 from gateway.graphql.context import DEFAULT_DEADLINE_SECONDS, Context, RuntimeLike
 from gateway.graphql.errors import CodedError, ErrorCode
 from gateway.graphql.executor import OperationRunner, Outcome, RequestParams
+from gateway.graphql.identity import XRefCache
 from gateway.graphql.persisted import PersistedOperations
 
 __all__ = ["GRAPHQL_RESPONSE_JSON", "CrosswalkGraphQL", "create_graphql_app"]
@@ -138,6 +139,7 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
         self.deadline_seconds = deadline_seconds
         self.runner = OperationRunner(schema, limits=self.limits, persisted=persisted)
         self._ide_html = get_graphql_ide_html("graphiql").encode()
+        self.xref_cache = XRefCache()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -225,6 +227,7 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
                 idempotency_key=request.headers.get("idempotency-key"),
                 deadline=anyio.current_time() + self.deadline_seconds,
                 request=request,
+                extras={"xref_cache": self.xref_cache},
             )
             outcomes = [await self._run(params, client, method, context) for params in batch]
         except _HTTPFailure as failure:

@@ -16,6 +16,13 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import strawberry
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    SelectionSetNode,
+)
 from strawberry.types import Info
 
 from gateway.canonical import Customer, Invoice, System
@@ -67,23 +74,14 @@ def _snake_to_camel(name: str) -> str:
     "null with that system's error; `sources` says where each value came from."
 )
 class GoldenRecord:
-    xref: strawberry.Private[XRefRecord]
-    context: strawberry.Private[Context]
+    #: each linked system's customer record as read for this request (only those needed)
+    records: strawberry.Private[dict[System, Fetched[Customer]]]
     policy: strawberry.Private[OwnershipPolicy]
 
-    async def _record(self, system: System) -> Fetched[Customer] | None:
-        native = self.xref.get(system)
-        if native is None:
-            return None
-        fetched: Fetched[Customer] = await self.context.loaders.customers[system].load(native)
-        return fetched
-
-    async def _pick(self, name: str) -> tuple[Any, System | None, bool]:
-        # the owner is read first; the others only when the owner has no value, so a
-        # query for ERP-owned fields touches the ERP alone
+    def _pick(self, name: str) -> tuple[Any, System | None, bool]:
         owner = self.policy.owner(name)
         for system in self.policy.sources(name):
-            fetched = await self._record(system)
+            fetched = self.records.get(system)
             if fetched is None:
                 continue
             if system is owner and fetched.error is not None and not fetched.stale:
@@ -95,64 +93,64 @@ class GoldenRecord:
                 return value, system, fetched.stale
         return None, None, False
 
-    async def value(self, name: str) -> str | None:
-        value = (await self._pick(name))[0]
+    def value(self, name: str) -> str | None:
+        value = self._pick(name)[0]
         return None if value is None else str(value)
 
     @resolver("Display name (ERP-owned).")
-    async def name(self) -> str | None:
-        return await self.value("name")
+    def name(self) -> str | None:
+        return self.value("name")
 
     @resolver("Registered legal name (ERP-owned).")
-    async def legal_name(self) -> str | None:
-        return await self.value("legal_name")
+    def legal_name(self) -> str | None:
+        return self.value("legal_name")
 
     @resolver("Tax id, e.g. VAT number (ERP-owned).")
-    async def tax_id(self) -> str | None:
-        return await self.value("tax_id")
+    def tax_id(self) -> str | None:
+        return self.value("tax_id")
 
     @resolver("Country, ISO 3166-1 alpha-2 (ERP-owned).")
-    async def country(self) -> str | None:
-        return await self.value("country")
+    def country(self) -> str | None:
+        return self.value("country")
 
     @resolver("Payment terms key, e.g. `NT30` (ERP-owned).")
-    async def payment_terms(self) -> str | None:
-        return await self.value("payment_terms")
+    def payment_terms(self) -> str | None:
+        return self.value("payment_terms")
 
     @resolver("Credit status (ERP-owned).")
-    async def credit_status(self) -> str | None:
-        return await self.value("credit_status")
+    def credit_status(self) -> str | None:
+        return self.value("credit_status")
 
     @resolver("Billing currency, ISO 4217 (billing-owned).")
-    async def currency(self) -> str | None:
-        return await self.value("currency")
+    def currency(self) -> str | None:
+        return self.value("currency")
 
     @resolver("Billing e-mail address (billing-owned).")
-    async def email(self) -> str | None:
-        return await self.value("email")
+    def email(self) -> str | None:
+        return self.value("email")
 
     @resolver("Market segment (CRM-owned).")
-    async def segment(self) -> str | None:
-        return await self.value("segment")
+    def segment(self) -> str | None:
+        return self.value("segment")
 
     @resolver("Industry (CRM-owned).")
-    async def industry(self) -> str | None:
-        return await self.value("industry")
+    def industry(self) -> str | None:
+        return self.value("industry")
 
     @resolver("Account owner (CRM-owned).")
-    async def owner(self) -> str | None:
-        return await self.value("owner")
+    def owner(self) -> str | None:
+        return self.value("owner")
 
     @resolver("Support tier (support-owned).")
-    async def support_tier(self) -> str | None:
-        return await self.value("support_tier")
+    def support_tier(self) -> str | None:
+        return self.value("support_tier")
 
     @resolver("Where each field's value came from.")
-    async def sources(self) -> list[FieldSource]:
+    def sources(self) -> list[FieldSource]:
         out = []
         for name in self.policy.customer:
             try:
-                _, system, stale = await self._pick(name)
+                _, system, stale = self._pick(name)
             except CodedError:
                 system, stale = None, False
             out.append(
@@ -164,6 +162,47 @@ class GoldenRecord:
                 )
             )
         return out
+
+
+_CAMEL = {_snake_to_camel(f): f for f in OwnershipPolicy().customer}
+#: id(field node) -> (node, names asked under it): documents are cached, so are their nodes
+_SELECTIONS: dict[int, tuple[FieldNode, frozenset[str]]] = {}
+
+
+def _names_under(node: FieldNode, fragments: dict[str, FragmentDefinitionNode]) -> frozenset[str]:
+    cached = _SELECTIONS.get(id(node))
+    if cached is not None and cached[0] is node:
+        return cached[1]
+    names: set[str] = set()
+    stack: list[SelectionSetNode] = [node.selection_set] if node.selection_set else []
+    seen: set[str] = set()
+    while stack:
+        for selection in stack.pop().selections:
+            if isinstance(selection, FieldNode):
+                names.add(selection.name.value)
+            elif isinstance(selection, InlineFragmentNode):
+                stack.append(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name not in seen and name in fragments:
+                    seen.add(name)
+                    stack.append(fragments[name].selection_set)
+    result = frozenset(names)
+    if len(_SELECTIONS) > 10_000:
+        _SELECTIONS.clear()
+    _SELECTIONS[id(node)] = (node, result)
+    return result
+
+
+def _golden_fields(info: Info[Context, None], policy: OwnershipPolicy) -> set[str]:
+    """The golden-record fields this request asks for (all of them for ``sources``)."""
+    raw = info._raw_info
+    names: set[str] = set()
+    for node in raw.field_nodes:
+        names |= _names_under(node, raw.fragments)
+    if "sources" in names:
+        return set(policy.customer)
+    return {_CAMEL[n] for n in names if n in _CAMEL and _CAMEL[n] in policy.customer}
 
 
 def _stale_of(fetched: Sequence[Fetched[Any]]) -> tuple[bool, float | None]:
@@ -264,7 +303,34 @@ class Customer360:
     @resolver("Master data, each field from the system that owns it. Needs customer:read.")
     async def golden(self, info: Info[Context, None]) -> GoldenRecord | None:
         context = require_scope(info, "customer:read")
-        return GoldenRecord(xref=self.xref, context=context, policy=ownership(context))
+        policy = ownership(context)
+        wanted = _golden_fields(info, policy)
+        records: dict[System, Fetched[Customer]] = {}
+        loaders = context.loaders
+        ids = self.xref.ids()
+
+        async def read(systems: set[System]) -> None:
+            pending = {
+                s: loaders.customers(s).load(ids[s])
+                for s in systems
+                if s in ids and s not in records
+            }
+            for system, future in pending.items():
+                records[system] = await future
+
+        # owners first; the fallback systems only for fields their owner left empty, so a
+        # query for ERP-owned fields touches the ERP alone
+        await read({policy.owner(name) for name in wanted})
+        empty = {
+            name
+            for name in wanted
+            if (fetched := records.get(policy.owner(name))) is None
+            or (fetched.value is not None and getattr(fetched.value, name) is None)
+            or (fetched.value is None and fetched.error is None)
+        }
+        if empty:
+            await read({s for name in empty for s in policy.sources(name)})
+        return GoldenRecord(records=records, policy=policy)
 
     @resolver("ERP sales orders, newest first. Needs order:read.")
     async def orders(

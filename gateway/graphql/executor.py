@@ -34,7 +34,7 @@ from actors.errors import CrosswalkSystemError
 from gateway.governance.clients import Client, QueryLimits
 from gateway.graphql.context import Context
 from gateway.graphql.errors import CodedError, ErrorCode, from_system_error
-from gateway.graphql.limits import analyze, check_limits
+from gateway.graphql.limits import Analysis, analyze, check_limits
 from gateway.graphql.persisted import PersistedOperations, sha256_hex
 
 __all__ = ["OperationRunner", "Outcome", "RequestParams", "format_error"]
@@ -160,10 +160,42 @@ class OperationRunner:
         self.limits = limits
         self.persisted = persisted or PersistedOperations()
         self._documents = _DocumentCache(self.graphql_schema, limits, cache_size)
+        self._cache_size = cache_size
+        self._analyses: dict[tuple[str, str | None, tuple[tuple[str, int], ...]], Analysis] = {}
         self._executor_kwargs: dict[str, Any] = {}
         executor_class = getattr(schema, "execution_context_class", None)
         if executor_class is not None:
             self._executor_kwargs["executor_class"] = executor_class
+
+    def _analysis(
+        self,
+        query: str,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        params: RequestParams,
+    ) -> Analysis:
+        # only integer variables can change the estimate (page sizes): key on those
+        numbers = tuple(
+            sorted(
+                (k, v)
+                for k, v in (params.variables or {}).items()
+                if isinstance(v, int) and not isinstance(v, bool)
+            )
+        )
+        key = (query, params.operation_name, numbers)
+        analysis = self._analyses.get(key)
+        if analysis is None:
+            analysis = analyze(
+                self.graphql_schema,
+                document,
+                operation,
+                params.variables,
+                default_list_size=self.limits.default_list_size,
+            )
+            if len(self._analyses) >= self._cache_size:
+                self._analyses.clear()  # rare: a flood of distinct documents
+            self._analyses[key] = analysis
+        return analysis
 
     # ------------------------------------------------------------ steps
 
@@ -269,17 +301,7 @@ class OperationRunner:
                 )
             )
         try:
-            check_limits(
-                analyze(
-                    self.graphql_schema,
-                    document,
-                    operation,
-                    params.variables,
-                    default_list_size=self.limits.default_list_size,
-                ),
-                self.limits,
-                client,
-            )
+            check_limits(self._analysis(query, document, operation, params), self.limits, client)
         except CodedError as exc:
             return _request_error(exc)
         errors = self._documents.validate(document)

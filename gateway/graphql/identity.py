@@ -12,6 +12,7 @@ resolves it locally.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -22,7 +23,7 @@ from gateway.processes.discovery import customer_links
 from gateway.store.errors import XRefConflict
 from gateway.store.records import XRefRecord
 
-__all__ = ["ID_SHAPES", "parse_customer_id", "resolve_customer"]
+__all__ = ["ID_SHAPES", "XRefCache", "parse_customer_id", "resolve_customer"]
 
 CANONICAL_SHAPE = re.compile(r"^cw_[0-9a-z]{1,64}$")
 ID_SHAPES: Mapping[System, re.Pattern[str]] = MappingProxyType(
@@ -69,9 +70,49 @@ def _links(customer: Customer) -> dict[System, str]:
     return {s: v for s, v in customer_links(customer).items() if ID_SHAPES[s].match(v)}
 
 
+class XRefCache:
+    """Recently resolved ids -> registry records, for ``ttl`` seconds (bounded).
+
+    A portal asks for the same customers again and again; the registry changes only when
+    a customer is linked or merged, and a few seconds' delay in seeing that is harmless,
+    while a store round trip per request is not free.
+    """
+
+    def __init__(self, *, ttl: float = 5.0, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._entries: dict[str, tuple[float, XRefRecord]] = {}
+
+    def get(self, key: str) -> XRefRecord | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if time.monotonic() - entry[0] > self.ttl:
+            del self._entries[key]
+            return None
+        return entry[1]
+
+    def put(self, key: str, record: XRefRecord) -> None:
+        if len(self._entries) >= self.size:
+            self._entries.clear()  # simpler than LRU, and rare: the size is generous
+        self._entries[key] = (time.monotonic(), record)
+
+
 async def resolve_customer(context: Context, raw: str) -> XRefRecord:
     """The registry record for ``raw``; NOT_FOUND if no system knows it."""
     system, native = parse_customer_id(raw)
+    cache: XRefCache | None = context.extras.get("xref_cache")
+    if cache is not None:
+        cached = cache.get(raw)
+        if cached is not None:
+            return cached
+    record = await _resolve(context, system, native)
+    if cache is not None:
+        cache.put(raw, record)
+    return record
+
+
+async def _resolve(context: Context, system: System | None, native: str) -> XRefRecord:
     store = context.runtime.store
     if system is None:
         record: XRefRecord | None = await store.get_xref(native)
@@ -83,7 +124,7 @@ async def resolve_customer(context: Context, raw: str) -> XRefRecord:
         record = await store.get_xref(canonical)
         if record is not None:
             return record
-    fetched = await context.loaders.customers[system].load(native)
+    fetched = await context.loaders.customers(system).load(native)
     customer = fetched.value_or_raise()
     if customer is None:
         raise CodedError(

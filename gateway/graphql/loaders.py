@@ -170,25 +170,55 @@ class Loaders:
         #: loads not yet awaited per (system, native id), so freshness can wait for them
         self.pending: dict[tuple[System, str], list[Awaitable[Any]]] = {}
 
-        def loader(system: System, build: Callable[[tuple[str, ...]], Message]) -> Any:
-            return SystemLoader(context, self, system, build)
+        self._loaders: dict[str, SystemLoader[Any]] = {}
 
-        self.customers: dict[System, SystemLoader[Customer]] = {
-            system: loader(system, GetCustomers) for system in System
-        }
-        self.orders: SystemLoader[tuple[Order, ...]] = loader(System.ERP, GetOrders)
-        self.billing_documents: SystemLoader[tuple[Invoice, ...]] = loader(
-            System.ERP, GetBillingDocuments
+    # DataLoaders are built on first use: a request that reads cases alone builds one
+    def _loader(self, name: str, system: System, build: Callable[..., Message]) -> Any:
+        loader = self._loaders.get(name)
+        if loader is None:
+            loader = self._loaders[name] = SystemLoader(self.context, self, system, build)
+        return loader
+
+    def customers(self, system: System) -> SystemLoader[Customer]:
+        """GetCustomers of ``system``, keyed by its native customer id."""
+        loader: SystemLoader[Customer] = self._loader(f"customers:{system}", system, GetCustomers)
+        return loader
+
+    @property
+    def orders(self) -> SystemLoader[tuple[Order, ...]]:
+        return self._loader("orders", System.ERP, GetOrders)  # type: ignore[no-any-return]
+
+    @property
+    def billing_documents(self) -> SystemLoader[tuple[Invoice, ...]]:
+        return self._loader(  # type: ignore[no-any-return]
+            "billing_documents", System.ERP, GetBillingDocuments
         )
-        self.invoices: SystemLoader[tuple[Invoice, ...]] = loader(System.BILLING, GetInvoices)
-        self.subscriptions: SystemLoader[tuple[Subscription, ...]] = loader(
-            System.BILLING, GetSubscriptions
+
+    @property
+    def invoices(self) -> SystemLoader[tuple[Invoice, ...]]:
+        return self._loader("invoices", System.BILLING, GetInvoices)  # type: ignore[no-any-return]
+
+    @property
+    def subscriptions(self) -> SystemLoader[tuple[Subscription, ...]]:
+        return self._loader(  # type: ignore[no-any-return]
+            "subscriptions", System.BILLING, GetSubscriptions
         )
-        self.opportunities: SystemLoader[tuple[Opportunity, ...]] = loader(
-            System.CRM, GetOpportunities
+
+    @property
+    def opportunities(self) -> SystemLoader[tuple[Opportunity, ...]]:
+        return self._loader(  # type: ignore[no-any-return]
+            "opportunities", System.CRM, GetOpportunities
         )
-        self.cases: SystemLoader[tuple[Case, ...]] = loader(System.SUPPORT, GetCases)
-        self.entitlements: SystemLoader[Entitlement] = loader(System.SUPPORT, GetEntitlements)
+
+    @property
+    def cases(self) -> SystemLoader[tuple[Case, ...]]:
+        return self._loader("cases", System.SUPPORT, GetCases)  # type: ignore[no-any-return]
+
+    @property
+    def entitlements(self) -> SystemLoader[Entitlement]:
+        return self._loader(  # type: ignore[no-any-return]
+            "entitlements", System.SUPPORT, GetEntitlements
+        )
 
     async def settled(self, keys: Sequence[tuple[System, str]]) -> None:
         """Wait until every load started so far for these keys has finished."""

@@ -1,0 +1,461 @@
+"""Customer 360 through the gateway against the floor: four direct reads, no GraphQL.
+
+Starts, each in its own process on free loopback ports:
+
+- the four sandbox systems (one process, rate limits raised so they never throttle),
+  every vendor call delayed by ``--latency-ms`` (chaos ``latency_ms``);
+- the gateway: real store, discovery sync, the four system actors, the GraphQL app
+  (``gateway.graphql.app.create_graphql_app``) under uvicorn;
+- the floor: an ASGI endpoint under the same uvicorn that makes the same four upstream
+  reads (ERP business partner, CRM account, billing subscriptions, support tickets)
+  directly in parallel with aiohttp, the connectors' HTTP client, and answers JSON.
+
+For both it measures, with an aiohttp load generator in this process:
+
+- saturation: ``--concurrency`` clients back to back for ``--seconds``: requests per
+  second and the serving process's own CPU milliseconds per request (from
+  ``/proc/<pid>/stat``, so the sandbox and the load generator, sharing the machine,
+  are not counted);
+- latency at a fixed ``--rate`` requests per second (open loop): p50 and p99;
+- the same fixed-rate latency with billing in outage (its breaker opens; the gateway
+  answers billing's fields from last-known-good, marked stale).
+
+    .venv/bin/python scripts/bench_customer360.py [--seconds 10] [--customers 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+QUERY = """query Customer360($id: ID!) {
+  customer(id: $id) {
+    id
+    golden { legalName country paymentTerms segment industry owner }
+    subscriptions { nodes { id status currentPeriodEnd } stale ageSeconds }
+    cases { nodes { id status subject priority } }
+  }
+}"""
+PORTAL_KEY = "demo-portal-key"
+SYSTEMS = ("erp", "billing", "crm", "support")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def spawn(args: list[str]) -> subprocess.Popen[bytes]:
+    """Start a child process (Popen returns at once; nothing here blocks the loop)."""
+    return subprocess.Popen([sys.executable, __file__, *args])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------- child: sandbox
+
+
+def run_sandbox(data_dir: str, customers: int, ports: list[int]) -> None:
+    import anyio
+    import uvicorn
+
+    from sandbox.app import SandboxConfig
+
+    def app(system: str, port: int) -> Any:
+        config = SandboxConfig.for_system(
+            system, port=port, data_dir=Path(data_dir), gateway_url=None, customers=customers
+        )
+        if system == "erp":
+            from sandbox.erp import create_app as erp
+
+            return erp(config, rate=1e6, burst=1_000_000)
+        if system == "billing":
+            from sandbox.billing import create_app as billing
+
+            return billing(config, rate_per_second=1e6, rate_burst=1e6)
+        if system == "crm":
+            from sandbox.crm.app import create_app as crm
+
+            return crm(config, daily_limit=10**9, per_second=1e6, burst=1_000_000)
+        from sandbox.support import create_app as support
+
+        return support(config, rate_limit=10**9)
+
+    async def main() -> None:
+        servers = [
+            uvicorn.Server(
+                uvicorn.Config(
+                    app(system, port),
+                    host="127.0.0.1",
+                    port=port,
+                    log_level="warning",
+                    access_log=False,
+                )
+            )
+            for system, port in zip(SYSTEMS, ports, strict=True)
+        ]
+        async with anyio.create_task_group() as tg:
+            for server in servers:
+                tg.start_soon(server.serve)
+
+    anyio.run(main)
+
+
+# ---------------------------------------------------------------- child: gateway
+
+
+def run_gateway(data_dir: str, port: int, urls: dict[str, str]) -> None:
+    import anyio
+    import uvicorn
+
+    from actors import Systems
+    from gateway.canonical import System
+    from gateway.governance.policies import load_policies
+    from gateway.governance.systems import ENV_URLS, RatePolicy, load_systems_policy
+    from gateway.graphql.app import create_graphql_app
+    from gateway.processes.discovery import discover
+    from gateway.store import open_store
+
+    environ = {ENV_URLS[System(s)]: url for s, url in urls.items()}
+    systems_policy = load_systems_policy(ROOT / "policies" / "systems.toml", environ=environ)
+    # the sandbox does not throttle here: lift the vendors' rates so only the code is measured
+    systems_policy = dataclasses.replace(
+        systems_policy,
+        systems={
+            s: dataclasses.replace(
+                p, health_interval=0.0, rate=RatePolicy(per_second=1e6, burst=1_000_000)
+            )
+            for s, p in systems_policy.systems.items()
+        },
+    )
+    policies = load_policies(ROOT / "policies")
+
+    @dataclasses.dataclass
+    class Runtime:
+        settings: Any
+        policies: Any
+        store: Any
+        systems: Any
+
+    async def main() -> None:
+        async with (
+            open_store(f"sqlite:///{data_dir}/gateway.db") as store,
+            Systems(systems_policy) as systems,
+        ):
+            report = await discover(store, systems)
+            if report.failed:
+                raise SystemExit(f"discovery failed: {report.failed}")
+            settings = type("S", (), {"policies_dir": ROOT / "policies"})()
+            runtime = Runtime(settings, policies, store, systems)
+            app = create_graphql_app(runtime)
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    app, host="127.0.0.1", port=port, log_level="warning", access_log=False
+                )
+            )
+            await server.serve()
+
+    anyio.run(main)
+
+
+# ---------------------------------------------------------------- child: floor
+
+
+def run_floor(port: int, urls: dict[str, str]) -> None:
+    import base64
+
+    import uvicorn
+
+    sessions: dict[str, aiohttp.ClientSession] = {}
+    auth = {
+        "erp": "Basic " + base64.b64encode(b"sandbox:sandbox").decode(),
+        "billing": "Bearer sk_test_crosswalk",
+        "crm": "Bearer 00DSANDBOX!crosswalk",
+        "support": "Basic " + base64.b64encode(b"agent@example.com/token:sandbox").decode(),
+    }
+
+    def session(system: str) -> aiohttp.ClientSession:
+        if system not in sessions:
+            sessions[system] = aiohttp.ClientSession(
+                urls[system],
+                connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30),
+                headers={"Authorization": auth[system], "Accept": "application/json"},
+            )
+        return sessions[system]
+
+    async def get(system: str, path: str, params: dict[str, str]) -> Any:
+        async with session(system).get(path, params=params) as response:
+            body = await response.read()
+            if response.status >= 400:
+                return {"error": response.status}
+            return orjson.loads(body)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        query = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if p)
+        bp, account, cus, org = query["erp"], query["crm"], query["billing"], query["support"]
+        soql = (
+            "SELECT Id, Name, ERP_Customer_Id__c, Tax_Id__c, BillingCountry, Industry, "
+            f"Segment__c, OwnerId FROM Account WHERE Id = '{account}'"
+        )
+        results = await asyncio.gather(
+            get(
+                "erp",
+                "/sap/opu/odata/sap/API_BUSINESS_PARTNER/A_BusinessPartner",
+                {
+                    "$filter": f"BusinessPartner eq '{bp}'",
+                    "$expand": "to_BusinessPartnerAddress,to_BusinessPartnerTax,"
+                    "to_Customer/to_CustomerSalesArea",
+                    "$format": "json",
+                },
+            ),
+            get("crm", "/services/data/v60.0/query", {"q": soql}),
+            get("billing", "/v1/subscriptions", {"customer": cus, "status": "all"}),
+            get("support", f"/api/v2/organizations/{org}/tickets", {"page[size]": "100"}),
+        )
+        body = orjson.dumps(dict(zip(SYSTEMS, results, strict=True)))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# ---------------------------------------------------------------- load generation
+
+
+@dataclasses.dataclass
+class Target:
+    name: str
+    pid: int
+    request: Callable[[aiohttp.ClientSession, int], Awaitable[bool]]
+
+
+async def saturate(target: Target, concurrency: int, seconds: float) -> tuple[float, float, int]:
+    """(requests per second, serving CPU ms per request, failed requests)."""
+    done = failed = 0
+    stop = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        for i in range(concurrency):  # warm connections
+            await target.request(http, i)
+        cpu0, t0 = cpu_seconds(target.pid), time.perf_counter()
+
+        async def client(index: int) -> None:
+            nonlocal done, failed
+            i = index
+            while time.perf_counter() < stop:
+                ok = await target.request(http, i)
+                done += 1
+                failed += not ok
+                i += concurrency
+
+        await asyncio.gather(*(client(i) for i in range(concurrency)))
+        elapsed, cpu = time.perf_counter() - t0, cpu_seconds(target.pid) - cpu0
+    return done / elapsed, cpu * 1000 / max(done, 1), failed
+
+
+async def fixed_rate(target: Target, rate: float, seconds: float) -> tuple[float, float, int]:
+    """(p50 ms, p99 ms, failed requests) with requests started at ``rate`` per second."""
+    latencies: list[float] = []
+    failed = 0
+    total = int(rate * seconds)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        for i in range(8):
+            await target.request(http, i)
+        start = time.perf_counter()
+
+        async def one(i: int) -> None:
+            nonlocal failed
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            t = time.perf_counter()
+            ok = await target.request(http, i)
+            latencies.append((time.perf_counter() - t) * 1000)
+            failed += not ok
+
+        await asyncio.gather(*(one(i) for i in range(total)))
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return statistics.median(latencies), p99, failed
+
+
+async def wait_ready(url: str, seconds: float = 60.0) -> None:
+    deadline = time.perf_counter() + seconds
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(url) as response:
+                    await response.read()
+                    return
+            except aiohttp.ClientError:
+                if time.perf_counter() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+
+async def chaos(urls: dict[str, str], system: str, settings: dict[str, Any]) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.put(f"{urls[system]}/_sandbox/chaos", json=settings) as response,
+    ):
+        response.raise_for_status()
+
+
+async def bench(args: argparse.Namespace) -> None:
+    tmp = tempfile.mkdtemp(prefix="bench360-")
+    ports = [free_port() for _ in SYSTEMS]
+    urls = {s: f"http://127.0.0.1:{p}" for s, p in zip(SYSTEMS, ports, strict=True)}
+    gateway_port, floor_port = free_port(), free_port()
+    me = [sys.executable, __file__]
+    children = [subprocess.Popen([*me, "sandbox", tmp, str(args.customers), *map(str, ports)])]
+    try:
+        for url in urls.values():
+            await wait_ready(f"{url}/_sandbox/chaos")
+        for system in SYSTEMS:
+            await chaos(urls, system, {"latency_ms": [args.latency_ms, args.latency_ms]})
+        url_args = [f"{s}={u}" for s, u in urls.items()]
+        gateway = spawn(["gateway", tmp, str(gateway_port), *url_args])
+        floor = spawn(["floor", str(floor_port), *url_args])
+        children += [gateway, floor]
+        gateway_url = f"http://127.0.0.1:{gateway_port}/graphql"
+        await wait_ready(f"http://127.0.0.1:{floor_port}/?erp=1&crm=1&billing=1&support=1")
+        await wait_ready(gateway_url, 120)
+
+        headers = {"Authorization": f"Bearer {PORTAL_KEY}", "Content-Type": "application/json"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                gateway_url,
+                data=orjson.dumps(
+                    {
+                        "query": "{ customers(first: 50) { nodes { identity "
+                        "{ canonicalId erp billing crm support } } } }"
+                    }
+                ),
+                headers=headers,
+            ) as response,
+        ):
+            nodes = orjson.loads(await response.read())["data"]["customers"]["nodes"]
+        identities = [n["identity"] for n in nodes if all(n["identity"][s] for s in SYSTEMS)]
+        print(f"{len(identities)} fully linked customers, {args.latency_ms} ms per vendor call")
+
+        bodies = [
+            orjson.dumps({"query": QUERY, "variables": {"id": i["canonicalId"]}})
+            for i in identities
+        ]
+        floor_paths = ["/?" + "&".join(f"{s}={i[s]}" for s in SYSTEMS) for i in identities]
+
+        async def via_gateway(http: aiohttp.ClientSession, i: int) -> bool:
+            async with http.post(
+                gateway_url, data=bodies[i % len(bodies)], headers=headers
+            ) as response:
+                payload = orjson.loads(await response.read())
+                return (
+                    response.status == 200 and payload.get("data", {}).get("customer") is not None
+                )
+
+        async def via_floor(http: aiohttp.ClientSession, i: int) -> bool:
+            url = f"http://127.0.0.1:{floor_port}{floor_paths[i % len(floor_paths)]}"
+            async with http.get(url) as response:
+                await response.read()
+                return response.status == 200
+
+        targets = [
+            Target("gateway (GraphQL)", gateway.pid, via_gateway),
+            Target("floor (no GraphQL)", floor.pid, via_floor),
+        ]
+        results: dict[str, dict[str, float]] = {}
+        for target in targets:
+            rps, cpu_ms, failed = await saturate(target, args.concurrency, args.seconds)
+            p50, p99, failed_rate = await fixed_rate(target, args.rate, args.seconds)
+            results[target.name] = {"rps": rps, "cpu": cpu_ms, "p50": p50, "p99": p99}
+            print(
+                f"{target.name:20} saturation x{args.concurrency}: {rps:7.1f} req/s, "
+                f"{cpu_ms:5.2f} ms CPU/req ({failed} failed) | at {args.rate:.0f} req/s: "
+                f"p50 {p50:6.2f} ms, p99 {p99:6.2f} ms ({failed_rate} failed)"
+            )
+        gw, fl = results["gateway (GraphQL)"], results["floor (no GraphQL)"]
+        print(
+            f"gateway / floor: CPU per request x{gw['cpu'] / fl['cpu']:.2f} (target <= 2), "
+            f"latency overhead p50 {gw['p50'] - fl['p50']:+.2f} ms (target <= 2), "
+            f"p99 {gw['p99'] - fl['p99']:+.2f} ms (target <= 10)"
+        )
+
+        await chaos(urls, "billing", {"outage": True})
+        async with aiohttp.ClientSession() as http:
+            for i in range(20):  # open billing's breaker
+                await via_gateway(http, i)
+        p50, p99, failed = await fixed_rate(targets[0], args.rate, args.seconds)
+        print(
+            f"{'gateway, billing down':20} at {args.rate:.0f} req/s: p50 {p50:6.2f} ms, "
+            f"p99 {p99:6.2f} ms ({failed} without a customer) -> p99 change vs healthy "
+            f"{p99 - gw['p99']:+.2f} ms (target: no rise)"
+        )
+        p50, p99, failed = await fixed_rate(targets[1], args.rate, args.seconds)
+        print(
+            f"{'floor, billing down':20} at {args.rate:.0f} req/s: p50 {p50:6.2f} ms, "
+            f"p99 {p99:6.2f} ms"
+        )
+    finally:
+        for child in reversed(children):
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in ("sandbox", "gateway", "floor"):
+        role, rest = sys.argv[1], sys.argv[2:]
+        if role == "sandbox":
+            run_sandbox(rest[0], int(rest[1]), [int(p) for p in rest[2:]])
+        elif role == "gateway":
+            run_gateway(rest[0], int(rest[1]), dict(a.split("=", 1) for a in rest[2:]))
+        else:
+            run_floor(int(rest[0]), dict(a.split("=", 1) for a in rest[1:]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rate", type=float, default=50.0, help="fixed request rate")
+    parser.add_argument("--latency-ms", type=int, default=10, help="sandbox latency per call")
+    asyncio.run(bench(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
