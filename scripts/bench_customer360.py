@@ -338,8 +338,7 @@ async def bench(args: argparse.Namespace) -> None:
     ports = [free_port() for _ in SYSTEMS]
     urls = {s: f"http://127.0.0.1:{p}" for s, p in zip(SYSTEMS, ports, strict=True)}
     gateway_port, floor_port = free_port(), free_port()
-    me = [sys.executable, __file__]
-    children = [subprocess.Popen([*me, "sandbox", tmp, str(args.customers), *map(str, ports)])]
+    children = [spawn(["sandbox", tmp, str(args.customers), *map(str, ports)])]
     try:
         for url in urls.values():
             await wait_ready(f"{url}/_sandbox/chaos")
