@@ -658,6 +658,3 @@ class Store(ABC):
     ) -> XRefRecord:
         async with self.transaction() as tx:
             return await tx.link(ids, canonical_id=canonical_id, name=name, now=now)
-
-    def _now(self, now: datetime | None) -> datetime:
-        return self.clock() if now is None else now

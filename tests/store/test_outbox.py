@@ -351,3 +351,13 @@ async def test_a_message_for_an_unknown_operation_is_refused(store: Store) -> No
     with pytest.raises(ConstraintViolation):
         await store.enqueue(message("a", "1", operation_id="no-such-operation"))
     assert (await store.outbox_status()).counts == {}
+
+
+async def test_enqueue_many_and_get_message(store: Store, clock: FakeClock) -> None:
+    ids = await store.enqueue_many([message("a", "1"), message("a", "2", system="crm")])
+    assert ids == sorted(ids)
+    second = await store.get_message(ids[1])
+    assert second is not None
+    assert (second.step, second.system, second.status) == ("2", "crm", MessageStatus.PENDING)
+    assert (second.available_at, second.attempts, second.lease_owner) == (clock.now, 0, None)
+    assert await store.get_message(ids[1] + 100) is None
