@@ -14,7 +14,7 @@ from actors.errors import BreakerOpen, SystemUnavailable
 from actors.messages import GetCustomers, Priority
 from gateway.canonical import System
 from gateway.governance.systems import BreakerPolicy, RetryPolicy
-from tests.chaos.world import World, outcome, until_time
+from tests.chaos.world import World, ask_all, until_time
 
 pytestmark = pytest.mark.anyio
 
@@ -34,20 +34,6 @@ async def open_breaker(actor: SystemActor, reads: list[GetCustomers], fail_max: 
         await actor.ask(reads[0], priority=URGENT)
     assert refused.value.retry_after is not None
     return anyio.current_time() + refused.value.retry_after
-
-
-async def ask_all(actor: SystemActor, reads: list[GetCustomers]) -> list[Any]:
-    """Ask every read at once; answers or errors in the order of ``reads``."""
-    results: list[Any] = [None] * len(reads)
-
-    async def one(index: int) -> None:
-        results[index] = await outcome(actor.ask(reads[index], priority=URGENT, timeout=5.0))
-
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
-            for index in range(len(reads)):
-                tg.start_soon(one, index)
-    return results
 
 
 def tally(results: list[Any]) -> tuple[int, int]:

@@ -13,7 +13,7 @@ shipped policy (rates lifted for tests, pings off) so they can show they keep se
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +22,8 @@ from typing import Any
 import anyio
 import httpx
 
-from actors import Systems
-from actors.messages import GetCustomers, Priority
+from actors import SystemActor, Systems
+from actors.messages import GetCustomers, Message, Priority
 from gateway.canonical import System
 from gateway.governance.systems import ENV_URLS, SystemsPolicy, load_systems_policy
 from sandbox import billing, crm, erp, support
@@ -177,6 +177,26 @@ class World:
         for system, (ids, answer) in answers.items():
             assert set(answer) == set(ids), (system, answer)
             assert systems[system].breaker_state == "closed"
+
+
+async def ask_all(
+    actor: SystemActor,
+    reads: Sequence[Message],
+    *,
+    priority: Priority = Priority.INTERACTIVE,
+    timeout: float = 5.0,  # noqa: ASYNC109 - the asks' own deadline, passed on
+) -> list[Any]:
+    """Ask every read at once; answers or errors, in the order of ``reads``."""
+    results: list[Any] = [None] * len(reads)
+
+    async def one(index: int) -> None:
+        results[index] = await outcome(actor.ask(reads[index], priority=priority, timeout=timeout))
+
+    with anyio.fail_after(timeout + 5):
+        async with anyio.create_task_group() as tg:
+            for index in range(len(reads)):
+                tg.start_soon(one, index)
+    return results
 
 
 async def outcome(call: Awaitable[Any]) -> Any:

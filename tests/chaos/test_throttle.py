@@ -1,0 +1,117 @@
+"""Throttling against the real sandbox systems: the vendor's own back-off signal pauses the
+actor, and the policy's own rate holds on the wire.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import pytest
+
+from actors import billing, crm
+from actors.errors import Throttled
+from actors.messages import Priority
+from gateway.canonical import System
+from gateway.governance.systems import RatePolicy, RetryPolicy
+from tests.chaos.world import World, ask_all
+
+pytestmark = pytest.mark.anyio
+
+URGENT = Priority.INTERACTIVE
+
+#: seconds a call's arrival stamp may lag its departure from the rate limiter
+JITTER = 0.03
+
+#: a vendor path to call directly, and how that vendor says "slow down"
+VENDOR_SIGNAL = {
+    System.ERP: ("/sap/opu/odata/sap/API_BUSINESS_PARTNER/A_BusinessPartner", 503, "Retry-After"),
+    System.BILLING: ("/v1/customers", 429, "Stripe-Should-Retry"),
+    System.CRM: ("/services/data/v60.0/query", 403, "REQUEST_LIMIT_EXCEEDED"),
+    System.SUPPORT: ("/api/v2/organizations", 429, "Retry-After"),
+}
+
+#: the pause the actor takes: the vendor's Retry-After (SAP and Zendesk say 1 s here), or
+#: the connector's own pause where the vendor gives no figure (Stripe, Salesforce)
+PAUSE = {
+    System.ERP: 1.0,
+    System.BILLING: billing.THROTTLE_PAUSE,
+    System.CRM: crm.THROTTLE_PAUSE,
+    System.SUPPORT: 1.0,
+}
+
+
+@pytest.mark.parametrize("system", list(System), ids=str)
+async def test_a_throttle_storm_is_met_with_back_off_not_hammering(
+    world: World, system: System
+) -> None:
+    sandbox = world[system]
+    await sandbox.chaos(throttle=True)
+    path, status, signal = VENDOR_SIGNAL[system]
+    answer = await sandbox.http.get(sandbox.url + path)
+    assert answer.status_code == status
+    assert signal in answer.headers or signal in answer.text
+
+    retry = RetryPolicy(attempts=3, base=0.01, cap=0.02)
+    async with world.systems(system, retry=retry, workers=4) as systems:
+        actor = systems[system]
+        reads = world.reads(system, 16)
+        before = await sandbox.requests()
+
+        # a caller whose deadline is shorter than the pause gets THROTTLED after one call
+        # (no retry: the vendor said not before the pause ends)
+        with pytest.raises(Throttled) as first:
+            await actor.ask(reads[0], priority=URGENT, timeout=0.5)
+        assert first.value.code == "THROTTLED"
+        assert first.value.retry_after == pytest.approx(PAUSE[system])
+        first_at = (await sandbox.timestamps())[-1]
+        assert await sandbox.requests() == before + 1
+
+        # the storm: everyone asking inside the pause is answered THROTTLED without a call
+        results = await ask_all(actor, reads, timeout=0.5)
+        assert all(isinstance(r, Throttled) for r in results), results
+        assert all(r.retry_after and r.retry_after > 0 for r in results)
+        assert await sandbox.requests() == before + 1
+        assert actor.breaker_state == "closed"  # being throttled is not a failure
+
+        # the vendor relents; a caller with time to spare is held until the pause is over
+        await sandbox.chaos(throttle=False)
+        assert isinstance(
+            await actor.ask(reads[1], priority=URGENT, timeout=PAUSE[system] + 2.0), dict
+        )
+        stamps = await sandbox.timestamps()
+        assert len(stamps) == before + 2
+        assert stamps[-1] - first_at >= PAUSE[system]
+
+
+@pytest.mark.parametrize("system", list(System), ids=str)
+async def test_a_burst_of_reads_never_exceeds_the_policy_rate(world: World, system: System) -> None:
+    # more calls than one second allows, so the 1 s windows below can be exceeded
+    rate = RatePolicy(per_second=30.0, burst=5)
+    calls = 45
+    sandbox = world[system]
+    async with world.systems(system, rate=rate, workers=16) as systems:
+        before = await sandbox.requests()
+        results = await ask_all(systems[system], world.reads(system, calls), timeout=10.0)
+        assert all(isinstance(r, dict) for r in results), results
+        stamps = (await sandbox.timestamps())[before:]
+    assert len(stamps) == calls  # one vendor call per read
+    assert_within_rate(stamps, rate)
+    # the limiter spread them out: the burst at once, the rest at the policy rate
+    assert stamps[-1] - stamps[0] >= 0.9 * (calls - rate.burst) / rate.per_second
+
+
+def assert_within_rate(stamps: list[float], rate: RatePolicy) -> None:
+    """Every sliding 1 s window starting at a call holds at most burst + rate calls; and
+    at every scale, calls i..j span at least what the leaky bucket allows, give or take
+    the loopback's jitter (the sandbox stamps a call when its server task runs, on the same
+    event loop as the callers).
+    """
+    stamps = sorted(stamps)
+    allowed = rate.burst + rate.per_second
+    for index, start in enumerate(stamps):
+        in_window = bisect.bisect_left(stamps, start + 1.0) - index
+        assert in_window <= allowed, f"{in_window} calls in the 1 s from {start:.3f}"
+        for later in range(index + 1, len(stamps)):
+            calls = later - index + 1
+            budget = rate.burst + rate.per_second * (stamps[later] - start + JITTER) + 1
+            assert calls <= budget, f"{calls} calls in {stamps[later] - start:.3f} s"
