@@ -292,6 +292,11 @@ class Transaction(Reader):
     async def discard(self, message_id: int, *, now: datetime | None = None) -> bool:
         """Dead letter given up for good (unblocks its aggregate). False if it is not dead."""
 
+    @abstractmethod
+    async def purge_outbox(self, *, before: datetime) -> int:
+        """Delete messages settled (done or discarded) before ``before``; returns how many.
+        Pending, leased and dead messages are never purged."""
+
     # ------------------------------------------------------------ idempotency
 
     @abstractmethod
@@ -356,6 +361,11 @@ class Transaction(Reader):
         self, system: str, event_id: str, *, now: datetime | None = None
     ) -> bool:
         """Mark a recorded event handled; False if unknown."""
+
+    @abstractmethod
+    async def purge_inbox(self, *, before: datetime) -> int:
+        """Delete events processed before ``before``; returns how many. Keep events longer
+        than the vendors' redelivery window, or a late redelivery is handled twice."""
 
     @abstractmethod
     async def append_audit(
@@ -621,6 +631,14 @@ class Store(ABC):
     async def purge_expired(self, *, now: datetime | None = None) -> int:
         async with self.transaction() as tx:
             return await tx.purge_expired(now=now)
+
+    async def purge_outbox(self, *, before: datetime) -> int:
+        async with self.transaction() as tx:
+            return await tx.purge_outbox(before=before)
+
+    async def purge_inbox(self, *, before: datetime) -> int:
+        async with self.transaction() as tx:
+            return await tx.purge_inbox(before=before)
 
     async def record_inbox(
         self, system: str, event_id: str, payload: JSON, *, now: datetime | None = None

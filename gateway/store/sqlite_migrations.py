@@ -162,6 +162,13 @@ AFTER UPDATE OF status, available_at, lease_expires_at ON outbox BEGIN
     ORDER BY id LIMIT 1;
 END;
 """,
+    # Retention: find settled outbox messages and handled inbox events by age cheaply.
+    3: """
+CREATE INDEX outbox_settled_by_time ON outbox (updated_at)
+    WHERE status IN ('done', 'discarded');
+CREATE INDEX inbox_processed_by_time ON inbox (processed_at)
+    WHERE processed_at IS NOT NULL;
+""",
 }
 
 LATEST_VERSION: Final = max(MIGRATIONS)

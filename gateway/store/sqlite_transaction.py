@@ -417,6 +417,12 @@ class SQLiteTransaction(SQLiteReader, Transaction):
         self.outbox_touched = self.outbox_touched or changed == 1
         return changed == 1
 
+    async def purge_outbox(self, *, before: datetime) -> int:
+        return await self._run(
+            "DELETE FROM outbox WHERE status IN ('done', 'discarded') AND updated_at < ?",
+            (to_micros(before),),
+        )
+
     # ------------------------------------------------------------ idempotency
 
     async def begin_idempotent(
@@ -532,6 +538,12 @@ class SQLiteTransaction(SQLiteReader, Transaction):
             (self._stamp(now), system, event_id),
         )
         return changed == 1
+
+    async def purge_inbox(self, *, before: datetime) -> int:
+        return await self._run(
+            "DELETE FROM inbox WHERE processed_at IS NOT NULL AND processed_at < ?",
+            (to_micros(before),),
+        )
 
     async def append_audit(
         self,

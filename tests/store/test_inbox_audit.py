@@ -62,3 +62,17 @@ async def test_audit_by_correlation_and_subject(store: Store, clock: FakeClock) 
     ]
     assert [e.detail for e in await store.audit_for_subject("outbox:7")] == [None]
     assert len(await store.audit_for_subject("operation:op-1", limit=1)) == 1
+
+
+async def test_purge_inbox_drops_only_old_processed_events(store: Store, clock: FakeClock) -> None:
+    async with store.transaction() as tx:
+        for event in ("evt_old", "evt_unprocessed", "evt_new"):
+            await tx.record_inbox("billing", event, {"id": event})
+        await tx.mark_inbox_processed("billing", "evt_old")
+    cutoff = clock.advance(60)
+    async with store.transaction() as tx:
+        await tx.mark_inbox_processed("billing", "evt_new")
+    assert await store.purge_inbox(before=cutoff) == 1
+    assert await store.get_inbox("billing", "evt_old") is None
+    assert await store.get_inbox("billing", "evt_unprocessed") is not None
+    assert await store.get_inbox("billing", "evt_new") is not None

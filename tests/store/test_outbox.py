@@ -361,3 +361,30 @@ async def test_enqueue_many_and_get_message(store: Store, clock: FakeClock) -> N
     assert (second.step, second.system, second.status) == ("2", "crm", MessageStatus.PENDING)
     assert (second.available_at, second.attempts, second.lease_owner) == (clock.now, 0, None)
     assert await store.get_message(ids[1] + 100) is None
+
+
+async def test_purge_outbox_drops_only_old_settled_messages(store: Store, clock: FakeClock) -> None:
+    async with store.transaction() as tx:
+        done = await tx.enqueue(message("a", "1"))
+        dead = await tx.enqueue(message("b", "1"))
+        discarded = await tx.enqueue(message("c", "1"))
+        pending = await tx.enqueue(message("d", "1", available_at=clock.now + timedelta(hours=1)))
+    await store.lease("w", limit=10, lease_seconds=30)
+    await store.complete(done, "w")
+    await store.dead_letter(dead, "w", reason="broken")
+    await store.dead_letter(discarded, "w", reason="broken")
+    await store.discard(discarded)
+    cutoff = clock.advance(60)
+    recent = await store.enqueue(message("a", "2"))
+    [leased] = await store.lease("w", limit=10, lease_seconds=30)
+    assert leased.id == recent
+    await store.complete(recent, "w")
+
+    assert await store.purge_outbox(before=cutoff) == 2
+    assert await store.get_message(done) is None
+    assert await store.get_message(discarded) is None
+    for kept in (dead, pending, recent):
+        assert await store.get_message(kept) is not None
+    # Purging history never changes what is leasable.
+    assert await store.replay(dead)
+    assert [m.id for m in await store.lease("w", limit=10, lease_seconds=30)] == [dead]
