@@ -23,6 +23,8 @@ How it works:
   another retryable error -> retried after full-jitter backoff, one attempt spent;
   a non-retryable error or ``max_attempts`` spent -> dead letter, the flow's compensation
   policy, the operation NEEDS_ATTENTION (optional enrichment steps are skipped instead).
+- After a success the worker leases its next message in the same transaction (often the
+  saga's next step, now eligible), so a delivery costs one transaction, not two.
 - It wakes when this process enqueues (``outbox_signal``), when a worker frees up, and
   at least every ``poll_interval`` (messages from other processes, retries coming due).
 - Leases: ``lease_seconds`` exceeds ``delivery_timeout``, so a live dispatcher always
@@ -166,23 +168,36 @@ class Dispatcher:
     async def _worker(self, receive: MemoryObjectReceiveStream[OutboxMessage]) -> None:
         with receive:
             async for message in receive:
+                current: OutboxMessage | None = message
                 try:
-                    # Shielded: a shutdown lets the delivery finish and record its outcome
-                    # (bounded by drain_seconds) instead of leaving a half-known result.
-                    with (
-                        anyio.CancelScope(shield=True),
-                        anyio.move_on_after(
-                            self.policy.delivery_timeout + self.policy.drain_seconds
-                        ),
-                    ):
-                        await self._deliver(message)
+                    while current is not None:
+                        follow: OutboxMessage | None = None
+                        # Shielded: a shutdown lets the delivery finish and record its
+                        # outcome (bounded by drain_seconds) instead of leaving it half-known.
+                        with (
+                            anyio.CancelScope(shield=True),
+                            anyio.move_on_after(
+                                self.policy.delivery_timeout + self.policy.drain_seconds
+                            ),
+                        ):
+                            follow = await self._deliver(current)
+                        current = follow
+                        if current is not None and self._stopping:
+                            await self._release(current)
+                            current = None
                 finally:
                     self._free += 1
                     self._signal.notify()
                 if self._stopping:
                     return
 
-    async def _deliver(self, message: OutboxMessage) -> None:
+    async def _release(self, message: OutboxMessage) -> None:
+        with anyio.CancelScope(shield=True), contextlib.suppress(StoreError):
+            await self.store.defer(message.id, self.owner, available_at=self.store.clock())
+
+    async def _deliver(self, message: OutboxMessage) -> OutboxMessage | None:
+        """Deliver one message and record the outcome; answers the next message this
+        worker leased in the same transaction (after a success), if any."""
         flow = self.flows.get(message.type.partition("/")[0])
         try:
             if flow is None:
@@ -192,7 +207,7 @@ class Dispatcher:
             actor = self.systems[System(message.system)]
         except (LookupError, ValueError, TypeError) as exc:
             await self._settle_dead(flow, message, f"cannot build the message: {exc}")
-            return
+            return None
         try:
             result = await actor.ask(
                 request, priority=Priority.TRANSACTIONAL, timeout=self.policy.delivery_timeout
@@ -210,12 +225,26 @@ class Dispatcher:
             log.exception("delivering outbox message %s raised", message.id)
             await self._failed(flow, message, exc, retryable=False)
         else:
-            await self._settle(self._succeed, flow, message, result)
+            follow: list[OutboxMessage] | None = await self._settle(
+                self._succeed, flow, message, result
+            )
+            return follow[0] if follow else None
+        return None
 
-    async def _succeed(self, flow: Flow, message: OutboxMessage, result: Any) -> None:
+    async def _succeed(
+        self, flow: Flow, message: OutboxMessage, result: Any
+    ) -> list[OutboxMessage]:
+        """Record the success and, in the same transaction, lease this worker's next
+        message (often the saga's next step): one transaction per delivery, not two."""
         async with self.store.transaction() as tx:
             await succeed_step(tx, flow, message, self.owner, result)
+            follow = []
+            if not self._stopping:
+                follow = await tx.lease(
+                    self.owner, limit=1, lease_seconds=self.policy.lease_seconds
+                )
         self.delivered += 1
+        return follow
 
     async def _defer(self, message: OutboxMessage, exc: CrosswalkSystemError) -> None:
         wait = max(exc.retry_after or 0.0, self.policy.defer_seconds)
@@ -276,9 +305,10 @@ class Dispatcher:
         self.dead += 1
         log.warning("outbox message %s (%s) is a dead letter: %s", message.id, message.type, reason)
 
-    async def _settle(self, action: Any, flow: Any, message: OutboxMessage, value: Any) -> None:
+    async def _settle(self, action: Any, flow: Any, message: OutboxMessage, value: Any) -> Any:
         """Record an outcome; a lost lease means another dispatcher owns the message now."""
         try:
-            await action(flow, message, value)
+            return await action(flow, message, value)
         except LeaseLost:
             log.info("outbox message %s: lease lost before its outcome was recorded", message.id)
+            return None
