@@ -13,7 +13,7 @@ shipped policy (rates lifted for tests, pings off) so they can show they keep se
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +69,12 @@ class Sandbox:
     async def requests(self) -> int:
         """Vendor calls the system has received since the last reset."""
         return int((await self.stats())["requests"])
+
+    async def until_requests(self, count: int, *, within: float = 5.0) -> None:
+        """Wait until the system has received ``count`` vendor calls since the last reset."""
+        with anyio.fail_after(within):
+            while await self.requests() < count:  # noqa: ASYNC110 - another process's count
+                await anyio.sleep(0.005)
 
     async def timestamps(self) -> list[float]:
         """When each vendor call arrived (``time.monotonic``, the clock anyio uses too)."""
@@ -134,10 +140,11 @@ class World:
         ids += self.missing_ids(system, n - len(ids))
         return [GetCustomers((i,)) for i in ids]
 
-    def policy(self, target: System | None = None, **changes: Any) -> SystemsPolicy:
+    def policy(self, changes: Mapping[System, Mapping[str, Any]] | None = None) -> SystemsPolicy:
         """The shipped policy pointed at the sandboxes, rates lifted, no pings; ``changes``
-        (SystemPolicy fields) apply to ``target`` only.
+        gives SystemPolicy fields to replace, per system.
         """
+        changes = changes or {}
         environ = {ENV_URLS[s]: box.url for s, box in self.sandboxes.items()}
         shipped = load_systems_policy(ROOT / "policies" / "systems.toml", environ=environ)
         systems = {}
@@ -148,15 +155,13 @@ class World:
                 health_interval=0.0,
                 timeout=5.0,
             )
-            if system is target:
-                lifted = dataclasses.replace(lifted, **changes)
-            systems[system] = lifted
+            systems[system] = dataclasses.replace(lifted, **changes.get(system, {}))
         return dataclasses.replace(shipped, systems=systems)
 
     @asynccontextmanager
     async def systems(self, target: System | None = None, **changes: Any) -> AsyncIterator[Systems]:
         """All four actors with their real connectors; ``changes`` apply to ``target``."""
-        async with Systems(self.policy(target, **changes)) as systems:
+        async with Systems(self.policy({target: changes} if target else None)) as systems:
             yield systems
 
     async def assert_serving(self, systems: Systems, among: Iterable[System]) -> None:

@@ -1,0 +1,148 @@
+"""A saturated actor serves the urgent first; a stopped one answers everyone and leaves
+nothing behind. Against the real sandbox systems, with added latency to hold the workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import anyio
+import pytest
+
+from actors import Systems
+from actors.errors import ActorStopped
+from actors.messages import Message, Priority
+from gateway.canonical import System
+from gateway.governance.systems import RetryPolicy
+from tests.chaos.world import World, outcome, until
+
+pytestmark = pytest.mark.anyio
+
+ONE_TRY = RetryPolicy(attempts=1, base=0.01, cap=0.02)
+
+
+def actor_tasks(system: System) -> list[str]:
+    """Names of the running tasks that belong to ``system``'s actor (workers, its run)."""
+    return [
+        task.get_name()
+        for task in asyncio.all_tasks()
+        if task.get_name().startswith(f"{system}-") and not task.done()
+    ]
+
+
+def client_tasks() -> set[str]:
+    """Names of the running tasks, less the sandbox servers' own request handlers (the
+    vendor's side: a slow answer goes on sleeping after its client hung up).
+    """
+    return {
+        task.get_name()
+        for task in asyncio.all_tasks()
+        if not task.done() and "RequestResponseCycle" not in task.get_coro().__qualname__
+    }
+
+
+@pytest.mark.parametrize("system", list(System), ids=str)
+async def test_interactive_asks_are_served_before_queued_batch_asks(
+    world: World, system: System
+) -> None:
+    sandbox = world[system]
+    workers = 2
+    async with world.systems(system, workers=workers, retry=ONE_TRY) as systems:
+        actor = systems[system]
+        reads = world.reads(system, workers + 8)
+        blockers, batch, interactive = reads[:workers], reads[workers:6], reads[6:]
+        await sandbox.chaos(latency_ms=[100, 100])
+        done: list[str] = []
+
+        async def ask(message: Message, priority: Priority, label: str) -> None:
+            await actor.ask(message, priority=priority, timeout=5.0)
+            done.append(label)
+
+        def depth(priority: str) -> int:
+            return actor.snapshot().mailbox_depth[priority]
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for n, message in enumerate(blockers):
+                    tg.start_soon(ask, message, Priority.BATCH, f"blocker{n}")
+                await until(lambda: actor.snapshot().in_flight == workers)
+                # saturated: everything from here on queues, BATCH first
+                for n, message in enumerate(batch):
+                    tg.start_soon(ask, message, Priority.BATCH, f"batch{n}")
+                await until(lambda: depth("batch") == len(batch))
+                for n, message in enumerate(interactive):
+                    tg.start_soon(ask, message, Priority.INTERACTIVE, f"interactive{n}")
+                await until(lambda: depth("interactive") == len(interactive))
+                assert done == [], "the saturation ended before everything was queued"
+    assert sorted(done[:workers]) == [f"blocker{n}" for n in range(workers)]
+    served = done[workers:]
+    last_interactive = max(served.index(f"interactive{n}") for n in range(len(interactive)))
+    first_batch = min(served.index(f"batch{n}") for n in range(len(batch)))
+    assert last_interactive < first_batch, done
+
+
+async def ask_recorded(results: list[Any], index: int, call: Any) -> None:
+    results[index] = await outcome(call)
+
+
+@pytest.mark.parametrize("system", list(System), ids=str)
+async def test_stopping_an_actor_under_load_answers_every_ask_and_leaves_nothing_running(
+    world: World, system: System
+) -> None:
+    sandbox = world[system]
+    workers, asks = 2, 12
+    async with world.systems(system, workers=workers, retry=ONE_TRY) as systems:
+        actor = systems[system]
+        reads = world.reads(system, asks)
+        await sandbox.chaos(latency_ms=[1000, 1000])
+        before = await sandbox.requests()
+        results: list[Any] = [None] * asks
+
+        def queued() -> int:
+            return sum(actor.snapshot().mailbox_depth.values())
+
+        with anyio.fail_after(0.8):  # every ask answered well before any slow answer
+            async with anyio.create_task_group() as tg:
+                for n, read in enumerate(reads):
+                    call = actor.ask(read, priority=Priority.SYNC, timeout=5.0)
+                    tg.start_soon(ask_recorded, results, n, call)
+                await until(lambda: actor.snapshot().in_flight == workers)
+                await until(lambda: queued() == asks - workers)
+                await sandbox.until_requests(before + workers)  # the calls are upstream
+                actor.stop()
+        assert all(isinstance(r, ActorStopped) for r in results), results
+        await until(lambda: not actor_tasks(system), within=1.0)
+        with pytest.raises(ActorStopped):
+            await actor.ask(reads[0], priority=Priority.INTERACTIVE)
+        # the others are untouched, and only the calls that were in flight reached the system
+        await world.assert_serving(systems, world.others(system))
+        assert await sandbox.requests() == before + workers
+
+
+async def test_leaving_systems_under_load_answers_every_ask_and_leaves_no_task(
+    world: World,
+) -> None:
+    workers, asks = 2, 6
+    baseline = client_tasks()
+    before = {system: await world[system].requests() for system in System}
+    for system in System:
+        await world[system].chaos(latency_ms=[1000, 1000])
+    results: list[Any] = [None] * (asks * len(System))
+    with anyio.fail_after(0.8):  # every ask answered well before any slow answer
+        async with anyio.create_task_group() as tg:
+            changes = {s: {"workers": workers, "retry": ONE_TRY} for s in System}
+            async with Systems(world.policy(changes)) as systems:
+                for n, (system, read) in enumerate(
+                    (s, r) for s in System for r in world.reads(s, asks)
+                ):
+                    call = systems[system].ask(read, priority=Priority.SYNC, timeout=5.0)
+                    tg.start_soon(ask_recorded, results, n, call)
+                for system in System:
+                    await until(lambda s=system: systems[s].snapshot().in_flight == workers)
+                    await world[system].until_requests(before[system] + workers)
+            # leaving Systems stopped all four while every ask was pending
+    assert all(isinstance(r, ActorStopped) for r in results), results
+    assert client_tasks() <= baseline
+    for system in System:
+        assert await world[system].requests() == before[system] + workers
