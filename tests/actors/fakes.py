@@ -185,8 +185,13 @@ class CustomersConnector(HttpConnector):
 
     system = System.ERP
 
+    def __init__(self, endpoint: Endpoint) -> None:
+        super().__init__(endpoint)
+        self.sent: list[float] = []  # when each call left the actor (after the rate limiter)
+
     async def handle(self, message: Message) -> object:
         assert isinstance(message, GetCustomers)
+        self.sent.append(anyio.current_time())
         response = await self.request("GET", "/customers", params={"ids": ",".join(message.ids)})
         if response.status == 429:
             raise Throttled(

@@ -204,8 +204,6 @@ async def test_failed_trial_reopens_the_breaker() -> None:
         assert not isinstance(caught.value, BreakerOpen)  # the trial really ran
         assert upstream.total == hits + 1
         assert erp.breaker_state == "open"
-        with pytest.raises(BreakerOpen):
-            await erp.ask(msg(2), priority=URGENT)
         assert erp.snapshot().breaker_transitions["half_open->open"] == 1
 
 
