@@ -1,1 +1,46 @@
-"""Process APIs: the sagas behind the mutations and the event handlers."""
+"""Process APIs: the sagas behind the governed mutations, and the outbox dispatcher.
+
+- ``commands.WritePath`` accepts a mutation: idempotency, canonical validation, one
+  transaction (operation, saga steps, first outbox message, idempotency record);
+- ``onboarding``, ``quote_to_cash``, ``case_to_resolution``, ``renewal``: one module per
+  flow, each documenting its steps and its compensation policy;
+- ``dispatcher.Dispatcher`` delivers the outbox to the system actors;
+- ``replay`` and ``outbox_cli`` let operators see and replay dead letters.
+"""
+
+from gateway.processes.commands import WritePath, write_path_for
+from gateway.processes.context import Caller
+from gateway.processes.dispatcher import Dispatcher
+from gateway.processes.errors import (
+    CommandError,
+    IdempotencyConflict,
+    IdempotencyMismatch,
+    OperationNotFound,
+    ValidationFailed,
+)
+from gateway.processes.flows import COMMANDS, FLOWS
+from gateway.processes.policy import DispatchPolicy, OutboxPolicy, load_outbox_policy
+from gateway.processes.replay import replay_all, replay_dead_letter
+from gateway.processes.views import DeadLetterView, OperationView, StepView
+
+__all__ = [
+    "COMMANDS",
+    "FLOWS",
+    "Caller",
+    "CommandError",
+    "DeadLetterView",
+    "DispatchPolicy",
+    "Dispatcher",
+    "IdempotencyConflict",
+    "IdempotencyMismatch",
+    "OperationNotFound",
+    "OperationView",
+    "OutboxPolicy",
+    "StepView",
+    "ValidationFailed",
+    "WritePath",
+    "load_outbox_policy",
+    "replay_all",
+    "replay_dead_letter",
+    "write_path_for",
+]
