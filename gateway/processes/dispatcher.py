@@ -31,6 +31,8 @@ How it works:
   settles its messages before the lease runs out; the lease only matters when the
   process died, and then the message is leased again after it expires (recovery). The
   downstream idempotency key makes the second delivery harmless.
+- Every ``PURGE_SECONDS`` it deletes expired idempotency records (expired ones already
+  read as absent; this only keeps the table small).
 - Shutdown (``stop()`` or cancellation): no new leases; each in-flight delivery is
   shielded and finishes within ``drain_seconds``; leased messages not started yet are
   handed back at once. Whatever is cut short keeps its lease and is recovered later.
@@ -67,6 +69,9 @@ log = logging.getLogger(__name__)
 
 #: errors that say "the system is not taking calls right now", not "this call failed"
 _WAIT_ERRORS = (BreakerOpen, Throttled, ActorStopped)
+
+#: how often expired idempotency records are deleted (they already read as absent)
+PURGE_SECONDS = 600.0
 
 
 def _breaker_open(actor: Any) -> bool:
@@ -138,7 +143,17 @@ class Dispatcher:
     # ------------------------------------------------------------------ leasing
 
     async def _lease_loop(self, send: MemoryObjectSendStream[OutboxMessage]) -> None:
+        purge_at = anyio.current_time()
         while not self._stopping:
+            if anyio.current_time() >= purge_at:
+                purge_at = anyio.current_time() + PURGE_SECONDS
+                try:
+                    purged = await self.store.purge_expired()
+                except StoreError as exc:
+                    log.warning("purging expired idempotency records failed: %s", exc)
+                else:
+                    if purged:
+                        log.info("purged %d expired idempotency records", purged)
             leased: list[OutboxMessage] = []
             if self._free > 0:
                 try:

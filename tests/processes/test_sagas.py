@@ -422,3 +422,33 @@ async def test_failure_that_leaves_the_breaker_open_spends_no_attempt(
     assert dispatcher.dead == 0
     assert dispatcher.deferred == 3 * FAST.max_attempts
     assert all(msg.attempts == 0 for msg in await store.messages_for(view.id))
+
+
+async def test_outbox_cli_replay_reports(
+    store: Store, systems: FakeSystems, world: World, reference: ReferenceData
+) -> None:
+    world.add_opportunity("006C", "1000001")
+    systems[System.ERP].fail(
+        lambda msg: Rejected("erp", "material blocked")
+        if isinstance(msg, m.EnsureSalesOrder)
+        else None,
+        times=1,
+    )
+    write = WritePath(store, systems, reference)
+    view = await write.submit(
+        "closeOpportunity",
+        {"opportunityId": "006C"},
+        caller=WIDGET,
+        idempotency_key="k",
+        correlation_id="c",
+    )
+    async with dispatching(store, systems):
+        await wait_for(store, view.id, STUCK)
+        dead = await store.list_dead()
+        assert "not a dead letter" in await outbox_cli.replay(store, 999_999)
+        assert "nothing replayed" in await outbox_cli.replay(store, None)
+        report = await outbox_cli.replay(store, None, all=True)
+        assert report == "replayed 1 dead letter(s)"
+        await wait_for(store, view.id, DONE)
+    assert await outbox_cli.dead(store) == "no dead letters"
+    assert dead[0].system == "erp"
