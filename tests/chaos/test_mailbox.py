@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from actors import Systems
-from actors.errors import ActorStopped
+from actors.errors import ActorStopped, SystemTimeout, Throttled
 from actors.messages import Message, Priority
 from gateway.canonical import System
 from gateway.governance.systems import RetryPolicy
@@ -80,6 +80,78 @@ async def test_interactive_asks_are_served_before_queued_batch_asks(
     last_interactive = max(served.index(f"interactive{n}") for n in range(len(interactive)))
     first_batch = min(served.index(f"batch{n}") for n in range(len(batch)))
     assert last_interactive < first_batch, done
+
+
+@pytest.mark.parametrize("system", list(System), ids=str)
+async def test_a_saturated_actor_drops_expired_asks_and_sheds_the_least_urgent(
+    world: World, system: System
+) -> None:
+    sandbox = world[system]
+    workers, room = 1, 4
+    async with world.systems(system, workers=workers, mailbox=room, retry=ONE_TRY) as systems:
+        actor = systems[system]
+        reads = world.reads(system, 1 + room + 2)
+        blocker, queued, urgent = reads[0], reads[1 : 1 + room], reads[1 + room :]
+        await sandbox.chaos(latency_ms=[300, 300])
+        before = await sandbox.requests()
+        results: list[Any] = [None] * len(reads)
+
+        def depth() -> int:
+            return sum(actor.snapshot().mailbox_depth.values())
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                call = actor.ask(blocker, priority=Priority.BATCH, timeout=5.0)
+                tg.start_soon(ask_recorded, results, 0, call)
+                await until(lambda: actor.snapshot().in_flight == workers)
+                # BATCH asks that will expire while queued behind the slow call
+                for n, read in enumerate(queued, start=1):
+                    call = actor.ask(read, priority=Priority.BATCH, timeout=0.2)
+                    tg.start_soon(ask_recorded, results, n, call)
+                await until(lambda: depth() == room)
+                # the mailbox is full: two INTERACTIVE asks push the two newest BATCH out
+                for n, read in enumerate(urgent, start=1 + room):
+                    call = actor.ask(read, priority=Priority.INTERACTIVE, timeout=5.0)
+                    tg.start_soon(ask_recorded, results, n, call)
+        assert isinstance(results[0], dict)
+        shed, expired = results[1 + room - 2 : 1 + room], results[1 : 1 + room - 2]
+        assert all(isinstance(r, Throttled) and r.code == "THROTTLED" for r in shed), shed
+        assert all(isinstance(r, SystemTimeout) for r in expired), expired
+        assert all(isinstance(r, dict) for r in results[1 + room :])
+        assert actor.snapshot().shed["batch"] == 2
+        # the blocker and the two urgent reads: nothing shed or expired reached the system
+        assert await sandbox.requests() == before + 3
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="actors/_actor.py skips an abandoned ask before its deadline check, so an ask whose "
+    "deadline passed in the mailbox is never counted in stats.expired (only tells are); "
+    "tests/actors/test_actor_runtime.py asserts that on purpose: the owner's call",
+)
+async def test_asks_that_expire_in_the_mailbox_are_counted_as_expired(world: World) -> None:
+    """``StatsSnapshot.expired`` counts asks dropped unsent because their deadline passed
+    while queued (issue 3 item 6: "shed and expired counts").
+    """
+    system = System.ERP
+    await world[system].chaos(latency_ms=[300, 300])
+    async with world.systems(system, workers=1, retry=ONE_TRY) as systems:
+        actor = systems[system]
+        blocker, *queued = world.reads(system, 3)
+        results: list[Any] = [None] * 3
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                call = actor.ask(blocker, priority=Priority.BATCH, timeout=5.0)
+                tg.start_soon(ask_recorded, results, 0, call)
+                await until(lambda: actor.snapshot().in_flight == 1)
+                for n, read in enumerate(queued, start=1):
+                    call = actor.ask(read, priority=Priority.BATCH, timeout=0.1)
+                    tg.start_soon(ask_recorded, results, n, call)
+        assert all(isinstance(r, SystemTimeout) for r in results[1:]), results
+        # both were dropped unsent (the system saw only the blocker) ...
+        assert await world[system].requests() == 1
+        # ... so both are expired
+        assert actor.snapshot().expired == 2
 
 
 async def ask_recorded(results: list[Any], index: int, call: Any) -> None:
