@@ -187,8 +187,14 @@ def run_gateway(data_dir: str, port: int, urls: dict[str, str]) -> None:
 
 def run_floor(port: int, urls: dict[str, str]) -> None:
     import base64
+    from urllib.parse import quote
 
     import uvicorn
+
+    from actors.crm import ACCOUNT_FIELDS
+
+    def query_url(soql: str) -> str:
+        return f"/services/data/v60.0/query?q={quote(soql, safe='')}"
 
     sessions: dict[str, aiohttp.ClientSession] = {}
     auth = {
@@ -214,15 +220,33 @@ def run_floor(port: int, urls: dict[str, str]) -> None:
                 return {"error": response.status}
             return orjson.loads(body)
 
+    async def post(system: str, path: str, payload: Any) -> Any:
+        async with session(system).post(
+            path, data=orjson.dumps(payload), headers={"Content-Type": "application/json"}
+        ) as response:
+            body = await response.read()
+            if response.status >= 400:
+                return {"error": response.status}
+            return orjson.loads(body)
+
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         query = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if p)
         bp, account, cus, org = query["erp"], query["crm"], query["billing"], query["support"]
-        soql = (
-            "SELECT Id, Name, ERP_Customer_Id__c, Tax_Id__c, BillingCountry, Industry, "
-            f"Segment__c, OwnerId FROM Account WHERE Id = '{account}'"
+        # the CRM read the connector makes: accounts and billing contacts in one composite
+        accounts = f"SELECT {', '.join(ACCOUNT_FIELDS)} FROM Account WHERE Id IN ('{account}')"
+        contacts = (
+            f"SELECT AccountId, Email FROM Contact WHERE (AccountId IN ('{account}')) "
+            "AND Crosswalk_Key__c LIKE '%-billing'"
         )
+        composite = {
+            "allOrNone": False,
+            "compositeRequest": [
+                {"method": "GET", "url": query_url(accounts), "referenceId": "accounts"},
+                {"method": "GET", "url": query_url(contacts), "referenceId": "contacts"},
+            ],
+        }
         results = await asyncio.gather(
             get(
                 "erp",
@@ -234,7 +258,7 @@ def run_floor(port: int, urls: dict[str, str]) -> None:
                     "$format": "json",
                 },
             ),
-            get("crm", "/services/data/v60.0/query", {"q": soql}),
+            post("crm", "/services/data/v60.0/composite", composite),
             get("billing", "/v1/subscriptions", {"customer": cus, "status": "all"}),
             get("support", f"/api/v2/organizations/{org}/tickets", {"page[size]": "100"}),
         )
@@ -333,6 +357,16 @@ async def chaos(urls: dict[str, str], system: str, settings: dict[str, Any]) -> 
         response.raise_for_status()
 
 
+async def upstream_calls(urls: dict[str, str]) -> dict[str, int]:
+    """Each sandbox system's own count of vendor calls received so far."""
+    counts: dict[str, int] = {}
+    async with aiohttp.ClientSession() as http:
+        for system, url in urls.items():
+            async with http.get(f"{url}/_sandbox/stats") as response:
+                counts[system] = int(orjson.loads(await response.read())["requests"])
+    return counts
+
+
 async def bench(args: argparse.Namespace) -> None:
     tmp = tempfile.mkdtemp(prefix="bench360-")
     ports = [free_port() for _ in SYSTEMS]
@@ -397,7 +431,13 @@ async def bench(args: argparse.Namespace) -> None:
         ]
         results: dict[str, dict[str, float]] = {}
         for target in targets:
+            before = await upstream_calls(urls)
+            t0 = time.perf_counter()
             rps, cpu_ms, failed = await saturate(target, args.concurrency, args.seconds)
+            after = await upstream_calls(urls)
+            requests = rps * (time.perf_counter() - t0)
+            per_request = {s: round((after[s] - before[s]) / max(requests, 1), 2) for s in SYSTEMS}
+            print(f"{target.name:20} upstream calls per request ~ {per_request}")
             p50, p99, failed_rate = await fixed_rate(target, args.rate, args.seconds)
             results[target.name] = {"rps": rps, "cpu": cpu_ms, "p50": p50, "p99": p99}
             print(

@@ -144,6 +144,15 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self.handle_http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            # served on its own (tests, benchmarks): nothing to start, the runtime is given
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
         else:
             await super().__call__(scope, receive, send)
 

@@ -74,94 +74,70 @@ def _snake_to_camel(name: str) -> str:
     "null with that system's error; `sources` says where each value came from."
 )
 class GoldenRecord:
-    #: each linked system's customer record as read for this request (only those needed)
-    records: strawberry.Private[dict[System, Fetched[Customer]]]
-    policy: strawberry.Private[OwnershipPolicy]
+    # Plain values, computed once by ``Customer360.golden``: a field whose owner failed
+    # holds the owner's CodedError, which GraphQL raises on that field alone.
+    name: str | None = strawberry.field(description="Display name (ERP-owned).")
+    legal_name: str | None = strawberry.field(description="Registered legal name (ERP-owned).")
+    tax_id: str | None = strawberry.field(description="Tax id, e.g. VAT number (ERP-owned).")
+    country: str | None = strawberry.field(description="Country, ISO 3166-1 alpha-2 (ERP-owned).")
+    payment_terms: str | None = strawberry.field(
+        description="Payment terms key, e.g. `NT30` (ERP-owned)."
+    )
+    credit_status: str | None = strawberry.field(description="Credit status (ERP-owned).")
+    currency: str | None = strawberry.field(
+        description="Billing currency, ISO 4217 (billing-owned)."
+    )
+    email: str | None = strawberry.field(description="Billing e-mail address (billing-owned).")
+    segment: str | None = strawberry.field(description="Market segment (CRM-owned).")
+    industry: str | None = strawberry.field(description="Industry (CRM-owned).")
+    owner: str | None = strawberry.field(description="Account owner (CRM-owned).")
+    support_tier: str | None = strawberry.field(description="Support tier (support-owned).")
+    sources: list[FieldSource] = strawberry.field(description="Where each field's value came from.")
 
-    def _pick(self, name: str) -> tuple[Any, System | None, bool]:
-        owner = self.policy.owner(name)
-        for system in self.policy.sources(name):
-            fetched = self.records.get(system)
-            if fetched is None:
-                continue
-            if system is owner and fetched.error is not None and not fetched.stale:
-                raise fetched.error
-            if fetched.value is None:
-                continue
-            value = getattr(fetched.value, name)
-            if value is not None:
-                return value, system, fetched.stale
-        return None, None, False
 
-    def value(self, name: str) -> str | None:
-        value = self._pick(name)[0]
-        return None if value is None else str(value)
+def _pick(
+    records: dict[System, Fetched[Customer]], policy: OwnershipPolicy, name: str
+) -> tuple[Any, System | None, bool]:
+    owner = policy.owner(name)
+    for system in policy.sources(name):
+        fetched = records.get(system)
+        if fetched is None:
+            continue
+        if system is owner and fetched.error is not None and not fetched.stale:
+            raise fetched.error
+        if fetched.value is None:
+            continue
+        value = getattr(fetched.value, name)
+        if value is not None:
+            return value, system, fetched.stale
+    return None, None, False
 
-    @resolver("Display name (ERP-owned).")
-    def name(self) -> str | None:
-        return self.value("name")
 
-    @resolver("Registered legal name (ERP-owned).")
-    def legal_name(self) -> str | None:
-        return self.value("legal_name")
-
-    @resolver("Tax id, e.g. VAT number (ERP-owned).")
-    def tax_id(self) -> str | None:
-        return self.value("tax_id")
-
-    @resolver("Country, ISO 3166-1 alpha-2 (ERP-owned).")
-    def country(self) -> str | None:
-        return self.value("country")
-
-    @resolver("Payment terms key, e.g. `NT30` (ERP-owned).")
-    def payment_terms(self) -> str | None:
-        return self.value("payment_terms")
-
-    @resolver("Credit status (ERP-owned).")
-    def credit_status(self) -> str | None:
-        return self.value("credit_status")
-
-    @resolver("Billing currency, ISO 4217 (billing-owned).")
-    def currency(self) -> str | None:
-        return self.value("currency")
-
-    @resolver("Billing e-mail address (billing-owned).")
-    def email(self) -> str | None:
-        return self.value("email")
-
-    @resolver("Market segment (CRM-owned).")
-    def segment(self) -> str | None:
-        return self.value("segment")
-
-    @resolver("Industry (CRM-owned).")
-    def industry(self) -> str | None:
-        return self.value("industry")
-
-    @resolver("Account owner (CRM-owned).")
-    def owner(self) -> str | None:
-        return self.value("owner")
-
-    @resolver("Support tier (support-owned).")
-    def support_tier(self) -> str | None:
-        return self.value("support_tier")
-
-    @resolver("Where each field's value came from.")
-    def sources(self) -> list[FieldSource]:
-        out = []
-        for name in self.policy.customer:
-            try:
-                _, system, stale = self._pick(name)
-            except CodedError:
-                system, stale = None, False
-            out.append(
-                FieldSource(
-                    field_name=_snake_to_camel(name),
-                    system=system,
-                    owner=self.policy.owner(name),
-                    stale=stale,
-                )
+def _golden_record(
+    records: dict[System, Fetched[Customer]], policy: OwnershipPolicy, wanted: set[str]
+) -> GoldenRecord:
+    values: dict[str, Any] = {}
+    sources: list[FieldSource] = []
+    for name in policy.customer:
+        if name not in wanted:
+            values[name] = None
+            continue
+        try:
+            value, system, stale = _pick(records, policy, name)
+        except CodedError as exc:
+            values[name] = exc  # raised by GraphQL on this field only
+            system, stale = None, False
+        else:
+            values[name] = None if value is None else str(value)
+        sources.append(
+            FieldSource(
+                field_name=_snake_to_camel(name),
+                system=system,
+                owner=policy.owner(name),
+                stale=stale,
             )
-        return out
+        )
+    return GoldenRecord(sources=sources, **values)
 
 
 _CAMEL = {_snake_to_camel(f): f for f in OwnershipPolicy().customer}
@@ -280,13 +256,14 @@ class Customer360:
 
     # ------------------------------------------------------------ fields
 
-    @resolver("Crosswalk's canonical id for the customer.")
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self.xref.canonical_id)
+    id: strawberry.ID = strawberry.field(description="Crosswalk's canonical id for the customer.")
+    name: str | None = strawberry.field(
+        description="Display name from the cross-reference registry."
+    )
 
-    @resolver("Display name from the cross-reference registry.")
-    def name(self) -> str | None:
-        return self.xref.name
+    @classmethod
+    def of(cls, xref: XRefRecord) -> Customer360:
+        return cls(xref=xref, id=strawberry.ID(xref.canonical_id), name=xref.name)
 
     @resolver("The customer's id in Crosswalk and in every system.")
     def identity(self) -> Identity:
@@ -330,7 +307,7 @@ class Customer360:
         }
         if empty:
             await read({s for name in empty for s in policy.sources(name)})
-        return GoldenRecord(records=records, policy=policy)
+        return _golden_record(records, policy, wanted)
 
     @resolver("ERP sales orders, newest first. Needs order:read.")
     async def orders(

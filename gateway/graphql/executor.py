@@ -29,6 +29,7 @@ from graphql import (
     validate,
 )
 from strawberry import Schema
+from strawberry.execution.is_awaitable import optimized_is_awaitable
 
 from actors.errors import CrosswalkSystemError
 from gateway.governance.clients import Client, QueryLimits
@@ -162,7 +163,8 @@ class OperationRunner:
         self._documents = _DocumentCache(self.graphql_schema, limits, cache_size)
         self._cache_size = cache_size
         self._analyses: dict[tuple[str, str | None, tuple[tuple[str, int], ...]], Analysis] = {}
-        self._executor_kwargs: dict[str, Any] = {}
+        # strawberry's is_awaitable has a fast path for plain values: most results are
+        self._executor_kwargs: dict[str, Any] = {"is_awaitable": optimized_is_awaitable}
         executor_class = getattr(schema, "execution_context_class", None)
         if executor_class is not None:
             self._executor_kwargs["executor_class"] = executor_class

@@ -56,7 +56,7 @@ class ReadQuery:
         id: Annotated[strawberry.ID, strawberry.argument(description="The customer's id.")],
     ) -> Customer360 | None:
         context = require_scope(info, "customer:read")
-        return Customer360(xref=await resolve_customer(context, str(id)))
+        return Customer360.of(await resolve_customer(context, str(id)))
 
     @resolver(
         "Customers whose name contains `search`, or whose canonical or system id starts "
@@ -92,7 +92,7 @@ class ReadQuery:
         has_next = len(records) > first
         records = records[:first]
         edges = [
-            Edge(cursor=encode_cursor("customer", r.canonical_id), node=Customer360(xref=r))
+            Edge(cursor=encode_cursor("customer", r.canonical_id), node=Customer360.of(r))
             for r in records
         ]
         return Connection(
