@@ -1,7 +1,9 @@
 """Measure what going through a system actor costs per ask, against a direct call.
 
-Starts a tiny HTTP endpoint in a subprocess on a free loopback port, then in one run and
-over one aiohttp session (one connector):
+Starts the ERP sandbox system (``--target sandbox``, the default when ``sandbox.erp`` and
+``actors.erp`` exist; its own throttle lifted) or a tiny aiohttp endpoint (``--target
+tiny``) in a subprocess on a free loopback port, then in one run and over one aiohttp
+session (one connector):
 
 - latency: the same GET made directly (``connector.handle``) and through a
   ``SystemActor`` (``actor.ask``), interleaved so both see the same conditions; prints
@@ -9,23 +11,30 @@ over one aiohttp session (one connector):
 - the actor's own cost with an upstream that answers at once (no HTTP);
 - throughput: asks per second through one actor with 32 concurrent callers.
 
-    .venv/bin/python scripts/bench_actors.py [--requests 3000] [--seconds 3]
+    .venv/bin/python scripts/bench_actors.py [--target sandbox|tiny] [--requests 3000]
+                                             [--seconds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from types import TracebackType
 
 import anyio
 
 from actors import SystemActor
-from actors.connector import Endpoint, HttpConnector
+from actors.connector import Connector, Endpoint, HttpConnector
+from actors.errors import CrosswalkSystemError
 from actors.messages import GetCustomers, Message, Priority
 from gateway.canonical import System
 from gateway.governance.systems import RatePolicy, RetryPolicy, SystemPolicy
@@ -52,6 +61,27 @@ async def main():
 
 asyncio.run(main())
 """
+
+
+def serve_sandbox(data_dir: str, port: int) -> None:
+    """Child process: the ERP sandbox under uvicorn, its throttle lifted."""
+    import uvicorn
+
+    from sandbox.app import SandboxConfig
+    from sandbox.erp import create_app
+
+    config = SandboxConfig.for_system(
+        "erp", port=port, data_dir=Path(data_dir), gateway_url=None, customers=50
+    )
+    app = create_app(config, rate=1e6, burst=1_000_000)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class BenchConnector(HttpConnector):
@@ -111,12 +141,17 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:7.3f} ms"
 
 
-async def latency(connector: HttpConnector, actor: SystemActor, n: int) -> None:
+MessageFor = Callable[[str, int], Message]
+
+
+async def latency(
+    connector: Connector, actor: SystemActor, n: int, message_for: MessageFor
+) -> None:
     direct: list[float] = []
     through: list[float] = []
     for i in range(n + 200):
-        # distinct messages: nothing is coalesced or cached on the way to the answer
-        a, b = GetCustomers((f"d{i}",)), GetCustomers((f"a{i}",))
+        # distinct messages: nothing is coalesced on the way to the answer
+        a, b = message_for("d", i), message_for("a", i)
         t0 = time.perf_counter()
         await connector.handle(a)
         t1 = time.perf_counter()
@@ -126,7 +161,7 @@ async def latency(connector: HttpConnector, actor: SystemActor, n: int) -> None:
             direct.append(t1 - t0)
             through.append(t2 - t1)
     overhead = [t - d for t, d in zip(through, direct, strict=True)]
-    print(f"latency, {n} sequential GETs each way over one aiohttp session:")
+    print(f"latency, {n} sequential calls each way over one aiohttp session:")
     print(f"  direct       p50 {ms(pct(direct, 0.5))}   p99 {ms(pct(direct, 0.99))}")
     print(f"  via actor    p50 {ms(pct(through, 0.5))}   p99 {ms(pct(through, 0.99))}")
     print(
@@ -150,7 +185,9 @@ async def own_cost(n: int) -> None:
     print(f"  p50 {ms(pct(samples, 0.5))}   p99 {ms(pct(samples, 0.99))}")
 
 
-async def throughput(connector: HttpConnector, actor: SystemActor, seconds: float) -> None:
+async def throughput(
+    connector: Connector, actor: SystemActor, seconds: float, message_for: MessageFor
+) -> None:
     async def run(call: str) -> float:
         done = 0
         stop = anyio.current_time() + seconds
@@ -159,7 +196,7 @@ async def throughput(connector: HttpConnector, actor: SystemActor, seconds: floa
             nonlocal done
             i = 0
             while anyio.current_time() < stop:
-                message = GetCustomers((f"{call}{k}-{i}",))
+                message = message_for(f"{call}{k}-", i)
                 if call == "actor":
                     await actor.ask(message, priority=Priority.INTERACTIVE)
                 else:
@@ -180,33 +217,91 @@ async def throughput(connector: HttpConnector, actor: SystemActor, seconds: floa
     print(f"  via actor    {via:8.0f} asks/s through one actor ({via / direct:.2f}x direct)")
 
 
-async def main(requests: int, seconds: float) -> None:
-    server = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
-        [sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
+async def start(target: str, tmp: str) -> tuple[subprocess.Popen[str], str]:
+    """The endpoint's process and base URL, once it answers."""
+    if target == "tiny":
+        server = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
+            [sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert server.stdout is not None
         port = int(await anyio.to_thread.run_sync(server.stdout.readline))
-        url = f"http://127.0.0.1:{port}"
-        print(f"endpoint {url}/customers (aiohttp, separate process)\n")
-        connector = BenchConnector(Endpoint(base_url=url, max_connections=64))
-        actor = SystemActor(connector, bench_policy(url))
-        # the actor opens the connector: direct calls below use the very same session
-        async with actor:
-            await latency(connector, actor, requests)
+        return server, f"http://127.0.0.1:{port}"
+    port = free_port()
+    server = subprocess.Popen(  # noqa: ASYNC220 - started once, before any timing
+        [sys.executable, __file__, "--serve-sandbox", tmp, str(port)],
+        stdin=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    probe = sandbox_connector(url)
+    async with probe:
+        with anyio.fail_after(60):
+            while True:
+                try:
+                    await probe.ping()
+                    break
+                except CrosswalkSystemError:
+                    await anyio.sleep(0.1)
+    return server, url
+
+
+def sandbox_connector(url: str) -> Connector:
+    from actors.erp import ErpConnector
+    from gateway.governance.systems import load_systems_policy
+
+    policy = load_systems_policy(ROOT / "policies" / "systems.toml", environ={})
+    endpoint = replace(policy[System.ERP].endpoint(), base_url=url)
+    connector: Connector = ErpConnector(endpoint)
+    return connector
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def main(target: str, requests: int, seconds: float) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-actors-") as tmp:
+        server, url = await start(target, tmp)
+        try:
+            if target == "tiny":
+                print(f"endpoint {url}/customers (tiny aiohttp app, separate process)\n")
+                connector: Connector = BenchConnector(Endpoint(base_url=url, max_connections=64))
+
+                def message_for(tag: str, i: int) -> Message:
+                    return GetCustomers((f"{tag}{i}",))
+            else:
+                print(f"endpoint {url} (ERP sandbox, separate process): GetCustomers of one")
+                print("seeded BusinessPartner -> OData $filter read, canonical Customer\n")
+                connector = sandbox_connector(url)
+
+                def message_for(tag: str, i: int) -> Message:
+                    # a real partner plus a tag-unique absent id: same work, never coalesced
+                    return GetCustomers((str(1000000 + i % 50), f"9{abs(hash(tag)) % 10**6}{i}"))
+
+            actor = SystemActor(connector, bench_policy(url))
+            # the actor opens the connector: direct calls below use the very same session
+            async with actor:
+                await latency(connector, actor, requests, message_for)
+                print()
+                await throughput(connector, actor, seconds, message_for)
             print()
-            await throughput(connector, actor, seconds)
-        print()
-        await own_cost(requests * 3)
-    finally:
-        assert server.stdin is not None
-        server.stdin.close()
-        server.wait(timeout=5)
+            await own_cost(requests * 3)
+        finally:
+            if server.stdin is not None:
+                server.stdin.close()
+            server.terminate()
+            server.wait(timeout=10)
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve-sandbox":
+        serve_sandbox(sys.argv[2], int(sys.argv[3]))
+        sys.exit(0)
+    has_sandbox = all(importlib.util.find_spec(m) for m in ("sandbox.erp", "actors.erp"))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--target", choices=("sandbox", "tiny"), default="sandbox" if has_sandbox else "tiny"
+    )
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
-    anyio.run(main, args.requests, args.seconds)
+    anyio.run(main, args.target, args.requests, args.seconds)
