@@ -224,20 +224,20 @@ class Actor:
         reply = Reply()
         envelope = Envelope(message, reply, priority, self.deadline_for(timeout, deadline))
         self._enqueue(envelope)
-        try:
-            with anyio.CancelScope(deadline=envelope.deadline) as scope:
+        with anyio.CancelScope(deadline=envelope.deadline):
+            try:
                 return await reply.wait()
-        except BaseException:
-            reply.abandoned = True
-            raise
-        finally:
-            if scope.cancelled_caught:
+            except BaseException:  # its own error, the deadline, or the caller cancelled
                 reply.abandoned = True
+                raise
         # only reached when the deadline cancelled the wait
+        if reply.done:  # answered in the very instant the deadline passed
+            return await reply.wait()
         raise SystemTimeout(
             self.name,
             f"no answer to {type(message).__name__} before its deadline "
-            f"({self._mailbox_note(envelope)})",
+            f"({len(self._mailbox)} queued, {self._in_flight} in flight): the system is slow "
+            f"or saturated; give the ask a longer deadline or look at systems.{self.name}",
         )
 
     def tell(
@@ -250,11 +250,6 @@ class Actor:
     ) -> None:
         """Queue ``message`` without waiting for an answer (raises Throttled if shed at once)."""
         self._enqueue(Envelope(message, None, priority, self.deadline_for(timeout, deadline)))
-
-    def _mailbox_note(self, envelope: Envelope) -> str:
-        if envelope.reply_to is not None and not envelope.reply_to.done:
-            return f"{len(self._mailbox)} queued, {self._in_flight} in flight"
-        return "answered too late"
 
     def _enqueue(self, envelope: Envelope) -> None:
         if self._state is not _State.RUNNING:
