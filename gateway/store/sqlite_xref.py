@@ -9,16 +9,18 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from gateway.canonical import System
-from gateway.store.errors import RecordNotFound, XRefConflict
+from gateway.store.errors import XRefConflict
 from gateway.store.records import XRefRecord
 from gateway.store.sqlite_reader import (
     XREF_COLUMNS,
-    Row,
+    XREF_SELECT,
     SQLiteReader,
+    from_micros,
     system_column,
     to_micros,
     xref_from_row,
@@ -46,50 +48,87 @@ class SQLiteXRefWrites(SQLiteReader):
         name: str | None = None,
         now: datetime | None = None,
     ) -> XRefRecord:
-        at = to_micros(self._now(now))
+        # One read; every write below has a known outcome (the read found every record
+        # holding one of these ids, under the write lock), so the writes are queued to go
+        # with the unit's next statement.
+        moment = from_micros(to_micros(self._now(now)))
+        at = to_micros(moment)
         given = {System(s): v for s, v in ids.items()}
         matched = await self._matching_xrefs(given, canonical_id)
         known_canonical = canonical_id is not None and any(
-            r[0] == canonical_id or canonical_id in aliases for r, aliases in matched
+            r.canonical_id == canonical_id or canonical_id in r.aliases for r in matched
         )
         if canonical_id is not None and matched and not known_canonical:
-            owners = ", ".join(sorted({r[0] for r, _ in matched}))
+            owners = ", ".join(sorted({r.canonical_id for r in matched}))
             raise XRefConflict(
                 f"cannot register new canonical id {canonical_id!r}: ids {_show(given)} "
                 f"already belong to {owners}; link without canonical_id to merge into it"
             )
-        merged = _merge_ids(given, [r for r, _ in matched])
+        merged = _merge_ids(given, matched)
+        columns = [merged.get(s) for s in System]
         if not matched:
-            new_id = canonical_id or new_canonical_id()
-            await self._run(
-                f"INSERT INTO xref ({XREF_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (new_id, *(merged.get(s) for s in System), name, at, at),
+            record = XRefRecord(
+                canonical_id=canonical_id or new_canonical_id(),
+                erp=merged.get(System.ERP),
+                billing=merged.get(System.BILLING),
+                crm=merged.get(System.CRM),
+                support=merged.get(System.SUPPORT),
+                name=name,
+                created_at=moment,
+                updated_at=moment,
             )
-            return await self._xref_or_fail(new_id)
+            self._pending.append(
+                (
+                    f"INSERT INTO xref ({XREF_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (record.canonical_id, *columns, name, at, at),
+                )
+            )
+            return record
         # Survivor: the oldest record (ties by id), so existing references keep working.
-        ordered = sorted(matched, key=lambda item: (item[0][6], item[0][0]))
-        survivor = ordered[0][0][0]
-        losers = [r[0] for r, _ in ordered[1:]]
+        ordered = sorted(matched, key=lambda r: (r.created_at, r.canonical_id))
+        survivor, losers = ordered[0], ordered[1:]
+        new_name = survivor.name if name is None else name
+        if not losers and survivor.ids() == merged and new_name == survivor.name:
+            return survivor  # nothing new: no write
         if losers:
-            marks = ",".join("?" * len(losers))
-            # Free the losers' unique ids before the survivor takes them.
-            await self._run(f"DELETE FROM xref WHERE canonical_id IN ({marks})", losers)
-            await self._run(
-                "INSERT INTO xref_alias (alias, canonical_id) VALUES "
-                + ",".join("(?, ?)" for _ in losers),
-                [v for loser in losers for v in (loser, survivor)],
-            )
+            gone = [r.canonical_id for r in losers]
+            marks = ",".join("?" * len(gone))
+            self._pending += [
+                # Aliases of the merged records follow them to the survivor.
+                (
+                    f"UPDATE xref_alias SET canonical_id = ? WHERE canonical_id IN ({marks})",
+                    (survivor.canonical_id, *gone),
+                ),
+                # Free the losers' unique ids before the survivor takes them.
+                (f"DELETE FROM xref WHERE canonical_id IN ({marks})", gone),
+                (
+                    "INSERT INTO xref_alias (alias, canonical_id) VALUES "
+                    + ",".join("(?, ?)" for _ in gone),
+                    [v for loser in gone for v in (loser, survivor.canonical_id)],
+                ),
+            ]
         assignments = ", ".join(f"{system_column(s)} = ?" for s in System)
-        await self._run(
-            f"UPDATE xref SET {assignments}, name = coalesce(?, name), updated_at = ? "
-            "WHERE canonical_id = ?",
-            (*(merged.get(s) for s in System), name, at, survivor),
+        self._pending.append(
+            (
+                f"UPDATE xref SET {assignments}, name = ?, updated_at = ? WHERE canonical_id = ?",
+                (*columns, new_name, at, survivor.canonical_id),
+            )
         )
-        return await self._xref_or_fail(survivor)
+        aliases = {*survivor.aliases, *(a for r in losers for a in (r.canonical_id, *r.aliases))}
+        return replace(
+            survivor,
+            name=new_name,
+            updated_at=moment,
+            aliases=tuple(sorted(aliases)),
+            erp=merged.get(System.ERP),
+            billing=merged.get(System.BILLING),
+            crm=merged.get(System.CRM),
+            support=merged.get(System.SUPPORT),
+        )
 
     async def _matching_xrefs(
         self, given: Mapping[System, str], canonical_id: str | None
-    ) -> list[tuple[Row, list[str]]]:
+    ) -> list[XRefRecord]:
         clauses = [f"{system_column(s)} = ?" for s in given]
         params: list[Any] = list(given.values())
         if canonical_id is not None:
@@ -100,29 +139,14 @@ class SQLiteXRefWrites(SQLiteReader):
             params += [canonical_id, canonical_id]
         if not clauses:
             return []
-        rows = await self._all(
-            f"SELECT {XREF_COLUMNS} FROM xref WHERE {' OR '.join(clauses)}", params
-        )
-        result: list[tuple[Row, list[str]]] = []
-        for row in rows:
-            alias_rows = await self._all(
-                "SELECT alias FROM xref_alias WHERE canonical_id = ?", (row[0],)
-            )
-            result.append((row, [a[0] for a in alias_rows]))
-        return result
-
-    async def _xref_or_fail(self, canonical_id: str) -> XRefRecord:
-        record = await self.get_xref(canonical_id)
-        if record is None:  # pragma: no cover - written in this transaction just above
-            raise RecordNotFound(f"xref {canonical_id!r} vanished inside its own transaction")
-        return record
+        rows = await self._all(f"{XREF_SELECT} WHERE {' OR '.join(clauses)}", params)
+        return [xref_from_row(r) for r in rows]
 
 
-def _merge_ids(given: Mapping[System, str], rows: Sequence[Row]) -> dict[System, str]:
+def _merge_ids(given: Mapping[System, str], records: Sequence[XRefRecord]) -> dict[System, str]:
     """Union of the ids; two different ids for one system is a conflict."""
     merged: dict[System, str] = dict(given)
-    for row in rows:
-        record = xref_from_row(row)
+    for record in records:
         for system, value in record.ids().items():
             current = merged.setdefault(system, value)
             if current != value:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.canonical import System, XRef
-from gateway.store import Store, XRefConflict
+from gateway.store import Store, XRefConflict, XRefRecord
 
 from .conftest import FakeClock
 
@@ -96,3 +96,30 @@ async def test_list_xrefs_pages_with_a_cursor(store: Store) -> None:
             break
         after = page.next_cursor
     assert seen == ids
+
+
+async def test_merges_chain_and_link_answers_what_is_stored(store: Store, clock: FakeClock) -> None:
+    async def link_and_check(ids: dict[System, str], **kwargs: str) -> XRefRecord:
+        record = await store.link(ids, **kwargs)
+        assert await store.get_xref(record.canonical_id) == record
+        return record
+
+    oldest = await link_and_check({System.ERP: "1000042"}, name="Acme")
+    clock.advance(1)
+    middle = await link_and_check({System.CRM: "001A"})
+    clock.advance(1)
+    newest = await link_and_check({System.SUPPORT: "9001"}, name="Acme Support")
+    clock.advance(1)
+    # The two newer records merge first; then the result merges into the oldest.
+    step = await link_and_check({System.CRM: "001A", System.SUPPORT: "9001"})
+    assert (step.canonical_id, step.aliases) == (middle.canonical_id, (newest.canonical_id,))
+    clock.advance(1)
+    final = await link_and_check({System.ERP: "1000042", System.SUPPORT: "9001"}, name="ACME")
+    assert final.canonical_id == oldest.canonical_id
+    assert set(final.aliases) == {middle.canonical_id, newest.canonical_id}
+    assert final.ids() == {System.ERP: "1000042", System.CRM: "001A", System.SUPPORT: "9001"}
+    assert final.name == "ACME"
+    for alias in (middle.canonical_id, newest.canonical_id):
+        assert await store.get_xref(alias) == final
+    unchanged = await link_and_check({System.CRM: "001A"})
+    assert unchanged == final  # nothing new: not even updated_at moves
