@@ -1,6 +1,7 @@
-"""Writes inside one SQLite transaction (the writer connection, after ``BEGIN IMMEDIATE``).
+"""Writes of one unit of work on the writer connection (see ``sqlite_writer``).
 
-``BEGIN IMMEDIATE`` takes SQLite's write lock up front, so every read-then-write below
+Every unit runs inside a ``BEGIN IMMEDIATE`` transaction (its own, or a batch's under a
+savepoint). ``BEGIN IMMEDIATE`` takes SQLite's write lock up front, so every read-then-write below
 (lease selection, idempotency claims, xref merges) is atomic against other tasks and other
 processes on the same file: they wait on the lock (busy timeout) instead of interleaving.
 """
@@ -45,6 +46,7 @@ from gateway.store.sqlite_reader import (
     dump_json,
     from_micros,
     idempotency_from_row,
+    load_json,
     message_from_row,
     operation_from_row,
     step_from_row,
@@ -106,6 +108,7 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
         now: datetime | None = None,
     ) -> Operation:
         at = self._stamp(now)
+        encoded = dump_json(input)
         # Queued, not sent: the answer is known already; a constraint error (a reused id)
         # surfaces with the unit's next statement or at its end, before any commit.
         self._pending.append(
@@ -119,7 +122,7 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
                     correlation_id,
                     client_id,
                     aggregate_key,
-                    dump_json(input),
+                    encoded,
                     at,
                     at,
                 ],
@@ -133,7 +136,7 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
             correlation_id=correlation_id,
             client_id=client_id,
             aggregate_key=aggregate_key,
-            input=input,
+            input=load_json(encoded),  # as a later read returns it (lists, not tuples)
             result=None,
             error=None,
             created_at=moment,
@@ -457,17 +460,18 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
         if claimed is not None and to_micros(claimed.expires_at) > moment:
             # Claimed in this very transaction (the usual write path): the record is known,
             # so the update is queued with the next statement instead of a round trip.
+            encoded = dump_json(response)
             completed = replace(
                 claimed,
                 state=IdempotencyState.COMPLETED,
-                response=response,
+                response=load_json(encoded),
                 operation_id=operation_id or claimed.operation_id,
             )
             self._pending.append(
                 (
                     "UPDATE idempotency SET state = 'completed', response = ?, "
                     "operation_id = ? WHERE client_id = ? AND key = ?",
-                    (dump_json(response), completed.operation_id, client_id, key),
+                    (encoded, completed.operation_id, client_id, key),
                 )
             )
             return completed
@@ -539,10 +543,11 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
         now: datetime | None = None,
     ) -> AuditEntry:
         at = self._stamp(now)
+        encoded = dump_json(detail)
         row = await self._one(
             "INSERT INTO audit (at, correlation_id, actor, action, subject, detail) "
             "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-            (at, correlation_id, actor, action, subject, dump_json(detail)),
+            (at, correlation_id, actor, action, subject, encoded),
         )
         assert row is not None
         return AuditEntry(
@@ -552,5 +557,5 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
             actor=actor,
             action=action,
             subject=subject,
-            detail=detail,
+            detail=load_json(encoded),
         )
