@@ -60,7 +60,9 @@ class Stack:
 
 
 @asynccontextmanager
-async def open_stack(tmp_path: Path, *, customers: int = 20, **policy: Any) -> AsyncIterator[Stack]:
+async def open_stack(
+    tmp_path: Path, *, customers: int = 20, discovery: bool = True, **policy: Any
+) -> AsyncIterator[Stack]:
     async with AsyncExitStack() as stack:
         urls: dict[System, str] = {}
         for system in System:
@@ -71,7 +73,7 @@ async def open_stack(tmp_path: Path, *, customers: int = 20, **policy: Any) -> A
             urls[system] = await stack.enter_async_context(serve(module.create_app(config)))
         store = await stack.enter_async_context(open_store(f"sqlite:///{tmp_path / 'cw.db'}"))
         systems = await stack.enter_async_context(Systems(systems_policy(urls, **policy)))
-        report = await discover(store, systems)
+        report = await discover(store, systems) if discovery else DiscoveryReport()
         clients = load_clients_policy(ROOT / "policies" / "clients.toml")
         runtime = Runtime(Settings(), Policies(clients), store, systems)
         app = create_graphql_app(runtime, schema=read_schema())

@@ -192,3 +192,52 @@ async def test_systems_query_reports_breakers(stack: Stack) -> None:
     systems = {s["system"]: s for s in body["data"]["systems"]}
     assert set(systems) == {"ERP", "BILLING", "CRM", "SUPPORT"}
     assert all(s["breaker"] == "closed" for s in systems.values())
+
+
+async def test_erp_outage_nulls_only_erp_owned_fields(stack: Stack) -> None:
+    page = await stack.runtime.store.list_xrefs(limit=100)
+    record = next(r for r in page.items if all(r.get(s) for s in System))
+    await stack.chaos(System.ERP, outage=True)
+    body = await _query(
+        stack,
+        "query($id: ID!) { customer(id: $id) { golden { legalName segment industry } "
+        "cases { totalCount } freshness { system errorCode } } }",
+        id=record.canonical_id,
+    )
+    customer = body["data"]["customer"]
+    assert customer["golden"]["legalName"] is None
+    assert customer["golden"]["segment"] is not None or customer["golden"]["industry"] is not None
+    assert customer["cases"]["totalCount"] >= 0
+    (error,) = body["errors"]
+    assert error["path"] == ["customer", "golden", "legalName"]
+    assert error["extensions"]["system"] == "erp"
+    assert error["extensions"]["code"] in {"SYSTEM_UNAVAILABLE", "SYSTEM_TIMEOUT"}
+    erp = next(f for f in customer["freshness"] if f["system"] == "ERP")
+    assert erp["errorCode"] == error["extensions"]["code"]
+
+
+async def test_unknown_system_id_is_looked_up_and_linked(tmp_path: Path) -> None:
+    async with open_stack(tmp_path, discovery=False) as stack:
+        assert not (await stack.runtime.store.list_xrefs(limit=10)).items
+        body = await _query(
+            stack,
+            "query($id: ID!) { customer(id: $id) { id identity { crm erp } golden { segment } } }",
+            id="crm:" + await _first_crm_account(stack),
+        )
+        assert "errors" not in body, body.get("errors")
+        customer = body["data"]["customer"]
+        assert customer["id"].startswith("cw_")
+        assert customer["identity"]["erp"]  # the CRM account carries its ERP id
+        assert await stack.runtime.store.resolve(System.CRM, customer["identity"]["crm"])
+        missing = await _query(stack, '{ customer(id: "crm:001000000000000AAA") { id } }')
+        assert missing["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+async def _first_crm_account(stack: Stack) -> str:
+    response = await stack.sandbox.get(
+        f"{stack.urls[System.CRM]}/services/data/v60.0/query",
+        params={"q": "SELECT Id FROM Account LIMIT 1"},
+        headers={"Authorization": "Bearer 00DSANDBOX!crosswalk"},
+    )
+    account: str = response.json()["records"][0]["Id"]
+    return account
