@@ -157,8 +157,14 @@ class GroupCommitWriter:
             except BaseException as exc:
                 with anyio.CancelScope(shield=True):
                     if first:
-                        if start.started:
+                        if start.started and conn.in_transaction:
                             await conn.execute("ROLLBACK")
+                        self._finish(batch)
+                    elif start.started and not conn.in_transaction:
+                        # SQLite rolled the whole transaction back by itself (I/O error,
+                        # disk full): the batch's earlier units are gone too, and must
+                        # hear so instead of reporting success.
+                        batch.error = exc
                         self._finish(batch)
                     else:
                         if start.started:

@@ -298,3 +298,46 @@ async def test_sqlite_works_without_the_one_round_trip_shortcut(
     [leased] = await store.lease("w", limit=5, lease_seconds=30)
     assert leased.id == msg_id
     assert [s.name for s in await store.get_steps("op-1")] == ["erp", "crm"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_sqlite_batch_lost_to_an_automatic_rollback_is_reported(store: Store) -> None:
+    """Some SQLite errors (disk full, I/O) roll back the whole transaction by themselves.
+    A unit that shared that transaction must then fail, not report success."""
+    from gateway.store import StoreError
+
+    first_written = anyio.Event()
+    outcomes: dict[str, str] = {}
+
+    async def first() -> None:
+        try:
+            async with store.transaction() as tx:
+                await create_operation(tx, "op-1")
+                await tx.get_operation("op-1")  # sends it
+                first_written.set()
+                await anyio.wait_all_tasks_blocked()  # the second unit queues meanwhile
+            outcomes["first"] = "ok"
+        except StoreError:
+            outcomes["first"] = "failed"
+
+    async def second() -> None:
+        await first_written.wait()
+        try:
+            async with store.transaction() as tx:
+                await create_operation(tx, "op-2")
+                await tx.get_operation("op-2")
+                # Stand-in for an error after which SQLite rolled everything back.
+                await tx._conn.execute("ROLLBACK")  # type: ignore[attr-defined]
+                raise OSError("disk full")
+        except OSError:
+            outcomes["second"] = "failed"
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first)
+            tg.start_soon(second)
+    assert outcomes == {"first": "failed", "second": "failed"}
+    assert await store.get_operation("op-1") is None
+    async with store.transaction() as tx:  # and the writer carries on
+        await create_operation(tx, "op-3")
+    assert await store.get_operation("op-3") is not None
