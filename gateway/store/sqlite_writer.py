@@ -30,7 +30,7 @@ from pathlib import Path
 import aiosqlite
 import anyio
 
-from gateway.store.errors import StoreBusy, StoreError
+from gateway.store.errors import StoreBusy, StoreClosed, StoreError
 
 __all__ = ["GroupCommitWriter", "UnitStart", "begin_immediate"]
 
@@ -143,7 +143,7 @@ class GroupCommitWriter:
         try:
             conn = self._conn
             if conn is None:
-                raise StoreError(f"{self._path}: the store closed while waiting to write")
+                raise StoreClosed(f"{self._path}: the store closed while waiting to write")
             batch = self._batch
             first = batch is None
             if batch is None:
@@ -234,9 +234,13 @@ class GroupCommitWriter:
     async def close(self) -> aiosqlite.Connection | None:
         """Wait (bounded) for running units, commit an open batch, and give up the
         connection for the caller to close."""
+        locked = False
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._busy_timeout):
             await self._lock.acquire()
+            locked = True
             if self._batch is not None:
                 await self._commit(self._batch)
         conn, self._conn = self._conn, None
+        if locked:
+            self._lock.release()  # units still queued wake up and see the store closed
         return conn
