@@ -13,7 +13,7 @@ for the read fan-out). It stays behind this module: nothing outside ``actors/`` 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -85,6 +85,9 @@ class HttpConnector:
     """
 
     system: System
+    #: awaited before every HTTP call; the system's actor sets it to its rate limiter, so
+    #: the vendor's rate holds per call however many calls one message takes (fan-out)
+    pace: Callable[[], Awaitable[None]] | None = None
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -138,6 +141,8 @@ class HttpConnector:
         headers: Mapping[str, str] | None = None,
     ) -> Response:
         """One HTTP call; transport failures become SystemUnavailable / SystemTimeout."""
+        if self.pace is not None:
+            await self.pace()
         url = path if path.startswith("http") else self.endpoint.base_url + path
         body: bytes | None = None
         hdrs = dict(headers or {})

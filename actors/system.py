@@ -17,7 +17,9 @@ is open, ``Throttled`` when shed from a full mailbox or throttled by the vendor,
 
 Each message goes: mailbox (priority, FIFO within a class) -> deadline check -> breaker
 admission -> vendor pause (``Retry-After``) -> rate limiter -> connector call with a
-per-call timeout -> retry with full-jitter backoff, for reads only. The breaker is asked
+per-call timeout -> retry with full-jitter backoff, for reads only. For HTTP connectors the
+rate limiter is applied to every vendor call (``HttpConnector.pace``), since one message
+may fan out into several calls (Stripe has no batch retrieve). The breaker is asked
 before the rate limiter so that refusals while open cost no tokens and no waiting. The
 worker pool (``workers`` in the policy) bounds calls in flight. Identical concurrent reads
 share one upstream call; successful reads fill the last-known-good cache.
@@ -30,6 +32,7 @@ import logging
 import random
 import sys
 import time
+from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -43,7 +46,7 @@ from actors._cache import LastKnownGood
 from actors._coalesce import Coalescer
 from actors._retry import full_jitter, may_retry
 from actors._stats import ActorStats, StatsSnapshot, SystemState
-from actors.connector import Connector
+from actors.connector import Connector, HttpConnector
 from actors.errors import CrosswalkSystemError, SystemTimeout, Throttled
 from actors.messages import Message, Priority
 
@@ -52,6 +55,19 @@ if TYPE_CHECKING:
     from gateway.governance.systems import SystemPolicy
 
 __all__ = ["SystemActor"]
+
+
+class _Pacing:
+    """Whether this call's time ran out while it waited for a rate token between calls."""
+
+    __slots__ = ("cut",)
+
+    def __init__(self) -> None:
+        self.cut = False
+
+
+# the call in progress in this task (and the tasks a connector starts for fan-out)
+_PACING: ContextVar[_Pacing | None] = ContextVar("crosswalk_pacing", default=None)
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +112,11 @@ class SystemActor:
             stats=self.stats,
             handler_keeps_deadline=True,  # see _call_once: every wait is bounded
         )
+        # HTTP connectors take a token per vendor call (a message may fan out into several);
+        # other connectors (fakes, in-process) take one per message attempt, here
+        self._paced = isinstance(connector, HttpConnector)
+        if isinstance(connector, HttpConnector):
+            connector.pace = self._pace
         self._paused_until = 0.0
         self._healthy: bool | None = None
         self._health_detail = "not pinged yet"
@@ -249,7 +270,9 @@ class SystemActor:
         ticket = self._breaker.admit()  # raises BreakerOpen without a call
         try:
             await self._wait_out_pause(message, deadline)
-            if not self._limiter.has_capacity():
+            if self._paced:
+                pass  # the connector takes a token before each of its HTTP calls
+            elif not self._limiter.has_capacity():
                 # only a call that must wait for a token pays for a cancel scope
                 with anyio.CancelScope(deadline=deadline) as scope:
                     await self._limiter.acquire()
@@ -272,12 +295,16 @@ class SystemActor:
             self._breaker.release(ticket)  # no call was made
             raise
         self.stats.calls += 1
+        pacing = _Pacing()
+        context = _PACING.set(pacing)
         started = time.perf_counter()
         try:
             with anyio.fail_after(budget):
                 result = await self._connector.handle(message)
         except anyio.get_cancelled_exc_class():
-            if anyio.current_time() >= deadline:
+            if pacing.cut:
+                self._breaker.release(ticket)  # our own rate limit, not the system, was slow
+            elif anyio.current_time() >= deadline:
                 # the ask's deadline cut the call short: a slow system, so count it
                 self._outcome(ticket, started, self._timeout(message, budget))
             else:
@@ -287,14 +314,37 @@ class SystemActor:
             self._outcome(ticket, started, exc)
             raise
         except TimeoutError:
+            if pacing.cut:
+                self._breaker.release(ticket)
+                raise Throttled(
+                    self.system,
+                    f"{type(message).__name__} cut short: waiting for the rate limit "
+                    f"(systems.{self.system}.rate) between its calls ran past {budget:.3f} s",
+                ) from None
             error = self._timeout(message, budget)
             self._outcome(ticket, started, error)
             raise error from None
         except Exception as exc:
             self._outcome(ticket, started, exc)
             raise
+        finally:
+            _PACING.reset(context)
         self._outcome(ticket, started, None)
         return result
+
+    async def _pace(self) -> None:
+        """Take one rate token before an HTTP call (installed as the connector's ``pace``)."""
+        if self._limiter.has_capacity():
+            await self._limiter.acquire()  # a token is free: no wait
+            return
+        try:
+            await self._limiter.acquire()
+        except BaseException:
+            # tell _call_once that a timeout hit while waiting on our limiter, not upstream
+            pacing = _PACING.get()
+            if pacing is not None:
+                pacing.cut = True
+            raise
 
     def _timeout(self, message: Message, budget: float) -> SystemTimeout:
         return SystemTimeout(

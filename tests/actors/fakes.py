@@ -185,13 +185,42 @@ class CustomersConnector(HttpConnector):
 
     system = System.ERP
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, *, fan_out: bool = False) -> None:
         super().__init__(endpoint)
-        self.sent: list[float] = []  # when each call left the actor (after the rate limiter)
+        self.fan_out = fan_out  # one GET per id, in parallel, like Stripe's retrieves
+        self.sent: list[float] = []  # when each HTTP call got its rate token
+        self._inner_pace: Callable[[], Awaitable[None]] | None = None
+
+    # the actor installs its rate limiter as ``pace``; note when each call got its token
+    @property  # type: ignore[override]
+    def pace(self) -> Callable[[], Awaitable[None]] | None:
+        inner = self._inner_pace
+        if inner is None:
+            return None
+
+        async def stamped() -> None:
+            await inner()
+            self.sent.append(anyio.current_time())
+
+        return stamped
+
+    @pace.setter
+    def pace(self, value: Callable[[], Awaitable[None]] | None) -> None:
+        self._inner_pace = value
 
     async def handle(self, message: Message) -> object:
         assert isinstance(message, GetCustomers)
-        self.sent.append(anyio.current_time())
+        if self.fan_out:
+            found: dict[str, object] = {}
+
+            async def one(id_: str) -> None:
+                response = await self.request("GET", "/customers", params={"ids": id_})
+                found.update(self.decode(response))
+
+            async with anyio.create_task_group() as tg:
+                for id_ in message.ids:
+                    tg.start_soon(one, id_)
+            return found
         response = await self.request("GET", "/customers", params={"ids": ",".join(message.ids)})
         if response.status == 429:
             raise Throttled(
@@ -212,5 +241,5 @@ class CustomersConnector(HttpConnector):
         await self.request("GET", "/customers")
 
 
-def http_connector(url: str) -> CustomersConnector:
-    return CustomersConnector(Endpoint(base_url=url, timeout=5.0))
+def http_connector(url: str, *, fan_out: bool = False) -> CustomersConnector:
+    return CustomersConnector(Endpoint(base_url=url, timeout=5.0), fan_out=fan_out)

@@ -78,25 +78,45 @@ def assert_within_rate(times: list[float], rate: RatePolicy, jitter: float) -> N
             assert j - i + 1 <= allowed, (i, j, times[j] - start)
 
 
-async def test_policy_rate_is_never_exceeded() -> None:
+@pytest.mark.parametrize("fan_out", [False, True], ids=["one-call-per-read", "fan-out"])
+async def test_policy_rate_is_never_exceeded(fan_out: bool) -> None:
+    """The rate holds per vendor call, also when one read fans out into several calls."""
     rate = RatePolicy(per_second=20, burst=3)
-    calls = 15
+    reads, per_read = (15, 1) if not fan_out else (5, 3)
+    calls = reads * per_read
     async with Upstream() as upstream:
-        connector = http_connector(upstream.url)
+        connector = http_connector(upstream.url, fan_out=fan_out)
         async with (
             SystemActor(connector, policy(rate=rate, workers=16)) as erp,
             anyio.create_task_group() as tg,
         ):
-            for n in range(calls):
-                tg.start_soon(lambda n=n: erp.ask(GetCustomers((str(n),)), priority=URGENT))
+            for n in range(reads):
+                ids = tuple(f"{n}-{k}" for k in range(per_read))
+                tg.start_soon(lambda ids=ids: erp.ask(GetCustomers(ids), priority=URGENT))
     # every call reached the upstream once: none went around the limiter
     assert len(upstream.times) == len(connector.sent) == calls
-    # as the calls left the actor: the leaky bucket's promise, give or take the time the
+    # as the calls got their tokens: the leaky bucket's promise, give or take the time the
     # OS may stall this process between taking a token and noting the time (measured:
     # tens of ms on a loaded two-core machine); without the limiter all would go at once
     assert_within_rate(connector.sent, rate, jitter=0.1)
     sent = sorted(connector.sent)
     assert sent[-1] - sent[0] >= (calls - rate.burst - 1) / rate.per_second - 0.1
+
+
+async def test_waiting_for_rate_tokens_past_the_budget_is_throttled_not_a_failure() -> None:
+    rate = RatePolicy(per_second=2, burst=1)  # the second call of a read waits 0.5 s
+    breaker = BreakerPolicy(fail_max=1, reset_timeout=60)
+    async with (
+        Upstream() as upstream,
+        SystemActor(
+            http_connector(upstream.url, fan_out=True),
+            policy(rate=rate, breaker=breaker, timeout=0.2),
+        ) as erp,
+    ):
+        with pytest.raises(Throttled, match="rate limit"):
+            await erp.ask(GetCustomers(("1", "2")), priority=URGENT)
+        assert erp.breaker_state == "closed"  # our own limiter was slow, not the system
+        assert upstream.hits == 1
 
 
 async def test_deadline_cancels_the_http_call_upstream() -> None:
