@@ -44,7 +44,7 @@ class Reply:
     """Where a worker puts the answer to one ask; the asker waits on it."""
 
     # slots: one of these is made per ask, on the hot path
-    __slots__ = ("_error", "_event", "_value", "abandoned")
+    __slots__ = ("_error", "_event", "_value", "abandoned", "started")
 
     def __init__(self) -> None:
         self._event = anyio.Event()
@@ -52,6 +52,8 @@ class Reply:
         self._error: BaseException | None = None
         #: the asker stopped waiting (deadline or cancellation); a queued message is skipped
         self.abandoned = False
+        #: a worker took the message out of the mailbox
+        self.started = False
 
     @property
     def done(self) -> bool:
@@ -233,6 +235,8 @@ class Actor:
         # only reached when the deadline cancelled the wait
         if reply.done:  # answered in the very instant the deadline passed
             return await reply.wait()
+        if not reply.started:
+            self.stats.expired += 1  # it expired in the mailbox; the worker will skip it
         raise SystemTimeout(
             self.name,
             f"no answer to {type(message).__name__} before its deadline "
@@ -316,8 +320,10 @@ class Actor:
             except MailboxClosed:
                 return
             reply = envelope.reply_to
-            if reply is not None and reply.abandoned:
-                continue
+            if reply is not None:
+                if reply.abandoned:
+                    continue  # counted as expired by its asker if its deadline passed
+                reply.started = True
             if anyio.current_time() >= envelope.deadline:
                 self.stats.expired += 1
                 if reply is not None:
