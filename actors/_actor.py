@@ -360,6 +360,10 @@ class Actor:
         except CrosswalkSystemError as exc:
             if reply is not None:
                 reply.set_error(exc)
+            else:  # nobody is waiting for a tell: leave a trace of its failure
+                log.info(
+                    "%s: %s (told) failed: %s", self.name, type(envelope.message).__name__, exc
+                )
             return
         except anyio.get_cancelled_exc_class():
             if reply is not None:
