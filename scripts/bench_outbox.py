@@ -2,22 +2,25 @@
 
     .venv/bin/python scripts/bench_outbox.py [--accept 2000] [--rate 100] [--seconds 5]
 
-The four sandbox systems run in a child process (so their CPU is not the gateway's) with
+The four sandbox systems run in four child processes (their CPU is not the gateway's) with
 10 ms latency per call and their built-in rate limits raised out of the way; the
 gateway side runs here: the real actors and connectors (actor rate limits raised too:
 the vendors' quotas would otherwise be what is measured), a SQLite store in a temporary
 directory (WAL, synchronous=FULL), the write path and the dispatcher.
 
-1. accepted mutations per second: ``--concurrency`` callers submit ``--accept``
-   mutations through ``WritePath.submit`` (idempotency key, canonical validation with
-   its reads through the actors, one transaction), the dispatcher off. Measured for
+1. completion latency: ``closeOpportunity`` submitted at each fixed ``--rate`` per second
+   (default 20 and 100) for ``--seconds``, the dispatcher on; for each, the time from the
+   request to its last step done (validation reads, then ERP order, subscription(s),
+   entitlement, CRM stamp, each a call of 10 ms or more, one after the other), as
+   p50/p99, and the median time at which each step was done.
+2. accepted mutations per second: ``--concurrency`` callers submit ``--accept``
+   onboardCustomer and ``--accept-close`` closeOpportunity mutations through
+   ``WritePath.submit`` (idempotency key, canonical validation with its reads through the
+   actors, one transaction), the dispatcher off. Measured for
    ``onboardCustomer`` (validation needs no reads) and ``closeOpportunity`` (validation
    reads the CRM opportunity and the ERP customer: two 10 ms calls).
-2. completion latency: ``closeOpportunity`` submitted at a fixed ``--rate`` per second for
-   ``--seconds``, the dispatcher on; for each, the time from the request to its last
-   step done (ERP order, subscription(s), entitlement, CRM stamp: 4-5 calls of 10 ms
-   each, one after the other), as p50/p99.
 
+The cross-reference registry is filled by discovery first, as the gateway does at start.
 Prints one line per figure, with the process CPU time per mutation.
 """
 
@@ -41,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from actors import Systems  # noqa: E402
+from actors.errors import CrosswalkSystemError  # noqa: E402
 from gateway.canonical import System  # noqa: E402
 from gateway.governance.reference import load_reference  # noqa: E402
 from gateway.governance.systems import ENV_URLS, load_systems_policy  # noqa: E402
@@ -48,8 +52,9 @@ from gateway.processes.commands import WritePath  # noqa: E402
 from gateway.processes.context import Caller  # noqa: E402
 from gateway.processes.discovery import discover  # noqa: E402
 from gateway.processes.dispatcher import Dispatcher  # noqa: E402
+from gateway.processes.errors import CommandError  # noqa: E402
 from gateway.processes.policy import DispatchPolicy  # noqa: E402
-from gateway.store import MessageStatus, OperationStatus, Store, open_store  # noqa: E402
+from gateway.store import OperationStatus, Store, open_store  # noqa: E402
 from sandbox.demo import generate  # noqa: E402
 
 WIDGET = Caller("bench", "crm")
@@ -66,8 +71,9 @@ def _free_port() -> int:
 # ---------------------------------------------------------------- the sandbox child
 
 
-def serve_sandboxes(data_dir: Path, customers: int, ports: dict[str, int]) -> None:
-    """Run the four sandbox apps on ``ports`` until killed (the child process)."""
+def serve_sandbox(system: str, data_dir: Path, customers: int, port: int) -> None:
+    """Run one sandbox app on ``port`` until killed (a child process per system, so the
+    four systems' CPU spreads over the machine's cores as separate services would)."""
     import uvicorn
 
     from sandbox import billing, crm, erp, support
@@ -82,34 +88,23 @@ def serve_sandboxes(data_dir: Path, customers: int, ports: dict[str, int]) -> No
         "support": lambda c: support.create_app(c, rate_limit=10_000_000),
     }
 
-    async def main() -> None:
-        async with anyio.create_task_group() as tg:
-            for system, factory in factories.items():
-                config = SandboxConfig.for_system(
-                    system,
-                    port=ports[system],
-                    data_dir=data_dir,
-                    gateway_url=None,
-                    customers=customers,
-                    fresh=True,
-                )
-                server = uvicorn.Server(
-                    uvicorn.Config(
-                        factory(config), host="127.0.0.1", port=ports[system], log_level="warning"
-                    )
-                )
-                tg.start_soon(server.serve)
-
-    anyio.run(main)
+    config = SandboxConfig.for_system(
+        system, port=port, data_dir=data_dir, gateway_url=None, customers=customers, fresh=True
+    )
+    app = factories[system](config)
+    uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")).run()
 
 
 # ---------------------------------------------------------------- the gateway side
 
 
-def _child_cpu(pid: int) -> float:
-    """CPU seconds the sandbox child has used (user + system, from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _children_cpu(pids: list[int]) -> float:
+    """CPU seconds the sandbox children have used (user + system, from /proc)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -153,22 +148,30 @@ async def accept_phase(
 
 
 async def latency_phase(
-    store: Store, write: WritePath, inputs: list[dict[str, Any]], rate: float
+    store: Store, write: WritePath, kind: str, inputs: list[dict[str, Any]], rate: float
 ) -> tuple[list[float], float, int]:
     latencies: list[float] = []
     failed = 0
+    step_times: dict[str, list[float]] = {}
+    refusals: list[str] = []
 
     async def one(n: int, data: dict[str, Any]) -> None:
         nonlocal failed
         started = time.perf_counter()
-        view = await write.submit(
-            "closeOpportunity",
-            data,
-            caller=WIDGET,
-            idempotency_key=f"lat-{n}",
-            correlation_id=f"l{n}",
-        )
-        with anyio.fail_after(60):
+        try:
+            view = await write.submit(
+                kind,
+                data,
+                caller=WIDGET,
+                idempotency_key=f"lat-{kind}-{rate:g}-{n}",
+                correlation_id=f"l{n}",
+            )
+        except (CommandError, CrosswalkSystemError) as exc:
+            failed += 1
+            refusals.append(f"{type(exc).__name__}: {exc}")
+            return
+        current = None
+        with anyio.move_on_after(120):
             async with store.watch_operation(view.id) as watch:
                 current = await store.get_operation(view.id)
                 assert current is not None
@@ -176,8 +179,15 @@ async def latency_phase(
                     current.status.terminal or current.status is OperationStatus.NEEDS_ATTENTION
                 ):
                     current = await watch.__anext__()
+        if current is None or not current.status.terminal:
+            failed += 1  # not done within 2 minutes
+            return
         if current.status is OperationStatus.SUCCEEDED:
             latencies.append(time.perf_counter() - started)
+            for step in await store.get_steps(view.id):
+                if step.status.value == "SUCCEEDED":
+                    offset = (step.updated_at - current.created_at).total_seconds()
+                    step_times.setdefault(step.name, []).append(offset)
         else:
             failed += 1
 
@@ -187,11 +197,17 @@ async def latency_phase(
         for n, data in enumerate(inputs):
             await anyio.sleep_until(start + n / rate)
             tg.start_soon(one, n, data)
+    timeline = ", ".join(
+        f"{name} +{_percentile(times, 0.5) * 1000:.0f}" for name, times in step_times.items()
+    )
+    print(f"  median ms after acceptance at which each step was done: {timeline}")
+    if refusals:
+        print(f"  {len(refusals)} refused at acceptance, e.g. {refusals[0][:160]}")
     return latencies, time.process_time() - cpu, failed
 
 
 async def bench(
-    args: argparse.Namespace, urls: dict[str, str], demo: Any, tmp: Path, child: int
+    args: argparse.Namespace, urls: dict[str, str], demo: Any, tmp: Path, children: list[int]
 ) -> None:
     async with httpx.AsyncClient() as http:
         for url in urls.values():
@@ -211,8 +227,9 @@ async def bench(
         {"name": f"Bench {n} GmbH", "taxId": f"DE{n:09d}", "country": "DE", "paymentTerms": "NT30"}
         for n in range(args.accept)
     ]
-    latency_count = int(args.rate * args.seconds)
-    need = args.accept + latency_count
+    rates = [float(r) for r in str(args.rate).split(",")]
+    counts = [int(rate * args.seconds) for rate in rates]
+    need = args.accept_close + sum(counts)
     if len(opportunities) < need:
         raise SystemExit(f"only {len(opportunities)} open opportunities; raise --customers")
     policy = DispatchPolicy(workers=64, poll_interval=0.2)
@@ -227,78 +244,115 @@ async def bench(
     async with (
         await _systems(urls) as systems,
         open_store(f"sqlite:///{(args.store_dir or tmp) / 'gateway.db'}") as store,
-        anyio.create_task_group() as tg,
     ):
         report = await discover(store, systems)  # as the gateway does at start
-        print(f"cross-reference registry filled by discovery: {report}")
+        print(f"cross-reference registry: {sum(report.linked.values())} ids linked by discovery")
         write = WritePath(store, systems, reference)
+        # 1. completion latency at steady rates, the dispatcher on
+        taken = 0
+        async with anyio.create_task_group() as tg:
+            dispatcher = Dispatcher(store, systems, policy=policy)
+            await tg.start(dispatcher.run)
+            runs = [
+                ("closeOpportunity", rate, count) for rate, count in zip(rates, counts, strict=True)
+            ]
+            # onboarding too, at the lowest rate: four systems written in a row
+            runs.append(("onboardCustomer", rates[0], counts[0]))
+            fresh = iter(range(10**6, 10**7))
+            for kind, rate, count in runs:
+                if kind == "closeOpportunity":
+                    inputs = opportunities[taken : taken + count]
+                    taken += count
+                else:
+                    inputs = [
+                        {
+                            "name": f"Latency {n} GmbH",
+                            "taxId": f"DE{n:09d}",
+                            "country": "DE",
+                            "paymentTerms": "NT30",
+                        }
+                        for n in (next(fresh) for _ in range(count))
+                    ]
+                child_before = _children_cpu(children)
+                latencies, cpu, failed = await latency_phase(store, write, kind, inputs, rate)
+                child_cpu = _children_cpu(children) - child_before
+                ms = [x * 1000 for x in latencies] or [float("nan")]
+                print(
+                    f"{kind} completion at {rate:g}/s: p50 {_percentile(ms, 0.5):.1f} ms  "
+                    f"p99 {_percentile(ms, 0.99):.1f} ms  max {max(ms):.1f} ms  "
+                    f"({len(ms)} done, {failed} not; gateway CPU {cpu / count * 1000:.2f} ms, "
+                    f"sandbox CPU {child_cpu / count * 1000:.2f} ms per mutation)"
+                )
+            dispatcher.stop()
+        # 2. acceptance, the dispatcher off (what is accepted stays queued)
         await accept_phase(store, write, "onboardCustomer", onboard[:50], args.concurrency)
         for kind, inputs, note in (
             ("onboardCustomer", onboard[50:], "(no validation reads)"),
             (
                 "closeOpportunity",
-                opportunities[: args.accept],
+                opportunities[taken : taken + args.accept_close],
                 f"(2 validation reads of {args.latency:g} ms)",
             ),
         ):
-            child_before = _child_cpu(child)
+            child_before = _children_cpu(children)
             wall, cpu = await accept_phase(store, write, kind, inputs, args.concurrency)
-            line(f"accepted {kind}", len(inputs), wall, cpu, _child_cpu(child) - child_before, note)
-        dispatcher = Dispatcher(store, systems, policy=policy)
-        await tg.start(dispatcher.run)
-        # let the accepted backlog drain before measuring latency at a steady rate
-        with anyio.fail_after(600):
-            for _ in range(1200):  # a poll, bounded: the outbox has no "drained" event
-                status = await store.outbox_status()
-                if not status.total(MessageStatus.PENDING) + status.total(MessageStatus.LEASED):
-                    break
-                await anyio.sleep(0.5)
-        inputs = opportunities[args.accept : args.accept + latency_count]
-        child_before = _child_cpu(child)
-        latencies, cpu, failed = await latency_phase(store, write, inputs, args.rate)
-        child_cpu = _child_cpu(child) - child_before
-        dispatcher.stop()
-        ms = [x * 1000 for x in latencies]
-        print(
-            f"completion at {args.rate:g}/s: p50 {_percentile(ms, 0.5):.1f} ms  "
-            f"p99 {_percentile(ms, 0.99):.1f} ms  max {max(ms):.1f} ms  "
-            f"({len(ms)} done, {failed} not; gateway CPU {cpu / len(inputs) * 1000:.2f} ms, "
-            f"sandbox CPU {child_cpu / len(inputs) * 1000:.2f} ms per mutation; "
-            f"request -> validation -> 4-5 steps of {args.latency:g} ms)"
-        )
+            line(
+                f"accepted {kind}",
+                len(inputs),
+                wall,
+                cpu,
+                _children_cpu(children) - child_before,
+                note,
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--accept", type=int, default=2000, help="mutations per acceptance phase")
+    parser.add_argument("--accept", type=int, default=2000, help="onboardCustomer mutations")
+    parser.add_argument(
+        "--accept-close",
+        type=int,
+        default=200,
+        help="closeOpportunity mutations (each needs an open demo opportunity)",
+    )
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rate", type=float, default=100.0, help="mutations per second (latency)")
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--rate", default="20,50,100", help="mutations per second for the latency phase (list)"
+    )
+    parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--latency", type=float, default=10.0, help="sandbox latency per call, ms")
     parser.add_argument("--customers", type=int, default=0, help="demo customers (default: enough)")
     parser.add_argument(
         "--store-dir", type=Path, default=None, help="folder for the store (default: a temp dir)"
     )
-    parser.add_argument("--serve-sandboxes", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-sandbox", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_sandboxes:
-        data_dir, customers, *ports = args.serve_sandboxes.split(",")
-        serve_sandboxes(
-            Path(data_dir), int(customers), dict(zip(SYSTEMS, map(int, ports), strict=True))
-        )
+    if args.serve_sandbox:
+        system, data_dir, customers, port = args.serve_sandbox.split(",")
+        serve_sandbox(system, Path(data_dir), int(customers), int(port))
         return
-    need = args.accept + int(args.rate * args.seconds)
+    need = args.accept_close + sum(int(float(r) * args.seconds) for r in str(args.rate).split(","))
     customers = args.customers or int(need * 1.45) + 50
     ports = {s: _free_port() for s in SYSTEMS}
     urls = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        spec = ",".join([str(tmp / "sandbox"), str(customers), *(str(ports[s]) for s in SYSTEMS)])
-        child = subprocess.Popen(
-            [sys.executable, __file__, "--serve-sandboxes", spec],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        log = (tmp / "sandbox.log").open("wb")
+        children = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--serve-sandbox",
+                    f"{system},{tmp / 'sandbox'},{customers},{ports[system]}",
+                ],
+                cwd=ROOT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            for system in SYSTEMS
+        ]
         try:
             deadline = time.monotonic() + 300
             for url in urls.values():
@@ -308,17 +362,21 @@ def main() -> None:
                             break
                     except httpx.HTTPError:
                         pass
-                    if time.monotonic() > deadline or child.poll() is not None:
+                    if time.monotonic() > deadline or any(c.poll() is not None for c in children):
                         raise SystemExit("the sandbox systems did not start")
                     time.sleep(0.2)
             print(
-                f"sandbox: {customers} customers, {args.latency:g} ms per call; "
-                "store: SQLite (WAL, synchronous=FULL)"
+                f"sandbox: {customers} customers, {args.latency:g} ms per call, one process per "
+                f"system; store: SQLite (WAL, synchronous=FULL); {os.cpu_count()} CPU cores"
             )
-            anyio.run(bench, args, urls, generate(customers), tmp, child.pid)
+            pids = [c.pid for c in children]
+            anyio.run(bench, args, urls, generate(customers), tmp, pids)
         finally:
-            child.terminate()
-            child.wait(timeout=30)
+            for child in children:
+                child.terminate()
+            for child in children:
+                child.wait(timeout=30)
+            log.close()
 
 
 if __name__ == "__main__":
