@@ -5,7 +5,9 @@ Starts, each in its own process on free loopback ports:
 - the four sandbox systems (one process, rate limits raised so they never throttle),
   every vendor call delayed by ``--latency-ms`` (chaos ``latency_ms``);
 - the gateway: real store, discovery sync, the four system actors, the GraphQL app
-  (``gateway.graphql.app.create_graphql_app``) under uvicorn;
+  (``gateway.graphql.app.create_graphql_app``) under uvicorn; the vendors' rate limits
+  are lifted (the sandbox does not throttle here) and each actor's bulkhead is sized to
+  64 calls like the floor's connection pools;
 - the floor: an ASGI endpoint under the same uvicorn that makes the same four upstream
   reads (ERP business partner, CRM account, billing subscriptions, support tickets)
   directly in parallel with aiohttp, the connectors' HTTP client, and answers JSON.
@@ -142,12 +144,17 @@ def run_gateway(data_dir: str, port: int, urls: dict[str, str]) -> None:
 
     environ = {ENV_URLS[System(s)]: url for s, url in urls.items()}
     systems_policy = load_systems_policy(ROOT / "policies" / "systems.toml", environ=environ)
-    # the sandbox does not throttle here: lift the vendors' rates so only the code is measured
+    # the sandbox does not throttle here: lift the vendors' rates, and size the bulkheads
+    # like the floor's connection pools (64), so that only the code's cost is measured
     systems_policy = dataclasses.replace(
         systems_policy,
         systems={
             s: dataclasses.replace(
-                p, health_interval=0.0, rate=RatePolicy(per_second=1e6, burst=1_000_000)
+                p,
+                health_interval=0.0,
+                rate=RatePolicy(per_second=1e6, burst=1_000_000),
+                workers=64,
+                max_connections=64,
             )
             for s, p in systems_policy.systems.items()
         },
@@ -259,7 +266,7 @@ def run_floor(port: int, urls: dict[str, str]) -> None:
                 },
             ),
             post("crm", "/services/data/v60.0/composite", composite),
-            get("billing", "/v1/subscriptions", {"customer": cus, "status": "all"}),
+            get("billing", "/v1/subscriptions", {"customer": cus, "status": "all", "limit": "100"}),
             get("support", f"/api/v2/organizations/{org}/tickets", {"page[size]": "100"}),
         )
         body = orjson.dumps(dict(zip(SYSTEMS, results, strict=True)))
@@ -285,8 +292,10 @@ class Target:
     request: Callable[[aiohttp.ClientSession, int], Awaitable[bool]]
 
 
-async def saturate(target: Target, concurrency: int, seconds: float) -> tuple[float, float, int]:
-    """(requests per second, serving CPU ms per request, failed requests)."""
+async def saturate(
+    target: Target, concurrency: int, seconds: float
+) -> tuple[float, float, int, int]:
+    """(requests per second, serving CPU ms per request, failed, requests sent in all)."""
     done = failed = 0
     stop = time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -306,7 +315,7 @@ async def saturate(target: Target, concurrency: int, seconds: float) -> tuple[fl
 
         await asyncio.gather(*(client(i) for i in range(concurrency)))
         elapsed, cpu = time.perf_counter() - t0, cpu_seconds(target.pid) - cpu0
-    return done / elapsed, cpu * 1000 / max(done, 1), failed
+    return done / elapsed, cpu * 1000 / max(done, 1), failed, done + concurrency
 
 
 async def fixed_rate(target: Target, rate: float, seconds: float) -> tuple[float, float, int]:
@@ -387,20 +396,26 @@ async def bench(args: argparse.Namespace) -> None:
         await wait_ready(gateway_url, 120)
 
         headers = {"Authorization": f"Bearer {PORTAL_KEY}", "Content-Type": "application/json"}
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(
-                gateway_url,
-                data=orjson.dumps(
-                    {
-                        "query": "{ customers(first: 50) { nodes { identity "
-                        "{ canonicalId erp billing crm support } } } }"
-                    }
-                ),
-                headers=headers,
-            ) as response,
-        ):
-            nodes = orjson.loads(await response.read())["data"]["customers"]["nodes"]
+        # enough distinct customers that concurrent requests rarely ask for the same one:
+        # the actors share identical concurrent reads, which the floor cannot do
+        nodes: list[dict[str, Any]] = []
+        after: str | None = None
+        async with aiohttp.ClientSession() as http:
+            while len(nodes) < args.customers:
+                page_query = {
+                    "query": "query($after: String) { customers(first: 100, after: $after) "
+                    "{ pageInfo { endCursor hasNextPage } nodes { identity "
+                    "{ canonicalId erp billing crm support } } } }",
+                    "variables": {"after": after},
+                }
+                async with http.post(
+                    gateway_url, data=orjson.dumps(page_query), headers=headers
+                ) as response:
+                    page = orjson.loads(await response.read())["data"]["customers"]
+                nodes += page["nodes"]
+                after = page["pageInfo"]["endCursor"]
+                if not page["pageInfo"]["hasNextPage"]:
+                    break
         identities = [n["identity"] for n in nodes if all(n["identity"][s] for s in SYSTEMS)]
         print(f"{len(identities)} fully linked customers, {args.latency_ms} ms per vendor call")
 
@@ -410,14 +425,18 @@ async def bench(args: argparse.Namespace) -> None:
         ]
         floor_paths = ["/?" + "&".join(f"{s}={i[s]}" for s in SYSTEMS) for i in identities]
 
+        errors_seen: list[Any] = []
+
         async def via_gateway(http: aiohttp.ClientSession, i: int) -> bool:
             async with http.post(
                 gateway_url, data=bodies[i % len(bodies)], headers=headers
             ) as response:
                 payload = orjson.loads(await response.read())
-                return (
-                    response.status == 200 and payload.get("data", {}).get("customer") is not None
-                )
+                customer = (payload.get("data") or {}).get("customer")
+                if customer is None and not errors_seen:
+                    errors_seen.append(payload.get("errors"))
+                    print(f"  first failed answer: {payload.get('errors')}")
+                return response.status == 200 and customer is not None
 
         async def via_floor(http: aiohttp.ClientSession, i: int) -> bool:
             url = f"http://127.0.0.1:{floor_port}{floor_paths[i % len(floor_paths)]}"
@@ -432,10 +451,8 @@ async def bench(args: argparse.Namespace) -> None:
         results: dict[str, dict[str, float]] = {}
         for target in targets:
             before = await upstream_calls(urls)
-            t0 = time.perf_counter()
-            rps, cpu_ms, failed = await saturate(target, args.concurrency, args.seconds)
+            rps, cpu_ms, failed, requests = await saturate(target, args.concurrency, args.seconds)
             after = await upstream_calls(urls)
-            requests = rps * (time.perf_counter() - t0)
             per_request = {s: round((after[s] - before[s]) / max(requests, 1), 2) for s in SYSTEMS}
             print(f"{target.name:20} upstream calls per request ~ {per_request}")
             p50, p99, failed_rate = await fixed_rate(target, args.rate, args.seconds)
@@ -489,7 +506,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
-    parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument("--customers", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rate", type=float, default=50.0, help="fixed request rate")
     parser.add_argument("--latency-ms", type=int, default=10, help="sandbox latency per call")
