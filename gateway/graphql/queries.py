@@ -27,13 +27,14 @@ from gateway.store.records import XRefRecord
 
 __all__ = ["ReadQuery"]
 
+_PREFIXES = frozenset(s.value for s in System)
 #: how many registry matches a search looks through for one page
 _SEARCH_WINDOW = 1000
 
 
 async def _search(context: Context, text: str, first: int, after: str | None) -> list[XRefRecord]:
     text = text.strip()
-    if ":" in text:
+    if text.partition(":")[0].lower() in _PREFIXES:
         # a system id written erp:..., billing:...: one exact customer
         parse_customer_id(text)
         return [await resolve_customer(context, text)] if after is None else []
