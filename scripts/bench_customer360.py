@@ -10,7 +10,9 @@ Starts, each in its own process on free loopback ports:
   64 calls like the floor's connection pools;
 - the floor: an ASGI endpoint under the same uvicorn that makes the same four upstream
   reads (ERP business partner, CRM account, billing subscriptions, support tickets)
-  directly in parallel with aiohttp, the connectors' HTTP client, and answers JSON.
+  directly in parallel with aiohttp, the connectors' HTTP client, and answers JSON;
+- for the breakdown, the same four reads through the actors and connectors without
+  GraphQL (gateway minus this = what the GraphQL layer costs).
 
 For both it measures, with an aiohttp load generator in this process:
 
@@ -130,7 +132,7 @@ def run_sandbox(data_dir: str, customers: int, ports: list[int]) -> None:
 # ---------------------------------------------------------------- child: gateway
 
 
-def run_gateway(data_dir: str, port: int, urls: dict[str, str]) -> None:
+def run_gateway(data_dir: str, port: int, urls: dict[str, str], *, graphql: bool = True) -> None:
     import anyio
     import uvicorn
 
@@ -170,7 +172,7 @@ def run_gateway(data_dir: str, port: int, urls: dict[str, str]) -> None:
 
     async def main() -> None:
         async with (
-            open_store(f"sqlite:///{data_dir}/gateway.db") as store,
+            open_store(f"sqlite:///{data_dir}/gateway-{port}.db") as store,
             Systems(systems_policy) as systems,
         ):
             report = await discover(store, systems)
@@ -178,7 +180,7 @@ def run_gateway(data_dir: str, port: int, urls: dict[str, str]) -> None:
                 raise SystemExit(f"discovery failed: {report.failed}")
             settings = type("S", (), {"policies_dir": ROOT / "policies"})()
             runtime = Runtime(settings, policies, store, systems)
-            app = create_graphql_app(runtime)
+            app = create_graphql_app(runtime) if graphql else actors_only(systems)
             server = uvicorn.Server(
                 uvicorn.Config(
                     app, host="127.0.0.1", port=port, log_level="warning", access_log=False
@@ -187,6 +189,45 @@ def run_gateway(data_dir: str, port: int, urls: dict[str, str]) -> None:
             await server.serve()
 
     anyio.run(main)
+
+
+def actors_only(systems: Any) -> Any:
+    """The four reads through the actors, without GraphQL: where the gateway's time goes."""
+    from actors.messages import GetCases, GetCustomers, GetSubscriptions, Priority
+    from gateway.canonical import System
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        query = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if p)
+
+        async def ask(system: System, message: Any) -> Any:
+            return await systems[system].ask(message, priority=Priority.INTERACTIVE, timeout=5.0)
+
+        erp, crm, subscriptions, cases = await asyncio.gather(
+            ask(System.ERP, GetCustomers((query["erp"],))),
+            ask(System.CRM, GetCustomers((query["crm"],))),
+            ask(System.BILLING, GetSubscriptions((query["billing"],))),
+            ask(System.SUPPORT, GetCases((query["support"],))),
+        )
+        body = orjson.dumps(
+            {
+                "erp": len(erp),
+                "crm": len(crm),
+                "subscriptions": len(subscriptions.get(query["billing"], ())),
+                "cases": len(cases.get(query["support"], ())),
+            }
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app
 
 
 # ---------------------------------------------------------------- child: floor
@@ -390,10 +431,13 @@ async def bench(args: argparse.Namespace) -> None:
         url_args = [f"{s}={u}" for s, u in urls.items()]
         gateway = spawn(["gateway", tmp, str(gateway_port), *url_args])
         floor = spawn(["floor", str(floor_port), *url_args])
-        children += [gateway, floor]
+        actors_port = free_port()
+        actors = spawn(["actors", tmp, str(actors_port), *url_args])
+        children += [gateway, floor, actors]
         gateway_url = f"http://127.0.0.1:{gateway_port}/graphql"
         await wait_ready(f"http://127.0.0.1:{floor_port}/?erp=1&crm=1&billing=1&support=1")
         await wait_ready(gateway_url, 120)
+        await wait_ready(f"http://127.0.0.1:{actors_port}/?erp=1&crm=1&billing=1&support=1", 120)
 
         headers = {"Authorization": f"Bearer {PORTAL_KEY}", "Content-Type": "application/json"}
         # enough distinct customers that concurrent requests rarely ask for the same one:
@@ -444,9 +488,16 @@ async def bench(args: argparse.Namespace) -> None:
                 await response.read()
                 return response.status == 200
 
+        async def via_actors(http: aiohttp.ClientSession, i: int) -> bool:
+            url = f"http://127.0.0.1:{actors_port}{floor_paths[i % len(floor_paths)]}"
+            async with http.get(url) as response:
+                await response.read()
+                return response.status == 200
+
         targets = [
             Target("gateway (GraphQL)", gateway.pid, via_gateway),
             Target("floor (no GraphQL)", floor.pid, via_floor),
+            Target("actors, no GraphQL", actors.pid, via_actors),
         ]
         results: dict[str, dict[str, float]] = {}
         for target in targets:
@@ -463,6 +514,11 @@ async def bench(args: argparse.Namespace) -> None:
                 f"p50 {p50:6.2f} ms, p99 {p99:6.2f} ms ({failed_rate} failed)"
             )
         gw, fl = results["gateway (GraphQL)"], results["floor (no GraphQL)"]
+        ac = results["actors, no GraphQL"]
+        print(
+            f"gateway CPU per request = actors and connectors {ac['cpu']:.2f} ms "
+            f"+ GraphQL layer {gw['cpu'] - ac['cpu']:.2f} ms; floor {fl['cpu']:.2f} ms"
+        )
         print(
             f"gateway / floor: CPU per request x{gw['cpu'] / fl['cpu']:.2f} (target <= 2), "
             f"latency overhead p50 {gw['p50'] - fl['p50']:+.2f} ms (target <= 2), "
@@ -495,12 +551,13 @@ async def bench(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] in ("sandbox", "gateway", "floor"):
+    if len(sys.argv) > 1 and sys.argv[1] in ("sandbox", "gateway", "actors", "floor"):
         role, rest = sys.argv[1], sys.argv[2:]
         if role == "sandbox":
             run_sandbox(rest[0], int(rest[1]), [int(p) for p in rest[2:]])
-        elif role == "gateway":
-            run_gateway(rest[0], int(rest[1]), dict(a.split("=", 1) for a in rest[2:]))
+        elif role in ("gateway", "actors"):
+            urls = dict(a.split("=", 1) for a in rest[2:])
+            run_gateway(rest[0], int(rest[1]), urls, graphql=role == "gateway")
         else:
             run_floor(int(rest[0]), dict(a.split("=", 1) for a in rest[1:]))
         return
