@@ -13,6 +13,7 @@ from gateway.governance.reference import ReferenceData
 from gateway.processes import outbox_cli
 from gateway.processes.commands import WritePath
 from gateway.processes.context import Caller
+from gateway.processes.dispatcher import Dispatcher
 from gateway.processes.errors import IdempotencyConflict, IdempotencyMismatch
 from gateway.processes.replay import replay_dead_letter
 from gateway.store import MessageStatus, OperationStatus, StepStatus, Store
@@ -452,3 +453,44 @@ async def test_outbox_cli_replay_reports(
         await wait_for(store, view.id, DONE)
     assert await outbox_cli.dead(store) == "no dead letters"
     assert dead[0].system == "erp"
+
+
+async def test_a_lease_held_by_a_dead_process_is_recovered(
+    store: Store, systems: FakeSystems, world: World, reference: ReferenceData
+) -> None:
+    write = WritePath(store, systems, reference)
+    view = await write.submit(
+        "onboardCustomer", ONBOARD, caller=WIDGET, idempotency_key="k", correlation_id="c"
+    )
+    # another dispatcher leased the first step, then died without a word
+    taken = await store.lease("dead-process", limit=10, lease_seconds=0.3)
+    assert [m.step for m in taken] == ["erp_partner"]
+    async with dispatching(store, systems):
+        await wait_for(store, view.id, DONE)
+    keys = [msg.idempotency_key for _, msg in world.calls if isinstance(msg, m.Write)]
+    assert keys[0] == f"{view.id}.erp_partner"
+    assert len(keys) == 4
+
+
+async def test_stop_drains_the_delivery_in_flight(
+    store: Store, systems: FakeSystems, world: World, reference: ReferenceData
+) -> None:
+    write = WritePath(store, systems, reference)
+    view = await write.submit(
+        "onboardCustomer", ONBOARD, caller=WIDGET, idempotency_key="k", correlation_id="c"
+    )
+    erp = systems[System.ERP]
+    erp.gate = anyio.Event()
+    dispatcher = Dispatcher(store, systems, policy=FAST)
+    async with anyio.create_task_group() as tg:
+        await tg.start(dispatcher.run)
+        with anyio.fail_after(5):
+            await erp.entered.wait()
+        dispatcher.stop()
+        erp.gate.set()  # the call answers after the stop: its outcome is still recorded
+    messages = await store.messages_for(view.id)
+    assert messages[0].status is MessageStatus.DONE
+    steps = {s.name: s.status for s in await store.get_steps(view.id)}
+    assert steps["erp_partner"] is StepStatus.SUCCEEDED
+    # the next step was not taken by the stopping dispatcher: it waits, unleased
+    assert messages[1].status is MessageStatus.PENDING
