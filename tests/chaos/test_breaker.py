@@ -20,6 +20,9 @@ pytestmark = pytest.mark.anyio
 
 URGENT = Priority.INTERACTIVE
 ONE_TRY = RetryPolicy(attempts=1, base=0.01, cap=0.02)
+#: how long a trial call takes: long enough that every concurrent ask has been admitted
+#: or refused before the first trial ends, even on a loaded machine
+TRIAL_MS = 250
 
 
 async def open_breaker(actor: SystemActor, reads: list[GetCustomers], fail_max: int) -> float:
@@ -95,7 +98,7 @@ async def test_half_open_lets_only_the_trial_calls_through_and_closes_after_the_
         half_open_at = await open_breaker(actor, reads, fail_max=2)
         # the system is back, slowly enough that trial calls are still in flight while the
         # other fifteen concurrent asks arrive
-        await sandbox.chaos(outage=False, latency_ms=[100, 100])
+        await sandbox.chaos(outage=False, latency_ms=[TRIAL_MS, TRIAL_MS])
         await until_time(half_open_at)
 
         # two trials succeed: still half-open (3 needed); the other 14 asks were refused
@@ -128,7 +131,7 @@ async def test_a_failed_trial_reopens_the_breaker(world: World, system: System) 
         await sandbox.chaos(outage=True)
         half_open_at = await open_breaker(actor, reads, fail_max=2)
         # up again but every answer is a server error, slow enough to overlap the others
-        await sandbox.chaos(outage=False, error_rate=1.0, latency_ms=[50, 50])
+        await sandbox.chaos(outage=False, error_rate=1.0, latency_ms=[TRIAL_MS, TRIAL_MS])
         await until_time(half_open_at)
 
         before = await sandbox.requests()

@@ -15,8 +15,9 @@ pytestmark = pytest.mark.anyio
 
 URGENT = Priority.INTERACTIVE
 ONE_TRY = RetryPolicy(attempts=1, base=0.01, cap=0.02)
-#: how long past its deadline a caller may be held (scheduling on a busy test machine)
-MARGIN = 0.1
+#: how long past its deadline a caller may be held: scheduling slack on a loaded 2-core
+#: machine, still far below the 2 s the system takes to answer
+MARGIN = 0.25
 
 
 @pytest.mark.parametrize("system", list(System), ids=str)

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.anyio
 URGENT = Priority.INTERACTIVE
 
 #: seconds a call's arrival stamp may lag its departure from the rate limiter
-JITTER = 0.03
+JITTER = 0.05
 
 #: a vendor path to call directly, and how that vendor says "slow down"
 VENDOR_SIGNAL = {
@@ -97,9 +97,10 @@ async def test_a_throttle_storm_is_met_with_back_off_not_hammering(
 
 @pytest.mark.parametrize("system", list(System), ids=str)
 async def test_a_burst_of_reads_never_exceeds_the_policy_rate(world: World, system: System) -> None:
-    # more calls than one second allows, so the 1 s windows below can be exceeded
-    rate = RatePolicy(per_second=30.0, burst=5)
-    calls = 45
+    # more calls than one second allows, so the 1 s windows below can be exceeded; a low
+    # rate leaves a call's spacing (100 ms) for arrival jitter on a loaded machine
+    rate = RatePolicy(per_second=10.0, burst=3)
+    calls = 20
     sandbox = world[system]
     async with world.systems(system, rate=rate, workers=16) as systems:
         before = await sandbox.requests()
@@ -119,8 +120,8 @@ async def test_a_burst_of_batched_reads_never_exceeds_the_policy_rate(
     """Reads of three customers each: the rate holds for vendor calls, however a connector
     turns one message into calls (Stripe has no batch retrieve: one call per customer).
     """
-    rate = RatePolicy(per_second=20.0, burst=2)
-    asks, per_read = 26, 3
+    rate = RatePolicy(per_second=10.0, burst=3)
+    asks, per_read = 8, 3
     sandbox = world[system]
     ids = world.ids(system) + world.missing_ids(system, asks * per_read)
     reads = [GetCustomers(ids[n * per_read : (n + 1) * per_read]) for n in range(asks)]
