@@ -195,7 +195,14 @@ class Dispatcher:
                                 self.policy.delivery_timeout + self.policy.drain_seconds
                             ),
                         ):
-                            follow = await self._deliver(current)
+                            try:
+                                follow = await self._deliver(current)
+                            except Exception:  # a boundary: one message must not stop a worker
+                                log.exception(
+                                    "outbox message %s: delivery failed unexpectedly; its lease "
+                                    "expires and it is delivered again",
+                                    current.id,
+                                )
                         current = follow
                         if current is not None and self._stopping:
                             await self._release(current)
@@ -321,9 +328,26 @@ class Dispatcher:
         log.warning("outbox message %s (%s) is a dead letter: %s", message.id, message.type, reason)
 
     async def _settle(self, action: Any, flow: Any, message: OutboxMessage, value: Any) -> Any:
-        """Record an outcome; a lost lease means another dispatcher owns the message now."""
+        """Record an outcome in one transaction.
+
+        A lost lease means another dispatcher owns the message now; a store error leaves
+        the message leased, so it is delivered again after the lease (the idempotency key
+        makes that harmless). If the saga itself cannot record a success (its next step's
+        payload cannot be built), the message becomes a dead letter naming the cause.
+        """
         try:
             return await action(flow, message, value)
         except LeaseLost:
             log.info("outbox message %s: lease lost before its outcome was recorded", message.id)
-            return None
+        except StoreError as exc:
+            log.warning(
+                "outbox message %s: outcome not recorded (%s); redelivered later", message.id, exc
+            )
+        except (LookupError, TypeError, ValueError) as exc:
+            if action == self._dead:
+                raise
+            log.exception("outbox message %s: the saga could not record the outcome", message.id)
+            await self._settle(
+                self._dead, flow, message, f"the saga could not record the outcome: {exc!r}"
+            )
+        return None

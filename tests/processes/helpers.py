@@ -27,9 +27,9 @@ FAST = DispatchPolicy(
 
 @asynccontextmanager
 async def dispatching(
-    store: Store, systems: Any, policy: DispatchPolicy = FAST
+    store: Store, systems: Any, policy: DispatchPolicy = FAST, flows: Any = None
 ) -> AsyncIterator[Dispatcher]:
-    dispatcher = Dispatcher(store, systems, policy=policy)
+    dispatcher = Dispatcher(store, systems, policy=policy, flows=flows)
     async with anyio.create_task_group() as tg:
         await tg.start(dispatcher.run)
         try:

@@ -16,6 +16,7 @@ from gateway.processes.context import Caller
 from gateway.processes.dispatcher import Dispatcher
 from gateway.processes.errors import IdempotencyConflict, IdempotencyMismatch
 from gateway.processes.replay import replay_dead_letter
+from gateway.processes.saga import Flow, SagaView, Step, start_saga
 from gateway.store import MessageStatus, OperationStatus, StepStatus, Store
 from tests.processes.fakes import FakeSystems, World
 from tests.processes.helpers import FAST, dispatching, wait_for
@@ -494,3 +495,39 @@ async def test_stop_drains_the_delivery_in_flight(
     assert steps["erp_partner"] is StepStatus.SUCCEEDED
     # the next step was not taken by the stopping dispatcher: it waits, unleased
     assert messages[1].status is MessageStatus.PENDING
+
+
+async def test_a_saga_that_cannot_build_its_next_step_dead_letters(
+    store: Store, systems: FakeSystems
+) -> None:
+    def broken(view: SagaView) -> dict[str, object]:
+        raise KeyError("erp_id")
+
+    flow = Flow(
+        kind="brokenFlow",
+        steps=(
+            Step(
+                "first",
+                System.SUPPORT,
+                lambda v: {"ids": ["91000001"]},
+                lambda p, k: m.GetEntitlements(tuple(p["ids"])),
+                lambda r: {"ok": True},
+            ),
+            Step("second", System.ERP, broken, lambda p, k: m.GetCustomers(()), lambda r: None),
+        ),
+    )
+    async with store.transaction() as tx:
+        await start_saga(
+            tx,
+            flow,
+            operation_id="op_b",
+            correlation_id="c",
+            client_id="t",
+            aggregate_key="cw_b",
+            input={},
+        )
+    async with dispatching(store, systems, flows={"brokenFlow": flow}):
+        stuck = await wait_for(store, "op_b", STUCK)
+    assert stuck.error is not None
+    assert "could not record the outcome" in stuck.error
+    assert "erp_id" in stuck.error
