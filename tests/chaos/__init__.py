@@ -20,7 +20,10 @@ test_breaker.py
   the breaker stays closed for fail_max - 1 failures (each a ``SystemUnavailable`` from a
   real call) and opens on the fail_max-th; then 200 asks are answered ``BreakerOpen``
   (code ``SYSTEM_UNAVAILABLE``) with a median of under 1 ms each, and the sandbox's
-  request count does not move; the other three systems answer normally meanwhile.
+  request count does not move; the other three systems answer normally meanwhile, and
+  the last good answer is there to fall back to, with its age.
+- ``test_an_unreachable_system_opens_the_breaker[system]``: nothing listening on the
+  port (connection refused) counts as a failure like a 503 and opens the breaker.
 - ``test_half_open_lets_only_the_trial_calls_through_and_closes_after_the_threshold
   [system]``: after the reset timeout, 16 concurrent asks against a recovered but slow
   system let exactly ``half_open_calls`` (2) calls reach it, the rest are refused; it

@@ -15,6 +15,7 @@ from actors.messages import GetCustomers, Priority
 from gateway.canonical import System
 from gateway.governance.systems import BreakerPolicy, RetryPolicy
 from tests.chaos.world import World, ask_all, until_time
+from tests.servers import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -56,7 +57,8 @@ async def test_outage_opens_the_breaker_and_open_asks_are_free(
     async with world.systems(system, breaker=breaker, retry=ONE_TRY) as systems:
         actor = systems[system]
         reads = world.reads(system, 3)
-        assert await actor.ask(reads[0], priority=URGENT)  # it serves before the outage
+        served = await actor.ask(reads[0], priority=URGENT)  # it serves before the outage
+        assert served
         before = await sandbox.requests()
         await sandbox.chaos(outage=True)
 
@@ -82,6 +84,23 @@ async def test_outage_opens_the_breaker_and_open_asks_are_free(
         snapshot = actor.snapshot()
         assert (snapshot.calls, snapshot.failures) == (4, 3)
         assert snapshot.breaker_transitions == {"closed->open": 1}
+        await world.assert_serving(systems, world.others(system))
+        # what callers can fall back to meanwhile: the last good answer, with its age
+        kept = actor.last_known_good(reads[0])
+        assert kept is not None
+        assert kept[0] == served
+        assert 0 <= kept[1] < 10
+
+
+@pytest.mark.parametrize("system", list(System), ids=str)
+async def test_an_unreachable_system_opens_the_breaker(world: World, system: System) -> None:
+    """Connection refused (nothing listens on the port) counts like a 503."""
+    breaker = BreakerPolicy(fail_max=3, reset_timeout=60.0, success_threshold=1, half_open_calls=1)
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    async with world.systems(system, base_url=nowhere, breaker=breaker, retry=ONE_TRY) as systems:
+        actor = systems[system]
+        await open_breaker(actor, world.reads(system, 3), fail_max=3)
+        assert actor.snapshot().failures == 3
         await world.assert_serving(systems, world.others(system))
 
 
