@@ -34,7 +34,8 @@ from typing import Any
 from gateway.canonical import System
 from gateway.governance.reference import ReferenceData
 from gateway.processes.context import Accepted, Caller, CommandContext, SystemsLike
-from gateway.processes.errors import IdempotencyConflict, IdempotencyMismatch
+from gateway.processes.errors import IdempotencyConflict, IdempotencyMismatch, ValidationFailed
+from gateway.processes.exclusive import find_blocker
 from gateway.processes.flows import COMMANDS
 from gateway.processes.policy import OutboxPolicy
 from gateway.processes.saga import start_saga
@@ -119,6 +120,11 @@ class WritePath:
                     if claim.outcome is IdempotencyOutcome.CONFLICT:
                         raise _conflict(slot[1])
                 aggregate = await self._link(tx, accepted)
+                if accepted.exclusive is not None:
+                    # again, inside the serialised transaction: a racing twin loses here
+                    blocker = await find_blocker(tx, aggregate, kind, accepted.exclusive)
+                    if blocker is not None:
+                        raise ValidationFailed([accepted.exclusive.problem(blocker)])
                 await start_saga(
                     tx,
                     command.flow,

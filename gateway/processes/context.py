@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from actors.messages import Message, Priority
 from gateway.canonical import System
 from gateway.governance.reference import ReferenceData
+from gateway.processes.exclusive import Exclusive
 from gateway.store import Store
 
 __all__ = ["Accepted", "ActorLike", "Caller", "CommandContext", "SystemsLike"]
@@ -62,10 +63,13 @@ class Accepted:
     """A validated mutation: the input the saga runs on and the customer it is about.
 
     ``canonical_id``: the customer's registry id if known (or chosen, for onboarding);
-    ``links``: ids validation discovered, linked in the accepting transaction.
+    ``links``: ids validation discovered, linked in the accepting transaction;
+    ``exclusive``: a business key that only one unsettled operation may hold, checked
+    again inside the accepting transaction.
     """
 
     input: Mapping[str, Any]
     canonical_id: str | None = None
     links: Mapping[System, str] = field(default_factory=dict)
     name: str | None = None
+    exclusive: Exclusive | None = None

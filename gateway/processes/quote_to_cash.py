@@ -53,6 +53,7 @@ from gateway.canonical.validation import (
 from gateway.processes.context import Accepted, CommandContext
 from gateway.processes.customers import resolve_customer
 from gateway.processes.errors import ValidationFailed
+from gateway.processes.exclusive import Exclusive, find_blocker
 from gateway.processes.payloads import iso_date, parse_date
 from gateway.processes.saga import Flow, SagaView, Step
 from gateway.store import OperationStatus
@@ -60,7 +61,16 @@ from gateway.store import OperationStatus
 __all__ = ["FLOW", "validate"]
 
 KIND = "closeOpportunity"
-_FINISHED = (OperationStatus.FAILED, OperationStatus.COMPENSATED)
+
+
+def _exclusive(opportunity_id: str) -> Exclusive:
+    return Exclusive(
+        field="opportunityId",
+        value=opportunity_id,
+        settled=frozenset({OperationStatus.FAILED, OperationStatus.COMPENSATED}),
+        reason=f"opportunity {opportunity_id} is already being closed by operation {{id}} "
+        "({status}); follow that operation instead",
+    )
 
 
 async def validate(ctx: CommandContext, data: Mapping[str, Any]) -> Accepted:
@@ -112,7 +122,11 @@ async def validate(ctx: CommandContext, data: Mapping[str, Any]) -> Accepted:
         else:
             currency = erp.currency
         if customer.canonical_id is not None:
-            await _not_in_progress(ctx, problems, customer.canonical_id, opportunity_id)
+            blocker = await find_blocker(
+                ctx.store, customer.canonical_id, KIND, _exclusive(opportunity_id)
+            )
+            if blocker is not None:
+                problems.items.append(_exclusive(opportunity_id).problem(blocker))
     if problems or customer is None:
         raise ValidationFailed(problems.items)
     tier = ctx.reference.highest_tier(
@@ -139,6 +153,7 @@ async def validate(ctx: CommandContext, data: Mapping[str, Any]) -> Accepted:
         canonical_id=customer.canonical_id,
         links=dict(customer.ids),
         name=customer.name,
+        exclusive=_exclusive(opportunity_id),
     )
 
 
@@ -176,25 +191,6 @@ def _lines(
                 }
             )
     return lines
-
-
-async def _not_in_progress(
-    ctx: CommandContext, problems: Problems, canonical_id: str, opportunity_id: str
-) -> None:
-    page = await ctx.store.list_operations(aggregate_key=canonical_id, limit=200)
-    for operation in page.items:
-        if (
-            operation.kind == KIND
-            and operation.status not in _FINISHED
-            and isinstance(operation.input, Mapping)
-            and operation.input.get("opportunityId") == opportunity_id
-        ):
-            problems.add(
-                "opportunityId",
-                f"opportunity {opportunity_id} is already being closed by operation "
-                f"{operation.id} ({operation.status}); follow that operation instead",
-            )
-            return
 
 
 # ---------------------------------------------------------------- steps

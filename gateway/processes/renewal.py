@@ -35,6 +35,7 @@ from gateway.canonical.validation import Problems, check_required
 from gateway.processes.context import Accepted, CommandContext
 from gateway.processes.customers import resolve_customer
 from gateway.processes.errors import ValidationFailed
+from gateway.processes.exclusive import Exclusive, find_blocker
 from gateway.processes.quote_to_cash import (
     entitlement_message,
     entitlement_record,
@@ -117,26 +118,19 @@ async def validate(ctx: CommandContext, data: Mapping[str, Any]) -> Accepted:
                     "opportunityId",
                     f"opportunity {opportunity_id} is already closed ({opportunity.stage})",
                 )
+    exclusive = Exclusive(
+        field="subscriptionId",
+        value=subscription_id,
+        settled=frozenset(
+            {OperationStatus.SUCCEEDED, OperationStatus.FAILED, OperationStatus.COMPENSATED}
+        ),
+        reason=f"subscription {subscription_id} is already being renewed by operation {{id}} "
+        "({status})",
+    )
     if customer.canonical_id is not None:
-        page = await ctx.store.list_operations(aggregate_key=customer.canonical_id, limit=200)
-        for operation in page.items:
-            if (
-                operation.kind == KIND
-                and operation.status
-                not in (
-                    OperationStatus.SUCCEEDED,
-                    OperationStatus.FAILED,
-                    OperationStatus.COMPENSATED,
-                )
-                and isinstance(operation.input, Mapping)
-                and operation.input.get("subscriptionId") == subscription_id
-            ):
-                problems.add(
-                    "subscriptionId",
-                    f"subscription {subscription_id} is already being renewed by "
-                    f"operation {operation.id}",
-                )
-                break
+        blocker = await find_blocker(ctx.store, customer.canonical_id, KIND, exclusive)
+        if blocker is not None:
+            problems.items.append(exclusive.problem(blocker))
     if problems:
         raise ValidationFailed(problems.items)
     erp = customer.erp
@@ -159,6 +153,7 @@ async def validate(ctx: CommandContext, data: Mapping[str, Any]) -> Accepted:
         canonical_id=customer.canonical_id,
         links=dict(customer.ids),
         name=customer.name,
+        exclusive=exclusive,
     )
 
 

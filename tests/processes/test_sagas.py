@@ -10,11 +10,11 @@ from actors.errors import BreakerOpen, Rejected, SystemUnavailable
 from actors.messages import Priority
 from gateway.canonical import System
 from gateway.governance.reference import ReferenceData
-from gateway.processes import outbox_cli
+from gateway.processes import outbox_cli, quote_to_cash
 from gateway.processes.commands import WritePath
 from gateway.processes.context import Caller
 from gateway.processes.dispatcher import Dispatcher
-from gateway.processes.errors import IdempotencyConflict, IdempotencyMismatch
+from gateway.processes.errors import IdempotencyConflict, IdempotencyMismatch, ValidationFailed
 from gateway.processes.replay import replay_dead_letter
 from gateway.processes.saga import Flow, SagaView, Step, start_saga
 from gateway.store import MessageStatus, OperationStatus, StepStatus, Store
@@ -531,3 +531,56 @@ async def test_a_saga_that_cannot_build_its_next_step_dead_letters(
     assert stuck.error is not None
     assert "could not record the outcome" in stuck.error
     assert "erp_id" in stuck.error
+
+
+async def test_racing_closes_of_one_opportunity_accept_exactly_one(
+    store: Store,
+    systems: FakeSystems,
+    world: World,
+    reference: ReferenceData,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world.add_opportunity("006RACE", "1000002")
+    write = WritePath(store, systems, reference)
+    # both requests pass validation's own check before either writes: only the check inside
+    # the accepting transaction can tell them apart
+    checked = 0
+    both_checked = anyio.Event()
+    real = quote_to_cash.find_blocker
+
+    async def check_then_wait(*args: object) -> object:
+        nonlocal checked
+        found = await real(*args)  # type: ignore[arg-type]
+        checked += 1
+        if checked == 2:
+            both_checked.set()
+        with anyio.fail_after(5):
+            await both_checked.wait()
+        return found
+
+    monkeypatch.setattr(quote_to_cash, "find_blocker", check_then_wait)
+    outcomes: list[str] = []
+
+    async def close(key: str) -> None:
+        try:
+            view = await write.submit(
+                "closeOpportunity",
+                {"opportunityId": "006RACE"},
+                caller=WIDGET,
+                idempotency_key=key,
+                correlation_id=key,
+            )
+        except ValidationFailed as exc:
+            outcomes.append(exc.problems[0].reason)
+        else:
+            outcomes.append(view.id)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(close, "first")
+        tg.start_soon(close, "second")
+    accepted = [o for o in outcomes if o.startswith("op_")]
+    refused = [o for o in outcomes if not o.startswith("op_")]
+    assert len(accepted) == 1
+    assert len(refused) == 1
+    assert "already being closed" in refused[0]
+    assert len((await store.list_operations()).items) == 1
