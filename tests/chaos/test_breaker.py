@@ -160,10 +160,11 @@ async def test_a_failed_trial_reopens_the_breaker(world: World, system: System) 
         assert (len(failed), len(refused)) == (1, 15), results
         assert await sandbox.requests() == before + 1
         assert actor.breaker_state == "open"
-        with pytest.raises(BreakerOpen) as again:
+        assert actor.snapshot().breaker_transitions["half_open->open"] == 1
+        with pytest.raises(BreakerOpen) as again:  # for a fresh reset timeout
             await actor.ask(reads[0], priority=URGENT)
         assert again.value.retry_after is not None
-        assert again.value.retry_after > 0.1  # a fresh reset timeout: it opened again
+        assert again.value.retry_after > 0
         assert await sandbox.requests() == before + 1
 
         # and once the system is healthy, the next trial closes it (threshold 1)
