@@ -27,6 +27,7 @@ from gateway.observability.metrics import build_registry
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 from gateway.store import Store
+from gateway.webhooks import webhook_endpoint
 
 __all__ = ["create_app"]
 
@@ -114,6 +115,11 @@ def create_app(
         Route("/metrics", metrics, methods=["GET"]),
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
+        Route(
+            "/webhooks/{system}",
+            webhook_endpoint(policies.webhooks, lambda: runtime().store),
+            methods=["POST"],
+        ),
     ]
     return Starlette(
         routes=routes, middleware=[Middleware(CorrelationMiddleware)], lifespan=lifespan
