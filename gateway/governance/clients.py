@@ -19,8 +19,10 @@ The file::
     default_list_size = 20
 
     [[clients]]
-    id = "demo-portal"
-    name = "Demo customer portal"
+    id = "demo-widget"
+    name = "Demo CRM widget"
+    system = "crm"                        # optional: the system whose data it writes as;
+                                          # field ownership checks its writes against it
     api_key_sha256 = ["<hex digest>", ...]
     scopes = ["customer:read", ...]       # "*" grants every scope
     introspection = true
@@ -47,14 +49,13 @@ import hashlib
 import hmac
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
-from gateway.governance.errors import PolicyError
+from gateway.canonical import System
+from gateway.governance._toml import PolicyTable, read_policy
 
 __all__ = [
     "READ_SCOPES",
@@ -113,6 +114,8 @@ class Client:
     persisted_only: bool = False
     #: "api_key" or "jwt"
     via: str = "api_key"
+    #: the system this client speaks for (field ownership on writes); None: no system
+    system: System | None = None
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes or "*" in self.scopes
@@ -167,203 +170,137 @@ class ClientsPolicy:
 
 # ---------------------------------------------------------------- loading
 
+_CLIENT_KEYS = {
+    "id",
+    "name",
+    "system",
+    "api_key_sha256",
+    "scopes",
+    "introspection",
+    "graphiql",
+    "persisted_only",
+}
+_ISSUER_KEYS = {
+    "issuer",
+    "algorithm",
+    "secret",
+    "secret_env",
+    "public_key",
+    "public_key_file",
+    "audience",
+    "allowed_scopes",
+    "introspection",
+    "graphiql",
+    "persisted_only",
+}
 
-def _check_keys(file: Path, prefix: str, table: Mapping[str, Any], allowed: set[str]) -> None:
-    for key in table:
-        if key not in allowed:
-            raise PolicyError(
-                file, f"{prefix}.{key}", f"unknown key; expected one of {sorted(allowed)}"
-            )
 
-
-def _bool(file: Path, key: str, table: Mapping[str, Any], name: str) -> bool:
-    value = table.get(name, False)
-    if not isinstance(value, bool):
-        raise PolicyError(file, f"{key}.{name}", f"must be true or false, got {value!r}")
-    return value
-
-
-def _str(file: Path, key: str, table: Mapping[str, Any], name: str) -> str:
-    value = table.get(name)
-    if not isinstance(value, str) or not value:
-        raise PolicyError(file, f"{key}.{name}", f"must be a non-empty string, got {value!r}")
-    return value
-
-
-def _scopes(file: Path, key: str, value: Any) -> frozenset[str]:
-    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-        raise PolicyError(file, key, f"must be a list of scope names, got {value!r}")
-    for scope in value:
+def _scopes(table: PolicyTable, name: str) -> frozenset[str]:
+    scopes = table.strings(name, allow_empty=True, default=[])
+    for scope in scopes:
         if scope != "*" and scope not in SCOPES:
-            raise PolicyError(
-                file, key, f"unknown scope {scope!r}; known scopes: {', '.join(sorted(SCOPES))}"
+            raise table.fail(
+                name, f"unknown scope {scope!r}; known scopes: {', '.join(sorted(SCOPES))}"
             )
-    return frozenset(value)
+    return frozenset(scopes)
 
 
-def _limits(file: Path, table: Any) -> QueryLimits:
-    if table is None:
-        return QueryLimits()
-    if not isinstance(table, dict):
-        raise PolicyError(file, "limits", "must be a table")
+def _limits(table: PolicyTable) -> QueryLimits:
     defaults = QueryLimits()
-    allowed = set(QueryLimits.__dataclass_fields__)
-    _check_keys(file, "limits", table, allowed)
-    values: dict[str, int] = {}
-    for name in allowed:
-        value = table.get(name, getattr(defaults, name))
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise PolicyError(file, f"limits.{name}", f"must be a positive integer, got {value!r}")
-        values[name] = value
-    return QueryLimits(**values)
-
-
-def _client(file: Path, index: int, table: Any, seen_keys: dict[str, str]) -> Client:
-    key = f"clients[{index}]"
-    if not isinstance(table, dict):
-        raise PolicyError(file, key, "must be a table")
-    _check_keys(
-        file,
-        key,
-        table,
-        {"id", "name", "api_key_sha256", "scopes", "introspection", "graphiql", "persisted_only"},
+    names = QueryLimits.__dataclass_fields__
+    table.only(names)
+    return QueryLimits(
+        **{name: table.integer(name, minimum=1, default=getattr(defaults, name)) for name in names}
     )
-    client_id = _str(file, key, table, "id")
+
+
+def _client(table: PolicyTable, seen_keys: dict[str, str]) -> Client:
+    table.only(_CLIENT_KEYS)
+    client_id = table.string("id")
     if not _CLIENT_ID.match(client_id):
-        raise PolicyError(file, f"{key}.id", f"must match {_CLIENT_ID.pattern}, got {client_id!r}")
+        raise table.fail("id", f"must match {_CLIENT_ID.pattern}, got {client_id!r}")
     digests = table.get("api_key_sha256", [])
     if isinstance(digests, str):
         digests = [digests]
     if not isinstance(digests, list):
-        raise PolicyError(file, f"{key}.api_key_sha256", "must be a list of SHA-256 hex digests")
+        raise table.fail("api_key_sha256", "must be a list of SHA-256 hex digests")
     for digest in digests:
         if not isinstance(digest, str) or not _HEX64.match(digest):
-            raise PolicyError(
-                file,
-                f"{key}.api_key_sha256",
+            raise table.fail(
+                "api_key_sha256",
                 f"must be lower-case SHA-256 hex (64 characters), got {digest!r}; "
                 "store the digest of the key, never the key itself",
             )
         if digest in seen_keys:
-            raise PolicyError(
-                file, f"{key}.api_key_sha256", f"key already belongs to '{seen_keys[digest]}'"
-            )
+            raise table.fail("api_key_sha256", f"key already belongs to '{seen_keys[digest]}'")
         seen_keys[digest] = client_id
     return Client(
         id=client_id,
-        name=str(table.get("name") or client_id),
-        scopes=_scopes(file, f"{key}.scopes", table.get("scopes", [])),
-        introspection=_bool(file, key, table, "introspection"),
-        graphiql=_bool(file, key, table, "graphiql"),
-        persisted_only=_bool(file, key, table, "persisted_only"),
+        name=table.string("name", default=client_id),
+        scopes=_scopes(table, "scopes"),
+        introspection=table.boolean("introspection", default=False),
+        graphiql=table.boolean("graphiql", default=False),
+        persisted_only=table.boolean("persisted_only", default=False),
+        system=table.member("system", System) if "system" in table else None,
     )
 
 
-def _issuer(file: Path, index: int, table: Any) -> Issuer:
-    key = f"issuers[{index}]"
-    if not isinstance(table, dict):
-        raise PolicyError(file, key, "must be a table")
-    _check_keys(
-        file,
-        key,
-        table,
-        {
-            "issuer",
-            "algorithm",
-            "secret",
-            "secret_env",
-            "public_key",
-            "public_key_file",
-            "audience",
-            "allowed_scopes",
-            "introspection",
-            "graphiql",
-            "persisted_only",
-        },
-    )
-    algorithm = _str(file, key, table, "algorithm")
+def _issuer(table: PolicyTable) -> Issuer:
+    table.only(_ISSUER_KEYS)
+    algorithm = table.choice("algorithm", ("HS256", "RS256"))
     if algorithm == "HS256":
         if "secret_env" in table:
-            env = _str(file, key, table, "secret_env")
+            env = table.string("secret_env")
             secret = os.environ.get(env)
             if not secret:
-                raise PolicyError(
-                    file, f"{key}.secret_env", f"environment variable {env} is not set"
-                )
+                raise table.fail("secret_env", f"environment variable {env} is not set")
         else:
-            secret = _str(file, key, table, "secret")
+            secret = table.string("secret")
         if len(secret) < 32:
-            raise PolicyError(
-                file, f"{key}.secret", "an HS256 secret must be at least 32 characters long"
-            )
+            raise table.fail("secret", "an HS256 secret must be at least 32 characters long")
         material = secret
-    elif algorithm == "RS256":
+    else:
         if "public_key_file" in table:
-            path = Path(_str(file, key, table, "public_key_file"))
+            path = Path(table.string("public_key_file"))
             if not path.is_absolute():
-                path = file.parent / path
+                path = Path(table.file).parent / path
             try:
                 material = path.read_text()
-            except OSError as exc:
-                raise PolicyError(
-                    file, f"{key}.public_key_file", f"cannot read {path}: {exc}"
-                ) from exc
+            except (OSError, UnicodeDecodeError) as exc:
+                raise table.fail("public_key_file", f"cannot read {path}: {exc}") from exc
         else:
-            material = _str(file, key, table, "public_key")
+            material = table.string("public_key")
         if "BEGIN PUBLIC KEY" not in material:
-            raise PolicyError(file, f"{key}.public_key", "must be a PEM public key")
-    else:
-        raise PolicyError(
-            file, f"{key}.algorithm", f"must be 'HS256' or 'RS256', got {algorithm!r}"
-        )
-    allowed = table.get("allowed_scopes")
+            raise table.fail("public_key", "must be a PEM public key")
     return Issuer(
-        issuer=_str(file, key, table, "issuer"),
+        issuer=table.string("issuer"),
         algorithm=algorithm,
         key=material,
-        audience=_str(file, key, table, "audience"),
-        allowed_scopes=SCOPES
-        if allowed is None
-        else _scopes(file, f"{key}.allowed_scopes", allowed),
-        introspection=_bool(file, key, table, "introspection"),
-        graphiql=_bool(file, key, table, "graphiql"),
-        persisted_only=_bool(file, key, table, "persisted_only"),
+        audience=table.string("audience"),
+        allowed_scopes=_scopes(table, "allowed_scopes") if "allowed_scopes" in table else SCOPES,
+        introspection=table.boolean("introspection", default=False),
+        graphiql=table.boolean("graphiql", default=False),
+        persisted_only=table.boolean("persisted_only", default=False),
     )
 
 
 def load_clients_policy(path: Path | str) -> ClientsPolicy:
     """Read and validate ``policies/clients.toml``; raise ``PolicyError`` on any problem."""
-    file = Path(path)
-    try:
-        data = tomllib.loads(file.read_text())
-    except FileNotFoundError as exc:
-        raise PolicyError(file, "", "file not found; create it (see docs in this module)") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(file, "", f"cannot read: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(file, "", f"not valid TOML: {exc}") from exc
-    _check_keys(file, "", data, {"limits", "clients", "issuers"})
-    limits = _limits(file, data.get("limits"))
-    raw_clients = data.get("clients", [])
-    if not isinstance(raw_clients, list):
-        raise PolicyError(file, "clients", "must be an array of tables ([[clients]])")
+    data = read_policy(path, if_missing="create it (see gateway/governance/clients.py)")
+    data.only({"limits", "clients", "issuers"})
+    limits = _limits(data.table("limits", required=False))
     clients: dict[str, Client] = {}
     seen_keys: dict[str, str] = {}
-    for index, table in enumerate(raw_clients):
-        client = _client(file, index, table, seen_keys)
+    for table in data.array("clients"):
+        client = _client(table, seen_keys)
         if client.id in clients:
-            raise PolicyError(file, f"clients[{index}].id", f"duplicate client id {client.id!r}")
+            raise table.fail("id", f"duplicate client id {client.id!r}")
         clients[client.id] = client
-    raw_issuers = data.get("issuers", [])
-    if not isinstance(raw_issuers, list):
-        raise PolicyError(file, "issuers", "must be an array of tables ([[issuers]])")
     issuers: dict[str, Issuer] = {}
-    for index, table in enumerate(raw_issuers):
-        issuer = _issuer(file, index, table)
+    for table in data.array("issuers"):
+        issuer = _issuer(table)
         if issuer.issuer in issuers:
-            raise PolicyError(
-                file, f"issuers[{index}].issuer", f"duplicate issuer {issuer.issuer!r}"
-            )
+            raise table.fail("issuer", f"duplicate issuer {issuer.issuer!r}")
         issuers[issuer.issuer] = issuer
     return ClientsPolicy(
         clients=MappingProxyType(clients),

@@ -17,15 +17,13 @@ Any problem raises ``PolicyError(file, key, reason)``.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 from gateway.canonical import Customer, System
-from gateway.governance.errors import PolicyError
+from gateway.governance._toml import read_policy
 
 __all__ = ["OWNED_CUSTOMER_FIELDS", "OwnershipPolicy", "load_ownership_policy"]
 
@@ -75,51 +73,25 @@ class OwnershipPolicy:
         return (owner, *(s for s in self.fallback if s is not owner))
 
 
-def _system(file: Path, key: str, value: Any) -> System:
-    try:
-        return System(value)
-    except ValueError:
-        raise PolicyError(
-            file, key, f"must be one of {[s.value for s in System]}, got {value!r}"
-        ) from None
-
-
 def load_ownership_policy(path: Path | str) -> OwnershipPolicy:
     """Read and validate ``policies/ownership.toml``; raise ``PolicyError`` on any problem."""
-    file = Path(path)
-    try:
-        data = tomllib.loads(file.read_text())
-    except FileNotFoundError as exc:
-        raise PolicyError(file, "", "file not found; it names the owner of each field") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(file, "", f"cannot read: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(file, "", f"not valid TOML: {exc}") from exc
-    for key in data:
-        if key not in {"customer", "fallback"}:
-            raise PolicyError(file, key, "unknown table; expected [customer] and [fallback]")
-    table = data.get("customer")
-    if not isinstance(table, dict):
-        raise PolicyError(file, "customer", "missing table [customer] naming each field's owner")
+    data = read_policy(path, if_missing="it names the owner of each field")
+    data.only({"customer", "fallback"})
+    table = data.table("customer")
     owners: dict[str, System] = {}
-    for name, value in table.items():
+    for name in table:
         if name not in OWNED_CUSTOMER_FIELDS:
-            raise PolicyError(
-                file,
-                f"customer.{name}",
-                f"not a canonical customer field; known: {', '.join(OWNED_CUSTOMER_FIELDS)}",
+            raise table.fail(
+                name, f"not a canonical customer field; known: {', '.join(OWNED_CUSTOMER_FIELDS)}"
             )
-        owners[name] = _system(file, f"customer.{name}", value)
+        owners[name] = table.member(name, System)
     missing = [f for f in OWNED_CUSTOMER_FIELDS if f not in owners]
     if missing:
-        raise PolicyError(file, "customer", f"no owner for {', '.join(missing)}")
-    fallback_table = data.get("fallback", {})
-    if not isinstance(fallback_table, dict):
-        raise PolicyError(file, "fallback", "must be a table with 'order'")
-    order = fallback_table.get("order", [s.value for s in System])
-    if not isinstance(order, list):
-        raise PolicyError(file, "fallback.order", f"must be a list of systems, got {order!r}")
-    fallback = tuple(_system(file, "fallback.order", v) for v in order)
+        raise data.fail("customer", f"no owner for {', '.join(missing)}")
+    fallback_table = data.table("fallback", required=False)
+    fallback_table.only({"order"})
+    every: list[System] = list(System)
+    fallback = tuple(fallback_table.members("order", System, default=every))
     if len(set(fallback)) != len(fallback):
-        raise PolicyError(file, "fallback.order", "names a system twice")
+        raise fallback_table.fail("order", "names a system twice")
     return OwnershipPolicy(customer=MappingProxyType(owners), fallback=fallback)

@@ -14,11 +14,11 @@ from typing import Any
 
 from gateway.governance.clients import ClientsPolicy, load_clients_policy
 from gateway.governance.errors import PolicyError
+from gateway.governance.outbox import OutboxPolicy, load_outbox_policy
 from gateway.governance.ownership import OwnershipPolicy, load_ownership_policy
 from gateway.governance.reference import ReferenceData, load_reference
 from gateway.governance.systems import SystemsPolicy, load_systems_policy
 from gateway.governance.webhooks import WebhooksPolicy, load_webhooks_policy
-from gateway.processes.policy import OutboxPolicy, load_outbox_policy
 
 __all__ = ["Policies", "check_policies", "load_policies"]
 

@@ -11,16 +11,14 @@ gets. Every key is checked and unknown keys are refused; a problem raises
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 from gateway.canonical import Product
-from gateway.governance.errors import PolicyError
+from gateway.governance._toml import PolicyTable, read_policy
 
 __all__ = ["Country", "PaymentTerm", "ReferenceData", "SlaRule", "load_reference"]
 
@@ -84,57 +82,35 @@ class ReferenceData:
 
 def load_reference(path: Path | str) -> ReferenceData:
     """Read and validate ``path``; raise PolicyError naming the file, key and reason."""
-    file = str(path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise PolicyError(file, "", "file not found; copy policies/reference.toml") from None
-    except OSError as exc:
-        raise PolicyError(file, "", f"cannot be read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(file, "", f"not valid TOML: {exc}") from None
-    r = _Reader(file)
-    r.only(data, "", {"countries", "payment_terms", "products", "sla"})
-    country_tables = r.table(data, "countries")
-    countries = {
-        code: _country(r, code, r.table(country_tables, f"countries.{code}"))
-        for code in country_tables
-    }
+    data = read_policy(path, if_missing="copy policies/reference.toml")
+    data.only({"countries", "payment_terms", "products", "sla"})
+    country_tables = data.table("countries")
+    countries = {code: _country(code, country_tables.table(code)) for code in country_tables}
     terms = {}
-    term_tables = r.table(data, "payment_terms")
+    term_tables = data.table("payment_terms")
     for key in term_tables:
-        at = f"payment_terms.{key}"
-        table = r.table(term_tables, at)
-        r.only(table, at, {"days", "description"})
-        terms[key] = PaymentTerm(
-            key, r.integer(table, f"{at}.days"), r.string(table, f"{at}.description")
-        )
-    product_tables = r.table(data, "products")
-    products = {
-        code: _product(r, code, r.table(product_tables, f"products.{code}"))
-        for code in product_tables
-    }
-    sla_table = r.table(data, "sla")
-    tiers = tuple(r.strings(sla_table, "sla.tiers"))
-    r.only(sla_table, "sla", {"tiers", "none", *tiers})
+        table = term_tables.table(key)
+        table.only({"days", "description"})
+        terms[key] = PaymentTerm(key, table.integer("days", minimum=0), table.string("description"))
+    product_tables = data.table("products")
+    products = {code: _product(code, product_tables.table(code)) for code in product_tables}
+    sla_table = data.table("sla")
+    tiers = tuple(sla_table.strings("tiers"))
+    sla_table.only({"tiers", "none", *tiers})
     sla = {}
     for tier in ("none", *tiers):
-        at = f"sla.{tier}"
-        table = r.table(sla_table, at)
-        r.only(table, at, {"open", "escalate"})
+        table = sla_table.table(tier)
+        table.only({"open", "escalate"})
         sla[tier] = SlaRule(
-            tier,
-            r.choice(table, f"{at}.open", _PRIORITIES),
-            r.choice(table, f"{at}.escalate", _PRIORITIES),
+            tier, table.choice("open", _PRIORITIES), table.choice("escalate", _PRIORITIES)
         )
     for code, product in products.items():
         if product.support_tier not in tiers:
-            raise PolicyError(
-                file, f"products.{code}.support_tier", f"must be one of sla.tiers {list(tiers)}"
+            raise product_tables.table(code).fail(
+                "support_tier", f"must be one of sla.tiers {list(tiers)}"
             )
     return ReferenceData(
-        file=file,
+        file=data.file,
         countries=MappingProxyType(countries),
         payment_terms=MappingProxyType(terms),
         products=MappingProxyType(products),
@@ -143,105 +119,40 @@ def load_reference(path: Path | str) -> ReferenceData:
     )
 
 
-def _country(r: _Reader, code: str, table: dict[str, Any]) -> Country:
-    at = f"countries.{code}"
+def _country(code: str, table: PolicyTable) -> Country:
     if not re.fullmatch(r"[A-Z]{2}", code):
-        raise PolicyError(r.file, at, "must be an ISO 3166-1 alpha-2 code like DE")
-    r.only(table, at, {"name", "currency", "tax_id", "tax_id_example", "legal_forms"})
+        raise table.fail("", "must be an ISO 3166-1 alpha-2 code like DE")
+    table.only({"name", "currency", "tax_id", "tax_id_example", "legal_forms"})
     try:
-        pattern = re.compile(r.string(table, f"{at}.tax_id"))
+        pattern = re.compile(table.string("tax_id"))
     except re.error as exc:
-        raise PolicyError(
-            r.file, f"{at}.tax_id", f"not a valid regular expression: {exc}"
-        ) from None
-    example = r.string(table, f"{at}.tax_id_example")
+        raise table.fail("tax_id", f"not a valid regular expression: {exc}") from None
+    example = table.string("tax_id_example")
     if not pattern.fullmatch(example):
-        raise PolicyError(r.file, f"{at}.tax_id_example", "does not match tax_id")
+        raise table.fail("tax_id_example", "does not match tax_id")
     return Country(
         code=code,
-        name=r.string(table, f"{at}.name"),
-        currency=r.string(table, f"{at}.currency"),
+        name=table.string("name"),
+        currency=table.string("currency"),
         tax_id=pattern,
         tax_id_example=example,
-        legal_forms=tuple(r.strings(table, f"{at}.legal_forms")),
+        legal_forms=tuple(table.strings("legal_forms")),
     )
 
 
-def _product(r: _Reader, code: str, table: dict[str, Any]) -> Product:
-    at = f"products.{code}"
-    r.only(
-        table,
-        at,
-        {"name", "material", "price", "unit_amount", "currency", "interval", "support_tier"},
-    )
+def _product(code: str, table: PolicyTable) -> Product:
+    table.only({"name", "material", "price", "unit_amount", "currency", "interval", "support_tier"})
     try:
-        amount = Decimal(r.string(table, f"{at}.unit_amount"))
+        amount = Decimal(table.string("unit_amount"))
     except InvalidOperation:
-        raise PolicyError(
-            r.file, f"{at}.unit_amount", "must be a decimal string like '500.00'"
-        ) from None
+        raise table.fail("unit_amount", "must be a decimal string like '500.00'") from None
     return Product(
         code=code,
-        name=r.string(table, f"{at}.name"),
-        material=r.string(table, f"{at}.material"),
-        price=r.string(table, f"{at}.price"),
+        name=table.string("name"),
+        material=table.string("material"),
+        price=table.string("price"),
         unit_amount=amount,
-        currency=r.string(table, f"{at}.currency"),
-        interval=r.choice(table, f"{at}.interval", _INTERVALS),
-        support_tier=r.string(table, f"{at}.support_tier"),
+        currency=table.string("currency"),
+        interval=table.choice("interval", _INTERVALS),
+        support_tier=table.string("support_tier"),
     )
-
-
-class _Reader:
-    """Typed access to TOML values; every complaint names the file and the dotted key."""
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-
-    def _get(self, table: dict[str, Any], key: str) -> Any:
-        name = key.rsplit(".", 1)[-1]
-        if name not in table:
-            raise PolicyError(self.file, key, "missing; see policies/reference.toml")
-        return table[name]
-
-    def only(self, table: dict[str, Any], at: str, allowed: set[str]) -> None:
-        for name in table:
-            if name not in allowed:
-                key = f"{at}.{name}" if at else name
-                raise PolicyError(
-                    self.file, key, f"unknown key; expected one of {', '.join(sorted(allowed))}"
-                )
-
-    def table(self, table: dict[str, Any], key: str) -> dict[str, Any]:
-        value = self._get(table, key)
-        if not isinstance(value, dict):
-            raise PolicyError(self.file, key, f"must be a table, got {type(value).__name__}")
-        return value
-
-    def string(self, table: dict[str, Any], key: str) -> str:
-        value = self._get(table, key)
-        if not isinstance(value, str) or not value:
-            raise PolicyError(self.file, key, f"must be a non-empty string, got {value!r}")
-        return value
-
-    def strings(self, table: dict[str, Any], key: str) -> list[str]:
-        value = self._get(table, key)
-        if (
-            not isinstance(value, list)
-            or not value
-            or not all(isinstance(v, str) and v for v in value)
-        ):
-            raise PolicyError(self.file, key, f"must be a non-empty list of strings, got {value!r}")
-        return value
-
-    def integer(self, table: dict[str, Any], key: str) -> int:
-        value = self._get(table, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise PolicyError(self.file, key, f"must be a whole number of 0 or more, got {value!r}")
-        return int(value)
-
-    def choice(self, table: dict[str, Any], key: str, allowed: tuple[str, ...]) -> str:
-        value = self.string(table, key)
-        if value not in allowed:
-            raise PolicyError(self.file, key, f"must be one of {', '.join(allowed)}, got {value!r}")
-        return value

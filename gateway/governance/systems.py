@@ -13,16 +13,15 @@ Base URLs can be overridden per system by environment variable (``CROSSWALK_ERP_
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 from urllib.parse import urlsplit
 
 from actors.connector import Endpoint
 from gateway.canonical import System
+from gateway.governance._toml import PolicyTable, read_policy
 from gateway.governance.errors import PolicyError
 
 __all__ = [
@@ -128,25 +127,12 @@ def load_systems_policy(
 ) -> SystemsPolicy:
     """Read and validate ``path``; raise PolicyError naming the file, key and reason."""
     environ = os.environ if environ is None else environ
-    file = str(path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise PolicyError(file, "", "file not found; copy policies/systems.toml") from None
-    except OSError as exc:
-        raise PolicyError(file, "", f"cannot be read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(file, "", f"not valid TOML: {exc}") from None
-    reader = _Reader(file)
-    reader.only(data, "", {"systems"})
-    tables = reader.table(data, "systems")
-    reader.only(tables, "systems", {s.value for s in System})
-    systems = {
-        system: _system(reader, system, reader.table(tables, f"systems.{system}"), environ)
-        for system in System
-    }
-    return SystemsPolicy(file=file, systems=MappingProxyType(systems))
+    data = read_policy(path, if_missing="copy policies/systems.toml")
+    data.only({"systems"})
+    tables = data.table("systems")
+    tables.only({s.value for s in System})
+    systems = {system: _system(system, tables.table(system.value), environ) for system in System}
+    return SystemsPolicy(file=data.file, systems=MappingProxyType(systems))
 
 
 _SYSTEM_KEYS = {
@@ -165,129 +151,65 @@ _SYSTEM_KEYS = {
 }
 
 
-def _system(
-    reader: _Reader, system: System, table: dict[str, Any], environ: Mapping[str, str]
-) -> SystemPolicy:
-    at = f"systems.{system}"
-    reader.only(table, at, _SYSTEM_KEYS)
+def _system(system: System, table: PolicyTable, environ: Mapping[str, str]) -> SystemPolicy:
+    table.only(_SYSTEM_KEYS)
+    # the environment's URL wins, and then the file's own base_url may be absent
     override = environ.get(ENV_URLS[system])
     if override:
-        base_url = override
-        reader.url(base_url, ENV_URLS[system])
-        reader.only(table, at, _SYSTEM_KEYS)  # the file's own base_url may still be absent
+        base_url = _url(table.file, ENV_URLS[system], override)
     else:
-        base_url = reader.string(table, f"{at}.base_url")
-        reader.url(base_url, f"{at}.base_url")
-    credentials = reader.table(table, f"{at}.credentials")
-    missing = REQUIRED_CREDENTIALS[system] - credentials.keys()
+        base_url = _url(table.file, table.key("base_url"), table.string("base_url"))
+    credentials = table.table("credentials")
+    missing = REQUIRED_CREDENTIALS[system] - set(credentials)
     if missing:
-        raise PolicyError(reader.file, f"{at}.credentials", f"missing {', '.join(sorted(missing))}")
-    for key in credentials:
-        reader.string(credentials, f"{at}.credentials.{key}")
-    rate = reader.table(table, f"{at}.rate")
-    reader.only(rate, f"{at}.rate", {"per_second", "burst"})
-    breaker = reader.table(table, f"{at}.breaker")
-    reader.only(
-        breaker,
-        f"{at}.breaker",
-        {"fail_max", "reset_timeout", "success_threshold", "half_open_calls"},
-    )
-    retry = reader.table(table, f"{at}.retry")
-    reader.only(retry, f"{at}.retry", {"attempts", "base", "cap"})
-    cache = reader.table(table, f"{at}.cache")
-    reader.only(cache, f"{at}.cache", {"size", "ttl"})
+        raise table.fail("credentials", f"missing {', '.join(sorted(missing))}")
+    rate = table.table("rate")
+    rate.only({"per_second", "burst"})
+    breaker = table.table("breaker")
+    breaker.only({"fail_max", "reset_timeout", "success_threshold", "half_open_calls"})
+    retry = table.table("retry")
+    retry.only({"attempts", "base", "cap"})
+    cache = table.table("cache")
+    cache.only({"size", "ttl"})
     retry_policy = RetryPolicy(
-        attempts=reader.integer(retry, f"{at}.retry.attempts", minimum=1),
-        base=reader.number(retry, f"{at}.retry.base", positive=True),
-        cap=reader.number(retry, f"{at}.retry.cap", positive=True),
+        attempts=retry.integer("attempts", minimum=1),
+        base=retry.number("base"),
+        cap=retry.number("cap"),
     )
     if retry_policy.cap < retry_policy.base:
-        raise PolicyError(
-            reader.file, f"{at}.retry.cap", f"must be at least retry.base ({retry_policy.base})"
-        )
-    breaker_policy = BreakerPolicy(
-        fail_max=reader.integer(breaker, f"{at}.breaker.fail_max", minimum=1),
-        reset_timeout=reader.number(breaker, f"{at}.breaker.reset_timeout", positive=True),
-        success_threshold=reader.integer(breaker, f"{at}.breaker.success_threshold", minimum=1),
-        half_open_calls=reader.integer(breaker, f"{at}.breaker.half_open_calls", minimum=1),
-    )
+        raise retry.fail("cap", f"must be at least retry.base ({retry_policy.base})")
     return SystemPolicy(
         system=system,
         base_url=base_url.rstrip("/"),
-        credentials=MappingProxyType(dict(credentials)),
-        timeout=reader.number(table, f"{at}.timeout", positive=True),
-        max_connections=reader.integer(table, f"{at}.max_connections", minimum=1),
-        workers=reader.integer(table, f"{at}.workers", minimum=1),
-        mailbox=reader.integer(table, f"{at}.mailbox", minimum=1),
-        ask_timeout=reader.number(table, f"{at}.ask_timeout", positive=True),
-        health_interval=reader.number(table, f"{at}.health_interval", positive=False),
+        credentials=MappingProxyType({key: credentials.string(key) for key in credentials}),
+        timeout=table.number("timeout"),
+        max_connections=table.integer("max_connections", minimum=1),
+        workers=table.integer("workers", minimum=1),
+        mailbox=table.integer("mailbox", minimum=1),
+        ask_timeout=table.number("ask_timeout"),
+        health_interval=table.number("health_interval", allow_zero=True),
         rate=RatePolicy(
-            per_second=reader.number(rate, f"{at}.rate.per_second", positive=True),
-            burst=reader.integer(rate, f"{at}.rate.burst", minimum=1),
+            per_second=rate.number("per_second"),
+            burst=rate.integer("burst", minimum=1),
         ),
-        breaker=breaker_policy,
+        breaker=BreakerPolicy(
+            fail_max=breaker.integer("fail_max", minimum=1),
+            reset_timeout=breaker.number("reset_timeout"),
+            success_threshold=breaker.integer("success_threshold", minimum=1),
+            half_open_calls=breaker.integer("half_open_calls", minimum=1),
+        ),
         retry=retry_policy,
         cache=CachePolicy(
-            size=reader.integer(cache, f"{at}.cache.size", minimum=0),
-            ttl=reader.number(cache, f"{at}.cache.ttl", positive=True),
+            size=cache.integer("size", minimum=0),
+            ttl=cache.number("ttl"),
         ),
     )
 
 
-class _Reader:
-    """Typed access to TOML values; every complaint names the file and the dotted key."""
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-
-    def _fail(self, key: str, reason: str) -> PolicyError:
-        return PolicyError(self.file, key, reason)
-
-    def _get(self, table: dict[str, Any], key: str) -> Any:
-        name = key.rsplit(".", 1)[-1]
-        if name not in table:
-            raise self._fail(key, "missing; every system sets it (see policies/systems.toml)")
-        return table[name]
-
-    def only(self, table: dict[str, Any], at: str, allowed: set[str]) -> None:
-        for name in table:
-            if name not in allowed:
-                key = f"{at}.{name}" if at else name
-                raise self._fail(key, f"unknown key; expected one of {', '.join(sorted(allowed))}")
-
-    def table(self, table: dict[str, Any], key: str) -> dict[str, Any]:
-        value = self._get(table, key)
-        if not isinstance(value, dict):
-            raise self._fail(key, f"must be a table, got {type(value).__name__}")
-        return value
-
-    def string(self, table: dict[str, Any], key: str) -> str:
-        value = self._get(table, key)
-        if not isinstance(value, str) or not value:
-            raise self._fail(key, f"must be a non-empty string, got {value!r}")
-        return value
-
-    def url(self, value: str, key: str) -> None:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise self._fail(
-                key, f"must be an http(s) URL like http://127.0.0.1:8101, got {value!r}"
-            )
-
-    def integer(self, table: dict[str, Any], key: str, *, minimum: int) -> int:
-        value = self._get(table, key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self._fail(key, f"must be an integer, got {value!r}")
-        if value < minimum:
-            raise self._fail(key, f"must be at least {minimum}, got {value}")
-        return int(value)
-
-    def number(self, table: dict[str, Any], key: str, *, positive: bool) -> float:
-        value = self._get(table, key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self._fail(key, f"must be a number, got {value!r}")
-        if positive and not value > 0:
-            raise self._fail(key, f"must be a positive number, got {value}")
-        if not positive and value < 0:
-            raise self._fail(key, f"must be zero or more, got {value}")
-        return float(value)
+def _url(file: str, key: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise PolicyError(
+            file, key, f"must be an http(s) URL like http://127.0.0.1:8101, got {value!r}"
+        )
+    return value

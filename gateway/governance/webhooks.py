@@ -1,16 +1,21 @@
-"""Webhook secrets and signature schemes from ``policies/webhooks.toml``."""
+"""Webhook secrets and signature schemes from ``policies/webhooks.toml``.
+
+One table per system (``[webhooks.erp]`` ...), each with ``scheme`` (bearer, stripe or
+zendesk), ``secret`` (at least 8 characters), optional ``secret_env`` (an environment
+variable that overrides ``secret``) and optional ``tolerance`` (seconds a signed timestamp
+may be from now, default 300). Any problem raises ``PolicyError(file, key, reason)``.
+"""
 
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
 from gateway.canonical import System
-from gateway.governance.errors import PolicyError
+from gateway.governance._toml import PolicyTable, read_policy
 
 __all__ = ["SCHEMES", "WebhookPolicy", "WebhooksPolicy", "load_webhooks_policy"]
 
@@ -38,55 +43,26 @@ class WebhooksPolicy:
 def load_webhooks_policy(
     path: Path | str, *, environ: Mapping[str, str] | None = None
 ) -> WebhooksPolicy:
+    """Read and validate ``path``; raise PolicyError naming the file, key and reason."""
     environ = os.environ if environ is None else environ
-    file = str(path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise PolicyError(file, "", "file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(file, "", f"not valid TOML: {exc}") from None
-    extra = set(data) - {"webhooks"}
-    if extra:
-        raise PolicyError(file, sorted(extra)[0], "unknown key; expected only [webhooks.*]")
-    tables = data.get("webhooks")
-    if not isinstance(tables, dict):
-        raise PolicyError(file, "webhooks", "missing table [webhooks.<system>]")
-    systems: dict[System, WebhookPolicy] = {}
-    for name, table in tables.items():
-        key = f"webhooks.{name}"
-        try:
-            system = System(name)
-        except ValueError:
-            raise PolicyError(
-                file, key, f"unknown system; expected one of {[s.value for s in System]}"
-            ) from None
-        if not isinstance(table, dict):
-            raise PolicyError(file, key, "must be a table")
-        unknown = set(table) - _KEYS
-        if unknown:
-            raise PolicyError(
-                file, f"{key}.{sorted(unknown)[0]}", f"unknown key; expected {sorted(_KEYS)}"
-            )
-        scheme = table.get("scheme")
-        if scheme not in SCHEMES:
-            raise PolicyError(
-                file, f"{key}.scheme", f"must be one of {sorted(SCHEMES)}, got {scheme!r}"
-            )
-        secret = table.get("secret", "")
-        env_name = table.get("secret_env")
-        if env_name is not None and not isinstance(env_name, str):
-            raise PolicyError(file, f"{key}.secret_env", "must be an environment variable name")
-        if env_name and environ.get(env_name):
-            secret = environ[env_name]
-        if not isinstance(secret, str) or len(secret) < 8:
-            raise PolicyError(file, f"{key}.secret", "must be a string of at least 8 characters")
-        tolerance = table.get("tolerance", 300)
-        if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or tolerance <= 0:
-            raise PolicyError(file, f"{key}.tolerance", "must be a positive number of seconds")
-        systems[system] = WebhookPolicy(system, scheme, secret, float(tolerance))
-    missing = [s.value for s in System if s not in systems]
-    if missing:
-        raise PolicyError(file, f"webhooks.{missing[0]}", "missing: every system needs a secret")
-    return WebhooksPolicy(file, MappingProxyType(systems))
+    data = read_policy(path, if_missing="copy policies/webhooks.toml")
+    data.only({"webhooks"})
+    tables = data.table("webhooks")
+    tables.only({s.value for s in System})
+    systems = {system: _webhook(system, tables.table(system.value), environ) for system in System}
+    return WebhooksPolicy(data.file, MappingProxyType(systems))
+
+
+def _webhook(system: System, table: PolicyTable, environ: Mapping[str, str]) -> WebhookPolicy:
+    table.only(_KEYS)
+    scheme = table.choice("scheme", sorted(SCHEMES))
+    # secret_env, when set in the environment, wins over the file's secret
+    env_name = table.string("secret_env") if "secret_env" in table else None
+    if env_name and environ.get(env_name):
+        secret = environ[env_name]
+    else:
+        secret = table.string("secret", default="")
+    if len(secret) < 8:
+        raise table.fail("secret", "must be a string of at least 8 characters")
+    tolerance = table.number("tolerance", default=300.0)
+    return WebhookPolicy(system, scheme, secret, tolerance)
