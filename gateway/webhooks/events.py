@@ -69,12 +69,12 @@ def _text(value: Any, where: str) -> str:
     return str(value)
 
 
-def _iso_from_epoch(seconds: float) -> str:
-    return (
-        datetime.fromtimestamp(seconds, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+def _iso_from_epoch(seconds: float, where: str) -> str:
+    try:
+        moment = datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise EventInvalid(f"{where}: {seconds!r} is not a time this side of year 9999") from None
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _stripe(payload: Any) -> CanonicalEvent:
@@ -94,7 +94,7 @@ def _stripe(payload: Any) -> CanonicalEvent:
         id=event_id,
         source="/billing/stripe",
         type=f"billing.{canonical}",
-        time=_iso_from_epoch(created),
+        time=_iso_from_epoch(created, "Stripe event created"),
         subject=_text(_need(obj, "id", "Stripe event data.object"), "Stripe object id"),
         data=payload,
         system=System.BILLING,
@@ -172,7 +172,7 @@ def _salesforce(payload: Any, own_client: str) -> CanonicalEvent:
         id=event_id,
         source=f"/crm/salesforce{channel}",
         type=f"crm.{entity.lower()}.{verb}",
-        time=_iso_from_epoch(stamp / 1000),
+        time=_iso_from_epoch(stamp / 1000, "ChangeEventHeader.commitTimestamp"),
         subject=record_ids[0],
         data=payload,
         system=System.CRM,

@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ __all__ = [
 STRIPE_HEADER = "Stripe-Signature"
 ZENDESK_SIGNATURE_HEADER = "X-Zendesk-Webhook-Signature"
 ZENDESK_TIMESTAMP_HEADER = "X-Zendesk-Webhook-Signature-Timestamp"
+_UNIX_TIME = re.compile(r"[0-9]{1,12}")
 
 
 def _hmac(secret: str, message: bytes) -> bytes:
@@ -80,7 +82,8 @@ def verify_stripe(
             stamps.append(value.strip())
         elif key == "v1":
             signatures.append(value.strip())
-    if len(stamps) != 1 or not (stamps[0].isascii() and stamps[0].isdigit()):
+    # at most 12 digits: unix time for the next 30,000 years, and int() stays cheap
+    if len(stamps) != 1 or not _UNIX_TIME.fullmatch(stamps[0]):
         raise SignatureMalformed(f"{STRIPE_HEADER} needs exactly one integer t=<unix time>")
     if not signatures:
         raise SignatureMalformed(f"{STRIPE_HEADER} has no v1=<signature> (only v1 is accepted)")

@@ -8,8 +8,12 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Route
 
-from gateway.webhooks import MAX_BODY
+from gateway.governance.webhooks import load_webhooks_policy
+from gateway.store import Store, open_store
+from gateway.webhooks import MAX_BODY, webhook_endpoint
 from tests.webhooks.conftest import Gateway, running_gateway
 from tests.webhooks.samples import (
     dumps,
@@ -180,3 +184,55 @@ async def test_a_body_over_one_mib_is_413(gw: Gateway) -> None:
     streamed = await gw.http.post("/webhooks/erp", content=chunks(), headers=signed("erp", b""))
     assert streamed.status_code == 413
     assert await gw.inbox("erp") == []
+
+
+async def test_hostile_input_never_gets_a_500(gw: Gateway) -> None:
+    far = dumps({**stripe_invoice_finalized(), "created": 10**15})
+    crm = salesforce_opportunity_updated()
+    crm["data"]["payload"]["ChangeEventHeader"]["commitTimestamp"] = 10**18
+    crm_ids = salesforce_opportunity_updated()
+    crm_ids["data"]["payload"]["ChangeEventHeader"]["recordIds"] = [{}]
+    cases: list[tuple[str, bytes, dict[str, Any]]] = [
+        ("billing", b"{}", {"Stripe-Signature": "t=" + "9" * 5000 + ",v1=00"}),
+        ("billing", far, signed("billing", far)),
+        ("crm", dumps(crm), signed("crm", b"")),
+        ("crm", dumps(crm_ids), signed("crm", b"")),
+        ("erp", b"[" * 5000, signed("erp", b"")),
+        ("erp", b'{"id": 1e400, "n": 123456789012345678901234567890}', signed("erp", b"")),
+        ("erp", b"{}", {"Authorization": b"Bearer \xff\xfe"}),
+        (
+            "support",
+            b"{}",
+            {
+                "X-Zendesk-Webhook-Signature": "AAAA",
+                "X-Zendesk-Webhook-Signature-Timestamp": "2026-13-45T99:00:00Z",
+            },
+        ),
+    ]
+    for system, body, headers in cases:
+        response = await gw.http.post(f"/webhooks/{system}", content=body, headers=headers)
+        assert response.status_code in (400, 401), (system, body[:60], response.text)
+        assert response.json()["error"]["message"]
+    for system in SAMPLES:
+        assert await gw.inbox(system) == []
+
+
+async def test_a_store_that_cannot_record_asks_the_vendor_to_retry(tmp_path: Path) -> None:
+    policy = load_webhooks_policy(Path(__file__).resolve().parents[2] / "policies/webhooks.toml")
+    async with open_store(f"sqlite:///{tmp_path / 'closed.db'}") as store:
+        pass  # closed on leaving: every transaction now fails with StoreClosed
+
+    def not_started() -> Store:
+        raise RuntimeError("The gateway runtime is not open (lifespan not started).")
+
+    body = dumps(sap_billing_document_created())
+    for getter, code in [(lambda: store, "STORE_UNAVAILABLE"), (not_started, "STARTING")]:
+        app = Starlette(
+            routes=[Route("/webhooks/{system}", webhook_endpoint(policy, getter), methods=["POST"])]
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            response = await http.post("/webhooks/erp", content=body, headers=signed("erp", body))
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "5"
+        assert response.json()["error"]["code"] == code
