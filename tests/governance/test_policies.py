@@ -1,0 +1,174 @@
+"""The shipped policies/ folder loads; a broken copy of any file names the file, key, reason."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gateway.canonical import System
+from gateway.cli import main
+from gateway.governance.errors import PolicyError
+from gateway.governance.policies import check_policies, load_policies
+
+SHIPPED = Path(__file__).parents[2] / "policies"
+FILES = (
+    "systems.toml",
+    "clients.toml",
+    "webhooks.toml",
+    "ownership.toml",
+    "reference.toml",
+    "outbox.toml",
+)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    copy = tmp_path / "policies"
+    shutil.copytree(SHIPPED, copy)
+    return copy
+
+
+def break_file(folder: Path, file: str, old: str, new: str) -> Path:
+    path = folder / file
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {file}"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_shipped_folder_loads() -> None:
+    policies = load_policies(SHIPPED)
+    assert check_policies(SHIPPED) == []
+    assert set(policies.systems.systems) == set(System)
+    assert set(policies.webhooks.systems) == set(System)
+    assert set(policies.clients.clients) == {"demo-portal", "demo-widget", "demo-ops"}
+    assert policies.ownership.owner("segment") is System.CRM
+    assert policies.reference.products["CW-CORE"].interval == "month"
+    assert policies.outbox.dispatcher.workers == 32
+
+
+def test_clients_name_the_system_they_speak_for() -> None:
+    clients = load_policies(SHIPPED).clients.clients
+    assert clients["demo-widget"].system is System.CRM
+    assert clients["demo-portal"].system is None
+    assert clients["demo-ops"].system is None
+
+
+def test_shipped_folder_passes_the_cli_check(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policies", "check", "--policies", str(SHIPPED)]) == 0
+    assert "are valid" in capsys.readouterr().out
+
+
+BROKEN = [
+    ("systems.toml", "workers = 16", 'workers = "many"', "systems.erp.workers",
+     "must be an integer, got 'many'"),
+    ("systems.toml", "[systems.support]", "[systems.zendesk]", "systems.zendesk",
+     "unknown key; expected one of billing, crm, erp, support"),
+    ("clients.toml", 'system = "crm"', 'system = "salesforce"', "clients[1].system",
+     "must be one of erp, billing, crm, support, got 'salesforce'"),
+    ("clients.toml", "graphiql = true", 'graphiql = "yes"', "clients[0].graphiql",
+     "must be true or false, got 'yes'"),
+    ("clients.toml", "max_batch = 10", "max_batch = 0", "limits.max_batch",
+     "must be at least 1, got 0"),
+    ("clients.toml", 'id = "demo-ops"', 'id = "demo-portal"', "clients[2].id",
+     "duplicate client id 'demo-portal'"),
+    ("webhooks.toml", 'scheme = "stripe"', 'scheme = "hmac"', "webhooks.billing.scheme",
+     "must be one of bearer, stripe, zendesk, got 'hmac'"),
+    ("webhooks.toml", "tolerance = 300", "tolerance = -5", "webhooks.billing.tolerance",
+     "must be a positive number, got -5"),
+    ("webhooks.toml", "[webhooks.support]", "[webhooks.zendesk]", "webhooks.zendesk",
+     "unknown key"),
+    ("ownership.toml", 'segment = "crm"', 'segment = "hubspot"', "customer.segment",
+     "must be one of erp, billing, crm, support, got 'hubspot'"),
+    ("ownership.toml", "[customer]", '[customer]\nshoe_size = "erp"', "customer.shoe_size",
+     "not a canonical customer field"),
+    ("ownership.toml", 'segment = "crm"\n', "", "customer", "no owner for segment"),
+    ("ownership.toml", 'order = ["erp", "crm",', 'order = ["erp", "erp",', "fallback.order",
+     "names a system twice"),
+    ("reference.toml", "days = 14,", "days = -1,", "payment_terms.NT14.days",
+     "must be at least 0, got -1"),
+    ("reference.toml", 'interval = "month"', 'interval = "week"', "products.CW-CORE.interval",
+     "must be one of month, year, got 'week'"),
+    ("reference.toml", 'tiers = ["standard", "premium", "enterprise"]', "tiers = []",
+     "sla.tiers", "must be a non-empty list of strings, got []"),
+    ("reference.toml", 'tax_id_example = "DE123456789"', 'tax_id_example = "DE1"',
+     "countries.DE.tax_id_example", "does not match tax_id"),
+    ("reference.toml", 'name = "Germany"\n', "", "countries.DE.name", "missing"),
+    ("outbox.toml", "workers = 32", "workers = 0", "dispatcher.workers",
+     "must be at least 1, got 0"),
+    ("outbox.toml", "ttl_hours = 24", 'ttl_hours = "a day"', "idempotency.ttl_hours",
+     "must be a number, got 'a day'"),
+    ("outbox.toml", "[dispatcher]", "[dispatcher]\nspeed = 1", "dispatcher.speed",
+     "unknown key"),
+    ("outbox.toml", "delivery_timeout = 10.0", "delivery_timeout = 40.0",
+     "dispatcher.lease_seconds", "must exceed delivery_timeout"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("file", "old", "new", "key", "reason"), BROKEN)
+def test_broken_file_is_refused_with_file_key_and_reason(
+    folder: Path, file: str, old: str, new: str, key: str, reason: str
+) -> None:
+    path = break_file(folder, file, old, new)
+    with pytest.raises(PolicyError) as caught:
+        load_policies(folder)
+    error = caught.value
+    assert (error.file, error.key) == (str(path), key)
+    assert reason in error.reason
+    assert str(error).startswith(f"{path}: {key}: ")
+    assert [(p.file, p.key, p.reason) for p in check_policies(folder)] == [
+        (error.file, error.key, error.reason)
+    ]
+
+
+@pytest.mark.parametrize("file", FILES)
+def test_invalid_toml_names_the_file(folder: Path, file: str) -> None:
+    path = folder / file
+    path.write_text("[broken\n")
+    (problem,) = check_policies(folder)
+    assert (problem.file, problem.key) == (str(path), "")
+    assert problem.reason.startswith("not valid TOML")
+
+
+@pytest.mark.parametrize("file", FILES)
+def test_undecodable_file_names_the_file(folder: Path, file: str) -> None:
+    path = folder / file
+    path.write_bytes(b"name = '\xff'\n")
+    (problem,) = check_policies(folder)
+    assert (problem.file, problem.key) == (str(path), "")
+    assert "not UTF-8" in problem.reason
+
+
+@pytest.mark.parametrize("file", [f for f in FILES if f != "outbox.toml"])
+def test_missing_file_is_named(folder: Path, file: str) -> None:
+    (folder / file).unlink()
+    (problem,) = check_policies(folder)
+    assert (problem.file, problem.key) == (str(folder / file), "")
+    assert problem.reason.startswith("file not found; ")
+
+
+def test_missing_outbox_file_means_the_defaults(folder: Path) -> None:
+    (folder / "outbox.toml").unlink()
+    assert load_policies(folder).outbox.dispatcher.workers == 32
+
+
+def test_unreadable_file_is_named(folder: Path) -> None:
+    (folder / "ownership.toml").unlink()
+    (folder / "ownership.toml").mkdir()  # reading a directory fails with an OSError
+    (problem,) = check_policies(folder)
+    assert problem.file == str(folder / "ownership.toml")
+    assert problem.reason.startswith("cannot be read: ")
+
+
+def test_check_reports_every_broken_file(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for file in FILES:
+        (folder / file).write_text("mystery = 1\n")
+    problems = check_policies(folder)
+    assert [(p.file, p.key) for p in problems] == [(str(folder / f), "mystery") for f in FILES]
+    assert all(p.reason.startswith("unknown key; expected one of ") for p in problems)
+    assert main(["policies", "check", "--policies", str(folder)]) == 1
+    err = capsys.readouterr().err
+    for file in FILES:
+        assert f"crosswalk: {folder / file}: mystery: unknown key" in err
