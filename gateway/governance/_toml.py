@@ -111,6 +111,11 @@ class PolicyTable:
             raise self.fail(name, f"must be a table, got {type(value).__name__}")
         return PolicyTable(self.file, self.key(name), value)
 
+    def per_member(self, kind: type[E]) -> dict[E, PolicyTable]:
+        """One sub-table per member of enum ``kind``, keyed by its value: none absent, no other."""
+        self.only({str(member.value) for member in kind})
+        return {member: self.table(str(member.value)) for member in kind}
+
     def array(self, name: str) -> list[PolicyTable]:
         """The array of tables ``[[name]]`` (absent: empty), each keyed ``name[index]``."""
         value = self._value(name, [])

@@ -266,7 +266,7 @@ def _issuer(table: PolicyTable) -> Issuer:
                 path = Path(table.file).parent / path
             try:
                 material = path.read_text()
-            except (OSError, UnicodeDecodeError) as exc:
+            except (OSError, ValueError) as exc:  # ValueError: not UTF-8, a NUL in the path
                 raise table.fail("public_key_file", f"cannot read {path}: {exc}") from exc
         else:
             material = table.string("public_key")

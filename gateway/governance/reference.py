@@ -125,7 +125,7 @@ def _country(code: str, table: PolicyTable) -> Country:
     table.only({"name", "currency", "tax_id", "tax_id_example", "legal_forms"})
     try:
         pattern = re.compile(table.string("tax_id"))
-    except re.error as exc:
+    except (re.error, OverflowError) as exc:  # OverflowError: a repeat count too large
         raise table.fail("tax_id", f"not a valid regular expression: {exc}") from None
     example = table.string("tax_id_example")
     if not pattern.fullmatch(example):

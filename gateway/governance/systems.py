@@ -129,9 +129,8 @@ def load_systems_policy(
     environ = os.environ if environ is None else environ
     data = read_policy(path, if_missing="copy policies/systems.toml")
     data.only({"systems"})
-    tables = data.table("systems")
-    tables.only({s.value for s in System})
-    systems = {system: _system(system, tables.table(system.value), environ) for system in System}
+    tables = data.table("systems").per_member(System)
+    systems = {system: _system(system, table, environ) for system, table in tables.items()}
     return SystemsPolicy(file=data.file, systems=MappingProxyType(systems))
 
 
@@ -207,8 +206,12 @@ def _system(system: System, table: PolicyTable, environ: Mapping[str, str]) -> S
 
 
 def _url(file: str, key: str, value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.netloc)
+    except ValueError:  # an unclosed IPv6 bracket and the like
+        ok = False
+    if not ok:
         raise PolicyError(
             file, key, f"must be an http(s) URL like http://127.0.0.1:8101, got {value!r}"
         )

@@ -47,9 +47,8 @@ def load_webhooks_policy(
     environ = os.environ if environ is None else environ
     data = read_policy(path, if_missing="copy policies/webhooks.toml")
     data.only({"webhooks"})
-    tables = data.table("webhooks")
-    tables.only({s.value for s in System})
-    systems = {system: _webhook(system, tables.table(system.value), environ) for system in System}
+    tables = data.table("webhooks").per_member(System)
+    systems = {system: _webhook(system, table, environ) for system, table in tables.items()}
     return WebhooksPolicy(data.file, MappingProxyType(systems))
 
 

@@ -64,6 +64,8 @@ def test_shipped_folder_passes_the_cli_check(capsys: pytest.CaptureFixture[str])
 BROKEN = [
     ("systems.toml", "workers = 16", 'workers = "many"', "systems.erp.workers",
      "must be an integer, got 'many'"),
+    ("systems.toml", 'base_url = "http://127.0.0.1:8101"', 'base_url = "http://[::1"',
+     "systems.erp.base_url", "must be an http(s) URL like http://127.0.0.1:8101, got"),
     ("systems.toml", "[systems.support]", "[systems.zendesk]", "systems.zendesk",
      "unknown key; expected one of billing, crm, erp, support"),
     ("clients.toml", 'system = "crm"', 'system = "salesforce"', "clients[1].system",
@@ -95,6 +97,8 @@ BROKEN = [
      "sla.tiers", "must be a non-empty list of strings, got []"),
     ("reference.toml", 'tax_id_example = "DE123456789"', 'tax_id_example = "DE1"',
      "countries.DE.tax_id_example", "does not match tax_id"),
+    ("reference.toml", "tax_id = '^DE[0-9]{9}$'", "tax_id = 'a{4294967296}'",
+     "countries.DE.tax_id", "not a valid regular expression"),
     ("reference.toml", 'name = "Germany"\n', "", "countries.DE.name", "missing"),
     ("outbox.toml", "workers = 32", "workers = 0", "dispatcher.workers",
      "must be at least 1, got 0"),
@@ -121,6 +125,19 @@ def test_broken_file_is_refused_with_file_key_and_reason(
     assert [(p.file, p.key, p.reason) for p in check_policies(folder)] == [
         (error.file, error.key, error.reason)
     ]
+
+
+def test_unreadable_issuer_key_file_is_named(folder: Path) -> None:
+    (folder / "login.pem").write_bytes(b"\xff\xfe not a key")
+    path = folder / "clients.toml"
+    issuer = (
+        '\n[[issuers]]\nissuer = "https://login.example.test/"\nalgorithm = "RS256"\n'
+        'public_key_file = "login.pem"\naudience = "crosswalk"\n'
+    )
+    path.write_text(path.read_text() + issuer)
+    (problem,) = check_policies(folder)
+    assert (problem.file, problem.key) == (str(path), "issuers[0].public_key_file")
+    assert problem.reason.startswith(f"cannot read {folder / 'login.pem'}: ")
 
 
 @pytest.mark.parametrize("file", FILES)
