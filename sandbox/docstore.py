@@ -9,7 +9,7 @@ restarts from exactly what was committed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +22,38 @@ import orjson
 __all__ = ["Doc", "DocStore"]
 
 Doc = dict[str, Any]
+
+
+class _Index:
+    """Records of one kind grouped by ``key(doc)``, kept current by every write, so a
+    lookup by value costs a dict access instead of a scan of the kind."""
+
+    __slots__ = ("filed", "groups", "key")
+
+    def __init__(self, key: Callable[[Doc], Hashable], docs: Mapping[str, Doc]) -> None:
+        self.key = key
+        self.groups: dict[Hashable, dict[str, Doc]] = {}
+        #: the key each record is filed under (a record changed in place still leaves
+        #: its old group)
+        self.filed: dict[str, Hashable] = {}
+        for doc_id, doc in docs.items():
+            self.add(doc_id, doc)
+
+    def add(self, doc_id: str, doc: Doc) -> None:
+        self.remove(doc_id)
+        value = self.key(doc)
+        self.groups.setdefault(value, {})[doc_id] = doc
+        self.filed[doc_id] = value
+
+    def remove(self, doc_id: str) -> None:
+        if doc_id not in self.filed:
+            return
+        value = self.filed.pop(doc_id)
+        group = self.groups[value]
+        del group[doc_id]
+        if not group:
+            del self.groups[value]
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -46,6 +78,8 @@ class DocStore:
         self._seq = 0
         self._counters: dict[str, int] = {}
         self._lock = anyio.Lock()
+        #: (kind, index name) -> index; built on first use, updated by every write
+        self._indexes: dict[str, dict[Hashable, _Index]] = {}
 
     async def __aenter__(self) -> Self:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +109,7 @@ class DocStore:
 
     async def _load(self) -> None:
         self._docs.clear()
+        self._indexes.clear()
         async with self.db.execute("SELECT kind, id, seq, body FROM docs ORDER BY seq") as cur:
             async for kind, doc_id, seq, body in cur:
                 self._docs.setdefault(kind, {})[doc_id] = orjson.loads(body)
@@ -93,6 +128,19 @@ class DocStore:
 
     def iter(self, kind: str) -> Iterator[Doc]:
         return iter(self._docs.get(kind, {}).values())
+
+    def grouped(
+        self, kind: str, name: Hashable, key: Callable[[Doc], Hashable]
+    ) -> Mapping[Hashable, Mapping[str, Doc]]:
+        """Records of ``kind`` grouped by ``key(doc)`` (hashable), each group in the order
+        its records joined it. ``name`` identifies the index: the same name must always
+        come with the same ``key``. Built on first use, then kept current by every write;
+        read-only for callers."""
+        indexes = self._indexes.setdefault(kind, {})
+        index = indexes.get(name)
+        if index is None:
+            index = indexes[name] = _Index(key, self._docs.get(kind, {}))
+        return index.groups
 
     def count(self, kind: str) -> int:
         return len(self._docs.get(kind, {}))
@@ -133,8 +181,11 @@ class DocStore:
             )
         self._seq = seq
         bucket = self._docs.setdefault(kind, {})
+        indexes = self._indexes.get(kind, {}).values()
         for row in rows:
             bucket[row[4]] = row[5]
+            for index in indexes:
+                index.add(row[4], row[5])
 
     async def delete(self, kind: str, doc_id: str) -> bool:
         if doc_id not in self._docs.get(kind, {}):
@@ -142,6 +193,8 @@ class DocStore:
         async with self._write() as db:
             await db.execute("DELETE FROM docs WHERE kind = ? AND id = ?", (kind, doc_id))
         del self._docs[kind][doc_id]
+        for index in self._indexes.get(kind, {}).values():
+            index.remove(doc_id)
         return True
 
     async def next_number(self, name: str, start: int = 1) -> int:
@@ -162,6 +215,7 @@ class DocStore:
             await db.execute("DELETE FROM counters")
             await db.execute("DELETE FROM kv")
         self._docs.clear()
+        self._indexes.clear()
         self._counters.clear()
         self._seq = 0
 

@@ -27,13 +27,16 @@ Prints one line per figure, with the process CPU time per mutation.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -98,13 +101,112 @@ def serve_sandbox(system: str, data_dir: Path, customers: int, port: int) -> Non
 # ---------------------------------------------------------------- the gateway side
 
 
+def _cpu_of(pid: int) -> float:
+    """CPU seconds process ``pid`` has used (user + system, all threads, from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _children_cpu(pids: list[int]) -> float:
     """CPU seconds the sandbox children have used (user + system, from /proc)."""
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(_cpu_of(pid) for pid in pids)
+
+
+def _route(key: str) -> str:
+    """A route without its ids (``GET /sobjects/Opportunity/006...`` -> ``.../{id}``), so
+    calls group by what they do."""
+    method, _, path = key.partition(" ")
+    parts = []
+    for part in path.split("?")[0].split("/"):
+        if any(ch.isdigit() for ch in part) and len(part) > 3:
+            head, paren, _ = part.partition("(")
+            part = f"{head}({{id}})" if paren else "{id}"
+        parts.append(part)
+    return f"{method} {'/'.join(parts)}"
+
+
+async def _routes(http: httpx.AsyncClient, urls: dict[str, str]) -> dict[str, int]:
+    """Calls each sandbox system received so far, by system and route (ids grouped)."""
+    counts: dict[str, int] = {}
+    for system, url in urls.items():
+        answer = await http.get(f"{url}/_sandbox/stats")
+        answer.raise_for_status()
+        for key, n in answer.json()["by_route"].items():
+            if "/_sandbox/" in key:
+                continue
+            route = f"{system} {_route(key)}"
+            counts[route] = counts.get(route, 0) + n
+    return counts
+
+
+class Meter:
+    """CPU per process (the gateway, here, and each sandbox child) and vendor calls by
+    route, between ``start()`` and ``report(n)``: the cost of one mutation, per process."""
+
+    def __init__(self, http: httpx.AsyncClient, urls: dict[str, str], children: dict[str, int]):
+        self.http = http
+        self.urls = urls
+        self.pids = {"gateway": os.getpid(), **children}
+        self._cpu: dict[str, float] = {}
+        self._calls: dict[str, int] = {}
+
+    async def start(self) -> None:
+        self._calls = await _routes(self.http, self.urls)
+        self._cpu = {name: _cpu_of(pid) for name, pid in self.pids.items()}
+
+    async def report(self, n: int) -> None:
+        cpu = {name: _cpu_of(pid) - self._cpu[name] for name, pid in self.pids.items()}
+        calls = await _routes(self.http, self.urls)
+        total = sum(cpu.values())
+        print(
+            f"  CPU ms per mutation: total {total / n * 1000:.1f} = "
+            + ", ".join(f"{name} {value / n * 1000:.1f}" for name, value in cpu.items())
+        )
+        per = {route: calls[route] - self._calls.get(route, 0) for route in calls}
+        per = {route: count for route, count in per.items() if count}
+        print(
+            f"  vendor calls per mutation: {sum(per.values()) / n:.2f} = "
+            + ", ".join(f"{route} {count / n:.2f}" for route, count in sorted(per.items()))
+        )
+
+
+@contextlib.asynccontextmanager
+async def _profiled(folder: Path | None, label: str, pids: dict[str, int]) -> AsyncIterator[None]:
+    """Record each process with py-spy while the block runs (nothing if ``folder`` is None)."""
+    if folder is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    processes = [
+        await anyio.open_process(
+            [
+                spy,
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                "250",
+                "--nonblocking",
+                "--threads",
+                "-o",
+                str(folder / f"{label}-{name}.txt"),
+                "-p",
+                str(pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in pids.items()
+    ]
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGINT)
+        with anyio.move_on_after(30):
+            for process in processes:
+                await process.wait()
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -207,14 +309,31 @@ async def latency_phase(
 
 
 async def bench(
-    args: argparse.Namespace, urls: dict[str, str], demo: Any, tmp: Path, children: list[int]
+    args: argparse.Namespace,
+    urls: dict[str, str],
+    demo: Any,
+    tmp: Path,
+    pids: dict[str, int],
 ) -> None:
     async with httpx.AsyncClient() as http:
-        for url in urls.values():
-            answer = await http.put(
-                f"{url}/_sandbox/chaos", json={"latency_ms": [args.latency, args.latency]}
-            )
-            answer.raise_for_status()
+        await _bench(args, urls, demo, tmp, pids, http)
+
+
+async def _bench(
+    args: argparse.Namespace,
+    urls: dict[str, str],
+    demo: Any,
+    tmp: Path,
+    pids: dict[str, int],
+    http: httpx.AsyncClient,
+) -> None:
+    children = list(pids.values())
+    meter = Meter(http, urls, pids)
+    for url in urls.values():
+        answer = await http.put(
+            f"{url}/_sandbox/chaos", json={"latency_ms": [args.latency, args.latency]}
+        )
+        answer.raise_for_status()
     reference = load_reference(ROOT / "policies" / "reference.toml")
     opportunities = [
         {"opportunityId": opp.id}
@@ -274,7 +393,9 @@ async def bench(
                         for n in (next(fresh) for _ in range(count))
                     ]
                 child_before = _children_cpu(children)
-                latencies, cpu, failed = await latency_phase(store, write, kind, inputs, rate)
+                await meter.start()
+                async with _profiled(args.py_spy, f"{kind}-{rate:g}", meter.pids):
+                    latencies, cpu, failed = await latency_phase(store, write, kind, inputs, rate)
                 child_cpu = _children_cpu(children) - child_before
                 ms = [x * 1000 for x in latencies] or [float("nan")]
                 print(
@@ -283,6 +404,7 @@ async def bench(
                     f"({len(ms)} done, {failed} not; gateway CPU {cpu / count * 1000:.2f} ms, "
                     f"sandbox CPU {child_cpu / count * 1000:.2f} ms per mutation)"
                 )
+                await meter.report(count)
             dispatcher.stop()
         # 2. acceptance, the dispatcher off (what is accepted stays queued)
         await accept_phase(store, write, "onboardCustomer", onboard[:50], args.concurrency)
@@ -295,6 +417,7 @@ async def bench(
             ),
         ):
             child_before = _children_cpu(children)
+            await meter.start()
             wall, cpu = await accept_phase(store, write, kind, inputs, args.concurrency)
             line(
                 f"accepted {kind}",
@@ -304,6 +427,7 @@ async def bench(
                 _children_cpu(children) - child_before,
                 note,
             )
+            await meter.report(len(inputs))
 
 
 def main() -> None:
@@ -324,6 +448,12 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=0, help="demo customers (default: enough)")
     parser.add_argument(
         "--store-dir", type=Path, default=None, help="folder for the store (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        help="folder: record each latency phase of each process with py-spy (raw stacks)",
     )
     parser.add_argument("--serve-sandbox", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -369,7 +499,7 @@ def main() -> None:
                 f"sandbox: {customers} customers, {args.latency:g} ms per call, one process per "
                 f"system; store: SQLite (WAL, synchronous=FULL); {os.cpu_count()} CPU cores"
             )
-            pids = [c.pid for c in children]
+            pids = {system: c.pid for system, c in zip(SYSTEMS, children, strict=True)}
             anyio.run(bench, args, urls, generate(customers), tmp, pids)
         finally:
             for child in children:

@@ -26,7 +26,7 @@ from typing import Any
 
 from sandbox.erp.model import EntitySet
 
-__all__ = ["FilterError", "Predicate", "compile_filter", "parse_datetime_literal"]
+__all__ = ["Filter", "FilterError", "Predicate", "compile_filter", "parse_datetime_literal"]
 
 #: deeper nesting than this is refused (and keeps recursion far from Python's limit)
 MAX_DEPTH = 40
@@ -108,12 +108,42 @@ def _tokenize(text: str) -> list[_Tok]:
     return tokens
 
 
+class Filter:
+    """A compiled ``$filter``: call it on a record. ``hint``, when not None, is
+    ``(property, values)``: every record the filter accepts has one of these string
+    values in that property (it is an ``eq`` of the property, or an ``or`` of such, maybe
+    ``and`` more), so a caller may test only the records an index gives for them."""
+
+    __slots__ = ("_fn", "hint")
+
+    def __init__(self, fn: Evaluator, hint: tuple[str, frozenset[str]] | None) -> None:
+        self._fn = fn
+        self.hint = hint
+
+    def __call__(self, doc: dict[str, Any]) -> bool:
+        return self._fn(doc) is True
+
+
 class _Parser:
     def __init__(self, text: str, entity_set: EntitySet) -> None:
         self.tokens = _tokenize(text)
         self.i = 0
         self.es = entity_set
         self.depth = 0
+        # id(evaluator) -> (evaluator, what it is): string properties read as is, string
+        # literals, and conditions with an equality hint (see ``Filter.hint``). The
+        # evaluator is held too, so its id is not reused while parsing.
+        self._props: dict[int, tuple[Evaluator, str]] = {}
+        self._literals: dict[int, tuple[Evaluator, str]] = {}
+        self._hints: dict[int, tuple[Evaluator, tuple[str, frozenset[str]]]] = {}
+
+    def _hint(self, fn: Evaluator) -> tuple[str, frozenset[str]] | None:
+        entry = self._hints.get(id(fn))
+        return entry[1] if entry is not None and entry[0] is fn else None
+
+    def _remember(self, fn: Evaluator, hint: tuple[str, frozenset[str]] | None) -> None:
+        if hint is not None:
+            self._hints[id(fn)] = (fn, hint)
 
     # -------------------------------------------------------------- token helpers
 
@@ -138,14 +168,14 @@ class _Parser:
 
     # -------------------------------------------------------------- grammar
 
-    def parse(self) -> Predicate:
+    def parse(self) -> Filter:
         typ, fn = self.expr()
         if self.peek() is not None:
             tok = self.take()
             raise FilterError(f"Unexpected '{tok.text}' at position {tok.pos + 1} in $filter")
         if typ != "bool":
             raise FilterError("$filter must be a condition (a comparison or boolean function)")
-        return lambda doc: fn(doc) is True
+        return Filter(fn, self._hint(fn))
 
     def nest(self) -> None:
         self.depth += 1
@@ -160,7 +190,12 @@ class _Parser:
         if len(parts) == 1:
             return parts[0]
         fns = [self._bool_operand(p, "or") for p in parts]
-        return "bool", lambda doc: any(f(doc) is True for f in fns)
+        either: Evaluator = lambda doc: any(f(doc) is True for f in fns)  # noqa: E731
+        hints = [self._hint(f) for f in fns]
+        if all(h is not None and h[0] == hints[0][0] for h in hints):  # type: ignore[index]
+            values = frozenset().union(*(h[1] for h in hints if h is not None))
+            self._remember(either, (hints[0][0], values))  # type: ignore[index]
+        return "bool", either
 
     def and_(self) -> tuple[str, Evaluator]:
         parts = [self.unary()]
@@ -170,7 +205,10 @@ class _Parser:
         if len(parts) == 1:
             return parts[0]
         fns = [self._bool_operand(p, "and") for p in parts]
-        return "bool", lambda doc: all(f(doc) is True for f in fns)
+        both: Evaluator = lambda doc: all(f(doc) is True for f in fns)  # noqa: E731
+        # what all parts accept, the first part with a hint accepts too
+        self._remember(both, next((h for h in map(self._hint, fns) if h is not None), None))
+        return "bool", both
 
     def unary(self) -> tuple[str, Evaluator]:
         if self.peek_word() == "not":
@@ -196,7 +234,14 @@ class _Parser:
             return left
         self.take()
         right = self.primary()
-        return "bool", _comparison(word, left, right)
+        check = _comparison(word, left, right)
+        if word == "eq":
+            for prop, literal in ((left[1], right[1]), (right[1], left[1])):
+                name = self._props.get(id(prop))
+                value = self._literals.get(id(literal))
+                if name and value and name[0] is prop and value[0] is literal:
+                    self._remember(check, (name[1], frozenset({value[1]})))
+        return "bool", check
 
     def primary(self) -> tuple[str, Evaluator]:
         tok = self.take()
@@ -208,7 +253,9 @@ class _Parser:
             return inner
         if tok.kind == "str":
             value = tok.text[1:-1].replace("''", "'")
-            return "string", lambda doc: value
+            literal: Evaluator = lambda doc: value  # noqa: E731
+            self._literals[id(literal)] = (literal, value)
+            return "string", literal
         if tok.kind == "typed":
             prefix, _, rest = tok.text.partition("'")
             raw = rest[:-1].replace("''", "'")
@@ -250,7 +297,10 @@ class _Parser:
         name = prop.name
         if typ == "number":
             return typ, lambda doc: _to_decimal(doc.get(name))
-        return typ, lambda doc: doc.get(name)
+        read: Evaluator = lambda doc: doc.get(name)  # noqa: E731
+        if typ == "string":
+            self._props[id(read)] = (read, name)
+        return typ, read
 
     def function(self, fname: str) -> tuple[str, Evaluator]:
         spec = _FUNCTIONS.get(fname)
@@ -328,6 +378,6 @@ def _comparison(op: str, left: tuple[str, Evaluator], right: tuple[str, Evaluato
     return check
 
 
-def compile_filter(text: str, entity_set: EntitySet) -> Predicate:
+def compile_filter(text: str, entity_set: EntitySet) -> Filter:
     """A predicate over stored records of ``entity_set``; FilterError when ``text`` is bad."""
     return _Parser(text, entity_set).parse()

@@ -7,7 +7,7 @@ Kept free of Starlette so each piece can be read (and tested) on its own; handle
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 
 from sandbox.app import SandboxState
 from sandbox.erp.errors import ODataError
-from sandbox.erp.filter import FilterError, Predicate, compile_filter, parse_datetime_literal
+from sandbox.erp.filter import Filter, FilterError, compile_filter, parse_datetime_literal
 from sandbox.erp.model import ENTITY_SETS, EntitySet, Nav, Prop, Service
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Renderer",
     "ResourcePath",
     "apply",
+    "candidates",
     "check_payload",
     "etag_of",
     "get_entity",
@@ -154,7 +155,7 @@ def parse_path(service: Service, path: str) -> ResourcePath:
 
 @dataclass(slots=True)
 class Query:
-    filter: Predicate | None = None
+    filter: Filter | None = None
     select: tuple[str, ...] | None = None
     expand: tuple[tuple[str, ...], ...] = ()
     top: int | None = None
@@ -499,45 +500,61 @@ def check_payload(
 # ---------------------------------------------------------------------------- lookups
 
 
-_Index = dict[tuple[str, tuple[str, ...]], dict[tuple[Any, ...], list[Any]]]
-
-
-@dataclass(slots=True)
-class _NavIndex:
-    version: int
-    index: _Index = field(default_factory=dict)
-
-
 def invalidate(state: SandboxState) -> None:
-    """Call after every store change: navigation indexes built before it are stale."""
+    """Call after every store change. (Navigation lookups use the store's own indexes,
+    which every write keeps current; the version is kept for whoever watches changes.)"""
     version = state.extra.get("version", 0)
     state.extra["version"] = (version if isinstance(version, int) else 0) + 1
 
 
 class Lookup:
-    """Navigation lookups, indexed once per target set and reused until the next write."""
+    """Navigation lookups through the store's indexes (one per target set and link
+    columns, updated by each write instead of rebuilt: a write costs no later scan)."""
 
     def __init__(self, state: SandboxState) -> None:
         self.state = state
-        version = state.extra.get("version", 0)
-        cached = state.extra.get("nav_index")
-        if not isinstance(cached, _NavIndex) or cached.version != version:
-            cached = _NavIndex(version if isinstance(version, int) else 0)
-            state.extra["nav_index"] = cached
-        self.index = cached.index
 
     def __call__(self, nav: Nav, doc: dict[str, Any]) -> list[dict[str, Any]]:
         cols = tuple(b for _, b in nav.link)
-        slot = (nav.target, cols)
-        if slot not in self.index:
-            grouped: dict[tuple[Any, ...], list[Any]] = {}
-            target = ENTITY_SETS[nav.target]
-            for row in self.state.store.iter(nav.target):
-                grouped.setdefault(tuple(row.get(c) for c in cols), []).append(row)
-            for rows in grouped.values():
-                rows.sort(key=target.key_of)
-            self.index[slot] = grouped
-        return self.index[slot].get(tuple(doc.get(a) for a, _ in nav.link), [])
+        groups = self.state.store.grouped(nav.target, ("nav", cols), _columns(cols))
+        rows = groups.get(tuple(doc.get(a) for a, _ in nav.link))
+        if not rows:
+            return []
+        return sorted(rows.values(), key=ENTITY_SETS[nav.target].key_of)
+
+
+def _columns(cols: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    def key(row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(row.get(c) for c in cols)
+
+    return key
+
+
+def candidates(state: SandboxState, es: EntitySet, q: Query) -> list[dict[str, Any]]:
+    """The records of ``es`` that ``q``'s filter may accept, in creation order: all of
+    them, or, when the filter pins a string property to some values, only those an index
+    gives (``apply`` filters and orders them as it would all records)."""
+    hint = q.filter.hint if q.filter is not None else None
+    if hint is None:
+        return list(state.store.iter(es.name))
+    prop, values = hint
+    groups = state.store.grouped(es.name, ("eq", prop), _scalar(prop))
+    return [doc for value in values for doc in groups.get(value, {}).values()]
+
+
+class _Unhashable:
+    """The index key of a value no string equals (lists, objects)."""
+
+
+_UNHASHABLE = _Unhashable()
+
+
+def _scalar(prop: str) -> Callable[[dict[str, Any]], Any]:
+    def key(doc: dict[str, Any]) -> Any:
+        value = doc.get(prop)
+        return value if value is None or isinstance(value, str | int | float) else _UNHASHABLE
+
+    return key
 
 
 def get_entity(state: SandboxState, es: EntitySet, key: tuple[str, ...]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from sandbox.erp.odata import (
     Renderer,
     ResourcePath,
     apply,
+    candidates,
     etag_of,
     get_entity,
     next_link,
@@ -153,7 +154,7 @@ async def _read(request: Request, state: SandboxState, target: ResourcePath) -> 
     params = request.query_params.multi_items()
     if target.key is None:
         q = parse_query(es, params, single=False)
-        return _collection(request, state, es, list(state.store.iter(es.name)), q, target.count)
+        return _collection(request, state, es, candidates(state, es, q), q, target.count)
     doc = get_entity(state, es, target.key)
     renderer = _renderer(request, state)
     if target.nav is None:

@@ -512,6 +512,71 @@ async def test_sales_order_deep_insert_and_delete(tmp_path):
         assert results(items) == []
 
 
+async def test_equality_filters_and_navigation_follow_every_write(tmp_path):
+    """Equality filters and $expand are served from indexes that writes keep current:
+    answers equal a full scan's, before and after creates, updates and deletes."""
+    async with erp(tmp_path) as client:
+        headers = {"X-CSRF-Token": await csrf(client)}
+
+        async def orders(filter_: str) -> list[str]:
+            answer = await client.get(
+                f"{SO}/A_SalesOrder", params={"$filter": filter_, "$expand": "to_Item"}
+            )
+            assert answer.status_code == 200, answer.text
+            return [f"{o['SalesOrder']}:{len(o['to_Item']['results'])}" for o in results(answer)]
+
+        everything = results(await client.get(f"{SO}/A_SalesOrder", params={"$top": "1000"}))
+        party = everything[0]["SoldToParty"]
+        scanned = sorted(o["SalesOrder"] for o in everything if o["SoldToParty"] == party)
+        by_party = await orders(f"SoldToParty eq '{party}'")
+        assert sorted(o.split(":")[0] for o in by_party) == scanned
+        # or of equalities, and a further condition: the same as the scan says
+        assert await orders(f"SoldToParty eq '{party}' or SoldToParty eq 'NOBODY'") == by_party
+        assert await orders(f"(SoldToParty eq '{party}') and SalesOrderType eq 'NOPE'") == []
+        assert await orders(f"not (SoldToParty ne '{party}')") == by_party
+
+        created = []
+        for po in ("006IDX1", "006IDX2"):
+            answer = await client.post(
+                f"{SO}/A_SalesOrder",
+                json={
+                    "SalesOrderType": "OR",
+                    "SoldToParty": party,
+                    "PurchaseOrderByCustomer": po,
+                    "to_Item": [{"Material": "MAT-1001", "RequestedQuantity": "1"}],
+                },
+                headers=headers,
+            )
+            assert answer.status_code == 201, answer.text
+            created.append(answer.json()["d"]["SalesOrder"])
+        assert await orders("PurchaseOrderByCustomer eq '006IDX1'") == [f"{created[0]}:1"]
+        assert await orders(f"SoldToParty eq '{party}'") == sorted(
+            [*by_party, *(f"{n}:1" for n in created)]
+        )
+
+        url = f"{SO}/A_SalesOrder('{created[0]}')"
+        etag = (await client.get(url)).headers["ETag"]
+        changed = await client.patch(
+            url,
+            json={"PurchaseOrderByCustomer": "006IDX9"},
+            headers={**headers, "If-Match": etag},
+        )
+        assert changed.status_code == 204, changed.text
+        assert await orders("PurchaseOrderByCustomer eq '006IDX1'") == []
+        assert await orders("PurchaseOrderByCustomer eq '006IDX9'") == [f"{created[0]}:1"]
+
+        etag = (await client.get(url)).headers["ETag"]
+        gone = await client.delete(url, headers={**headers, "If-Match": etag})
+        assert gone.status_code == 204
+        assert await orders("PurchaseOrderByCustomer eq '006IDX9'") == []
+        items = await client.get(
+            f"{SO}/A_SalesOrderItem", params={"$filter": f"SalesOrder eq '{created[0]}'"}
+        )
+        assert results(items) == []
+        nav = await client.get(f"{SO}/A_SalesOrder('{created[1]}')/to_Item")
+        assert [i["SalesOrderItem"] for i in results(nav)] == ["10"]
+
+
 async def test_bad_bodies_are_4xx_and_leave_the_store_alone(tmp_path):
     async with erp(tmp_path) as client:
         token = await csrf(client)
