@@ -108,15 +108,19 @@ _SOQL_ESCAPES = {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r",
 _SOQL_ESCAPES.update({"\b": "\\b", "\f": "\\f"})
 
 
+# str.translate tables: one C-level pass instead of a Python step per character
+_QUOTE_TABLE = str.maketrans(_SOQL_ESCAPES)
+_LIKE_TABLE = str.maketrans({**_SOQL_ESCAPES, "%": "\\%", "_": "\\_"})
+
+
 def soql_quote(value: str) -> str:
     """``value`` as a SOQL string literal: quotes, backslashes and controls escaped."""
-    return "'" + "".join(_SOQL_ESCAPES.get(ch, ch) for ch in value) + "'"
+    return "'" + value.translate(_QUOTE_TABLE) + "'"
 
 
 def soql_like(value: str) -> str:
     """``%value%`` as a LIKE pattern literal, with ``%`` and ``_`` in ``value`` literal."""
-    escaped = "".join(_SOQL_ESCAPES.get(ch, "\\" + ch if ch in "%_" else ch) for ch in value)
-    return f"'%{escaped}%'"
+    return f"'%{value.translate(_LIKE_TABLE)}%'"
 
 
 def _in_list(values: Iterable[str]) -> str:
@@ -132,10 +136,13 @@ def _chunks(values: tuple[str, ...]) -> Iterable[tuple[str, ...]]:
 def _datetime(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
+    # fromisoformat reads Salesforce's 2024-05-01T10:20:30.000+0000 in C (strptime is
+    # pure Python and several times slower); a time without an offset is not Salesforce's
     try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
+        moment = datetime.fromisoformat(value)
     except ValueError:
         return None
+    return moment if moment.tzinfo is not None else None
 
 
 def _select(fields: tuple[str, ...], obj: str, where: str, tail: str = "") -> str:

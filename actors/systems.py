@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Self, cast
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from actors._gc import tune_gc
 from actors._stats import StatsSnapshot, SystemState
 from actors.connector import Connector, Endpoint
 from actors.system import SystemActor
@@ -94,6 +95,7 @@ class Systems:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run every actor until ``stop()``; ready once all four are serving."""
+        tune_gc()  # the process is about to serve reads: see actors._gc
         actors = {
             system: SystemActor(self._factories[system](policy.endpoint()), policy)
             for system, policy in self.policy.systems.items()

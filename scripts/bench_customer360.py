@@ -68,6 +68,16 @@ def free_port() -> int:
         return port
 
 
+#: the event loop every serving process runs on (the gateway, the actors-only target and
+#: the floor alike): ``uvicorn.run`` picks uvloop by itself when it is installed, while
+#: ``anyio.run`` starts plain asyncio, so without this the floor alone would get uvloop
+LOOP_ENV = "CROSSWALK_BENCH_LOOP"
+
+
+def event_loop() -> str:
+    return os.environ.get(LOOP_ENV, "uvloop")
+
+
 def spawn(args: list[str]) -> subprocess.Popen[bytes]:
     """Start a child process (Popen returns at once; nothing here blocks the loop)."""
     return subprocess.Popen([sys.executable, __file__, *args])
@@ -126,7 +136,7 @@ def run_sandbox(data_dir: str, customers: int, ports: list[int]) -> None:
             for server in servers:
                 tg.start_soon(server.serve)
 
-    anyio.run(main)
+    anyio.run(main, backend_options={"use_uvloop": event_loop() == "uvloop"})
 
 
 # ---------------------------------------------------------------- child: gateway
@@ -188,7 +198,7 @@ def run_gateway(data_dir: str, port: int, urls: dict[str, str], *, graphql: bool
             )
             await server.serve()
 
-    anyio.run(main)
+    anyio.run(main, backend_options={"use_uvloop": event_loop() == "uvloop"})
 
 
 def actors_only(systems: Any) -> Any:
@@ -239,7 +249,12 @@ def run_floor(port: int, urls: dict[str, str]) -> None:
 
     import uvicorn
 
+    from actors._gc import tune_gc
     from actors.crm import ACCOUNT_FIELDS
+
+    # the same collector settings as the gateway's process (``Systems`` applies them), so
+    # the floor differs from it only in the code a request runs
+    tune_gc()
 
     def query_url(soql: str) -> str:
         return f"/services/data/v60.0/query?q={quote(soql, safe='')}"
@@ -320,7 +335,14 @@ def run_floor(port: int, urls: dict[str, str]) -> None:
         )
         await send({"type": "http.response.body", "body": body})
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        loop=event_loop(),
+    )
 
 
 # ---------------------------------------------------------------- load generation
@@ -461,7 +483,10 @@ async def bench(args: argparse.Namespace) -> None:
                 if not page["pageInfo"]["hasNextPage"]:
                     break
         identities = [n["identity"] for n in nodes if all(n["identity"][s] for s in SYSTEMS)]
-        print(f"{len(identities)} fully linked customers, {args.latency_ms} ms per vendor call")
+        print(
+            f"{len(identities)} fully linked customers, {args.latency_ms} ms per vendor call, "
+            f"every server on {event_loop()}"
+        )
 
         bodies = [
             orjson.dumps({"query": QUERY, "variables": {"id": i["canonicalId"]}})
@@ -567,7 +592,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rate", type=float, default=50.0, help="fixed request rate")
     parser.add_argument("--latency-ms", type=int, default=10, help="sandbox latency per call")
-    asyncio.run(bench(parser.parse_args()))
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop of every serving process (the same for the gateway and the floor)",
+    )
+    args = parser.parse_args()
+    os.environ[LOOP_ENV] = args.loop  # inherited by the child processes
+    asyncio.run(bench(args))
 
 
 if __name__ == "__main__":
