@@ -124,15 +124,19 @@ async def start_saga(
     await tx.add_steps(operation_id, [step.name for step in flow.steps])
     view = SagaView(operation_id, operation.input, {})
     if not await _enqueue_from(tx, flow, operation, view, 0):
-        return await tx.update_operation(operation_id, status=OperationStatus.SUCCEEDED)
+        return await tx.advance_operation(operation, status=OperationStatus.SUCCEEDED)
     return operation
 
 
 async def succeed_step(
     tx: Transaction, flow: Flow, message: OutboxMessage, owner: str, result: Any
 ) -> Operation:
-    """A delivery succeeded: complete the message, record the step, enqueue the next one."""
-    await tx.complete(message.id, owner)
+    """A delivery succeeded: complete the message, record the step, enqueue the next one.
+
+    The writes whose answers are known go out with the unit's next statement (one round
+    trip for the completion and the operation read, one for the rest and the caller's
+    next lease): ``LeaseLost`` surfaces at the operation read, before anything else."""
+    await tx.settle_done(message.id, owner)
     step = flow.step(message.step)
     recorded = step.record(result)
     return await _advance(
@@ -144,7 +148,7 @@ async def skip_step(
     tx: Transaction, flow: Flow, message: OutboxMessage, owner: str, reason: str
 ) -> Operation:
     """An optional step failed for good: complete the message, mark it skipped, go on."""
-    await tx.complete(message.id, owner)
+    await tx.settle_done(message.id, owner)
     step = flow.step(message.step)
     return await _advance(
         tx, flow, message, step, None, StepStatus.SKIPPED, error=reason, add_attempt=True
@@ -198,7 +202,7 @@ async def _advance(
     results = dict(operation.result or {})
     if status is StepStatus.SUCCEEDED:
         results[step.name] = recorded
-    await tx.upsert_step(
+    await tx.record_step(
         operation.id,
         step.name,
         status=status,
@@ -211,8 +215,8 @@ async def _advance(
     view = SagaView(operation.id, operation.input, results)
     index = flow.steps.index(step)
     more = await _enqueue_from(tx, flow, operation, view, index + 1)
-    return await tx.update_operation(
-        operation.id,
+    return await tx.advance_operation(
+        operation,
         status=OperationStatus.RUNNING if more else OperationStatus.SUCCEEDED,
         result=results,
         error=None,
@@ -226,9 +230,9 @@ async def _enqueue_from(
     for step in flow.steps[index:]:
         payload = step.prepare(view)
         if payload is None:
-            await tx.upsert_step(operation.id, step.name, status=StepStatus.SKIPPED)
+            await tx.record_step(operation.id, step.name, status=StepStatus.SKIPPED)
             continue
-        await tx.enqueue(
+        await tx.add_message(
             NewMessage(
                 operation_id=operation.id,
                 step=step.name,

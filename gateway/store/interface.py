@@ -211,6 +211,49 @@ class Transaction(Reader):
     ) -> SagaStep:
         """Create or update one saga step; ``add_attempt`` adds one to its attempt count."""
 
+    # The writes below answer nothing the caller does not already know, so a backend may
+    # hold them back like the writes the class docstring names (one round trip less
+    # each): an error they meet (``LeaseLost``, ``RecordNotFound``) then surfaces at the
+    # unit's next statement or at its end, still before anything commits. The defaults
+    # simply call the answering versions.
+
+    async def record_step(
+        self,
+        operation_id: str,
+        name: str,
+        *,
+        status: StepStatus,
+        result: JSON | Unset = UNSET,
+        error: str | None | Unset = UNSET,
+        add_attempt: bool = False,
+        now: datetime | None = None,
+    ) -> None:
+        """``upsert_step`` without the answer (see above)."""
+        await self.upsert_step(
+            operation_id,
+            name,
+            status=status,
+            result=result,
+            error=error,
+            add_attempt=add_attempt,
+            now=now,
+        )
+
+    async def advance_operation(
+        self,
+        operation: Operation,
+        *,
+        status: OperationStatus | None = None,
+        result: JSON | Unset = UNSET,
+        error: str | None | Unset = UNSET,
+        now: datetime | None = None,
+    ) -> Operation:
+        """``update_operation`` of ``operation`` as read in this unit: the backend may
+        answer the updated record from it instead of reading it back (see above)."""
+        return await self.update_operation(
+            operation.id, status=status, result=result, error=error, now=now
+        )
+
     @abstractmethod
     async def add_steps(
         self,
@@ -230,6 +273,10 @@ class Transaction(Reader):
     async def enqueue(self, message: NewMessage, *, now: datetime | None = None) -> int:
         """Add a pending message; returns its id (ids grow in commit order per backend)."""
 
+    async def add_message(self, message: NewMessage, *, now: datetime | None = None) -> None:
+        """``enqueue`` without the id (see ``record_step``)."""
+        await self.enqueue(message, now=now)
+
     @abstractmethod
     async def lease(
         self,
@@ -248,6 +295,13 @@ class Transaction(Reader):
     ) -> OutboxMessage:
         """Mark a leased message done. Write the saga step and the next messages in the
         same transaction. Raises ``LeaseLost`` if ``owner`` does not hold it."""
+
+    async def settle_done(
+        self, message_id: int, owner: str, *, now: datetime | None = None
+    ) -> None:
+        """``complete`` without the answer (see ``record_step``): ``LeaseLost`` may be
+        raised by the unit's next statement or its end instead of here."""
+        await self.complete(message_id, owner, now=now)
 
     @abstractmethod
     async def retry_later(

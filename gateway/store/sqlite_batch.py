@@ -16,13 +16,33 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import aiosqlite
 
-__all__ = ["Statement", "run_statements"]
+__all__ = ["Checked", "RowCountMismatch", "Statement", "run_statements"]
 
-Statement = tuple[str, Sequence[Any]]
+
+class Checked(NamedTuple):
+    """A held-back write that must change exactly ``rows`` rows (an update of a leased
+    message, of a known operation); ``what`` says to the caller which one it was."""
+
+    sql: str
+    params: Sequence[Any]
+    rows: int
+    what: Any
+
+
+class RowCountMismatch(Exception):
+    """A ``Checked`` statement changed another number of rows than it must."""
+
+    def __init__(self, statement: Checked, rowcount: int) -> None:
+        super().__init__(f"{statement.sql!r} changed {rowcount} rows, not {statement.rows}")
+        self.statement = statement
+        self.rowcount = rowcount
+
+
+Statement = tuple[str, Sequence[Any]] | Checked
 
 _IN_THREAD: Callable[..., Any] | None = getattr(aiosqlite.Connection, "_execute", None)
 
@@ -33,12 +53,14 @@ def _run_in_thread(
     final: Statement | None,
     progress: list[int],
 ) -> tuple[list[Any], int]:
-    for sql, params in statements:
-        raw.execute(sql, params)
+    for statement in statements:
+        cursor = raw.execute(statement[0], statement[1])
+        if isinstance(statement, Checked) and cursor.rowcount != statement.rows:
+            raise RowCountMismatch(statement, cursor.rowcount)
         progress[0] += 1
     if final is None:
         return [], -1
-    cursor = raw.execute(*final)
+    cursor = raw.execute(final[0], final[1])
     rows = cursor.fetchall()
     return rows, cursor.rowcount
 
@@ -59,11 +81,13 @@ async def run_statements(
     if _IN_THREAD is not None and isinstance(raw, sqlite3.Connection):
         result = await _IN_THREAD(conn, _run_in_thread, raw, statements, final, progress)
         return cast(tuple[list[Any], int], result)
-    for sql, params in statements:  # fallback: one round trip each
-        await conn.execute(sql, params)
+    for statement in statements:  # fallback: one round trip each
+        cursor = await conn.execute(statement[0], statement[1])
+        if isinstance(statement, Checked) and cursor.rowcount != statement.rows:
+            raise RowCountMismatch(statement, cursor.rowcount)
         progress[0] += 1
     if final is None:
         return [], -1
-    cursor = await conn.execute(*final)
+    cursor = await conn.execute(final[0], final[1])
     rows = list(await cursor.fetchall())
     return rows, cursor.rowcount

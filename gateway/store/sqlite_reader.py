@@ -15,7 +15,7 @@ import aiosqlite
 import orjson
 
 from gateway.canonical import System
-from gateway.store.errors import ConstraintViolation
+from gateway.store.errors import ConstraintViolation, StoreError
 from gateway.store.interface import Reader
 from gateway.store.records import (
     JSON,
@@ -33,7 +33,7 @@ from gateway.store.records import (
     StepStatus,
     XRefRecord,
 )
-from gateway.store.sqlite_batch import Statement, run_statements
+from gateway.store.sqlite_batch import RowCountMismatch, Statement, run_statements
 
 __all__ = ["SQLiteReader", "from_micros", "to_micros"]
 
@@ -228,6 +228,12 @@ class SQLiteReader(Reader):
             return await run_statements(self._conn, pending, final, self._executed)
         except sqlite3.IntegrityError as exc:
             raise _violation(exc) from exc
+        except RowCountMismatch as exc:
+            raise await self._mismatched(exc) from None
+
+    async def _mismatched(self, exc: RowCountMismatch) -> Exception:
+        """The error a held-back checked write that missed its row stands for."""
+        return StoreError(f"a held-back write did not find its row: {exc}")
 
     async def flush(self) -> None:
         """Run whatever is still queued (a transaction does this before it commits)."""

@@ -38,6 +38,7 @@ from gateway.store.records import (
     StepStatus,
     Unset,
 )
+from gateway.store.sqlite_batch import Checked, RowCountMismatch
 from gateway.store.sqlite_reader import (
     IDEMPOTENCY_COLUMNS,
     MESSAGE_COLUMNS,
@@ -71,6 +72,26 @@ WHERE id IN (
 )
 RETURNING {MESSAGE_COLUMNS}
 """
+
+_DONE_SET = "status = 'done', lease_expires_at = NULL, updated_at = ?"
+
+_UPSERT_STEP_SQL = (
+    "INSERT INTO saga_steps (operation_id, name, position, status, attempts, result, "
+    "error, updated_at) VALUES (?1, ?2, "
+    "(SELECT coalesce(max(position), 0) + 1 FROM saga_steps WHERE operation_id = ?1), "
+    "?3, ?4, ?5, ?6, ?7) "
+    "ON CONFLICT (operation_id, name) DO UPDATE SET status = excluded.status, "
+    "attempts = saga_steps.attempts + ?4, "
+    "result = CASE WHEN ?8 THEN excluded.result ELSE saga_steps.result END, "
+    "error = CASE WHEN ?9 THEN excluded.error ELSE saga_steps.error END, "
+    "updated_at = excluded.updated_at"
+)
+
+_ENQUEUE_SQL = (
+    "INSERT INTO outbox (operation_id, step, aggregate_key, system, type, payload, "
+    "idempotency_key, priority, available_at, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class SQLiteTransaction(SQLiteXRefWrites, Transaction):
@@ -175,6 +196,47 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
         self.changed_operations[operation_id] = operation
         return operation
 
+    async def advance_operation(
+        self,
+        operation: Operation,
+        *,
+        status: OperationStatus | None = None,
+        result: JSON | Unset = UNSET,
+        error: str | None | Unset = UNSET,
+        now: datetime | None = None,
+    ) -> Operation:
+        # The unit holds the write lock and read ``operation`` itself, so the updated
+        # record is known without reading it back: the write is held back (checked to
+        # find its row) and the answer built here, as a read would return it.
+        at = self._stamp(now)
+        sets = ["updated_at = ?"]
+        params: list[Any] = [at]
+        changes: dict[str, Any] = {"updated_at": from_micros(at)}
+        if status is not None:
+            sets.append("status = ?")
+            params.append(status.value)
+            changes["status"] = status
+        if result is not UNSET:
+            encoded = None if result is None else dump_json(result)
+            sets.append("result = ?")
+            params.append(encoded)
+            changes["result"] = load_json(encoded)
+        if error is not UNSET:
+            sets.append("error = ?")
+            params.append(error)
+            changes["error"] = error
+        self._pending.append(
+            Checked(
+                f"UPDATE operations SET {', '.join(sets)} WHERE id = ?",
+                (*params, operation.id),
+                1,
+                ("operation", operation.id),
+            )
+        )
+        updated = replace(operation, **changes)
+        self.changed_operations[operation.id] = updated
+        return updated
+
     async def upsert_step(
         self,
         operation_id: str,
@@ -186,32 +248,53 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
         add_attempt: bool = False,
         now: datetime | None = None,
     ) -> SagaStep:
-        new_result = None if result is UNSET or result is None else dump_json(result)
-        new_error = None if error is UNSET else error
         row = await self._one(
-            "INSERT INTO saga_steps (operation_id, name, position, status, attempts, result, "
-            "error, updated_at) VALUES (?1, ?2, "
-            "(SELECT coalesce(max(position), 0) + 1 FROM saga_steps WHERE operation_id = ?1), "
-            "?3, ?4, ?5, ?6, ?7) "
-            "ON CONFLICT (operation_id, name) DO UPDATE SET status = excluded.status, "
-            "attempts = saga_steps.attempts + ?4, "
-            "result = CASE WHEN ?8 THEN excluded.result ELSE saga_steps.result END, "
-            "error = CASE WHEN ?9 THEN excluded.error ELSE saga_steps.error END, "
-            f"updated_at = excluded.updated_at RETURNING {STEP_COLUMNS}",
-            (
-                operation_id,
-                name,
-                status.value,
-                int(add_attempt),
-                new_result,
-                new_error,
-                self._stamp(now),
-                result is not UNSET,
-                error is not UNSET,
-            ),
+            f"{_UPSERT_STEP_SQL} RETURNING {STEP_COLUMNS}",
+            self._step_params(operation_id, name, status, result, error, add_attempt, now),
         )
         assert row is not None  # an upsert with RETURNING always returns its row
         return step_from_row(row)
+
+    async def record_step(
+        self,
+        operation_id: str,
+        name: str,
+        *,
+        status: StepStatus,
+        result: JSON | Unset = UNSET,
+        error: str | None | Unset = UNSET,
+        add_attempt: bool = False,
+        now: datetime | None = None,
+    ) -> None:
+        # Held back: nothing in it can fail but a constraint, which surfaces before COMMIT.
+        self._pending.append(
+            (
+                _UPSERT_STEP_SQL,
+                self._step_params(operation_id, name, status, result, error, add_attempt, now),
+            )
+        )
+
+    def _step_params(
+        self,
+        operation_id: str,
+        name: str,
+        status: StepStatus,
+        result: JSON | Unset,
+        error: str | None | Unset,
+        add_attempt: bool,
+        now: datetime | None,
+    ) -> tuple[Any, ...]:
+        return (
+            operation_id,
+            name,
+            status.value,
+            int(add_attempt),
+            None if result is UNSET or result is None else dump_json(result),
+            None if error is UNSET else error,
+            self._stamp(now),
+            result is not UNSET,
+            error is not UNSET,
+        )
 
     async def add_steps(
         self,
@@ -254,29 +337,31 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
     # ------------------------------------------------------------ outbox
 
     async def enqueue(self, message: NewMessage, *, now: datetime | None = None) -> int:
-        at = self._stamp(now)
-        available = at if message.available_at is None else to_micros(message.available_at)
-        row = await self._one(
-            "INSERT INTO outbox (operation_id, step, aggregate_key, system, type, payload, "
-            "idempotency_key, priority, available_at, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (
-                message.operation_id,
-                message.step,
-                message.aggregate_key,
-                message.system,
-                message.type,
-                dump_json(message.payload),
-                message.idempotency_key,
-                message.priority,
-                available,
-                at,
-                at,
-            ),
-        )
+        row = await self._one(f"{_ENQUEUE_SQL} RETURNING id", self._message_params(message, now))
         assert row is not None
         self.outbox_touched = True
         return int(row[0])
+
+    async def add_message(self, message: NewMessage, *, now: datetime | None = None) -> None:
+        self._pending.append((_ENQUEUE_SQL, self._message_params(message, now)))
+        self.outbox_touched = True
+
+    def _message_params(self, message: NewMessage, now: datetime | None) -> tuple[Any, ...]:
+        at = self._stamp(now)
+        available = at if message.available_at is None else to_micros(message.available_at)
+        return (
+            message.operation_id,
+            message.step,
+            message.aggregate_key,
+            message.system,
+            message.type,
+            dump_json(message.payload),
+            message.idempotency_key,
+            message.priority,
+            available,
+            at,
+            at,
+        )
 
     async def lease(
         self,
@@ -305,25 +390,44 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
         )
         if row is not None:
             return message_from_row(row)
-        current = await self.get_message(message_id)
-        if current is None:
-            raise RecordNotFound(f"cannot {action} outbox message {message_id}: no such message")
-        raise LeaseLost(
-            f"cannot {action} outbox message {message_id}: it is {current.status.value}"
-            f" and leased by {current.lease_owner!r}, not {owner!r}; the lease expired and"
-            " another dispatcher took it over, so roll back and let that one deliver it"
-        )
+        raise await self._not_held(message_id, owner, action)
 
     async def complete(
         self, message_id: int, owner: str, *, now: datetime | None = None
     ) -> OutboxMessage:
         self.outbox_touched = True  # the aggregate's next message may now be leased
-        return await self._settle(
-            message_id,
-            owner,
-            "status = 'done', lease_expires_at = NULL, updated_at = ?",
-            (self._stamp(now),),
-            "complete",
+        return await self._settle(message_id, owner, _DONE_SET, (self._stamp(now),), "complete")
+
+    async def settle_done(
+        self, message_id: int, owner: str, *, now: datetime | None = None
+    ) -> None:
+        self.outbox_touched = True
+        self._pending.append(
+            Checked(
+                f"UPDATE outbox SET {_DONE_SET} WHERE id = ? AND status = 'leased' "
+                "AND lease_owner = ?",
+                (self._stamp(now), message_id, owner),
+                1,
+                ("complete", message_id, owner),
+            )
+        )
+
+    async def _mismatched(self, exc: RowCountMismatch) -> Exception:
+        what = exc.statement.what
+        if what[0] == "operation":
+            return RecordNotFound(f"no operation {what[1]!r} to update")
+        if what[0] == "complete":
+            return await self._not_held(what[1], what[2], "complete")
+        return await super()._mismatched(exc)
+
+    async def _not_held(self, message_id: int, owner: str, action: str) -> Exception:
+        current = await self.get_message(message_id)
+        if current is None:
+            return RecordNotFound(f"cannot {action} outbox message {message_id}: no such message")
+        return LeaseLost(
+            f"cannot {action} outbox message {message_id}: it is {current.status.value}"
+            f" and leased by {current.lease_owner!r}, not {owner!r}; the lease expired and"
+            " another dispatcher took it over, so roll back and let that one deliver it"
         )
 
     async def retry_later(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import defaultdict
 from datetime import timedelta
@@ -9,7 +10,15 @@ from datetime import timedelta
 import anyio
 import pytest
 
-from gateway.store import LeaseLost, MessageStatus, RecordNotFound, Store, open_store
+from gateway.store import (
+    LeaseLost,
+    MessageStatus,
+    OperationStatus,
+    RecordNotFound,
+    StepStatus,
+    Store,
+    open_store,
+)
 
 from .conftest import FakeClock
 from .helpers import create_operation, message
@@ -388,3 +397,89 @@ async def test_purge_outbox_drops_only_old_settled_messages(store: Store, clock:
     # Purging history never changes what is leasable.
     assert await store.replay(dead)
     assert [m.id for m in await store.lease("w", limit=10, lease_seconds=30)] == [dead]
+
+
+async def test_answerless_writes_settle_like_their_answering_twins(
+    store: Store, clock: FakeClock
+) -> None:
+    """settle_done, record_step, add_message and advance_operation (which a backend may
+    hold back until the unit's next statement) leave what complete, upsert_step, enqueue
+    and update_operation leave, and answer the operation a read returns."""
+    async with store.transaction() as tx:
+        operation = await create_operation(tx, "op-quiet", aggregate="q")
+        await tx.add_steps("op-quiet", ["one", "two"])
+        await tx.add_message(message("q", "one", operation_id="op-quiet"))
+    [leased] = await store.lease("w", limit=1, lease_seconds=30)
+    assert (leased.step, leased.payload) == ("one", {"aggregate": "q", "step": "one"})
+
+    clock.advance(1)
+    async with store.transaction() as tx:
+        await tx.settle_done(leased.id, "w")
+        current = await tx.get_operation("op-quiet")
+        assert current is not None
+        await tx.record_step("op-quiet", "one", status=StepStatus.SUCCEEDED, result={"n": 1})
+        await tx.add_message(message("q", "two", operation_id="op-quiet"))
+        advanced = await tx.advance_operation(
+            current, status=OperationStatus.RUNNING, result={"one": {"n": 1}}, error=None
+        )
+        [follow] = await tx.lease("w", limit=1, lease_seconds=30)
+    assert advanced == await store.get_operation("op-quiet")
+    assert advanced.updated_at == clock.now
+    assert advanced.created_at == operation.created_at
+    assert (advanced.status, advanced.result) == (OperationStatus.RUNNING, {"one": {"n": 1}})
+    assert (await store.get_message(leased.id)).status is MessageStatus.DONE
+    assert follow.step == "two"
+    steps = {s.name: s for s in await store.get_steps("op-quiet")}
+    assert (steps["one"].status, steps["one"].attempts, steps["one"].result) == (
+        StepStatus.SUCCEEDED,
+        0,
+        {"n": 1},
+    )
+    assert steps["two"].status is StepStatus.PENDING
+
+
+async def test_held_back_completion_of_a_lost_lease_rolls_the_unit_back(
+    store: Store, clock: FakeClock
+) -> None:
+    async with store.transaction() as tx:
+        await create_operation(tx, "op-lost", aggregate="l")
+        msg_id = await tx.enqueue(message("l", "1", operation_id="op-lost"))
+    await store.lease("dead-worker", limit=1, lease_seconds=30)
+    clock.advance(31)
+    await store.lease("live-worker", limit=1, lease_seconds=30)
+
+    async def complete_then_read() -> None:
+        async with store.transaction() as tx:
+            await tx.settle_done(msg_id, "dead-worker")
+            await tx.add_message(message("l", "2", operation_id="op-lost"))
+            await tx.get_operation("op-lost")  # the held-back completion goes out here
+
+    async def complete_last() -> None:
+        async with store.transaction() as tx:
+            await tx.add_message(message("l", "3", operation_id="op-lost"))
+            await tx.settle_done(msg_id, "dead-worker")  # fails at the unit's end
+
+    async def complete_unknown() -> None:
+        async with store.transaction() as tx:
+            await tx.settle_done(999, "w")
+
+    async def advance_unknown() -> None:
+        async with store.transaction() as tx:
+            operation = await tx.get_operation("op-lost")
+            assert operation is not None
+            gone = dataclasses.replace(operation, id="op-gone")
+            await tx.advance_operation(gone, status=OperationStatus.SUCCEEDED)
+
+    with pytest.raises(LeaseLost, match="live-worker"):
+        await complete_then_read()
+    with pytest.raises(LeaseLost, match="live-worker"):
+        await complete_last()
+    with pytest.raises(RecordNotFound):
+        await complete_unknown()
+    with pytest.raises(RecordNotFound, match="op-gone"):
+        await advance_unknown()
+    held = await store.get_message(msg_id)
+    assert (held.status, held.lease_owner) == (MessageStatus.LEASED, "live-worker")
+    # nothing of the failed units stayed: no second message, the operation unchanged
+    assert await store.lease("x", limit=10, lease_seconds=30) == []
+    assert (await store.get_operation("op-lost")).status is OperationStatus.PENDING
