@@ -9,8 +9,8 @@ restarts from exactly what was committed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from contextlib import asynccontextmanager
+import sqlite3
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -22,6 +22,42 @@ import orjson
 __all__ = ["Doc", "DocStore"]
 
 Doc = dict[str, Any]
+
+
+def _commit_all(
+    conn: sqlite3.Connection, statements: tuple[tuple[str, Any], ...], many: bool
+) -> None:
+    """In the connection's thread: every statement, then COMMIT; ROLLBACK on an error."""
+    try:
+        for sql, params in statements:
+            if many:
+                conn.executemany(sql, params)
+            else:
+                conn.execute(sql, params)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+#: aiosqlite's "run this in the connection's thread" (private, stable since 0.17); without
+#: it the same work goes through the public API, one round trip per statement
+_EXECUTE: Callable[..., Awaitable[Any]] | None = getattr(aiosqlite.Connection, "_execute", None)
+
+
+async def _in_thread(db: aiosqlite.Connection, fn: Callable[..., None], *args: Any) -> None:
+    raw = getattr(db, "_conn", None)
+    if _EXECUTE is not None and isinstance(raw, sqlite3.Connection):
+        await _EXECUTE(db, fn, raw, *args)
+        return
+    statements, many = args
+    try:
+        for sql, params in statements:
+            await (db.executemany(sql, params) if many else db.execute(sql, params))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
 
 
 class _Index:
@@ -150,15 +186,13 @@ class DocStore:
 
     # ------------------------------------------------------------------ writes
 
-    @asynccontextmanager
-    async def _write(self) -> Any:
+    async def _write(self, *statements: tuple[str, Any], many: bool = False) -> None:
+        """Run ``statements`` and commit, in one hand-off to the connection's thread (a
+        round trip per statement and one for the commit cost more than the writes):
+        all of them or, on an error, none. ``many``: each statement's parameters are a
+        list of rows (``executemany``)."""
         async with self._lock:
-            try:
-                yield self.db
-                await self.db.commit()
-            except BaseException:
-                await self.db.rollback()
-                raise
+            await _in_thread(self.db, _commit_all, statements, many)
 
     async def put(self, kind: str, doc_id: str, doc: Doc) -> Doc:
         """Insert or replace one record; keeps its place in creation order when replacing."""
@@ -173,12 +207,14 @@ class DocStore:
             if doc_id not in known:
                 seq += 1
             rows.append((kind, doc_id, seq, orjson.dumps(doc), doc_id, doc))
-        async with self._write() as db:
-            await db.executemany(
+        await self._write(
+            (
                 "INSERT INTO docs (kind, id, seq, body) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
                 [row[:4] for row in rows],
-            )
+            ),
+            many=True,
+        )
         self._seq = seq
         bucket = self._docs.setdefault(kind, {})
         indexes = self._indexes.get(kind, {}).values()
@@ -190,8 +226,7 @@ class DocStore:
     async def delete(self, kind: str, doc_id: str) -> bool:
         if doc_id not in self._docs.get(kind, {}):
             return False
-        async with self._write() as db:
-            await db.execute("DELETE FROM docs WHERE kind = ? AND id = ?", (kind, doc_id))
+        await self._write(("DELETE FROM docs WHERE kind = ? AND id = ?", (kind, doc_id)))
         del self._docs[kind][doc_id]
         for index in self._indexes.get(kind, {}).values():
             index.remove(doc_id)
@@ -200,20 +235,20 @@ class DocStore:
     async def next_number(self, name: str, start: int = 1) -> int:
         """The next value of a named counter (ids like SalesOrder numbers), persisted."""
         value = max(self._counters.get(name, start - 1) + 1, start)
-        async with self._write() as db:
-            await db.execute(
+        await self._write(
+            (
                 "INSERT INTO counters (name, value) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (name, value),
             )
+        )
         self._counters[name] = value
         return value
 
     async def clear(self) -> None:
-        async with self._write() as db:
-            await db.execute("DELETE FROM docs")
-            await db.execute("DELETE FROM counters")
-            await db.execute("DELETE FROM kv")
+        await self._write(
+            ("DELETE FROM docs", ()), ("DELETE FROM counters", ()), ("DELETE FROM kv", ())
+        )
         self._docs.clear()
         self._indexes.clear()
         self._counters.clear()
@@ -230,10 +265,11 @@ class DocStore:
         return orjson.loads(row[0])
 
     async def kv_put(self, key: str, value: Any, expires: float | None) -> None:
-        async with self._write() as db:
-            await db.execute(
+        await self._write(
+            (
                 "INSERT INTO kv (key, value, expires) VALUES (?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
                 "expires = excluded.expires",
                 (key, orjson.dumps(value), expires),
             )
+        )
