@@ -269,7 +269,8 @@ class SystemActor:
     async def _call_once(self, message: Message, deadline: float) -> Any:
         ticket = self._breaker.admit()  # raises BreakerOpen without a call
         try:
-            await self._wait_out_pause(message, deadline)
+            if self._paused_until:  # only set while a vendor's back-off is in force
+                await self._wait_out_pause(message, deadline)
             if self._paced:
                 pass  # the connector takes a token before each of its HTTP calls
             elif not self._limiter.has_capacity():
@@ -284,7 +285,8 @@ class SystemActor:
                     )
             else:
                 await self._limiter.acquire()
-            budget = min(self.policy.timeout, deadline - anyio.current_time())
+            now = anyio.current_time()
+            budget = min(self.policy.timeout, deadline - now)
             if budget <= 0:
                 raise SystemTimeout(
                     self.system,
@@ -298,9 +300,14 @@ class SystemActor:
         pacing = _Pacing()
         context = _PACING.set(pacing)
         started = time.perf_counter()
+        # what anyio.fail_after does, without its generator-based context manager and
+        # another clock read: this runs once per upstream call
+        scope = anyio.CancelScope(deadline=now + budget)
         try:
-            with anyio.fail_after(budget):
+            with scope:
                 result = await self._connector.handle(message)
+            if scope.cancelled_caught and anyio.current_time() >= scope.deadline:
+                raise TimeoutError
         except anyio.get_cancelled_exc_class():
             if pacing.cut:
                 self._breaker.release(ticket)  # our own rate limit, not the system, was slow
@@ -370,6 +377,7 @@ class SystemActor:
     async def _wait_out_pause(self, message: Message, deadline: float) -> None:
         wait = self._paused_until - anyio.current_time()
         if wait <= 0:
+            self._paused_until = 0.0  # over: later calls skip this check
             return
         if self._paused_until >= deadline:
             raise Throttled(

@@ -238,7 +238,10 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
                 request=request,
                 extras={"xref_cache": self.xref_cache},
             )
-            outcomes = [await self._run(params, client, method, context) for params in batch]
+            try:
+                outcomes = [await self._run(params, client, method, context) for params in batch]
+            finally:
+                context.release()
         except _HTTPFailure as failure:
             await self._send(
                 send, failure.status, media, {"errors": [failure.error.formatted]}, failure.headers

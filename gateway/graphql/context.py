@@ -85,6 +85,12 @@ class Context:
 
         return Loaders(self)
 
+    def release(self) -> None:
+        """Free this request's DataLoaders once it has been answered (see Loaders.release)."""
+        loaders: Loaders | None = self.__dict__.pop("loaders", None)
+        if loaders is not None:
+            loaders.release()
+
     @property
     def remaining(self) -> float:
         """Seconds left before the request's deadline (never negative)."""

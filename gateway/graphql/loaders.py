@@ -80,6 +80,10 @@ class Fetched(Generic[T]):
         return self.value
 
 
+async def _answered(keys: Sequence[str]) -> list[Any]:
+    raise RuntimeError("This request has been answered: its DataLoaders take no more loads.")
+
+
 class SystemLoader(DataLoader[str, Fetched[T]], Generic[T]):
     """A DataLoader over one batched read message of one system."""
 
@@ -231,3 +235,19 @@ class Loaders:
 
     def outcomes_for(self, system: System, native_id: str) -> list[Fetched[Any]]:
         return self.outcomes.get((system, native_id), [])
+
+    def release(self) -> None:
+        """Drop this request's loaders once it has been answered.
+
+        A request's objects form reference cycles (context -> loaders -> context, a
+        DataLoader -> its batch -> its tasks -> the DataLoader) that plain reference
+        counting cannot free: left alone, every request's loaders, futures and answers
+        wait for the cyclic garbage collector, which then walks them again and again.
+        """
+        for loader in self._loaders.values():
+            loader.batch = None
+            loader.clear_all()
+            loader.load_fn = _answered  # was the loader's own bound method: a cycle
+        self._loaders.clear()
+        self.pending.clear()
+        self.outcomes.clear()
