@@ -38,9 +38,9 @@ from gateway.processes.errors import IdempotencyConflict, IdempotencyMismatch, V
 from gateway.processes.exclusive import find_blocker
 from gateway.processes.flows import COMMANDS
 from gateway.processes.policy import OutboxPolicy
-from gateway.processes.saga import start_saga
+from gateway.processes.saga import begin_saga
 from gateway.processes.signal import outbox_signal
-from gateway.processes.views import OperationView, load_operation_view
+from gateway.processes.views import OperationView, operation_view
 from gateway.store import (
     IdempotencyOutcome,
     IdempotencyState,
@@ -125,7 +125,7 @@ class WritePath:
                     blocker = await find_blocker(tx, aggregate, kind, accepted.exclusive)
                     if blocker is not None:
                         raise ValidationFailed([accepted.exclusive.problem(blocker)])
-                await start_saga(
+                operation, steps = await begin_saga(
                     tx,
                     command.flow,
                     operation_id=operation_id,
@@ -134,13 +134,13 @@ class WritePath:
                     aggregate_key=aggregate,
                     input=accepted.input,
                 )
-                view = await load_operation_view(tx, operation_id)
-                assert view is not None
+                # as written, not read back: the unit holds the write lock
+                view = operation_view(operation, steps)
                 if slot is not None:
                     await tx.complete_idempotent(
                         slot[0], slot[1], view.to_json(), operation_id=operation_id
                     )
-                await tx.append_audit(
+                await tx.add_audit(
                     actor=caller.client_id,
                     action=f"mutation.{kind}",
                     subject=f"operation:{operation_id}",

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from actors.messages import Message, Priority
@@ -28,6 +29,7 @@ from gateway.store import (
     Operation,
     OperationStatus,
     OutboxMessage,
+    SagaStep,
     StepStatus,
     Transaction,
 )
@@ -37,6 +39,7 @@ __all__ = [
     "Flow",
     "SagaView",
     "Step",
+    "begin_saga",
     "dead_letter_step",
     "skip_step",
     "start_saga",
@@ -113,6 +116,30 @@ async def start_saga(
     input: Mapping[str, Any],
 ) -> Operation:
     """Write the operation, all its steps (PENDING) and the first outbox message."""
+    operation, _ = await begin_saga(
+        tx,
+        flow,
+        operation_id=operation_id,
+        correlation_id=correlation_id,
+        client_id=client_id,
+        aggregate_key=aggregate_key,
+        input=input,
+    )
+    return operation
+
+
+async def begin_saga(
+    tx: Transaction,
+    flow: Flow,
+    *,
+    operation_id: str,
+    correlation_id: str,
+    client_id: str,
+    aggregate_key: str,
+    input: Mapping[str, Any],
+) -> tuple[Operation, list[SagaStep]]:
+    """``start_saga``, answering the operation and its steps as written (what reading
+    them back in the same unit would return, without the reads)."""
     operation = await tx.create_operation(
         id=operation_id,
         kind=flow.kind,
@@ -121,11 +148,17 @@ async def start_saga(
         aggregate_key=aggregate_key,
         input=dict(input),
     )
-    await tx.add_steps(operation_id, [step.name for step in flow.steps])
+    # every row of the start carries the operation's own moment, so it is known here
+    at = operation.created_at
+    steps = await tx.add_steps(operation_id, [step.name for step in flow.steps], now=at)
     view = SagaView(operation_id, operation.input, {})
-    if not await _enqueue_from(tx, flow, operation, view, 0):
-        return await tx.advance_operation(operation, status=OperationStatus.SUCCEEDED)
-    return operation
+    more, skipped = await _enqueue_from(tx, flow, operation, view, 0, now=at)
+    steps = [
+        replace(step, status=StepStatus.SKIPPED) if step.name in skipped else step for step in steps
+    ]
+    if not more:
+        operation = await tx.advance_operation(operation, status=OperationStatus.SUCCEEDED)
+    return operation, steps
 
 
 async def succeed_step(
@@ -214,7 +247,7 @@ async def _advance(
         await _link(tx, operation, step.links(recorded))
     view = SagaView(operation.id, operation.input, results)
     index = flow.steps.index(step)
-    more = await _enqueue_from(tx, flow, operation, view, index + 1)
+    more, _ = await _enqueue_from(tx, flow, operation, view, index + 1)
     return await tx.advance_operation(
         operation,
         status=OperationStatus.RUNNING if more else OperationStatus.SUCCEEDED,
@@ -224,13 +257,22 @@ async def _advance(
 
 
 async def _enqueue_from(
-    tx: Transaction, flow: Flow, operation: Operation, view: SagaView, index: int
-) -> bool:
-    """Enqueue the first step from ``index`` that has a payload; False if none is left."""
+    tx: Transaction,
+    flow: Flow,
+    operation: Operation,
+    view: SagaView,
+    index: int,
+    *,
+    now: datetime | None = None,
+) -> tuple[bool, set[str]]:
+    """Enqueue the first step from ``index`` that has a payload; answers whether one was
+    left, and the steps skipped on the way (no payload)."""
+    skipped: set[str] = set()
     for step in flow.steps[index:]:
         payload = step.prepare(view)
         if payload is None:
-            await tx.record_step(operation.id, step.name, status=StepStatus.SKIPPED)
+            await tx.record_step(operation.id, step.name, status=StepStatus.SKIPPED, now=now)
+            skipped.add(step.name)
             continue
         await tx.add_message(
             NewMessage(
@@ -242,10 +284,11 @@ async def _enqueue_from(
                 payload=payload,
                 idempotency_key=step_key(operation.id, step.name),
                 priority=int(Priority.TRANSACTIONAL),
-            )
+            ),
+            now=now,
         )
-        return True
-    return False
+        return True, skipped
+    return False, skipped
 
 
 async def _link(tx: Transaction, operation: Operation, ids: Mapping[System, str]) -> None:

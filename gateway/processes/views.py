@@ -14,7 +14,7 @@ from typing import Any
 from gateway.store import Operation, OutboxMessage, Reader, SagaStep
 from gateway.store.records import JSON
 
-__all__ = ["DeadLetterView", "OperationView", "StepView", "load_operation_view"]
+__all__ = ["DeadLetterView", "OperationView", "StepView", "load_operation_view", "operation_view"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,12 +155,16 @@ class DeadLetterView:
 
 async def load_operation_view(reader: Reader, operation_id: str) -> OperationView | None:
     """The operation and its steps as one view, or ``None`` for an unknown id."""
-    from gateway.processes.flows import FLOWS  # flows import the saga engine, not views
-
     operation = await reader.get_operation(operation_id)
     if operation is None:
         return None
-    steps = await reader.get_steps(operation_id)
+    return operation_view(operation, await reader.get_steps(operation_id))
+
+
+def operation_view(operation: Operation, steps: Sequence[SagaStep]) -> OperationView:
+    """The view of an operation and its steps (in order), with each step's system."""
+    from gateway.processes.flows import FLOWS  # flows import the saga engine, not views
+
     flow = FLOWS.get(operation.kind)
     systems = {s.name: s.system.value for s in flow.steps} if flow else {}
     return OperationView.build(operation, steps, systems)

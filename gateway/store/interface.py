@@ -434,6 +434,26 @@ class Transaction(Reader):
     ) -> AuditEntry:
         """Append one audit entry."""
 
+    async def add_audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        subject: str,
+        correlation_id: str | None = None,
+        detail: JSON = None,
+        now: datetime | None = None,
+    ) -> None:
+        """``append_audit`` without the entry (see ``record_step``)."""
+        await self.append_audit(
+            actor=actor,
+            action=action,
+            subject=subject,
+            correlation_id=correlation_id,
+            detail=detail,
+            now=now,
+        )
+
     # ------------------------------------------------------------ cross-references
 
     @abstractmethod

@@ -87,6 +87,11 @@ _UPSERT_STEP_SQL = (
     "updated_at = excluded.updated_at"
 )
 
+_AUDIT_SQL = (
+    "INSERT INTO audit (at, correlation_id, actor, action, subject, detail) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+
 _ENQUEUE_SQL = (
     "INSERT INTO outbox (operation_id, step, aggregate_key, system, type, payload, "
     "idempotency_key, priority, available_at, created_at, updated_at) "
@@ -649,9 +654,7 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
         at = self._stamp(now)
         encoded = dump_json(detail)
         row = await self._one(
-            "INSERT INTO audit (at, correlation_id, actor, action, subject, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-            (at, correlation_id, actor, action, subject, encoded),
+            f"{_AUDIT_SQL} RETURNING id", (at, correlation_id, actor, action, subject, encoded)
         )
         assert row is not None
         return AuditEntry(
@@ -662,4 +665,21 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
             action=action,
             subject=subject,
             detail=load_json(encoded),
+        )
+
+    async def add_audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        subject: str,
+        correlation_id: str | None = None,
+        detail: JSON = None,
+        now: datetime | None = None,
+    ) -> None:
+        self._pending.append(
+            (
+                _AUDIT_SQL,
+                (self._stamp(now), correlation_id, actor, action, subject, dump_json(detail)),
+            )
         )

@@ -16,7 +16,8 @@ from gateway.processes.context import Caller
 from gateway.processes.dispatcher import Dispatcher
 from gateway.processes.errors import IdempotencyConflict, IdempotencyMismatch, ValidationFailed
 from gateway.processes.replay import replay_dead_letter
-from gateway.processes.saga import Flow, SagaView, Step, start_saga
+from gateway.processes.saga import Flow, SagaView, Step, begin_saga, start_saga
+from gateway.processes.views import load_operation_view
 from gateway.store import MessageStatus, OperationStatus, StepStatus, Store
 from tests.processes.fakes import FakeSystems, World
 from tests.processes.helpers import FAST, dispatching, wait_for
@@ -584,3 +585,49 @@ async def test_racing_closes_of_one_opportunity_accept_exactly_one(
     assert len(refused) == 1
     assert "already being closed" in refused[0]
     assert len((await store.list_operations()).items) == 1
+
+
+async def test_the_accepted_answer_is_the_operation_as_stored(
+    store: Store, systems: FakeSystems, world: World, reference: ReferenceData
+) -> None:
+    """The first answer (kept with the Idempotency-Key) is built from what the accepting
+    unit wrote, not read back: it must equal a read of the stored operation and steps,
+    also when the saga's first steps are skipped or nothing is left to do at all."""
+    world.add_opportunity("006V", "1000001", products=("CW-PLUS",))
+    write = WritePath(store, systems, reference)
+    view = await write.submit(
+        "closeOpportunity",
+        {"opportunityId": "006V"},
+        caller=WIDGET,
+        idempotency_key="view",
+        correlation_id="c",
+    )
+    assert view == await load_operation_view(store, view.id)
+    assert [s.status for s in view.steps] == ["PENDING"] * 5
+
+    def step(name: str, prepare: object) -> Step:
+        return Step(name, System.SUPPORT, prepare, lambda p, k: m.GetEntitlements(()), dict)  # type: ignore[arg-type]
+
+    for flow, expected in (
+        (
+            Flow("skipFirst", (step("a", lambda v: None), step("b", lambda v: {"x": 1}))),
+            (OperationStatus.PENDING, [StepStatus.SKIPPED, StepStatus.PENDING]),
+        ),
+        (
+            Flow("nothing", (step("a", lambda v: None),)),
+            (OperationStatus.SUCCEEDED, [StepStatus.SKIPPED]),
+        ),
+    ):
+        async with store.transaction() as tx:
+            operation, steps = await begin_saga(
+                tx,
+                flow,
+                operation_id=f"op_{flow.kind}",
+                correlation_id="c",
+                client_id="t",
+                aggregate_key="cw_v",
+                input={"n": (1, 2)},
+            )
+        assert operation == await store.get_operation(operation.id)
+        assert steps == await store.get_steps(operation.id)
+        assert (operation.status, [s.status for s in steps]) == expected
