@@ -25,8 +25,10 @@ How it works:
   policy, the operation NEEDS_ATTENTION (optional enrichment steps are skipped instead).
 - After a success the worker leases its next message in the same transaction (often the
   saga's next step, now eligible), so a delivery costs one transaction, not two.
-- It wakes when this process enqueues (``outbox_signal``), when a worker frees up, and
-  at least every ``poll_interval`` (messages from other processes, retries coming due).
+- It wakes when this process enqueues (``outbox_signal``), when a worker frees up
+  (unless that worker's own last lease found nothing due), and at least every
+  ``poll_interval`` (messages from other processes, retries coming due). A lease that
+  returns fewer messages than asked for is not repeated until one of those wake-ups.
 - Leases: ``lease_seconds`` exceeds ``delivery_timeout``, so a live dispatcher always
   settles its messages before the lease runs out; the lease only matters when the
   process died, and then the message is leased again after it expires (recovery). The
@@ -162,10 +164,13 @@ class Dispatcher:
                     )
                 except StoreError as exc:
                     log.warning("outbox lease failed, trying again shortly: %s", exc)
+            asked = self._free
             for message in leased:
                 self._free -= 1
                 await send.send(message)
-            if not leased or self._free == 0:
+            # Fewer than asked for: nothing else is due now, so wait for a wake-up (a
+            # notify while leasing is kept) instead of a lease that would come back empty.
+            if len(leased) < asked or self._free == 0:
                 await self._signal.wait(self.policy.poll_interval)
 
     async def _release_unstarted(self, receive: MemoryObjectReceiveStream[OutboxMessage]) -> None:
@@ -184,9 +189,13 @@ class Dispatcher:
         with receive:
             async for message in receive:
                 current: OutboxMessage | None = message
+                # whether the last delivery's own lease found nothing due: then the leaser
+                # need not be woken for this worker (enqueues and the poll wake it anyway)
+                idle = False
                 try:
                     while current is not None:
                         follow: OutboxMessage | None = None
+                        idle = False
                         # Shielded: a shutdown lets the delivery finish and record its
                         # outcome (bounded by drain_seconds) instead of leaving it half-known.
                         with (
@@ -196,7 +205,7 @@ class Dispatcher:
                             ),
                         ):
                             try:
-                                follow = await self._deliver(current)
+                                follow, idle = await self._deliver(current)
                             except Exception:  # a boundary: one message must not stop a worker
                                 log.exception(
                                     "outbox message %s: delivery failed unexpectedly; its lease "
@@ -209,7 +218,8 @@ class Dispatcher:
                             current = None
                 finally:
                     self._free += 1
-                    self._signal.notify()
+                    if not idle or self._stopping:
+                        self._signal.notify()
                 if self._stopping:
                     return
 
@@ -217,9 +227,10 @@ class Dispatcher:
         with anyio.CancelScope(shield=True), contextlib.suppress(StoreError):
             await self.store.defer(message.id, self.owner, available_at=self.store.clock())
 
-    async def _deliver(self, message: OutboxMessage) -> OutboxMessage | None:
+    async def _deliver(self, message: OutboxMessage) -> tuple[OutboxMessage | None, bool]:
         """Deliver one message and record the outcome; answers the next message this
-        worker leased in the same transaction (after a success), if any."""
+        worker leased in the same transaction (after a success), if any, and whether that
+        lease found nothing due."""
         flow = self.flows.get(message.type.partition("/")[0])
         try:
             if flow is None:
@@ -229,7 +240,7 @@ class Dispatcher:
             actor = self.systems[System(message.system)]
         except (LookupError, ValueError, TypeError) as exc:
             await self._settle_dead(flow, message, f"cannot build the message: {exc}")
-            return None
+            return None, False
         try:
             result = await actor.ask(
                 request, priority=Priority.TRANSACTIONAL, timeout=self.policy.delivery_timeout
@@ -250,17 +261,19 @@ class Dispatcher:
             follow: list[OutboxMessage] | None = await self._settle(
                 self._succeed, flow, message, result
             )
-            return follow[0] if follow else None
-        return None
+            if follow is None:  # not recorded, or no lease asked (stopping)
+                return None, False
+            return (follow[0], False) if follow else (None, True)
+        return None, False
 
     async def _succeed(
         self, flow: Flow, message: OutboxMessage, result: Any
-    ) -> list[OutboxMessage]:
+    ) -> list[OutboxMessage] | None:
         """Record the success and, in the same transaction, lease this worker's next
         message (often the saga's next step): one transaction per delivery, not two."""
         async with self.store.transaction() as tx:
             await succeed_step(tx, flow, message, self.owner, result)
-            follow = []
+            follow = None
             if not self._stopping:
                 follow = await tx.lease(
                     self.owner, limit=1, lease_seconds=self.policy.lease_seconds
