@@ -24,7 +24,12 @@ For both it measures, with an aiohttp load generator in this process:
 - the same fixed-rate latency with billing in outage (its breaker opens; the gateway
   answers billing's fields from last-known-good, marked stale).
 
+Every serving process runs on the same event loop (``--loop``, uvloop by default) and the
+same garbage-collector settings (``actors._gc.tune_gc``, which ``Systems`` applies in the
+gateway), so the gateway and the floor differ only in the code a request runs.
+
     .venv/bin/python scripts/bench_customer360.py [--seconds 10] [--customers 200]
+                                                  [--loop uvloop|asyncio]
 """
 
 from __future__ import annotations
