@@ -21,7 +21,12 @@ directory (WAL, synchronous=FULL), the write path and the dispatcher.
    reads the CRM opportunity and the ERP customer: two 10 ms calls).
 
 The cross-reference registry is filled by discovery first, as the gateway does at start.
-Prints one line per figure, with the process CPU time per mutation.
+Prints one line per figure, with the process CPU time per mutation, then per phase the
+CPU milliseconds per mutation of each process (this one, the gateway with its load
+generator, and each sandbox system, from ``/proc/<pid>/stat``) and the vendor calls per
+mutation by route (from each sandbox's ``/_sandbox/stats``, ids grouped).
+``--py-spy DIR`` records every process during each latency phase (raw stacks, for
+flame graphs or counting).
 """
 
 from __future__ import annotations
