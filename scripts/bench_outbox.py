@@ -79,7 +79,7 @@ def _free_port() -> int:
 # ---------------------------------------------------------------- the sandbox child
 
 
-def serve_sandbox(system: str, data_dir: Path, customers: int, port: int) -> None:
+def serve_sandbox(system: str, data_dir: Path, customers: int, port: int, use_uvloop: bool) -> None:
     """Run one sandbox app on ``port`` until killed (a child process per system, so the
     four systems' CPU spreads over the machine's cores as separate services would)."""
     import uvicorn
@@ -100,7 +100,10 @@ def serve_sandbox(system: str, data_dir: Path, customers: int, port: int) -> Non
         system, port=port, data_dir=data_dir, gateway_url=None, customers=customers, fresh=True
     )
     app = factories[system](config)
-    uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")).run()
+    loop = "uvloop" if use_uvloop else "asyncio"
+    uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", loop=loop)
+    ).run()
 
 
 # ---------------------------------------------------------------- the gateway side
@@ -460,11 +463,17 @@ def main() -> None:
         default=None,
         help="folder: record each latency phase of each process with py-spy (raw stacks)",
     )
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop of every process (crosswalk serve and sandbox run on uvloop)",
+    )
     parser.add_argument("--serve-sandbox", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_sandbox:
         system, data_dir, customers, port = args.serve_sandbox.split(",")
-        serve_sandbox(system, Path(data_dir), int(customers), int(port))
+        serve_sandbox(system, Path(data_dir), int(customers), int(port), args.loop == "uvloop")
         return
     need = args.accept_close + sum(int(float(r) * args.seconds) for r in str(args.rate).split(","))
     customers = args.customers or int(need * 1.45) + 50
@@ -480,6 +489,8 @@ def main() -> None:
                     __file__,
                     "--serve-sandbox",
                     f"{system},{tmp / 'sandbox'},{customers},{ports[system]}",
+                    "--loop",
+                    args.loop,
                 ],
                 cwd=ROOT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -502,10 +513,19 @@ def main() -> None:
                     time.sleep(0.2)
             print(
                 f"sandbox: {customers} customers, {args.latency:g} ms per call, one process per "
-                f"system; store: SQLite (WAL, synchronous=FULL); {os.cpu_count()} CPU cores"
+                f"system; store: SQLite (WAL, synchronous=FULL); {os.cpu_count()} CPU cores; "
+                f"{args.loop} event loops"
             )
             pids = {system: c.pid for system, c in zip(SYSTEMS, children, strict=True)}
-            anyio.run(bench, args, urls, generate(customers), tmp, pids)
+            anyio.run(
+                bench,
+                args,
+                urls,
+                generate(customers),
+                tmp,
+                pids,
+                backend_options={"use_uvloop": args.loop == "uvloop"},
+            )
         finally:
             for child in children:
                 child.terminate()
