@@ -17,6 +17,7 @@ message is handled).
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import sys
@@ -44,16 +45,18 @@ class Reply:
     """Where a worker puts the answer to one ask; the asker waits on it."""
 
     # slots: one of these is made per ask, on the hot path
-    __slots__ = ("_error", "_event", "_value", "abandoned", "started")
+    __slots__ = ("_error", "_event", "_value", "abandoned", "expired", "started")
 
-    def __init__(self) -> None:
-        self._event = anyio.Event()
+    def __init__(self, event: anyio.Event | None = None) -> None:
+        self._event = anyio.Event() if event is None else event
         self._value: Any = _MISSING
         self._error: BaseException | None = None
         #: the asker stopped waiting (deadline or cancellation); a queued message is skipped
         self.abandoned = False
         #: a worker took the message out of the mailbox
         self.started = False
+        #: the asker's deadline passed before an answer came (see ``expire``)
+        self.expired = False
 
     @property
     def done(self) -> bool:
@@ -67,6 +70,13 @@ class Reply:
     def set_error(self, error: BaseException) -> None:
         if not self._event.is_set():
             self._error = error
+            self._event.set()
+
+    def expire(self) -> None:
+        """The ask's deadline passed unanswered: wake the asker, skip the queued message."""
+        if not self._event.is_set():
+            self.expired = True
+            self.abandoned = True
             self._event.set()
 
     async def wait(self) -> Any:
@@ -84,6 +94,14 @@ class Envelope:
     reply_to: Reply | None
     priority: Priority
     deadline: float  # on the anyio.current_time() clock
+
+
+def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop, or None on another backend (trio)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class _State(enum.Enum):
@@ -135,6 +153,12 @@ class Actor:
         self._in_flight = 0
         self._idle = anyio.Event()
         self._owner: TaskGroup | None = None
+        # Set by ``run`` on asyncio: asks then wait for their deadline with a loop timer
+        # and make their reply event from the backend's class directly. A cancel scope
+        # per ask (and anyio's backend lookup per event) was the largest part of an ask's
+        # CPU cost; any other backend keeps the cancel scope.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event_class: type[anyio.Event] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -155,6 +179,7 @@ class Actor:
         if self._state is not _State.UNSTARTED:
             raise RuntimeError(f"Cannot start the {self.name} actor again once it has run.")
         self._state = _State.RUNNING
+        self._loop, self._event_class = _asyncio_loop(), type(anyio.Event())
         try:
             async with anyio.create_task_group() as tg:
                 for index in range(self._workers):
@@ -223,18 +248,33 @@ class Actor:
 
         ``deadline`` is on the ``anyio.current_time()`` clock; ``timeout`` is relative.
         """
-        reply = Reply()
+        event_class = self._event_class
+        reply = Reply(None if event_class is None else event_class())
         envelope = Envelope(message, reply, priority, self.deadline_for(timeout, deadline))
         self._enqueue(envelope)
-        with anyio.CancelScope(deadline=envelope.deadline):
+        loop = self._loop
+        if loop is not None:
+            # the deadline wakes the asker through ``Reply.expire`` (same clock as anyio's)
+            timer = loop.call_at(envelope.deadline, reply.expire)
             try:
-                return await reply.wait()
-            except BaseException:  # its own error, the deadline, or the caller cancelled
+                value = await reply.wait()
+            except BaseException:  # its own error, or the caller cancelled
                 reply.abandoned = True
                 raise
-        # only reached when the deadline cancelled the wait
-        if reply.done:  # answered in the very instant the deadline passed
-            return await reply.wait()
+            finally:
+                timer.cancel()
+            if not reply.expired:
+                return value
+        else:
+            with anyio.CancelScope(deadline=envelope.deadline):
+                try:
+                    return await reply.wait()
+                except BaseException:  # its own error, the deadline, or the caller cancelled
+                    reply.abandoned = True
+                    raise
+            # only reached when the deadline cancelled the wait
+            if reply.done:  # answered in the very instant the deadline passed
+                return await reply.wait()
         if not reply.started:
             self.stats.expired += 1  # it expired in the mailbox; the worker will skip it
         raise SystemTimeout(
