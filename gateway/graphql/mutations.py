@@ -174,9 +174,8 @@ async def submit(
             "An idempotency key must be 1 to 255 characters.",
             extensions={"fields": [{"field": "idempotencyKey", "reason": "1 to 255 characters"}]},
         )
-    caller = Caller(
-        client_id=context.client.id, system=getattr(context.client, "system", None) or "crm"
-    )
+    system = context.client.system
+    caller = Caller(client_id=context.client.id, system=system.value if system else None)
     try:
         view = await write_path_for(context.runtime).submit(
             kind,

@@ -35,10 +35,12 @@ class SystemsLike(Protocol):
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who sent the mutation: the client id (idempotency scope, audit) and the system it
-    speaks for (field ownership: a CRM widget may change only what the CRM owns)."""
+    speaks for (``policies/clients.toml`` ``system``; field ownership: a CRM widget may
+    change only what the CRM owns). ``None``: an operator client that speaks for no
+    system, whose writes are not limited by ownership."""
 
     client_id: str
-    system: str = "crm"
+    system: str | None = "crm"
 
 
 @dataclass(slots=True)

@@ -151,3 +151,17 @@ async def test_customer_without_a_billing_record(
         )
     assert "onboardCustomer" in caught.value.problems[0].reason
     await assert_nothing_written(store)
+
+
+async def test_an_operator_client_speaking_for_no_system_is_not_limited_by_ownership(
+    store: Store, systems: FakeSystems, reference: ReferenceData
+) -> None:
+    write = WritePath(store, systems, reference)
+    view = await write.submit(
+        "onboardCustomer",
+        {**GOOD, "creditStatus": "good"},  # owned by the ERP: refused for a CRM widget
+        caller=Caller("demo-ops", None),
+        idempotency_key="k1",
+        correlation_id="c",
+    )
+    assert view.id
