@@ -95,11 +95,26 @@ class GoldenRecord:
     sources: list[FieldSource] = strawberry.field(description="Where each field's value came from.")
 
 
+#: id(policy) -> (policy, field -> (owner, where to look)): policies are loaded once and
+#: immutable, and ``OwnershipPolicy.sources`` builds a new tuple per call
+_PLANS: dict[int, tuple[OwnershipPolicy, dict[str, tuple[System, tuple[System, ...]]]]] = {}
+
+
+def _plan(policy: OwnershipPolicy) -> dict[str, tuple[System, tuple[System, ...]]]:
+    cached = _PLANS.get(id(policy))
+    if cached is not None and cached[0] is policy:
+        return cached[1]
+    plan = {name: (policy.owner(name), policy.sources(name)) for name in policy.customer}
+    if len(_PLANS) > 64:
+        _PLANS.clear()
+    _PLANS[id(policy)] = (policy, plan)
+    return plan
+
+
 def _pick(
-    records: dict[System, Fetched[Customer]], policy: OwnershipPolicy, name: str
+    records: dict[System, Fetched[Customer]], owner: System, sources: tuple[System, ...], name: str
 ) -> tuple[Any, System | None, bool]:
-    owner = policy.owner(name)
-    for system in policy.sources(name):
+    for system in sources:
         fetched = records.get(system)
         if fetched is None:
             continue
@@ -114,29 +129,33 @@ def _pick(
 
 
 def _golden_record(
-    records: dict[System, Fetched[Customer]], policy: OwnershipPolicy, wanted: set[str]
+    records: dict[System, Fetched[Customer]],
+    policy: OwnershipPolicy,
+    wanted: set[str],
+    *,
+    with_sources: bool = True,
 ) -> GoldenRecord:
+    """The record for the ``wanted`` fields; ``sources`` only when the query asks for it."""
+    plan = _plan(policy)
     values: dict[str, Any] = {}
     sources: list[FieldSource] = []
-    for name in policy.customer:
+    for name, (owner, where) in plan.items():
         if name not in wanted:
             values[name] = None
             continue
         try:
-            value, system, stale = _pick(records, policy, name)
+            value, system, stale = _pick(records, owner, where, name)
         except CodedError as exc:
             values[name] = exc  # raised by GraphQL on this field only
             system, stale = None, False
         else:
             values[name] = None if value is None else str(value)
-        sources.append(
-            FieldSource(
-                field_name=_snake_to_camel(name),
-                system=system,
-                owner=policy.owner(name),
-                stale=stale,
+        if with_sources:
+            sources.append(
+                FieldSource(
+                    field_name=_snake_to_camel(name), system=system, owner=owner, stale=stale
+                )
             )
-        )
     return GoldenRecord(sources=sources, **values)
 
 
@@ -170,15 +189,16 @@ def _names_under(node: FieldNode, fragments: dict[str, FragmentDefinitionNode]) 
     return result
 
 
-def _golden_fields(info: Info[Context, None], policy: OwnershipPolicy) -> set[str]:
-    """The golden-record fields this request asks for (all of them for ``sources``)."""
+def _golden_fields(info: Info[Context, None], policy: OwnershipPolicy) -> tuple[set[str], bool]:
+    """The golden-record fields this request asks for (all of them for ``sources``), and
+    whether it asks for ``sources``."""
     raw = info._raw_info
-    names: set[str] = set()
+    names: frozenset[str] = frozenset()
     for node in raw.field_nodes:
         names |= _names_under(node, raw.fragments)
     if "sources" in names:
-        return set(policy.customer)
-    return {_CAMEL[n] for n in names if n in _CAMEL and _CAMEL[n] in policy.customer}
+        return set(policy.customer), True
+    return {_CAMEL[n] for n in names if n in _CAMEL and _CAMEL[n] in policy.customer}, False
 
 
 def _stale_of(fetched: Sequence[Fetched[Any]]) -> tuple[bool, float | None]:
@@ -281,7 +301,8 @@ class Customer360:
     async def golden(self, info: Info[Context, None]) -> GoldenRecord | None:
         context = require_scope(info, "customer:read")
         policy = ownership(context)
-        wanted = _golden_fields(info, policy)
+        plan = _plan(policy)
+        wanted, with_sources = _golden_fields(info, policy)
         records: dict[System, Fetched[Customer]] = {}
         loaders = context.loaders
         ids = self.xref.ids()
@@ -297,17 +318,17 @@ class Customer360:
 
         # owners first; the fallback systems only for fields their owner left empty, so a
         # query for ERP-owned fields touches the ERP alone
-        await read({policy.owner(name) for name in wanted})
+        await read({plan[name][0] for name in wanted})
         empty = {
             name
             for name in wanted
-            if (fetched := records.get(policy.owner(name))) is None
+            if (fetched := records.get(plan[name][0])) is None
             or (fetched.value is not None and getattr(fetched.value, name) is None)
             or (fetched.value is None and fetched.error is None)
         }
         if empty:
-            await read({s for name in empty for s in policy.sources(name)})
-        return _golden_record(records, policy, wanted)
+            await read({s for name in empty for s in plan[name][1]})
+        return _golden_record(records, policy, wanted, with_sources=with_sources)
 
     @resolver("ERP sales orders, newest first. Needs order:read.")
     async def orders(
