@@ -68,6 +68,15 @@ class _HTTPFailure(Exception):
         self.headers = headers or {}
 
 
+def _header_map(scope: Scope) -> dict[str, str]:
+    """The request's headers as one dict, the first of repeated names winning (as
+    Starlette's ``Headers.get``): each lookup there scans every header again."""
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+    return headers
+
+
 def _correlation_id(headers: Any) -> str:
     try:
         from gateway.observability.correlation import current_correlation_id
@@ -195,6 +204,7 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
 
     async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
+        headers = _header_map(scope)
         media = JSON
         try:
             method = request.method
@@ -204,7 +214,7 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
                     CodedError(ErrorCode.VALIDATION_FAILED, "Use GET or POST for /graphql."),
                     {"Allow": "GET, POST"},
                 )
-            accept = request.headers.get("accept")
+            accept = headers.get("accept")
             if method == "GET" and _wants_html(accept) and "query" not in request.query_params:
                 response = self._graphiql(request)
                 await response(scope, receive, send)
@@ -221,19 +231,19 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
                 )
             media = negotiated
             try:
-                client = self.authenticator.authenticate(request.headers.get("authorization"))
+                client = self.authenticator.authenticate(headers.get("authorization"))
             except CodedError as exc:
                 raise _HTTPFailure(401, exc, {"WWW-Authenticate": "Bearer"}) from None
             if method == "GET":
                 batch = [self._get_params(request)]
                 is_batch = False
             else:
-                batch, is_batch = await self._post_params(request)
+                batch, is_batch = await self._post_params(request, headers)
             context = Context(
                 runtime=self.runtime,
                 client=client,
-                correlation_id=_correlation_id(request.headers),
-                idempotency_key=request.headers.get("idempotency-key"),
+                correlation_id=_correlation_id(headers),
+                idempotency_key=headers.get("idempotency-key"),
                 deadline=anyio.current_time() + self.deadline_seconds,
                 request=request,
                 extras={"xref_cache": self.xref_cache},
@@ -254,8 +264,8 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
         status = outcome.status or (
             400 if outcome.request_error and media == GRAPHQL_RESPONSE_JSON else 200
         )
-        headers = {"Allow": outcome.allow} if outcome.allow else None
-        await self._send(send, status, media, outcome.body, headers)
+        extra = {"Allow": outcome.allow} if outcome.allow else None
+        await self._send(send, status, media, outcome.body, extra)
 
     async def _run(
         self, params: RequestParams, client: Client, method: str, context: Context
@@ -312,8 +322,10 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
         except orjson.JSONDecodeError:
             raise self._bad_request(f"The '{name}' parameter is not valid JSON.") from None
 
-    async def _post_params(self, request: Request) -> tuple[list[RequestParams], bool]:
-        content_type = request.headers.get("content-type", "")
+    async def _post_params(
+        self, request: Request, headers: dict[str, str]
+    ) -> tuple[list[RequestParams], bool]:
+        content_type = headers.get("content-type", "")
         media_type = content_type.split(";", 1)[0].strip().lower()
         if media_type != JSON:
             raise _HTTPFailure(
@@ -323,7 +335,7 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
                     f"POST /graphql needs Content-Type: {JSON}, got {content_type or 'none'}.",
                 ),
             )
-        body = await self._read_body(request)
+        body = await self._read_body(request, headers)
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -344,7 +356,7 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
             return [self._params(item) for item in payload], True
         return [self._params(payload)], False
 
-    async def _read_body(self, request: Request) -> bytes:
+    async def _read_body(self, request: Request, headers: dict[str, str]) -> bytes:
         limit = self.limits.max_body_bytes
         too_large = _HTTPFailure(
             413,
@@ -355,7 +367,7 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
                 extensions={"limit": "body", "max": limit},
             ),
         )
-        declared = request.headers.get("content-length")
+        declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise too_large
         chunks: list[bytes] = []
