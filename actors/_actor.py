@@ -159,6 +159,8 @@ class Actor:
         # CPU cost; any other backend keeps the cancel scope.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event_class: type[anyio.Event] | None = None
+        #: ``anyio.current_time`` without its backend lookup once running on asyncio
+        self.clock: Callable[[], float] = anyio.current_time
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -180,6 +182,9 @@ class Actor:
             raise RuntimeError(f"Cannot start the {self.name} actor again once it has run.")
         self._state = _State.RUNNING
         self._loop, self._event_class = _asyncio_loop(), type(anyio.Event())
+        self._mailbox.event_class = self._event_class
+        if self._loop is not None:
+            self.clock = self._loop.time  # what anyio.current_time answers on asyncio
         try:
             async with anyio.create_task_group() as tg:
                 for index in range(self._workers):
@@ -233,7 +238,7 @@ class Actor:
             if timeout is not None:
                 raise TypeError("Give either timeout= or deadline=, not both.")
             return deadline
-        return anyio.current_time() + (self._default_timeout if timeout is None else timeout)
+        return self.clock() + (self._default_timeout if timeout is None else timeout)
 
     async def ask(
         self,
@@ -364,7 +369,7 @@ class Actor:
                 if reply.abandoned:
                     continue  # counted as expired by its asker if its deadline passed
                 reply.started = True
-            if anyio.current_time() >= envelope.deadline:
+            if self.clock() >= envelope.deadline:
                 self.stats.expired += 1
                 if reply is not None:
                     reply.set_error(

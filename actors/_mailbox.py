@@ -8,6 +8,7 @@ The caller answers the shed message; the mailbox only says which one it was.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import anyio
@@ -37,6 +38,9 @@ class Mailbox(Generic[T]):
         # one event per waiting getter, woken in arrival order
         self._getters: deque[anyio.Event] = deque()
         self._closed = False
+        #: makes a getter's wake-up event; its actor sets the backend's own class (no
+        #: backend lookup per wait)
+        self.event_class: Callable[[], anyio.Event] = anyio.Event
 
     def __len__(self) -> int:
         return self._size
@@ -73,7 +77,7 @@ class Mailbox(Generic[T]):
                 return self._pop()
             if self._closed:
                 raise MailboxClosed
-            event = anyio.Event()
+            event = self.event_class()
             self._getters.append(event)
             try:
                 await event.wait()

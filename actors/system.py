@@ -285,7 +285,7 @@ class SystemActor:
                     )
             else:
                 await self._limiter.acquire()
-            now = anyio.current_time()
+            now = self._actor.clock()
             budget = min(self.policy.timeout, deadline - now)
             if budget <= 0:
                 raise SystemTimeout(
@@ -306,7 +306,7 @@ class SystemActor:
         try:
             with scope:
                 result = await self._connector.handle(message)
-            if scope.cancelled_caught and anyio.current_time() >= scope.deadline:
+            if scope.cancelled_caught and self._actor.clock() >= scope.deadline:
                 raise TimeoutError
         except anyio.get_cancelled_exc_class():
             if pacing.cut:
