@@ -77,14 +77,18 @@ def _header_map(scope: Scope) -> dict[str, str]:
     return headers
 
 
+def _no_correlation_id() -> str | None:
+    return None
+
+
+try:  # looked up once, not per request
+    from gateway.observability.correlation import current_correlation_id as _current_correlation_id
+except ImportError:  # pragma: no cover - observability is optional for this layer
+    _current_correlation_id = _no_correlation_id
+
+
 def _correlation_id(headers: Any) -> str:
-    try:
-        from gateway.observability.correlation import current_correlation_id
-    except ImportError:  # pragma: no cover - observability is optional for this layer
-        current = None
-    else:
-        current = current_correlation_id()
-    return current or headers.get("x-correlation-id") or uuid.uuid4().hex
+    return _current_correlation_id() or headers.get("x-correlation-id") or uuid.uuid4().hex
 
 
 def _accept_quality(accept: str) -> dict[str, float]:
