@@ -9,8 +9,18 @@ restarts from exactly what was committed.
 
 from __future__ import annotations
 
+import contextvars
 import sqlite3
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -91,6 +101,20 @@ class _Index:
             del self.groups[value]
 
 
+class _Batch:
+    """Writes staged by one task inside ``DocStore.batch()``: committed together at its end."""
+
+    __slots__ = ("after", "rows", "staged")
+
+    def __init__(self) -> None:
+        #: kind -> id -> (seq, doc): what this task reads back before the commit
+        self.staged: dict[str, dict[str, tuple[int, Doc]]] = {}
+        #: (kind, id, seq, body) in write order, one executemany at the commit
+        self.rows: list[tuple[str, str, int, bytes]] = []
+        #: callbacks to run once the rows are committed (webhook pushes)
+        self.after: list[Callable[[], None]] = []
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
     kind TEXT NOT NULL,
@@ -102,6 +126,12 @@ CREATE TABLE IF NOT EXISTS docs (
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL);
 """
+
+
+_UPSERT = (
+    "INSERT INTO docs (kind, id, seq, body) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body"
+)
 
 
 class DocStore:
@@ -116,6 +146,11 @@ class DocStore:
         self._lock = anyio.Lock()
         #: (kind, index name) -> index; built on first use, updated by every write
         self._indexes: dict[str, dict[Hashable, _Index]] = {}
+        #: the batch of the task inside ``batch()`` (a context variable: readers in other
+        #: tasks never see staged, uncommitted records)
+        self._batch: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar(
+            f"docstore-batch-{id(self)}", default=None
+        )
 
     async def __aenter__(self) -> Self:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,14 +191,31 @@ class DocStore:
     # ------------------------------------------------------------------ reads
 
     def get(self, kind: str, doc_id: str) -> Doc | None:
+        batch = self._batch.get()
+        if batch is not None:
+            staged = batch.staged.get(kind)
+            if staged is not None and doc_id in staged:
+                return staged[doc_id][1]
         return self._docs.get(kind, {}).get(doc_id)
+
+    def _kind(self, kind: str) -> Mapping[str, Doc]:
+        """The records of ``kind`` as this task sees them (its staged writes included)."""
+        docs = self._docs.get(kind, {})
+        batch = self._batch.get()
+        staged = batch.staged.get(kind) if batch is not None else None
+        if not staged:
+            return docs
+        merged = dict(docs)
+        for doc_id, (_, doc) in sorted(staged.items(), key=lambda item: item[1][0]):
+            merged[doc_id] = doc
+        return merged
 
     def all(self, kind: str) -> list[Doc]:
         """Every record of ``kind``, oldest first."""
-        return list(self._docs.get(kind, {}).values())
+        return list(self._kind(kind).values())
 
     def iter(self, kind: str) -> Iterator[Doc]:
-        return iter(self._docs.get(kind, {}).values())
+        return iter(self._kind(kind).values())
 
     def grouped(
         self, kind: str, name: Hashable, key: Callable[[Doc], Hashable]
@@ -172,6 +224,10 @@ class DocStore:
         its records joined it. ``name`` identifies the index: the same name must always
         come with the same ``key``. Built on first use, then kept current by every write;
         read-only for callers."""
+        batch = self._batch.get()
+        if batch is not None and batch.staged.get(kind):
+            # staged records are not filed yet: a one-off index of what this task sees
+            return _Index(key, self._kind(kind)).groups
         indexes = self._indexes.setdefault(kind, {})
         index = indexes.get(name)
         if index is None:
@@ -179,10 +235,11 @@ class DocStore:
         return index.groups
 
     def count(self, kind: str) -> int:
-        return len(self._docs.get(kind, {}))
+        return len(self._kind(kind))
 
     def is_empty(self) -> bool:
-        return not any(self._docs.values())
+        batch = self._batch.get()
+        return not any(self._docs.values()) and not (batch is not None and batch.rows)
 
     # ------------------------------------------------------------------ writes
 
@@ -199,7 +256,62 @@ class DocStore:
         await self.put_many(kind, [(doc_id, doc)])
         return doc
 
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """Stage this task's ``put``/``put_many`` until the block ends, then commit them in
+        one transaction (one fsync instead of one per record) and only then show them to
+        other tasks. Inside the block this task reads its own staged records. The staged
+        writes are committed even when the block raises, as separate puts would have been.
+        Other writes (delete, counters, kv) commit what is staged first, to keep order.
+        Callers serialise their read-modify-write themselves (the sandboxes' write lock)."""
+        if self._batch.get() is not None:
+            yield
+            return
+        batch = _Batch()
+        token = self._batch.set(batch)
+        try:
+            yield
+        finally:
+            self._batch.reset(token)
+            with anyio.CancelScope(shield=True):
+                await self._commit_batch(batch)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once what this task wrote is committed: now, or at the end of
+        its ``batch()``."""
+        batch = self._batch.get()
+        if batch is None:
+            callback()
+        else:
+            batch.after.append(callback)
+
+    async def _commit_batch(self, batch: _Batch) -> None:
+        if batch.rows:
+            await self._write((_UPSERT, batch.rows), many=True)
+            for kind, staged in batch.staged.items():
+                bucket = self._docs.setdefault(kind, {})
+                indexes = self._indexes.get(kind, {}).values()
+                for doc_id, (_, doc) in sorted(staged.items(), key=lambda item: item[1][0]):
+                    bucket[doc_id] = doc
+                    for index in indexes:
+                        index.add(doc_id, doc)
+            batch.rows = []
+            batch.staged = {}
+        after, batch.after = batch.after, []
+        for callback in after:
+            callback()
+
+    async def _flush(self) -> None:
+        """Commit what this task has staged (before a write that is not staged)."""
+        batch = self._batch.get()
+        if batch is not None:
+            await self._commit_batch(batch)
+
     async def put_many(self, kind: str, items: Iterable[tuple[str, Doc]]) -> None:
+        batch = self._batch.get()
+        if batch is not None:
+            self._stage(batch, kind, items)
+            return
         rows = []
         known = self._docs.get(kind, {})
         seq = self._seq
@@ -208,11 +320,7 @@ class DocStore:
                 seq += 1
             rows.append((kind, doc_id, seq, orjson.dumps(doc), doc_id, doc))
         await self._write(
-            (
-                "INSERT INTO docs (kind, id, seq, body) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
-                [row[:4] for row in rows],
-            ),
+            (_UPSERT, [row[:4] for row in rows]),
             many=True,
         )
         self._seq = seq
@@ -223,7 +331,24 @@ class DocStore:
             for index in indexes:
                 index.add(row[4], row[5])
 
+    def _stage(self, batch: _Batch, kind: str, items: Iterable[tuple[str, Doc]]) -> None:
+        known = self._docs.get(kind, {})
+        staged = batch.staged.setdefault(kind, {})
+        for doc_id, doc in items:
+            # a staged record keeps its place; a new one takes the next sequence number
+            # now (the store's counter moves on, so other tasks never reuse it)
+            if doc_id in staged:
+                seq = staged[doc_id][0]
+            elif doc_id in known:
+                seq = self._seq
+            else:
+                self._seq += 1
+                seq = self._seq
+            staged[doc_id] = (seq, doc)
+            batch.rows.append((kind, doc_id, seq, orjson.dumps(doc)))
+
     async def delete(self, kind: str, doc_id: str) -> bool:
+        await self._flush()
         if doc_id not in self._docs.get(kind, {}):
             return False
         await self._write(("DELETE FROM docs WHERE kind = ? AND id = ?", (kind, doc_id)))
@@ -234,6 +359,7 @@ class DocStore:
 
     async def next_number(self, name: str, start: int = 1) -> int:
         """The next value of a named counter (ids like SalesOrder numbers), persisted."""
+        await self._flush()
         value = max(self._counters.get(name, start - 1) + 1, start)
         await self._write(
             (
@@ -246,6 +372,7 @@ class DocStore:
         return value
 
     async def clear(self) -> None:
+        await self._flush()
         await self._write(
             ("DELETE FROM docs", ()), ("DELETE FROM counters", ()), ("DELETE FROM kv", ())
         )
@@ -265,6 +392,7 @@ class DocStore:
         return orjson.loads(row[0])
 
     async def kv_put(self, key: str, value: Any, expires: float | None) -> None:
+        await self._flush()
         await self._write(
             (
                 "INSERT INTO kv (key, value, expires) VALUES (?, ?, ?) "

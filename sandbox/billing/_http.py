@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -191,8 +192,10 @@ class Ctx:
             "request": {"id": self.request_id, "idempotency_key": self.idempotency_key},
             "type": type,
         }
-        await self.state.store.put("event", event_id, event)
-        self.state.webhooks.publish(orjson.dumps(event))
+        store = self.state.store
+        await store.put("event", event_id, event)
+        # pushed once committed: at the end of the request's batch (see ``Api._run``)
+        store.after_commit(partial(self.state.webhooks.publish, orjson.dumps(event)))
 
 
 Handler = Callable[[Ctx], Awaitable[dict[str, Any]]]
@@ -278,8 +281,10 @@ class Api:
             if method == "GET":
                 obj = await handler(ctx)
             else:
-                # writes one at a time: read-modify-write of a record never interleaves
-                async with self.write_lock:
+                # writes one at a time: read-modify-write of a record never interleaves;
+                # a request's records are committed together, in one transaction, before
+                # the lock is released (a subscription's create writes about ten)
+                async with self.write_lock, ctx.state.store.batch():
                     obj = await handler(ctx)
             expand = ctx.params.get("expand")
             if expand:

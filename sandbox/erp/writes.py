@@ -370,8 +370,10 @@ async def create(renderer: Renderer, state: SandboxState, es: EntitySet, body: A
                 if value == _PENDING:
                     row.doc[name] = number
     try:
-        for row in rows:
-            await state.store.put(row.es.name, row.es.doc_id(row.es.key_of(row.doc)), row.doc)
+        # the entity and its deep-inserted children: one commit, not one per row
+        async with state.store.batch():
+            for row in rows:
+                await state.store.put(row.es.name, row.es.doc_id(row.es.key_of(row.doc)), row.doc)
     finally:
         invalidate(state)
     publish_change(state, es, planned.doc, created=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import anyio
 import pytest
 
 from sandbox.docstore import DocStore
@@ -47,3 +48,80 @@ async def test_grouped_index_follows_puts_deletes_and_clear(tmp_path):
         assert by_party() == {"b": ["2", "3"]}
         await store.clear()
         assert by_party() == {}
+
+
+async def test_a_batch_commits_once_at_its_end_and_only_then_shows_its_records(tmp_path):
+    path = tmp_path / "docs.db"
+    commits: list[int] = []
+    pushed: list[str] = []
+    async with DocStore(path) as store:
+        await store.put("order", "1", {"party": "a"})
+        write = store._write
+
+        async def counted(*statements, many=False):
+            commits.append(len(statements))
+            await write(*statements, many=many)
+
+        store._write = counted  # type: ignore[method-assign]
+        inside = anyio.Event()
+        release = anyio.Event()
+        seen_outside: list[object] = []
+
+        async def batched():
+            async with store.batch():
+                await store.put("order", "2", {"party": "b"})
+                await store.put("customer", "c", {"name": "x"})
+                await store.put("order", "1", {"party": "c"})
+                store.after_commit(lambda: pushed.append("event"))
+                # this task reads its own staged records, in creation order
+                assert store.get("order", "2") == {"party": "b"}
+                assert store.all("order") == [{"party": "c"}, {"party": "b"}]
+                assert store.count("order") == 2
+                assert set(store.grouped("order", "p", lambda d: d["party"])) == {"b", "c"}
+                assert pushed == []
+                assert commits == []
+                inside.set()
+                with anyio.fail_after(5):
+                    await release.wait()
+
+        async def outside():
+            with anyio.fail_after(5):
+                await inside.wait()
+            # another task sees nothing uncommitted
+            seen_outside.extend([store.get("order", "2"), store.get("customer", "c")])
+            seen_outside.append(store.get("order", "1"))
+            release.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(batched)
+            tg.start_soon(outside)
+        assert seen_outside == [None, None, {"party": "a"}]
+        assert commits == [1]
+        assert pushed == ["event"]
+        assert store.all("order") == [{"party": "c"}, {"party": "b"}]
+    async with DocStore(path) as store:
+        assert store.all("order") == [{"party": "c"}, {"party": "b"}]
+        assert store.get("customer", "c") == {"name": "x"}
+
+
+async def test_a_batch_that_raises_still_commits_what_it_staged_and_flushes_before_others(
+    tmp_path,
+):
+    path = tmp_path / "docs.db"
+    async with DocStore(path) as store:
+
+        async def failing_handler():
+            async with store.batch():
+                await store.put("order", "1", {"party": "a"})
+                # a counter write commits the staged record first, keeping the order
+                assert await store.next_number("orders") == 1
+                assert store._docs["order"] == {"1": {"party": "a"}}
+                await store.put("order", "2", {"party": "b"})
+                raise LookupError("the handler failed after two writes")
+
+        with pytest.raises(LookupError):
+            await failing_handler()
+        assert store.all("order") == [{"party": "a"}, {"party": "b"}]
+    async with DocStore(path) as store:
+        assert store.all("order") == [{"party": "a"}, {"party": "b"}]
+        assert await store.next_number("orders") == 2
