@@ -153,20 +153,59 @@ def paginate(
             raise CodedError(ErrorCode.VALIDATION_FAILED, "Malformed cursor.")
         start = int(position) + 1
     page = items[start : start + first]
-    edges = [Edge(cursor=encode_cursor(kind, start + i), node=n) for i, n in enumerate(page)]
-    return Connection(
-        edges=edges,
-        nodes=list(page),
-        page_info=PageInfo(
-            has_next_page=start + len(page) < len(items),
-            has_previous_page=start > 0,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
-        total_count=len(items),
-        stale=stale,
-        age_seconds=age_seconds,
+    return cast(
+        Connection[T],
+        _Page(list(page), start, len(items), kind, stale=stale, age_seconds=age_seconds),
     )
+
+
+class _Page:
+    """A ``Connection`` page whose edges and page info are made only if the query asks.
+
+    GraphQL reads a connection's fields by attribute, so this stands in for the strawberry
+    type: a query that selects ``nodes`` alone (the common portal query) then costs no
+    cursor encoding and no ``Edge`` per item.
+    """
+
+    __slots__ = ("_edges", "_kind", "_start", "age_seconds", "nodes", "stale", "total_count")
+
+    def __init__(
+        self,
+        nodes: list[Any],
+        start: int,
+        total_count: int,
+        kind: str,
+        *,
+        stale: bool,
+        age_seconds: float | None,
+    ) -> None:
+        self.nodes = nodes
+        self.total_count = total_count
+        self.stale = stale
+        self.age_seconds = age_seconds
+        self._start = start
+        self._kind = kind
+        self._edges: list[Edge[Any]] | None = None
+
+    @property
+    def edges(self) -> list[Edge[Any]]:
+        if self._edges is None:
+            start, kind = self._start, self._kind
+            self._edges = [
+                Edge(cursor=encode_cursor(kind, start + i), node=n)
+                for i, n in enumerate(self.nodes)
+            ]
+        return self._edges
+
+    @property
+    def page_info(self) -> PageInfo:
+        start, count = self._start, len(self.nodes)
+        return PageInfo(
+            has_next_page=start + count < self.total_count,
+            has_previous_page=start > 0,
+            start_cursor=encode_cursor(self._kind, start) if count else None,
+            end_cursor=encode_cursor(self._kind, start + count - 1) if count else None,
+        )
 
 
 def matches(status: str, wanted: list[str] | None) -> bool:
