@@ -353,6 +353,17 @@ def run_floor(port: int, urls: dict[str, str]) -> None:
 # ---------------------------------------------------------------- load generation
 
 
+def py_spy(output: Path | None, pid: int, seconds: float) -> subprocess.Popen[bytes] | None:
+    """Record ``pid`` with py-spy (speedscope format) for ``seconds``; None without a path."""
+    if output is None:
+        return None
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    command = [spy, "record", "--format", "speedscope", "--nonblocking", "--duration"]
+    return subprocess.Popen(
+        [*command, str(max(1, int(seconds))), "--pid", str(pid), "-o", str(output)]
+    )
+
+
 @dataclasses.dataclass
 class Target:
     name: str
@@ -532,7 +543,12 @@ async def bench(args: argparse.Namespace) -> None:
         results: dict[str, dict[str, float]] = {}
         for target in targets:
             before = await upstream_calls(urls)
+            # profiling the gateway's saturation phase costs it CPU: compare ratios only
+            # between runs without --py-spy
+            spy = py_spy(args.py_spy, target.pid, args.seconds) if target is targets[0] else None
             rps, cpu_ms, failed, requests = await saturate(target, args.concurrency, args.seconds)
+            if spy is not None:
+                await asyncio.to_thread(spy.wait, 60)
             after = await upstream_calls(urls)
             per_request = {s: round((after[s] - before[s]) / max(requests, 1), 2) for s in SYSTEMS}
             print(f"{target.name:20} upstream calls per request ~ {per_request}")
@@ -597,6 +613,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rate", type=float, default=50.0, help="fixed request rate")
     parser.add_argument("--latency-ms", type=int, default=10, help="sandbox latency per call")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        help="record the gateway with py-spy during its saturation phase (speedscope file)",
+    )
     parser.add_argument(
         "--loop",
         choices=("uvloop", "asyncio"),
