@@ -104,13 +104,15 @@ class _Index:
 class _Batch:
     """Writes staged by one task inside ``DocStore.batch()``: committed together at its end."""
 
-    __slots__ = ("after", "rows", "staged")
+    __slots__ = ("after", "kv", "rows", "staged")
 
     def __init__(self) -> None:
         #: kind -> id -> (seq, doc): what this task reads back before the commit
         self.staged: dict[str, dict[str, tuple[int, Doc]]] = {}
         #: (kind, id, seq, body) in write order, one executemany at the commit
         self.rows: list[tuple[str, str, int, bytes]] = []
+        #: key -> (key, value, expires): small key-value rows (idempotency answers)
+        self.kv: dict[str, tuple[str, bytes, float | None]] = {}
         #: callbacks to run once the rows are committed (webhook pushes)
         self.after: list[Callable[[], None]] = []
 
@@ -131,6 +133,12 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, expire
 _UPSERT = (
     "INSERT INTO docs (kind, id, seq, body) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body"
+)
+
+
+_KV_UPSERT = (
+    "INSERT INTO kv (key, value, expires) VALUES (?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires"
 )
 
 
@@ -262,7 +270,8 @@ class DocStore:
         one transaction (one fsync instead of one per record) and only then show them to
         other tasks. Inside the block this task reads its own staged records. The staged
         writes are committed even when the block raises, as separate puts would have been.
-        Other writes (delete, counters, kv) commit what is staged first, to keep order.
+        ``kv_put`` is staged too; other writes (delete, counters) commit what is staged
+        first, to keep order.
         Callers serialise their read-modify-write themselves (the sandboxes' write lock)."""
         if self._batch.get() is not None:
             yield
@@ -286,8 +295,10 @@ class DocStore:
             batch.after.append(callback)
 
     async def _commit_batch(self, batch: _Batch) -> None:
-        if batch.rows:
-            await self._write((_UPSERT, batch.rows), many=True)
+        if batch.rows or batch.kv:
+            await self._write(
+                (_UPSERT, batch.rows), (_KV_UPSERT, list(batch.kv.values())), many=True
+            )
             for kind, staged in batch.staged.items():
                 bucket = self._docs.setdefault(kind, {})
                 indexes = self._indexes.get(kind, {}).values()
@@ -297,6 +308,7 @@ class DocStore:
                         index.add(doc_id, doc)
             batch.rows = []
             batch.staged = {}
+            batch.kv = {}
         after, batch.after = batch.after, []
         for callback in after:
             callback()
@@ -385,6 +397,10 @@ class DocStore:
 
     async def kv_get(self, key: str, now: float) -> Any | None:
         """A stored value (idempotency answers and the like), or None once expired."""
+        batch = self._batch.get()
+        if batch is not None and key in batch.kv:
+            _, body, expires = batch.kv[key]
+            return None if expires is not None and expires < now else orjson.loads(body)
         async with self.db.execute("SELECT value, expires FROM kv WHERE key = ?", (key,)) as cur:
             row = await cur.fetchone()
         if row is None or (row[1] is not None and row[1] < now):
@@ -392,12 +408,9 @@ class DocStore:
         return orjson.loads(row[0])
 
     async def kv_put(self, key: str, value: Any, expires: float | None) -> None:
-        await self._flush()
-        await self._write(
-            (
-                "INSERT INTO kv (key, value, expires) VALUES (?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-                "expires = excluded.expires",
-                (key, orjson.dumps(value), expires),
-            )
-        )
+        """Store ``value`` under ``key``; inside ``batch()`` committed with its records."""
+        batch = self._batch.get()
+        if batch is not None:
+            batch.kv[key] = (key, orjson.dumps(value), expires)
+            return
+        await self._write((_KV_UPSERT, (key, orjson.dumps(value), expires)))

@@ -267,25 +267,31 @@ class Api:
                 return _replay(stored, fingerprint, idem)
         params = check(raw, "")
         ctx = Ctx(request, state, params, rid, idem, int(time.time()))
-        status, body = await self._run(ctx, method, handler)
+        if method == "GET":
+            status, body = await self._run(ctx, handler)
+        else:
+            # writes one at a time: read-modify-write of a record never interleaves; a
+            # request's records and its idempotency answer are committed together, in one
+            # transaction, before the lock is released (a subscription's create writes
+            # about ten records): a crash keeps both or neither
+            async with self.write_lock, state.store.batch():
+                status, body = await self._run(ctx, handler)
+                if slot is not None:
+                    answer = {
+                        "fingerprint": fingerprint,
+                        "status": status,
+                        "body": body,
+                        "request": rid,
+                    }
+                    await state.store.kv_put(slot, answer, time.time() + IDEMPOTENCY_TTL)
         headers: dict[str, str] = {}
         if status >= 400:
             headers["Stripe-Should-Retry"] = "true" if status >= 500 or status == 409 else "false"
-        if slot is not None:
-            answer = {"fingerprint": fingerprint, "status": status, "body": body, "request": rid}
-            await state.store.kv_put(slot, answer, time.time() + IDEMPOTENCY_TTL)
         return json_response(body, status, headers)
 
-    async def _run(self, ctx: Ctx, method: str, handler: Handler) -> tuple[int, dict[str, Any]]:
+    async def _run(self, ctx: Ctx, handler: Handler) -> tuple[int, dict[str, Any]]:
         try:
-            if method == "GET":
-                obj = await handler(ctx)
-            else:
-                # writes one at a time: read-modify-write of a record never interleaves;
-                # a request's records are committed together, in one transaction, before
-                # the lock is released (a subscription's create writes about ten)
-                async with self.write_lock, ctx.state.store.batch():
-                    obj = await handler(ctx)
+            obj = await handler(ctx)
             expand = ctx.params.get("expand")
             if expand:
                 obj = expand_paths(obj, expand, ctx.state)

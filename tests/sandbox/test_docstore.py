@@ -52,14 +52,14 @@ async def test_grouped_index_follows_puts_deletes_and_clear(tmp_path):
 
 async def test_a_batch_commits_once_at_its_end_and_only_then_shows_its_records(tmp_path):
     path = tmp_path / "docs.db"
-    commits: list[int] = []
+    commits: list[str] = []  # one entry per transaction
     pushed: list[str] = []
     async with DocStore(path) as store:
         await store.put("order", "1", {"party": "a"})
         write = store._write
 
         async def counted(*statements, many=False):
-            commits.append(len(statements))
+            commits.append(statements[0][0].split()[0])
             await write(*statements, many=many)
 
         store._write = counted  # type: ignore[method-assign]
@@ -96,7 +96,7 @@ async def test_a_batch_commits_once_at_its_end_and_only_then_shows_its_records(t
             tg.start_soon(batched)
             tg.start_soon(outside)
         assert seen_outside == [None, None, {"party": "a"}]
-        assert commits == [1]
+        assert commits == ["INSERT"]
         assert pushed == ["event"]
         assert store.all("order") == [{"party": "c"}, {"party": "b"}]
     async with DocStore(path) as store:
@@ -125,3 +125,17 @@ async def test_a_batch_that_raises_still_commits_what_it_staged_and_flushes_befo
     async with DocStore(path) as store:
         assert store.all("order") == [{"party": "a"}, {"party": "b"}]
         assert await store.next_number("orders") == 2
+
+
+async def test_a_batch_commits_its_key_value_rows_with_its_records(tmp_path):
+    path = tmp_path / "docs.db"
+    async with DocStore(path) as store:
+        async with store.batch():
+            await store.put("order", "1", {"party": "a"})
+            await store.kv_put("idem", {"status": 200}, 100.0)
+            assert await store.kv_get("idem", 0.0) == {"status": 200}
+            assert await store.kv_get("idem", 200.0) is None  # expired
+        assert await store.kv_get("idem", 0.0) == {"status": 200}
+    async with DocStore(path) as store:
+        assert store.get("order", "1") == {"party": "a"}
+        assert await store.kv_get("idem", 0.0) == {"status": 200}
