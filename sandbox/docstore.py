@@ -104,7 +104,7 @@ class _Index:
 class _Batch:
     """Writes staged by one task inside ``DocStore.batch()``: committed together at its end."""
 
-    __slots__ = ("after", "kv", "rows", "staged")
+    __slots__ = ("after", "counters", "kv", "rows", "staged")
 
     def __init__(self) -> None:
         #: kind -> id -> (seq, doc): what this task reads back before the commit
@@ -113,6 +113,8 @@ class _Batch:
         self.rows: list[tuple[str, str, int, bytes]] = []
         #: key -> (key, value, expires): small key-value rows (idempotency answers)
         self.kv: dict[str, tuple[str, bytes, float | None]] = {}
+        #: counter name -> (name, value) drawn inside the batch
+        self.counters: dict[str, tuple[str, int]] = {}
         #: callbacks to run once the rows are committed (webhook pushes)
         self.after: list[Callable[[], None]] = []
 
@@ -136,6 +138,11 @@ _UPSERT = (
 )
 
 
+_COUNTER_UPSERT = (
+    "INSERT INTO counters (name, value) VALUES (?, ?) "
+    # never lowered: a batch committing after another task's later draw keeps the later one
+    "ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)"
+)
 _KV_UPSERT = (
     "INSERT INTO kv (key, value, expires) VALUES (?, ?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires"
@@ -270,8 +277,8 @@ class DocStore:
         one transaction (one fsync instead of one per record) and only then show them to
         other tasks. Inside the block this task reads its own staged records. The staged
         writes are committed even when the block raises, as separate puts would have been.
-        ``kv_put`` is staged too; other writes (delete, counters) commit what is staged
-        first, to keep order.
+        ``kv_put`` and ``next_number`` are staged too; ``delete`` and ``clear`` commit
+        what is staged first, to keep order.
         Callers serialise their read-modify-write themselves (the sandboxes' write lock)."""
         if self._batch.get() is not None:
             yield
@@ -295,9 +302,12 @@ class DocStore:
             batch.after.append(callback)
 
     async def _commit_batch(self, batch: _Batch) -> None:
-        if batch.rows or batch.kv:
+        if batch.rows or batch.kv or batch.counters:
             await self._write(
-                (_UPSERT, batch.rows), (_KV_UPSERT, list(batch.kv.values())), many=True
+                (_UPSERT, batch.rows),
+                (_KV_UPSERT, list(batch.kv.values())),
+                (_COUNTER_UPSERT, list(batch.counters.values())),
+                many=True,
             )
             for kind, staged in batch.staged.items():
                 bucket = self._docs.setdefault(kind, {})
@@ -309,6 +319,7 @@ class DocStore:
             batch.rows = []
             batch.staged = {}
             batch.kv = {}
+            batch.counters = {}
         after, batch.after = batch.after, []
         for callback in after:
             callback()
@@ -370,16 +381,17 @@ class DocStore:
         return True
 
     async def next_number(self, name: str, start: int = 1) -> int:
-        """The next value of a named counter (ids like SalesOrder numbers), persisted."""
-        await self._flush()
+        """The next value of a named counter (ids like SalesOrder numbers), persisted;
+        inside ``batch()`` persisted with the batch."""
         value = max(self._counters.get(name, start - 1) + 1, start)
-        await self._write(
-            (
-                "INSERT INTO counters (name, value) VALUES (?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                (name, value),
-            )
-        )
+        batch = self._batch.get()
+        if batch is not None:
+            # drawn now for every task (no other task gets it), persisted with the batch: a
+            # number whose batch never committed was never answered, so may be drawn again
+            self._counters[name] = value
+            batch.counters[name] = (name, value)
+            return value
+        await self._write((_COUNTER_UPSERT, (name, value)))
         self._counters[name] = value
         return value
 

@@ -109,13 +109,15 @@ class CrmApi:
 
     async def _own_transaction(self, state: SandboxState, call: Call, action: Any) -> Answer:
         own = Transaction(state, call.client)
-        try:
-            answer: Answer = await action(own)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await own.rollback()
-            raise
-        await own.commit()
+        # the write's records, counters and change events: one commit, not one per write
+        async with state.store.batch():
+            try:
+                answer: Answer = await action(own)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await own.rollback()
+                raise
+            await own.commit()
         return answer
 
     # ---------------------------------------------------------------- records

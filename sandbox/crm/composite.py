@@ -71,7 +71,8 @@ async def run_composite(
             )
         seen.add(sub["referenceId"])
 
-    async with lock:
+    # the subrequests' records, counters and change events: one commit, not one per write
+    async with lock, state.store.batch():
         results = await _run_subrequests(state, call, subs, all_or_none, dispatch)
     return Answer(200, {"compositeResponse": results})
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -108,7 +109,8 @@ class Transaction:
                 replay_id=replay_id,
                 committed=when,
             )
-            self.state.webhooks.publish(orjson.dumps(event))
+            # pushed once committed (at the end of the request's batch, if any)
+            self.state.store.after_commit(partial(self.state.webhooks.publish, orjson.dumps(event)))
         self._events.clear()
         self._journal.clear()
 

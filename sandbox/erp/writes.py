@@ -362,16 +362,16 @@ async def create(renderer: Renderer, state: SandboxState, es: EntitySet, body: A
             shown = row.es.name + row.es.key_segment(row.es.key_of(row.doc))
             raise ODataError(409, f"Entity {shown} already exists", propertyref=row.es.keys[0])
         seen.add(slot)
-    if drawn:
-        # only now, with everything valid, is a number drawn (the counter is stored too)
-        number = await _draw(state, es)
-        for row in rows:
-            for name, value in row.doc.items():
-                if value == _PENDING:
-                    row.doc[name] = number
     try:
-        # the entity and its deep-inserted children: one commit, not one per row
+        # the number drawn, the entity and its deep-inserted children: one commit
         async with state.store.batch():
+            if drawn:
+                # only now, with everything valid, is a number drawn (the counter is stored too)
+                number = await _draw(state, es)
+                for row in rows:
+                    for name, value in row.doc.items():
+                        if value == _PENDING:
+                            row.doc[name] = number
             for row in rows:
                 await state.store.put(row.es.name, row.es.doc_id(row.es.key_of(row.doc)), row.doc)
     finally:

@@ -113,8 +113,11 @@ async def test_a_batch_that_raises_still_commits_what_it_staged_and_flushes_befo
         async def failing_handler():
             async with store.batch():
                 await store.put("order", "1", {"party": "a"})
-                # a counter write commits the staged record first, keeping the order
+                # a counter is drawn at once for every task, and persisted with the batch
                 assert await store.next_number("orders") == 1
+                assert "order" not in store._docs
+                # a delete commits the staged records first, keeping the order
+                assert not await store.delete("order", "missing")
                 assert store._docs["order"] == {"1": {"party": "a"}}
                 await store.put("order", "2", {"party": "b"})
                 raise LookupError("the handler failed after two writes")
@@ -139,3 +142,29 @@ async def test_a_batch_commits_its_key_value_rows_with_its_records(tmp_path):
     async with DocStore(path) as store:
         assert store.get("order", "1") == {"party": "a"}
         assert await store.kv_get("idem", 0.0) == {"status": 200}
+
+
+async def test_a_counter_drawn_in_a_batch_is_never_drawn_again_nor_lowered(tmp_path):
+    path = tmp_path / "docs.db"
+    async with DocStore(path) as store:
+        drawn = anyio.Event()
+        done = anyio.Event()
+
+        async def batched():
+            async with store.batch():
+                assert await store.next_number("ids") == 1
+                drawn.set()
+                with anyio.fail_after(5):
+                    await done.wait()
+
+        async def outside():
+            with anyio.fail_after(5):
+                await drawn.wait()
+            assert await store.next_number("ids") == 2  # committed before the batch's 1
+            done.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(batched)
+            tg.start_soon(outside)
+    async with DocStore(path) as store:
+        assert await store.next_number("ids") == 3
