@@ -13,6 +13,16 @@ Supervision: a handler that raises a ``CrosswalkSystemError`` fails only its own
 other exception is a bug in the handler: it fails its ask too, then the worker is
 restarted after an exponential backoff (the pool keeps its size; the streak resets once a
 message is handled).
+
+Fast path: when the actor is running, nothing is queued and a worker is idle, ``ask``
+borrows that idle worker (``Mailbox.lend``) and runs the handler in the asker's own task,
+saving the hop through the mailbox (the put, the worker's wake-up and the reply event).
+Everything else is as for a worker: the borrowed worker's slot counts against the pool
+(the bulkhead bound holds), the deadline is checked first (an expired ask is dropped and
+counted), ``in_flight`` counts it, a system error fails only the ask, a handler bug fails
+the ask and the borrowed worker is restarted with backoff as if it had crashed itself,
+and ``stop()`` cancels it after ``stop_grace`` with the same ``ActorStopped``. A queued
+message is never overtaken: the fast path is only taken while the mailbox is empty.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ from typing import Any, Self
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from actors._mailbox import Mailbox, MailboxClosed
+from actors._mailbox import LoanFailed, Mailbox, MailboxClosed
 from actors._stats import ActorStats
 from actors.errors import ActorStopped, CrosswalkSystemError, SystemTimeout, Throttled
 from actors.messages import Message, Priority
@@ -88,7 +98,11 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """One message on its way through an actor; ``reply_to`` is None for ``tell``."""
+    """One message on its way through an actor.
+
+    ``reply_to`` is None for ``tell``, and for an ask run in the asker's own task (the fast
+    path), which answers by returning.
+    """
 
     message: Message
     reply_to: Reply | None
@@ -116,6 +130,10 @@ class _WorkerCrashed(Exception):
 
 
 Handler = Callable[[Envelope], Awaitable[Any]]
+
+# how long a stopping actor waits for cancelled fast-path calls to unwind in their askers'
+# tasks (a handler that shields itself from cancellation must not hold the stop forever)
+_UNWIND_SECONDS = 5.0
 
 
 class Actor:
@@ -153,6 +171,9 @@ class Actor:
         self._in_flight = 0
         self._idle = anyio.Event()
         self._owner: TaskGroup | None = None
+        # cancel scopes of the asks running in their askers' tasks (the fast path)
+        self._direct: set[anyio.CancelScope | asyncio.Timeout] = set()
+        self._direct_cancelled = False
         # Set by ``run`` on asyncio: asks then wait for their deadline with a loop timer
         # and make their reply event from the backend's class directly. A cancel scope
         # per ask (and anyio's backend lookup per event) was the largest part of an ask's
@@ -197,9 +218,14 @@ class Actor:
                     with anyio.move_on_after(self._stop_grace):
                         await self._idle.wait()
                 tg.cancel_scope.cancel()
+                self._cancel_direct()
+            if self._in_flight:  # fast-path calls cancelled above, unwinding in their askers
+                with anyio.move_on_after(_UNWIND_SECONDS):
+                    await self._idle.wait()
         finally:
             # also reached when cancelled from outside: nobody may be left waiting
             self._state = _State.STOPPED
+            self._cancel_direct()
             self._fail_queued()
             self._stopped.set()
 
@@ -253,9 +279,14 @@ class Actor:
 
         ``deadline`` is on the ``anyio.current_time()`` clock; ``timeout`` is relative.
         """
+        at = self.deadline_for(timeout, deadline)
+        if self._state is _State.RUNNING:
+            worker = self._mailbox.lend()
+            if worker is not None:
+                return await self._ask_direct(Envelope(message, None, priority, at), worker)
         event_class = self._event_class
         reply = Reply(None if event_class is None else event_class())
-        envelope = Envelope(message, reply, priority, self.deadline_for(timeout, deadline))
+        envelope = Envelope(message, reply, priority, at)
         self._enqueue(envelope)
         loop = self._loop
         if loop is not None:
@@ -287,6 +318,97 @@ class Actor:
             f"no answer to {type(message).__name__} before its deadline "
             f"({len(self._mailbox)} queued, {self._in_flight} in flight): the system is slow "
             f"or saturated; give the ask a longer deadline or look at systems.{self.name}",
+        )
+
+    async def _ask_direct(self, envelope: Envelope, worker: anyio.Event) -> Any:
+        """Run the handler in the asker's task on a borrowed idle worker's slot."""
+        failure: BaseException | None = None
+        self._in_flight += 1
+        try:
+            if self.clock() >= envelope.deadline:
+                self.stats.expired += 1
+                raise self._dropped_error(envelope)
+            if self._loop is not None:
+                return await self._call_under_timeout(envelope)
+            return await self._call_under_scope(envelope)
+        except CrosswalkSystemError:
+            raise
+        except Exception as exc:
+            failure = exc  # a bug in the handler: the borrowed worker restarts (see give_back)
+            raise
+        finally:
+            self._mailbox.give_back(worker, failure)
+            self._done_one()
+
+    async def _call_under_timeout(self, envelope: Envelope) -> Any:
+        """The handler under an asyncio timeout, which stop() can also fire (asyncio only).
+
+        It does what a cancel scope would for stop() and, for handlers that do not bound
+        their own waits, the deadline; at a fraction of an anyio cancel scope's cost (one
+        per ask was most of the fast path's). The asker needs no timer of its own: the
+        handler ends by the deadline.
+        """
+        at = None if self._handler_keeps_deadline else envelope.deadline  # loop.time clock
+        timeout = asyncio.timeout_at(at)
+        self._direct.add(timeout)
+        try:
+            async with timeout:
+                return await self._handler(envelope)
+        except TimeoutError:
+            if not timeout.expired():
+                raise  # the handler's own, not ours
+            if self._direct_cancelled:
+                raise self._stopped_error(envelope, "while handling") from None
+            raise self._overran_error(envelope) from None
+        finally:
+            self._direct.discard(timeout)
+
+    async def _call_under_scope(self, envelope: Envelope) -> Any:
+        """The handler under a cancel scope for stop() and the deadline (other backends)."""
+        if self._handler_keeps_deadline:
+            scope = anyio.CancelScope()
+        else:
+            scope = anyio.CancelScope(deadline=envelope.deadline)
+        self._direct.add(scope)
+        try:
+            with scope:
+                result = await self._handler(envelope)
+        finally:
+            self._direct.discard(scope)
+        if scope.cancelled_caught:
+            if self._direct_cancelled:
+                raise self._stopped_error(envelope, "while handling")
+            raise self._overran_error(envelope)
+        return result
+
+    def _cancel_direct(self) -> None:
+        """Cancel the fast-path calls in flight; they answer ActorStopped."""
+        self._direct_cancelled = True
+        for call in self._direct:
+            if isinstance(call, anyio.CancelScope):
+                call.cancel()
+            elif not call.expired():  # an expiring timeout cannot be moved; it fires anyway
+                assert self._loop is not None
+                call.reschedule(self._loop.time())
+
+    def _done_one(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0 and self._state is not _State.RUNNING:
+            self._idle.set()
+
+    def _dropped_error(self, envelope: Envelope) -> SystemTimeout:
+        return SystemTimeout(
+            self.name,
+            f"{type(envelope.message).__name__} waited in the mailbox past its "
+            f"deadline and was dropped unsent; the system is saturated: give "
+            f"it a longer deadline or lower the load",
+        )
+
+    def _overran_error(self, envelope: Envelope) -> SystemTimeout:
+        return SystemTimeout(
+            self.name,
+            f"{type(envelope.message).__name__} did not finish before its deadline; "
+            f"the call was cancelled",
         )
 
     def tell(
@@ -364,6 +486,8 @@ class Actor:
                 envelope = await self._mailbox.get()
             except MailboxClosed:
                 return
+            except LoanFailed as failed:  # lent to a fast-path ask whose handler had a bug
+                raise _WorkerCrashed(handled) from failed.__cause__
             reply = envelope.reply_to
             if reply is not None:
                 if reply.abandoned:
@@ -372,14 +496,7 @@ class Actor:
             if self.clock() >= envelope.deadline:
                 self.stats.expired += 1
                 if reply is not None:
-                    reply.set_error(
-                        SystemTimeout(
-                            self.name,
-                            f"{type(envelope.message).__name__} waited in the mailbox past its "
-                            f"deadline and was dropped unsent; the system is saturated: give "
-                            f"it a longer deadline or lower the load",
-                        )
-                    )
+                    reply.set_error(self._dropped_error(envelope))
                 continue
             self._in_flight += 1
             try:
@@ -387,9 +504,7 @@ class Actor:
             except Exception as exc:
                 raise _WorkerCrashed(handled) from exc
             finally:
-                self._in_flight -= 1
-                if self._in_flight == 0 and self._state is not _State.RUNNING:
-                    self._idle.set()
+                self._done_one()
             handled += 1
 
     async def _handle(self, envelope: Envelope) -> None:
@@ -420,12 +535,6 @@ class Actor:
             raise
         if scope.cancelled_caught:
             if reply is not None:
-                reply.set_error(
-                    SystemTimeout(
-                        self.name,
-                        f"{type(envelope.message).__name__} did not finish before its deadline; "
-                        f"the call was cancelled",
-                    )
-                )
+                reply.set_error(self._overran_error(envelope))
         elif reply is not None:
             reply.set_result(result)

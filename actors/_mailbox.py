@@ -3,6 +3,11 @@
 When the mailbox is full the least urgent message is shed: either the newcomer (when
 nothing queued is less urgent than it) or the newest message of the least urgent class.
 The caller answers the shed message; the mailbox only says which one it was.
+
+While nothing is queued, an idle getter can be lent out (``lend``): its owner then does a
+getter's work elsewhere (the actor runs a handler in the asker's own task) and gives it
+back (``give_back``), so lent and waiting getters together never exceed the getters there
+are. A lent getter is not woken by ``put``; a queued message is never overtaken by a loan.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import anyio
 
 from actors.messages import Priority
 
-__all__ = ["Mailbox", "MailboxClosed"]
+__all__ = ["LoanFailed", "Mailbox", "MailboxClosed"]
 
 T = TypeVar("T")
 
@@ -24,6 +29,10 @@ _CLASSES = tuple(Priority)
 
 class MailboxClosed(Exception):
     """The mailbox was closed: no more messages go in or come out."""
+
+
+class LoanFailed(Exception):
+    """The getter was lent out and its borrower failed (``__cause__``): the getter restarts."""
 
 
 class Mailbox(Generic[T]):
@@ -38,6 +47,8 @@ class Mailbox(Generic[T]):
         # one event per waiting getter, woken in arrival order
         self._getters: deque[anyio.Event] = deque()
         self._closed = False
+        # lent getters given back with their borrower's failure, raised in their ``get``
+        self._failed_loans: dict[anyio.Event, BaseException] = {}
         #: makes a getter's wake-up event; its actor sets the backend's own class (no
         #: backend lookup per wait)
         self.event_class: Callable[[], anyio.Event] = anyio.Event
@@ -84,13 +95,34 @@ class Mailbox(Generic[T]):
             except BaseException:
                 if event.is_set():
                     # woken but cancelled before taking the message: pass the wake on
+                    self._failed_loans.pop(event, None)
                     self._wake_one()
-                else:
+                elif event in self._getters:  # not there while it is lent out
                     self._getters.remove(event)
                 raise
+            if self._failed_loans:
+                failure = self._failed_loans.pop(event, None)
+                if failure is not None:
+                    raise LoanFailed from failure
 
     def get_nowait(self) -> T | None:
         return self._pop() if self._size else None
+
+    def lend(self) -> anyio.Event | None:
+        """Take an idle getter out of service if nothing is queued; None if there is none."""
+        if self._size or self._closed or not self._getters:
+            return None
+        return self._getters.pop()  # the most recently idle one
+
+    def give_back(self, getter: anyio.Event, failure: BaseException | None = None) -> None:
+        """Return a lent getter; with ``failure`` its ``get`` raises ``LoanFailed`` from it."""
+        if failure is not None:
+            self._failed_loans[getter] = failure
+            getter.set()
+        elif self._size or self._closed:
+            getter.set()  # work (or the close) arrived while it was lent: let it see it
+        else:
+            self._getters.append(getter)
 
     def close(self) -> list[T]:
         """Refuse new messages, wake every getter, and answer what was still queued."""
