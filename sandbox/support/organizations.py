@@ -138,7 +138,8 @@ def _answer(
 
 async def create_organization(api: Api, request: Request, state: SandboxState) -> Response:
     body = await read_json(request)
-    async with api.write_lock:
+    # the id drawn and the record: one commit
+    async with api.write_lock, state.store.batch():
         before, after = await _create(state, envelope(body, "organization"))
     return _answer(request, state, before, after, 201)
 
@@ -155,7 +156,8 @@ async def create_or_update(api: Api, request: Request, state: SandboxState) -> R
     """Match ``external_id`` first, then the name; 201 when created, 200 when updated."""
     body = await read_json(request)
     data = envelope(body, "organization")
-    async with api.write_lock:
+    # a creation's id drawn and its record: one commit
+    async with api.write_lock, state.store.batch():
         match = None
         external_id = data.get("external_id")
         if isinstance(external_id, str | int) and not isinstance(external_id, bool):
