@@ -190,6 +190,11 @@ class Actor:
         return self._state is _State.RUNNING
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The asyncio loop the actor runs on; None before ``run`` and on other backends."""
+        return self._loop
+
+    @property
     def in_flight(self) -> int:
         return self._in_flight
 

@@ -27,6 +27,7 @@ share one upstream call; successful reads fill the last-known-good cache.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
@@ -300,14 +301,18 @@ class SystemActor:
         pacing = _Pacing()
         context = _PACING.set(pacing)
         started = time.perf_counter()
-        # what anyio.fail_after does, without its generator-based context manager and
-        # another clock read: this runs once per upstream call
-        scope = anyio.CancelScope(deadline=now + budget)
         try:
-            with scope:
-                result = await self._connector.handle(message)
-            if scope.cancelled_caught and self._actor.clock() >= scope.deadline:
-                raise TimeoutError
+            if self._actor.loop is not None:
+                # what anyio.fail_after does (TimeoutError at the deadline), at a fraction of
+                # an anyio cancel scope's cost: this runs once per upstream call
+                async with asyncio.timeout_at(now + budget):
+                    result = await self._connector.handle(message)
+            else:
+                scope = anyio.CancelScope(deadline=now + budget)
+                with scope:
+                    result = await self._connector.handle(message)
+                if scope.cancelled_caught and self._actor.clock() >= scope.deadline:
+                    raise TimeoutError
         except anyio.get_cancelled_exc_class():
             if pacing.cut:
                 self._breaker.release(ticket)  # our own rate limit, not the system, was slow
