@@ -63,6 +63,8 @@ QUERY = """query Customer360($id: ID!) {
   }
 }"""
 PORTAL_KEY = "demo-portal-key"
+#: a well-formed Salesforce Account id for readiness probes (matches no record)
+PROBE_CRM_ID = "001000000000000AAA"
 SYSTEMS = ("erp", "billing", "crm", "support")
 
 
@@ -473,9 +475,10 @@ async def bench(args: argparse.Namespace) -> None:
         actors = spawn(["actors", tmp, str(actors_port), *url_args])
         children += [gateway, floor, actors]
         gateway_url = f"http://127.0.0.1:{gateway_port}/graphql"
-        await wait_ready(f"http://127.0.0.1:{floor_port}/?erp=1&crm=1&billing=1&support=1")
+        probe = f"/?erp=1&crm={PROBE_CRM_ID}&billing=1&support=1"
+        await wait_ready(f"http://127.0.0.1:{floor_port}{probe}")
         await wait_ready(gateway_url, 120)
-        await wait_ready(f"http://127.0.0.1:{actors_port}/?erp=1&crm=1&billing=1&support=1", 120)
+        await wait_ready(f"http://127.0.0.1:{actors_port}{probe}", 120)
 
         headers = {"Authorization": f"Bearer {PORTAL_KEY}", "Content-Type": "application/json"}
         # enough distinct customers that concurrent requests rarely ask for the same one:
