@@ -200,22 +200,18 @@ _PATHS: weakref.WeakKeyDictionary[object, WritePath] = weakref.WeakKeyDictionary
 
 
 def write_path_for(runtime: Any) -> WritePath:
-    """The ``WritePath`` of a ``gateway.runtime.Runtime`` (one per runtime's store).
-
-    Reads ``runtime.policies.reference`` (or ``policies/reference.toml``),
-    ``runtime.policies.outbox`` (or ``policies/outbox.toml``) and the ownership policy
-    (``runtime.policies.ownership``) when present.
-    """
+    """The ``WritePath`` of a ``gateway.runtime.Runtime`` (one per runtime's store), built
+    from the runtime's loaded policies: reference data, outbox policy, field ownership."""
     path = _PATHS.get(runtime.store)
     if path is None:
-        from gateway.processes.wiring import outbox_policy_of, owner_lookup, reference_of
-
+        policies = runtime.policies
+        ownership = policies.ownership
         path = WritePath(
             runtime.store,
             runtime.systems,
-            reference_of(runtime),
-            policy=outbox_policy_of(runtime),
-            owner_of=owner_lookup(runtime),
+            policies.reference,
+            policy=policies.outbox,
+            owner_of=lambda field: ownership.customer.get(field),
         )
         _PATHS[runtime.store] = path
     return path

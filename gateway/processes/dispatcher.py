@@ -4,7 +4,7 @@
     await task_group.start(dispatcher.run)      # ready once its workers are up
     dispatcher.stop()                           # drain and return (or cancel the group)
 
-or ``Dispatcher.from_runtime(runtime)`` inside ``open_runtime``.
+``gateway.runtime.open_runtime`` builds one this way with ``policies.outbox.dispatcher``.
 
 How it works:
 
@@ -109,13 +109,6 @@ class Dispatcher:
         self.deferred = 0
         self.retried = 0
         self.dead = 0
-
-    @classmethod
-    def from_runtime(cls, runtime: Any) -> Dispatcher:
-        """The dispatcher for a ``gateway.runtime.Runtime`` (policy from ``outbox.toml``)."""
-        from gateway.processes.wiring import outbox_policy_of
-
-        return cls(runtime.store, runtime.systems, policy=outbox_policy_of(runtime).dispatcher)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -14,6 +14,7 @@ from actors import messages as m
 from actors.errors import Rejected
 from gateway.canonical import System
 from gateway.governance.clients import Client
+from gateway.governance.policies import load_policies
 from gateway.graphql.context import Context
 from gateway.graphql.schema import build_schema
 from gateway.store import OperationStatus, Store
@@ -63,10 +64,7 @@ class Runtime:
 
 @pytest.fixture
 def runtime(store: Store, systems: FakeSystems) -> Runtime:
-    class Policies:
-        folder = ROOT / "policies"
-
-    return Runtime(store=store, systems=systems, policies=Policies())
+    return Runtime(store=store, systems=systems, policies=load_policies(ROOT / "policies"))
 
 
 async def run(
