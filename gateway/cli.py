@@ -21,9 +21,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["main"]
+from sandbox.app import SYSTEMS
 
-SYSTEMS = ("erp", "billing", "crm", "support")
+__all__ = ["main"]
 
 
 def _add_sandbox_flags(p: argparse.ArgumentParser) -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 import anyio
 import anyio.abc
 
-SYSTEMS = ("erp", "billing", "crm", "support")
+from sandbox.app import SYSTEMS
+
 #: the serving processes run on uvloop (installed with uvicorn[standard]): measured, it cuts
 #: the gateway's CPU per request; the benchmarks run every side on the same loop
 _LOOP = {"use_uvloop": True}
