@@ -63,7 +63,7 @@ from gateway.processes.flows import FLOWS
 from gateway.processes.policy import DispatchPolicy
 from gateway.processes.saga import Flow, dead_letter_step, skip_step, succeed_step
 from gateway.processes.signal import outbox_signal
-from gateway.store import LeaseLost, OutboxMessage, Store, StoreError
+from gateway.store import LeaseLost, OutboxMessage, StaleOperation, Store, StoreError
 
 __all__ = ["Dispatcher"]
 
@@ -263,14 +263,31 @@ class Dispatcher:
         self, flow: Flow, message: OutboxMessage, result: Any
     ) -> list[OutboxMessage] | None:
         """Record the success and, in the same transaction, lease this worker's next
-        message (often the saga's next step): one transaction per delivery, not two."""
-        async with self.store.transaction() as tx:
-            await succeed_step(tx, flow, message, self.owner, result)
-            follow = None
-            if not self._stopping:
-                follow = await tx.lease(
-                    self.owner, limit=1, lease_seconds=self.policy.lease_seconds
-                )
+        message (often the saga's next step): one transaction per delivery, not two.
+
+        The operation as this process last committed it saves the unit its read (one
+        round trip to the database instead of two while holding the writer); if another
+        process changed it since (the write's check fails, or the saga trips over what
+        the remembered version lacks), the unit is redone from a fresh read."""
+        assert message.operation_id is not None
+        known = self.store.recent_operation(message.operation_id)
+        while True:
+            try:
+                async with self.store.transaction() as tx:
+                    await succeed_step(tx, flow, message, self.owner, result, known=known)
+                    follow = None
+                    if not self._stopping:
+                        follow = await tx.lease(
+                            self.owner, limit=1, lease_seconds=self.policy.lease_seconds
+                        )
+            except (StaleOperation, LookupError, TypeError, ValueError):
+                # a saga error computed from a remembered version may be the staleness
+                # itself (a result it lacks): only a fresh read's error is the saga's
+                if known is None:
+                    raise
+                known = None
+                continue
+            break
         self.delivered += 1
         return follow
 

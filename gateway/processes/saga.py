@@ -162,18 +162,37 @@ async def begin_saga(
 
 
 async def succeed_step(
-    tx: Transaction, flow: Flow, message: OutboxMessage, owner: str, result: Any
+    tx: Transaction,
+    flow: Flow,
+    message: OutboxMessage,
+    owner: str,
+    result: Any,
+    *,
+    known: Operation | None = None,
 ) -> Operation:
     """A delivery succeeded: complete the message, record the step, enqueue the next one.
 
     The writes whose answers are known go out with the unit's next statement (one round
     trip for the completion and the operation read, one for the rest and the caller's
-    next lease): ``LeaseLost`` surfaces at the operation read, before anything else."""
+    next lease): ``LeaseLost`` surfaces at the operation read, before anything else.
+
+    ``known``: the operation as this process last committed it (``Store.recent_operation``),
+    to skip the read; the update then checks the row is still that version and raises
+    ``StaleOperation`` if not (roll back, and call again without ``known``). With it the
+    whole unit, the caller's next lease included, is one round trip."""
     await tx.settle_done(message.id, owner)
     step = flow.step(message.step)
     recorded = step.record(result)
     return await _advance(
-        tx, flow, message, step, recorded, StepStatus.SUCCEEDED, error=None, add_attempt=True
+        tx,
+        flow,
+        message,
+        step,
+        recorded,
+        StepStatus.SUCCEEDED,
+        error=None,
+        add_attempt=True,
+        known=known,
     )
 
 
@@ -225,9 +244,12 @@ async def _advance(
     *,
     error: str | None,
     add_attempt: bool,
+    known: Operation | None = None,
 ) -> Operation:
     assert message.operation_id is not None, "saga messages always belong to an operation"
-    operation = await tx.get_operation(message.operation_id)
+    if known is not None and known.id != message.operation_id:
+        raise ValueError(f"operation {known.id} given for a message of {message.operation_id}")
+    operation = known or await tx.get_operation(message.operation_id)
     if operation is None:
         raise LookupError(
             f"outbox message {message.id} names unknown operation {message.operation_id}"
@@ -253,6 +275,7 @@ async def _advance(
         status=OperationStatus.RUNNING if more else OperationStatus.SUCCEEDED,
         result=results,
         error=None,
+        verify=known is not None,
     )
 
 

@@ -58,6 +58,15 @@ class RecordNotFound(StoreError, LookupError):
     """The record asked for does not exist."""
 
 
+class StaleOperation(StoreError):
+    """An operation changed since the version a unit of work was given to update.
+
+    Raised by ``Transaction.advance_operation(..., verify=True)`` when the stored row is no
+    longer the remembered version (another process or transaction changed it). The unit
+    must be rolled back and redone from a fresh read.
+    """
+
+
 class LeaseLost(StoreError):
     """The outbox message is not (or no longer) leased by this owner.
 

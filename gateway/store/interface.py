@@ -45,6 +45,7 @@ from typing import Self
 import anyio
 
 from gateway.canonical import System
+from gateway.store.errors import RecordNotFound, StaleOperation
 from gateway.store.notify import OperationNotifier, OperationWatch
 from gateway.store.records import (
     DEFAULT_IDEMPOTENCY_TTL,
@@ -246,10 +247,26 @@ class Transaction(Reader):
         status: OperationStatus | None = None,
         result: JSON | Unset = UNSET,
         error: str | None | Unset = UNSET,
+        verify: bool = False,
         now: datetime | None = None,
     ) -> Operation:
         """``update_operation`` of ``operation`` as read in this unit: the backend may
-        answer the updated record from it instead of reading it back (see above)."""
+        answer the updated record from it instead of reading it back (see above).
+
+        ``verify=True``: ``operation`` was not read in this unit but remembered (see
+        ``Store.recent_operation``); the update applies only if the stored row is still
+        that version, else ``StaleOperation`` is raised and the caller rolls the unit back
+        and redoes it from a fresh read. A backend may check this with the write itself.
+        """
+        if verify:
+            current = await self.get_operation(operation.id)
+            if current is None:
+                raise RecordNotFound(f"no operation {operation.id!r} to update")
+            fields = ("updated_at", "status", "result", "error")
+            if any(getattr(current, f) != getattr(operation, f) for f in fields):
+                raise StaleOperation(
+                    f"operation {operation.id} changed since the remembered version"
+                )
         return await self.update_operation(
             operation.id, status=status, result=result, error=error, now=now
         )
@@ -482,11 +499,16 @@ class Store(ABC):
     store cannot be reopened and raises ``StoreClosed`` when used.
     """
 
+    #: how many unfinished operations ``recent_operation`` remembers (oldest forgotten)
+    REMEMBERED_OPERATIONS = 4096
+
     def __init__(self, *, clock: Callable[[], datetime] = utcnow) -> None:
         #: where ``now`` comes from when a call does not pass one (tests inject a clock)
         self.clock = clock
         self.notifier = OperationNotifier()
         self._outbox_event: anyio.Event | None = None
+        #: operations this process committed last, oldest first (``recent_operation``)
+        self._recent: dict[str, Operation] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -521,6 +543,26 @@ class Store(ABC):
     @abstractmethod
     async def schema_version(self) -> int:
         """The migration version the database is at."""
+
+    def recent_operation(self, operation_id: str) -> Operation | None:
+        """The version of an operation this process last committed, if still remembered.
+
+        A hint, not a read: another process may have changed the row since. Use it only
+        with ``Transaction.advance_operation(..., verify=True)``, which checks that the row
+        is still this version. It saves the dispatcher a read round trip inside its unit of
+        work for each step. Backends without a memory answer ``None``.
+        """
+        return self._recent.get(operation_id)
+
+    def _remember(self, operation: Operation) -> None:
+        """Backends call this after a commit, for each operation it changed."""
+        recent = self._recent
+        recent.pop(operation.id, None)
+        if operation.status.terminal:
+            return  # no more steps will ask for it
+        recent[operation.id] = operation
+        if len(recent) > self.REMEMBERED_OPERATIONS:
+            del recent[next(iter(recent))]
 
     def watch_operation(self, operation_id: str) -> AbstractAsyncContextManager[OperationWatch]:
         """Watch one operation: ``async with store.watch_operation(id) as watch:`` then

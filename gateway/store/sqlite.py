@@ -199,6 +199,7 @@ class SQLiteStore(Store):
             await tx.flush()  # inside the unit: a failing queued write rolls it back
         # After the commit, never before: a watcher must not see what a rollback takes back.
         for operation in tx.changed_operations.values():
+            self._remember(operation)
             self.notifier.publish(operation)
         if tx.outbox_touched:
             self._outbox_changed()

@@ -19,6 +19,7 @@ from gateway.store.errors import (
     IdempotencyStateError,
     LeaseLost,
     RecordNotFound,
+    StaleOperation,
 )
 from gateway.store.interface import Transaction
 from gateway.store.records import (
@@ -208,11 +209,14 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
         status: OperationStatus | None = None,
         result: JSON | Unset = UNSET,
         error: str | None | Unset = UNSET,
+        verify: bool = False,
         now: datetime | None = None,
     ) -> Operation:
         # The unit holds the write lock and read ``operation`` itself, so the updated
         # record is known without reading it back: the write is held back (checked to
-        # find its row) and the answer built here, as a read would return it.
+        # find its row) and the answer built here, as a read would return it. With
+        # ``verify`` the same write also checks the row is still the remembered version
+        # (no read: a changed row matches nothing, and the check says which it was).
         at = self._stamp(now)
         sets = ["updated_at = ?"]
         params: list[Any] = [at]
@@ -230,12 +234,24 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
             sets.append("error = ?")
             params.append(error)
             changes["error"] = error
+        where = "id = ?"
+        params.append(operation.id)
+        if verify:
+            # Every field a step's bookkeeping depends on: a row that still holds all of
+            # them is that version (a clock that stood still cannot fool the check).
+            where += " AND updated_at = ? AND status = ? AND result IS ? AND error IS ?"
+            params += [
+                to_micros(operation.updated_at),
+                operation.status.value,
+                None if operation.result is None else dump_json(operation.result),
+                operation.error,
+            ]
         self._pending.append(
             Checked(
-                f"UPDATE operations SET {', '.join(sets)} WHERE id = ?",
-                (*params, operation.id),
+                f"UPDATE operations SET {', '.join(sets)} WHERE {where}",
+                params,
                 1,
-                ("operation", operation.id),
+                ("operation", operation.id, verify),
             )
         )
         updated = replace(operation, **changes)
@@ -420,6 +436,8 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
     async def _mismatched(self, exc: RowCountMismatch) -> Exception:
         what = exc.statement.what
         if what[0] == "operation":
+            if what[2] and await self.get_operation(what[1]) is not None:
+                return StaleOperation(f"operation {what[1]} changed since the remembered version")
             return RecordNotFound(f"no operation {what[1]!r} to update")
         if what[0] == "complete":
             return await self._not_held(what[1], what[2], "complete")

@@ -631,3 +631,36 @@ async def test_the_accepted_answer_is_the_operation_as_stored(
         assert operation == await store.get_operation(operation.id)
         assert steps == await store.get_steps(operation.id)
         assert (operation.status, [s.status for s in steps]) == expected
+
+
+async def test_a_stale_remembered_operation_is_redone_from_a_fresh_read(
+    store: Store,
+    systems: FakeSystems,
+    world: World,
+    reference: ReferenceData,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The dispatcher skips the operation read with the version this process remembers;
+    when another process changed the row since, the step is recorded from a fresh read
+    and nothing of the other change is lost."""
+    world.add_opportunity("006S", "1000001", products=("CW-PLUS", "CW-SEAT"))
+    write = WritePath(store, systems, reference)
+    view = await write.submit(
+        "closeOpportunity",
+        {"opportunityId": "006S"},
+        caller=WIDGET,
+        idempotency_key="ks",
+        correlation_id="cs",
+    )
+    first = store.recent_operation(view.id)
+    assert first is not None
+    # another process's change: not seen by this process's memory of the operation
+    async with store.transaction() as tx:
+        await tx.update_operation(view.id, result={"note": "written elsewhere"})
+    monkeypatch.setattr(store, "recent_operation", lambda _id: first)
+    async with dispatching(store, systems):
+        done = await wait_for(store, view.id, DONE)
+    assert world.opportunities["006S"].erp_order_number == world.orders["006S"].id
+    assert done.result is not None
+    assert done.result["note"] == "written elsewhere"
+    assert set(done.result) >= {"erp_order", "billing_subscription", "crm_stamp"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import anyio
 import pytest
 
@@ -9,6 +11,7 @@ from gateway.store import (
     Operation,
     OperationStatus,
     RecordNotFound,
+    StaleOperation,
     StepStatus,
     Store,
 )
@@ -185,3 +188,63 @@ async def test_watchers_are_bounded(store: Store) -> None:
                 pass
     async with store.watch_operation("c"):
         pass
+
+
+async def test_recent_operation_is_the_last_committed_version(
+    store: Store, clock: FakeClock
+) -> None:
+    async with store.transaction() as tx:
+        created = await create_operation(tx, "op-r", aggregate="cust-r", correlation="c-r")
+    assert store.recent_operation("op-r") == created
+    clock.advance(1)
+    async with store.transaction() as tx:
+        running = await tx.update_operation("op-r", status=OperationStatus.RUNNING)
+    assert store.recent_operation("op-r") == running
+    # a rolled-back change is not remembered
+
+    async def rolled_back() -> None:
+        async with store.transaction() as tx:
+            await tx.update_operation("op-r", status=OperationStatus.FAILED)
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError):
+        await rolled_back()
+    assert store.recent_operation("op-r") == running
+    # finished operations take no more steps: forgotten
+    async with store.transaction() as tx:
+        await tx.update_operation("op-r", status=OperationStatus.SUCCEEDED)
+    assert store.recent_operation("op-r") is None
+    assert store.recent_operation("never") is None
+
+
+async def test_verified_advance_applies_to_the_remembered_version_only(
+    store: Store, clock: FakeClock
+) -> None:
+    async with store.transaction() as tx:
+        await create_operation(tx, "op-v", aggregate="cust-v", correlation="c-v")
+    remembered = store.recent_operation("op-v")
+    assert remembered is not None
+    clock.advance(1)
+    async with store.transaction() as tx:
+        advanced = await tx.advance_operation(
+            remembered, status=OperationStatus.RUNNING, result={"a": 1}, verify=True
+        )
+    assert await store.get_operation("op-v") == advanced
+    # the row moved on (another writer): the remembered version no longer applies
+    clock.advance(1)
+    async with store.transaction() as tx:
+        await tx.update_operation("op-v", result={"a": 2})
+
+    async def advance(version: Operation) -> None:
+        async with store.transaction() as tx:
+            await tx.advance_operation(version, status=OperationStatus.SUCCEEDED, verify=True)
+
+    with pytest.raises(StaleOperation):
+        await advance(advanced)
+    current = await store.get_operation("op-v")
+    assert current is not None
+    assert (current.status, current.result) == (OperationStatus.RUNNING, {"a": 2})
+    # a missing operation is still "not found", verified or not
+    gone = dataclasses.replace(advanced, id="op-gone")
+    with pytest.raises(RecordNotFound, match="op-gone"):
+        await advance(gone)
