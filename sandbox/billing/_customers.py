@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.routing import Route
@@ -22,7 +23,7 @@ from sandbox.billing._forms import (
 )
 from sandbox.billing._http import Api, Ctx, paginate
 from sandbox.billing._objects import address, clone, customer_doc, new_id
-from sandbox.billing._search import parse_query
+from sandbox.billing._search import Query, parse_query
 
 __all__ = [
     "LIST",
@@ -193,10 +194,15 @@ def _created_ok(doc: dict[str, Any], spec: dict[str, int] | None) -> bool:
 
 
 def search_page(
-    docs: list[dict[str, Any]], params: dict[str, Any], resource: str
+    docs: list[dict[str, Any]] | Callable[[Query], list[dict[str, Any]]],
+    params: dict[str, Any],
+    resource: str,
 ) -> dict[str, Any]:
-    """One page of a search answer; ``page`` is the opaque token of a previous next_page."""
+    """One page of a search answer; ``page`` is the opaque token of a previous next_page.
+    ``docs``: the records searched, oldest first, or what gives them for the query."""
     query = parse_query(params["query"], resource)
+    if callable(docs):
+        docs = docs(query)
     hits = sorted(
         (d for d in docs if not d.get("deleted") and query.matches(d)),
         key=lambda d: -int(d["created"]),
@@ -228,7 +234,31 @@ SEARCH: dict[str, Check] = {
 
 
 async def search_customers(ctx: Ctx) -> dict[str, Any]:
-    return search_page(ctx.state.store.all("customer"), ctx.params, "customers")
+    store = ctx.state.store
+
+    def searched(query: Query) -> list[dict[str, Any]]:
+        pinned = query.pinned_metadata()
+        if pinned is not None:
+            key, value = pinned
+            groups = store.grouped("customer", ("metadata", key), _metadata_value(key))
+            group = groups.get(value, {})
+            # one record (the usual answer to a cross-reference search) is in order as it
+            # is; several are searched in creation order, as the scan would
+            if len(group) <= 1:
+                return list(group.values())
+        return store.all("customer")
+
+    return search_page(searched, ctx.params, "customers")
+
+
+def _metadata_value(key: str) -> Callable[[dict[str, Any]], str | None]:
+    """The index key of a customer: its ``metadata[key]``, casefolded as search compares."""
+
+    def value(doc: dict[str, Any]) -> str | None:
+        found = (doc.get("metadata") or {}).get(key)
+        return found.casefold() if isinstance(found, str) else None
+
+    return value
 
 
 # ---------------------------------------------------------------- prices, products, events

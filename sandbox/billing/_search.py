@@ -84,6 +84,16 @@ class Query:
         results = (clause.matches(doc) for clause in self.clauses)
         return any(results) if self.any_of else all(results)
 
+    def pinned_metadata(self) -> tuple[str, str] | None:
+        """``(key, value)`` when every hit must have ``metadata[key]`` equal to ``value``
+        (case-insensitive): a lookup in an index instead of a scan."""
+        if self.any_of and len(self.clauses) > 1:
+            return None
+        for clause in self.clauses:
+            if clause.metadata_key is not None and clause.op == ":" and not clause.negated:
+                return clause.metadata_key, str(clause.value).casefold()
+        return None
+
 
 def _error(message: str) -> StripeError:
     return StripeError(400, message, param="query")
