@@ -19,7 +19,7 @@ from .events import organization_events
 from .paging import paginate
 from .validate import ORGANIZATION_FIELDS, clean_organization, envelope, parse_ids
 from .wire import bad_request, json_response, not_found, now_iso, read_json
-from .world import ORG, next_id, render
+from .world import ORG, find_organizations, next_id, render
 
 __all__ = ["ROUTES"]
 
@@ -70,10 +70,10 @@ async def search(api: Api, request: Request, state: SandboxState) -> Response:
     params = request.query_params
     if "external_id" in params:
         value = params["external_id"]
-        found = [o for o in state.store.iter(ORG) if o["external_id"] == value]
+        found = find_organizations(state, "external_id", value)
     elif "name" in params:
         name = params["name"].strip().lower()
-        found = [o for o in state.store.iter(ORG) if o["name"].lower() == name]
+        found = find_organizations(state, "name", name)
     else:
         raise bad_request("InvalidValue", "Search needs 'external_id' or 'name'")
     return json_response(_list_body(request, found))
@@ -162,11 +162,11 @@ async def create_or_update(api: Api, request: Request, state: SandboxState) -> R
         external_id = data.get("external_id")
         if isinstance(external_id, str | int) and not isinstance(external_id, bool):
             key = str(external_id)
-            match = next((o for o in state.store.iter(ORG) if o["external_id"] == key), None)
+            match = next(iter(find_organizations(state, "external_id", key)), None)
         name = data.get("name")
         if match is None and isinstance(name, str) and name.strip():
             lowered = name.strip().lower()
-            match = next((o for o in state.store.iter(ORG) if o["name"].lower() == lowered), None)
+            match = next(iter(find_organizations(state, "name", lowered)), None)
         if match is None:
             before, after = await _create(state, data)
             status = 201

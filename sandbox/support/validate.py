@@ -16,7 +16,7 @@ from typing import Any
 from sandbox.app import SandboxState
 
 from .wire import Details, bad_request, record_invalid
-from .world import ORG, USER
+from .world import ORG, USER, find_organizations
 
 __all__ = [
     "ENTITLEMENT_STATUSES",
@@ -254,9 +254,8 @@ def clean_organization(
             _problem(details, "name", "cannot be blank", "BlankValue")
         else:
             taken = any(
-                o["name"].lower() == name_value.lower()
-                and (current is None or o["id"] != current["id"])
-                for o in state.store.iter(ORG)
+                current is None or o["id"] != current["id"]
+                for o in find_organizations(state, "name", name_value.lower())
             )
             if taken:
                 _problem(details, "name", "has already been taken", "DuplicateValue")

@@ -7,6 +7,7 @@ client called), under the kinds ``organization``, ``user``, ``ticket`` and ``sla
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sandbox.app import SandboxState
@@ -21,6 +22,7 @@ __all__ = [
     "SLA",
     "TICKET",
     "USER",
+    "find_organizations",
     "next_id",
     "render",
     "seed_world",
@@ -50,6 +52,26 @@ _SLA_TARGETS: dict[str, dict[str, tuple[int, int]]] = {
 
 async def next_id(state: SandboxState, kind: str) -> int:
     return await state.store.next_number(kind, start=_FIRST_NEW[kind])
+
+
+#: what an organization is looked up by, as the handlers compare it
+_ORG_KEYS: dict[str, Callable[[Doc], Any]] = {
+    "external_id": lambda org: org["external_id"],
+    "name": lambda org: org["name"].lower(),
+}
+
+
+def find_organizations(state: SandboxState, by: str, value: object) -> list[Doc]:
+    """The organizations whose ``by`` (``external_id``, or ``name`` lowercased) equals
+    ``value``, oldest first: through the store's index, not a scan per request."""
+    key = _ORG_KEYS[by]
+    group = state.store.grouped(ORG, ("org", by), key).get(value)
+    if not group:
+        return []
+    if len(group) == 1:
+        return list(group.values())
+    # an index group is in the order its records joined it; creation order is the scan's
+    return [org for org in state.store.iter(ORG) if key(org) == value]
 
 
 def render(kind: str, doc: Doc, base_url: str) -> dict[str, Any]:
