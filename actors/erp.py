@@ -437,16 +437,17 @@ class ErpConnector(HttpConnector):
             self._fail(response, f"MERGE {uri}")
 
     async def _ensure_sales_order(self, message: EnsureSalesOrder) -> Order:
-        expression = (
-            f"PurchaseOrderByCustomer eq {_literal(message.purchase_order)} "
-            f"and SoldToParty eq {_literal(message.customer_id)}"
-        )
-        found, _ = await self._walk(
-            f"{SO}/A_SalesOrder",
-            [("$filter", expression), ("$expand", "to_Item"), ("$format", "json")],
-        )
-        if found:
-            return self._order(found[0])
+        if not message.first_delivery:  # SAP has no idempotency key: check before create
+            expression = (
+                f"PurchaseOrderByCustomer eq {_literal(message.purchase_order)} "
+                f"and SoldToParty eq {_literal(message.customer_id)}"
+            )
+            found, _ = await self._walk(
+                f"{SO}/A_SalesOrder",
+                [("$filter", expression), ("$expand", "to_Item"), ("$format", "json")],
+            )
+            if found:
+                return self._order(found[0])
         body = {
             "SalesOrderType": "OR",
             "SalesOrganization": SALES_AREA["SalesOrganization"],

@@ -160,6 +160,10 @@ class GetEntitlements(Message):
 class Write(Message):
     read: ClassVar[bool] = False
     idempotency_key: str
+    #: the sender knows no earlier attempt of this write can have reached the system (the
+    #: outbox's first delivery of it), so a connector may skip a check-before-create lookup
+    #: that only guards against its own earlier attempts
+    first_delivery: bool = field(default=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +194,12 @@ class UpdateCustomer(Write):
 
 @dataclass(frozen=True, slots=True)
 class EnsureSalesOrder(Write):
-    """ERP: create a sales order unless one with this PurchaseOrderByCustomer exists -> Order."""
+    """ERP: create a sales order unless one with this PurchaseOrderByCustomer exists -> Order.
+
+    On a ``first_delivery`` the lookup is skipped: the purchase order number is the deal's
+    (one operation per opportunity is ever accepted), so only an earlier delivery of this
+    same write could have created the order.
+    """
 
     customer_id: str
     purchase_order: str

@@ -12,7 +12,9 @@ How it works:
   store hands out at most one message per customer (aggregate) at a time and never one
   whose earlier message is pending, leased or dead: so one customer's steps run in order
   and different customers' run in parallel on ``workers`` workers.
-- A worker builds the step's message from its payload (``gateway.processes.saga``), asks
+- A worker builds the step's message from its payload (``gateway.processes.saga``),
+  marked ``first_delivery`` when the message was never leased before (no earlier attempt
+  can have reached the system, so a connector may skip a check-before-create read), asks
   the system's actor at ``TRANSACTIONAL`` priority with ``delivery_timeout``, and records
   the outcome in one transaction with the saga's next step:
   success -> step done, next step enqueued (or the operation SUCCEEDED);
@@ -43,6 +45,7 @@ How it works:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import random
 import secrets
@@ -56,7 +59,7 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from actors.errors import ActorStopped, BreakerOpen, CrosswalkSystemError, Throttled
-from actors.messages import Message, Priority
+from actors.messages import Message, Priority, Write
 from gateway.canonical import System
 from gateway.processes.context import SystemsLike
 from gateway.processes.flows import FLOWS
@@ -230,6 +233,8 @@ class Dispatcher:
                 raise LookupError(f"no flow handles message type {message.type!r}")
             step = flow.step(message.step)
             request: Message = step.build(message.payload, message.idempotency_key)
+            if message.deliveries == 1 and isinstance(request, Write):
+                request = dataclasses.replace(request, first_delivery=True)
             actor = self.systems[System(message.system)]
         except (LookupError, ValueError, TypeError) as exc:
             await self._settle_dead(flow, message, f"cannot build the message: {exc}")

@@ -10,7 +10,9 @@ caller may set them (field ownership: the ERP owns payment terms).
 Steps, in order for the customer:
 
 1. ``erp_order`` - ERP sales order, ``PurchaseOrderByCustomer`` = the opportunity id
-   (SAP check-before-create: one order per opportunity, however often delivered);
+   (SAP check-before-create on every redelivery: one order per opportunity, however often
+   delivered; the first delivery needs no check, since only one operation per
+   opportunity is ever accepted);
 2. ``billing_subscription`` / ``billing_subscription_annual`` - the billing subscription
    for the monthly prices and the one for the yearly prices (each skipped when the deal
    has none: billing bills one interval per subscription), i.e. the invoice schedule,

@@ -197,6 +197,10 @@ class OutboxMessage:
 
     ``attempts`` counts failed deliveries reported with ``retry_later`` (and the one that
     ends in ``dead_letter``); ``defer`` and expired leases do not count.
+
+    ``deliveries`` counts every time the message was leased, this lease included: ``1``
+    means no earlier delivery can have reached the system (a lease that expired, a retry,
+    a deferral or a hand-back all lease it again).
     """
 
     id: int
@@ -216,6 +220,7 @@ class OutboxMessage:
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    deliveries: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,6 +169,11 @@ CREATE INDEX outbox_settled_by_time ON outbox (updated_at)
 CREATE INDEX inbox_processed_by_time ON inbox (processed_at)
     WHERE processed_at IS NOT NULL;
 """,
+    # How often each message was handed out (leases): a first delivery knows no earlier
+    # one reached the system, so a connector may skip its check-before-create lookup.
+    4: """
+ALTER TABLE outbox ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 0;
+""",
 }
 
 LATEST_VERSION: Final = max(MIGRATIONS)

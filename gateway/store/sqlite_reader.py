@@ -106,7 +106,7 @@ def step_from_row(row: Row) -> SagaStep:
 MESSAGE_COLUMNS: Final = (
     "id, operation_id, step, aggregate_key, system, type, payload, idempotency_key, priority, "
     "status, attempts, available_at, lease_owner, lease_expires_at, last_error, created_at, "
-    "updated_at"
+    "updated_at, deliveries"
 )
 
 
@@ -129,6 +129,7 @@ def message_from_row(row: Row) -> OutboxMessage:
         last_error=row[14],
         created_at=from_micros(row[15]),
         updated_at=from_micros(row[16]),
+        deliveries=row[17],
     )
 
 

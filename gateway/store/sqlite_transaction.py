@@ -64,7 +64,8 @@ __all__ = ["SQLiteTransaction"]
 # dead one of its aggregate; the due heads come from an index, whatever the backlog.
 _LEASE_SQL = f"""
 UPDATE outbox
-SET status = 'leased', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3
+SET status = 'leased', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3,
+    deliveries = deliveries + 1
 WHERE id IN (
     SELECT message_id FROM outbox_heads
     WHERE due_at <= ?3

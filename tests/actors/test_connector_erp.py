@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -352,6 +353,28 @@ async def test_ensure_sales_order_is_check_before_create(tmp_path):
             )
             == 0
         )
+
+
+async def test_a_first_delivery_creates_the_order_without_the_lookup(tmp_path):
+    """The outbox's first delivery of a write cannot follow an earlier attempt, so the
+    check-before-create read is skipped; a redelivery still checks and finds the order."""
+    so_set = "GET /sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder"
+    async with environment(tmp_path) as env:
+        message = EnsureSalesOrder(
+            "op-6:erp",
+            customer_id="1000003",
+            purchase_order="006Dn0000FIRSTQ",
+            items=(("MAT-1002", Decimal("1")),),
+        )
+        before = await env.routes()
+        first = await env.erp.handle(dataclasses.replace(message, first_delivery=True))
+        after = await env.routes()
+        assert delta(before, after, so_set) == 0
+        again = await env.erp.handle(message)  # a redelivery: looks first
+        assert delta(after, await env.routes(), so_set) == 1
+        assert again == first
+        expression = "PurchaseOrderByCustomer eq '006Dn0000FIRSTQ'"
+        assert await env.count("API_SALES_ORDER_SRV/A_SalesOrder", expression) == 1
 
 
 # ------------------------------------------------------------------------ error mapping

@@ -313,6 +313,9 @@ async def test_retryable_failures_back_off_then_dead_letter(
     async with dispatching(store, systems) as dispatcher:
         await wait_for(store, ok.id, DONE)
         assert dispatcher.retried == 2
+        # only the outbox's first delivery of a write may skip check-before-create
+        tries = [msg for _, msg in world.calls if isinstance(msg, m.EnsureCustomer)]
+        assert [msg.first_delivery for msg in tries[:4]] == [True, False, False, True]
         erp.fail(
             lambda msg: SystemUnavailable("erp", "503")
             if isinstance(msg, m.EnsureCustomer)

@@ -76,6 +76,7 @@ async def test_expired_lease_is_recovered_by_another_owner(store: Store, clock: 
     assert recovered.id == msg_id
     assert recovered.lease_owner == "live-worker"
     assert recovered.attempts == 0  # an expired lease is not a failed attempt
+    assert (held.deliveries, recovered.deliveries) == (1, 2)  # but it is a delivery
 
     with pytest.raises(LeaseLost, match="live-worker"):
         await store.complete(msg_id, "dead-worker")
@@ -111,6 +112,8 @@ async def test_retry_later_counts_attempts_and_waits(store: Store, clock: FakeCl
     clock.advance(5)
     [again] = await store.lease("w", limit=1, lease_seconds=30)
     assert again.attempts == 1
+    assert again.deliveries == 2
+    assert (await store.get_message(msg_id)).deliveries == 2  # type: ignore[union-attr]
 
 
 async def test_defer_does_not_count_an_attempt(store: Store, clock: FakeClock) -> None:
