@@ -30,7 +30,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import anyio
 import orjson
 
 __all__ = ["Doc", "DocStore"]
@@ -93,8 +92,9 @@ class _Batch:
     def __init__(self) -> None:
         #: kind -> id -> (seq, doc): what this task reads back before the commit
         self.staged: dict[str, dict[str, tuple[int, Doc]]] = {}
-        #: (kind, id, seq, body) in write order, one executemany at the commit
-        self.rows: list[tuple[str, str, int, bytes]] = []
+        #: (kind, id) -> (kind, id, seq, body), one executemany at the commit; a record
+        #: put twice is written once, as last put
+        self.rows: dict[tuple[str, str], tuple[str, str, int, bytes]] = {}
         #: key -> (key, value, expires): small key-value rows (idempotency answers)
         self.kv: dict[str, tuple[str, bytes, float | None]] = {}
         #: counter name -> (name, value) drawn inside the batch
@@ -234,6 +234,34 @@ class DocStore:
             index = indexes[name] = _Index(key, self._docs.get(kind, {}))
         return index.groups
 
+    def find(
+        self, kind: str, name: Hashable, key: Callable[[Doc], Hashable], value: object
+    ) -> list[Doc]:
+        """The records of ``kind`` whose ``key(doc)`` equals ``value``, oldest first, as
+        this task sees them: a look-up in the index ``grouped`` keeps (same ``name`` and
+        ``key``), plus this task's staged records, instead of a scan of the kind."""
+        try:
+            hash(value)
+        except TypeError:  # a list or an object: no index key equals it
+            return [doc for doc in self.iter(kind) if key(doc) == value]
+        indexes = self._indexes.setdefault(kind, {})
+        index = indexes.get(name)
+        if index is None:
+            index = indexes[name] = _Index(key, self._docs.get(kind, {}))
+        filed = index.groups.get(value, {})
+        batch = self._batch.get()
+        staged = batch.staged.get(kind) if batch is not None else None
+        if staged:
+            hits = [doc for doc_id, doc in filed.items() if doc_id not in staged]
+            hits += [entry[1] for entry in staged.values() if key(entry[1]) == value]
+        else:
+            hits = list(filed.values())
+        if len(hits) > 1:
+            # an index group is in the order its records joined it: several hits are
+            # answered in creation order, as a scan finds them
+            return [doc for doc in self._kind(kind).values() if key(doc) == value]
+        return hits
+
     def count(self, kind: str) -> int:
         return len(self._kind(kind))
 
@@ -272,8 +300,9 @@ class DocStore:
             yield
         finally:
             self._batch.reset(token)
-            with anyio.CancelScope(shield=True):
-                await self._commit_batch(batch)
+            # no shield needed: the commit never waits (it runs on the loop's thread), so
+            # a cancellation of the block cannot cut it short
+            await self._commit_batch(batch)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once what this task wrote is committed: now, or at the end of
@@ -287,7 +316,7 @@ class DocStore:
     async def _commit_batch(self, batch: _Batch) -> None:
         if batch.rows or batch.kv or batch.counters:
             await self._write(
-                (_UPSERT, batch.rows),
+                (_UPSERT, list(batch.rows.values())),
                 (_KV_UPSERT, list(batch.kv.values())),
                 (_COUNTER_UPSERT, list(batch.counters.values())),
                 many=True,
@@ -299,7 +328,7 @@ class DocStore:
                     bucket[doc_id] = doc
                     for index in indexes:
                         index.add(doc_id, doc)
-            batch.rows = []
+            batch.rows = {}
             batch.staged = {}
             batch.kv = {}
             batch.counters = {}
@@ -351,7 +380,7 @@ class DocStore:
                 self._seq += 1
                 seq = self._seq
             staged[doc_id] = (seq, doc)
-            batch.rows.append((kind, doc_id, seq, orjson.dumps(doc)))
+            batch.rows[kind, doc_id] = (kind, doc_id, seq, orjson.dumps(doc))
 
     async def delete(self, kind: str, doc_id: str) -> bool:
         await self._flush()

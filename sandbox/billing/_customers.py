@@ -238,15 +238,10 @@ async def search_customers(ctx: Ctx) -> dict[str, Any]:
 
     def searched(query: Query) -> list[dict[str, Any]]:
         pinned = query.pinned_metadata()
-        if pinned is not None:
-            key, value = pinned
-            groups = store.grouped("customer", ("metadata", key), _metadata_value(key))
-            group = groups.get(value, {})
-            # one record (the usual answer to a cross-reference search) is in order as it
-            # is; several are searched in creation order, as the scan would
-            if len(group) <= 1:
-                return list(group.values())
-        return store.all("customer")
+        if pinned is None:
+            return store.all("customer")
+        key, value = pinned
+        return store.find("customer", ("metadata", key), _metadata_value(key), value)
 
     return search_page(searched, ctx.params, "customers")
 

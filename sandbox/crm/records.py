@@ -9,6 +9,7 @@ transaction and rolls back by replaying the journal; every other request commits
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -47,9 +48,25 @@ def find(state: SandboxState, obj: ObjectDef, record_id: str) -> dict[str, Any] 
 
 
 def find_by_external_id(
-    state: SandboxState, obj: ObjectDef, field_name: str, value: str
+    state: SandboxState, obj: ObjectDef, field_name: str, value: object
 ) -> list[dict[str, Any]]:
-    return [r for r in state.store.iter(obj.name) if r.get(field_name) == value]
+    """The records whose ``field_name`` equals ``value``, oldest first (an index look-up)."""
+    return state.store.find(obj.name, ("field", field_name), _field_value(field_name), value)
+
+
+class _Unhashable:
+    """The index key of a field value no look-up value equals (a list, an object)."""
+
+
+_UNHASHABLE = _Unhashable()
+
+
+def _field_value(name: str) -> Callable[[dict[str, Any]], Hashable]:
+    def value(record: dict[str, Any]) -> Hashable:
+        found = record.get(name)
+        return found if found is None or isinstance(found, str | int | float) else _UNHASHABLE
+
+    return value
 
 
 def external_field(obj: ObjectDef, name: str) -> str:

@@ -64,14 +64,7 @@ _ORG_KEYS: dict[str, Callable[[Doc], Any]] = {
 def find_organizations(state: SandboxState, by: str, value: object) -> list[Doc]:
     """The organizations whose ``by`` (``external_id``, or ``name`` lowercased) equals
     ``value``, oldest first: through the store's index, not a scan per request."""
-    key = _ORG_KEYS[by]
-    group = state.store.grouped(ORG, ("org", by), key).get(value)
-    if not group:
-        return []
-    if len(group) == 1:
-        return list(group.values())
-    # an index group is in the order its records joined it; creation order is the scan's
-    return [org for org in state.store.iter(ORG) if key(org) == value]
+    return state.store.find(ORG, ("org", by), _ORG_KEYS[by], value)
 
 
 def render(kind: str, doc: Doc, base_url: str) -> dict[str, Any]:

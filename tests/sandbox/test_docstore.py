@@ -168,3 +168,27 @@ async def test_a_counter_drawn_in_a_batch_is_never_drawn_again_nor_lowered(tmp_p
             tg.start_soon(outside)
     async with DocStore(path) as store:
         assert await store.next_number("ids") == 3
+
+
+async def test_find_uses_the_index_sees_staged_records_and_answers_in_creation_order(tmp_path):
+    async with DocStore(tmp_path / "docs.db") as store:
+        await store.put_many("org", [("1", {"ext": "a"}), ("2", {"ext": "b"}), ("3", {"ext": "c"})])
+
+        def by_ext(value: object) -> list[str]:
+            found = store.find("org", "ext", lambda doc: doc.get("ext"), value)
+            return [doc["n"] if "n" in doc else doc["ext"] for doc in found]
+
+        assert by_ext("b") == ["b"]
+        assert by_ext("z") == []
+        # record 1 joins group "b" after record 2: still answered oldest first
+        await store.put("org", "1", {"ext": "b", "n": "one"})
+        assert by_ext("b") == ["one", "b"]
+        assert by_ext(["unhashable"]) == []
+        async with store.batch():
+            await store.put("org", "2", {"ext": "x", "n": "two"})
+            await store.put("org", "4", {"ext": "b", "n": "four"})
+            assert by_ext("b") == ["one", "four"]
+            assert by_ext("x") == ["two"]
+        assert by_ext("b") == ["one", "four"]
+        assert await store.delete("org", "1")
+        assert by_ext("b") == ["four"]
