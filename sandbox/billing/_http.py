@@ -214,7 +214,7 @@ class Api:
     """Builds the routes; holds what lives as long as the app (rate buckets, write lock)."""
 
     rate: RateLimit
-    write_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    write_lock: anyio.Lock = field(default_factory=lambda: anyio.Lock(fast_acquire=True))
 
     def route(
         self,

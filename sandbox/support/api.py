@@ -27,6 +27,10 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
+def _write_lock() -> anyio.Lock:
+    return anyio.Lock(fast_acquire=True)  # no loop round trip when free
+
+
 @dataclass(slots=True)
 class Api:
     """Shared by the handlers of one app: its limiter, its dialect and its write lock."""
@@ -35,7 +39,7 @@ class Api:
     dialect: SupportDialect
     #: writes validate against the store and then change it: one at a time, so two
     #: concurrent creates cannot both pass a uniqueness check or an idempotency lookup
-    write_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    write_lock: anyio.Lock = field(default_factory=_write_lock)
 
     def route(self, path: str, handler: Handler, method: str) -> Route:
         async def endpoint(request: Request) -> Response:
