@@ -66,7 +66,15 @@ from gateway.processes.flows import FLOWS
 from gateway.processes.policy import DispatchPolicy
 from gateway.processes.saga import Flow, dead_letter_step, skip_step, succeed_step
 from gateway.processes.signal import outbox_signal
-from gateway.store import LeaseLost, OutboxMessage, StaleOperation, Store, StoreError
+from gateway.store import (
+    LeaseLost,
+    Operation,
+    OutboxMessage,
+    StaleOperation,
+    Store,
+    StoreError,
+    Transaction,
+)
 
 __all__ = ["Dispatcher"]
 
@@ -270,21 +278,26 @@ class Dispatcher:
         """Record the success and, in the same transaction, lease this worker's next
         message (often the saga's next step): one transaction per delivery, not two.
 
-        The operation as this process last committed it saves the unit its read (one
-        round trip to the database instead of two while holding the writer); if another
+        The operation as this process last committed it saves the unit its read, so the
+        unit needs no answer before its end and the store may batch it with other
+        workers' (``Store.run_unit``: one round trip and one commit for many); if another
         process changed it since (the write's check fails, or the saga trips over what
         the remembered version lacks), the unit is redone from a fresh read."""
         assert message.operation_id is not None
         known = self.store.recent_operation(message.operation_id)
+        stopping = self._stopping
         while True:
+
+            async def work(tx: Transaction, known: Operation | None = known) -> Operation:
+                return await succeed_step(tx, flow, message, self.owner, result, known=known)
+
             try:
-                async with self.store.transaction() as tx:
-                    await succeed_step(tx, flow, message, self.owner, result, known=known)
-                    follow = None
-                    if not self._stopping:
-                        follow = await tx.lease(
-                            self.owner, limit=1, lease_seconds=self.policy.lease_seconds
-                        )
+                _, leased = await self.store.run_unit(
+                    work,
+                    owner=self.owner,
+                    lease_limit=0 if stopping else 1,
+                    lease_seconds=self.policy.lease_seconds,
+                )
             except (StaleOperation, LookupError, TypeError, ValueError):
                 # a saga error computed from a remembered version may be the staleness
                 # itself (a result it lacks): only a fresh read's error is the saga's
@@ -294,7 +307,7 @@ class Dispatcher:
                 continue
             break
         self.delivered += 1
-        return follow
+        return None if stopping else leased
 
     async def _defer(self, message: OutboxMessage, exc: CrosswalkSystemError) -> None:
         wait = max(exc.retry_after or 0.0, self.policy.defer_seconds)

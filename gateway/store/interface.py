@@ -36,11 +36,11 @@ process sharing the database are not seen (a later backend may use LISTEN/NOTIFY
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 import anyio
 
@@ -69,6 +69,9 @@ from gateway.store.records import (
 )
 
 __all__ = ["Reader", "Store", "Transaction"]
+
+
+_T = TypeVar("_T")
 
 
 class Reader(ABC):
@@ -675,6 +678,30 @@ class Store(ABC):
             return await r.list_xrefs(limit=limit, after=after)
 
     # ------------------------------------------------------------ write shortcuts (own tx)
+
+    async def run_unit(
+        self,
+        work: Callable[[Transaction], Awaitable[_T]],
+        *,
+        owner: str | None = None,
+        lease_limit: int = 0,
+        lease_seconds: float = 30.0,
+    ) -> tuple[_T, list[OutboxMessage]]:
+        """``work`` as one unit of work and then, in the same unit, a lease of up to
+        ``lease_limit`` messages for ``owner``; answers ``work``'s value and the leased.
+
+        The same as a ``transaction()`` block doing both, but a backend may run units
+        whose writes need no answer before their end (no reads, every write held back:
+        the dispatcher's bookkeeping of a delivered step) together with other such units,
+        in one round trip and one commit; the SQLite backend does (``sqlite_held``).
+        ``work`` may then be called more than once, so it must change nothing but ``tx``.
+        """
+        async with self.transaction() as tx:
+            value = await work(tx)
+            leased: list[OutboxMessage] = []
+            if owner is not None and lease_limit > 0:
+                leased = await tx.lease(owner, limit=lease_limit, lease_seconds=lease_seconds)
+        return value, leased
 
     async def lease(
         self, owner: str, *, limit: int, lease_seconds: float, now: datetime | None = None

@@ -26,23 +26,27 @@ from __future__ import annotations
 
 import enum
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
 import anyio
 
 from gateway.store.errors import MigrationError, StoreClosed
 from gateway.store.interface import Reader, Store, Transaction
-from gateway.store.records import utcnow
+from gateway.store.records import OutboxMessage, utcnow
+from gateway.store.sqlite_held import HeldTransaction, HeldUnits, NeedsAnswer
 from gateway.store.sqlite_migrations import LATEST_VERSION, MIGRATIONS, statements
-from gateway.store.sqlite_reader import SQLiteReader, to_micros
-from gateway.store.sqlite_transaction import SQLiteTransaction
+from gateway.store.sqlite_reader import SQLiteReader, message_from_row, to_micros
+from gateway.store.sqlite_transaction import SQLiteTransaction, lease_statement
 from gateway.store.sqlite_writer import GroupCommitWriter, begin_immediate
 
 __all__ = ["SQLiteStore"]
+
+_T = TypeVar("_T")
 
 
 class _State(enum.Enum):
@@ -81,6 +85,12 @@ class SQLiteStore(Store):
         self._reader_count = readers
         self._free_readers: list[aiosqlite.Connection] = []
         self._reader_slots = anyio.Semaphore(readers)
+        self._held = HeldUnits(self._the_writer, busy_timeout)
+
+    def _the_writer(self) -> GroupCommitWriter:
+        self._require_open()
+        assert self._writer is not None
+        return self._writer
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r}, state={self._state.value})"
@@ -203,6 +213,42 @@ class SQLiteStore(Store):
             self.notifier.publish(operation)
         if tx.outbox_touched:
             self._outbox_changed()
+
+    async def run_unit(
+        self,
+        work: Callable[[Transaction], Awaitable[_T]],
+        *,
+        owner: str | None = None,
+        lease_limit: int = 0,
+        lease_seconds: float = 30.0,
+    ) -> tuple[_T, list[OutboxMessage]]:
+        # Held back and batched with other such units (``sqlite_held``) when ``work``
+        # needs no answer; otherwise, or when its writes missed (a lease lost, an
+        # operation changed since), an ordinary transaction gives the exact outcome.
+        self._require_open()
+        tx = HeldTransaction(self.clock)
+        try:
+            value = await work(tx)
+        except NeedsAnswer:
+            return await super().run_unit(
+                work, owner=owner, lease_limit=lease_limit, lease_seconds=lease_seconds
+            )
+        final = None
+        if owner is not None and lease_limit > 0:
+            final = lease_statement(owner, lease_limit, lease_seconds, self.clock())
+        try:
+            rows = await self._held.run(tx.statements(), final)
+        except NeedsAnswer:
+            return await super().run_unit(
+                work, owner=owner, lease_limit=lease_limit, lease_seconds=lease_seconds
+            )
+        for operation in tx.changed_operations.values():
+            self._remember(operation)
+            self.notifier.publish(operation)
+        if tx.outbox_touched:
+            self._outbox_changed()
+        leased = sorted((message_from_row(r) for r in rows), key=lambda m: (m.priority, m.id))
+        return value, leased
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[Reader]:

@@ -101,6 +101,14 @@ _ENQUEUE_SQL = (
 )
 
 
+def lease_statement(
+    owner: str, limit: int, lease_seconds: float, now: datetime
+) -> tuple[str, tuple[Any, ...]]:
+    """The statement that leases up to ``limit`` due messages for ``owner`` at ``now``."""
+    expires = to_micros(now + timedelta(seconds=lease_seconds))
+    return _LEASE_SQL, (owner, expires, to_micros(now), limit)
+
+
 class SQLiteTransaction(SQLiteXRefWrites, Transaction):
     """The ``Transaction`` writes on the writer connection; the store commits or rolls back."""
 
@@ -395,9 +403,8 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
     ) -> list[OutboxMessage]:
         if limit <= 0:
             return []
-        moment = self._now(now)
-        expires = to_micros(moment + timedelta(seconds=lease_seconds))
-        rows = await self._all(_LEASE_SQL, (owner, expires, to_micros(moment), limit))
+        sql, params = lease_statement(owner, limit, lease_seconds, self._now(now))
+        rows = await self._all(sql, params)
         messages = [message_from_row(r) for r in rows]
         messages.sort(key=lambda m: (m.priority, m.id))  # RETURNING order is unspecified
         return messages
