@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 from actors import Systems  # noqa: E402
 from actors.errors import CrosswalkSystemError  # noqa: E402
 from gateway.canonical import System  # noqa: E402
+from gateway.governance.outbox import load_outbox_policy  # noqa: E402
 from gateway.governance.reference import load_reference  # noqa: E402
 from gateway.governance.systems import ENV_URLS, load_systems_policy  # noqa: E402
 from gateway.processes.commands import WritePath  # noqa: E402
@@ -61,7 +62,6 @@ from gateway.processes.context import Caller  # noqa: E402
 from gateway.processes.discovery import discover  # noqa: E402
 from gateway.processes.dispatcher import Dispatcher  # noqa: E402
 from gateway.processes.errors import CommandError  # noqa: E402
-from gateway.processes.policy import DispatchPolicy  # noqa: E402
 from gateway.store import OperationStatus, Store, open_store  # noqa: E402
 from sandbox.demo import generate  # noqa: E402
 
@@ -230,7 +230,6 @@ async def _systems(urls: dict[str, str]) -> Systems:
             policy,
             rate=dataclasses.replace(policy.rate, per_second=5000.0, burst=5000),
             health_interval=0.0,
-            workers=64,
         )
         for system, policy in shipped.systems.items()
     }
@@ -359,7 +358,8 @@ async def _bench(
     need = args.accept_close + sum(counts)
     if len(opportunities) < need:
         raise SystemExit(f"only {len(opportunities)} open opportunities; raise --customers")
-    policy = DispatchPolicy(workers=64, poll_interval=0.2)
+    # the shipped dispatcher policy (workers, leases, backoff), as `crosswalk up` runs it
+    policy = load_outbox_policy(ROOT / "policies" / "outbox.toml").dispatcher
 
     def line(label: str, n: int, wall: float, cpu: float, child_cpu: float, note: str) -> None:
         print(

@@ -7,7 +7,7 @@ unknown keys are refused (``PolicyError(file, key, reason)``)::
     ttl_hours = 24            # how long an Idempotency-Key is remembered (IETF draft)
 
     [dispatcher]
-    workers = 32              # deliveries in flight at once, across all customers
+    workers = 64              # deliveries in flight at once, across all customers
     lease_seconds = 30.0      # a leased message returns to the queue this long after its
                               # holder died; must exceed delivery_timeout
     delivery_timeout = 10.0   # deadline of one delivery (the actor ask)
@@ -35,7 +35,7 @@ __all__ = ["DispatchPolicy", "OutboxPolicy", "load_outbox_policy"]
 class DispatchPolicy:
     """How the dispatcher delivers outbox messages (see the module docstring)."""
 
-    workers: int = 32
+    workers: int = 64
     lease_seconds: float = 30.0
     delivery_timeout: float = 10.0
     max_attempts: int = 8

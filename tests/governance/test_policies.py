@@ -46,7 +46,7 @@ def test_shipped_folder_loads() -> None:
     assert set(policies.clients.clients) == {"demo-portal", "demo-widget", "demo-ops"}
     assert policies.ownership.owner("segment") is System.CRM
     assert policies.reference.products["CW-CORE"].interval == "month"
-    assert policies.outbox.dispatcher.workers == 32
+    assert policies.outbox.dispatcher.workers == 64
 
 
 def test_clients_name_the_system_they_speak_for() -> None:
@@ -100,7 +100,7 @@ BROKEN = [
     ("reference.toml", "tax_id = '^DE[0-9]{9}$'", "tax_id = 'a{4294967296}'",
      "countries.DE.tax_id", "not a valid regular expression"),
     ("reference.toml", 'name = "Germany"\n', "", "countries.DE.name", "missing"),
-    ("outbox.toml", "workers = 32", "workers = 0", "dispatcher.workers",
+    ("outbox.toml", "workers = 64", "workers = 0", "dispatcher.workers",
      "must be at least 1, got 0"),
     ("outbox.toml", "ttl_hours = 24", 'ttl_hours = "a day"', "idempotency.ttl_hours",
      "must be a number, got 'a day'"),
@@ -168,7 +168,7 @@ def test_missing_file_is_named(folder: Path, file: str) -> None:
 
 def test_missing_outbox_file_means_the_defaults(folder: Path) -> None:
     (folder / "outbox.toml").unlink()
-    assert load_policies(folder).outbox.dispatcher.workers == 32
+    assert load_policies(folder).outbox.dispatcher.workers == 64
 
 
 def test_unreadable_file_is_named(folder: Path) -> None:
