@@ -48,20 +48,22 @@ class Runtime:
     ready: bool = False
 
 
-async def _discovery_loop(runtime: Runtime) -> None:
+async def _discovery_loop(runtime: Runtime, scope: anyio.CancelScope) -> None:
     """Keep the cross-reference registry filled: at start, then every interval.
 
     Runs at BATCH priority, so a portal's reads always go first; a system that is down is
-    simply tried again next round.
+    simply tried again next round. Shutdown cancels it through ``scope`` at once (a
+    partial round loses nothing: every link it made is its own transaction).
     """
     interval = runtime.settings.discovery_interval
-    while True:
-        report = await discover(runtime.store, runtime.systems)
-        for system, reason in report.failed.items():
-            log.warning("discovery could not list %s customers: %s", system, reason)
-        if interval <= 0:
-            return
-        await anyio.sleep(interval)
+    with scope:
+        while True:
+            report = await discover(runtime.store, runtime.systems)
+            for system, reason in report.failed.items():
+                log.warning("discovery could not list %s customers: %s", system, reason)
+            if interval <= 0:
+                return
+            await anyio.sleep(interval)
 
 
 @asynccontextmanager
@@ -83,12 +85,14 @@ async def open_runtime(
         if settings.dispatcher:
             dispatcher = Dispatcher(store, systems, policy=policies.outbox.dispatcher)
             await tg.start(dispatcher.run)
-        tg.start_soon(_discovery_loop, runtime, name="discovery")
+        discovery = anyio.CancelScope()
+        tg.start_soon(_discovery_loop, runtime, discovery, name="discovery")
         runtime.ready = True
         try:
             yield runtime
         finally:
             runtime.ready = False
+            discovery.cancel()  # nothing to drain; it would hold shutdown till its next round
             if dispatcher is not None:
                 # stop leasing; deliveries in flight finish within the dispatcher's own
                 # deadline, and whatever is left is recovered by lease expiry on restart
