@@ -170,10 +170,16 @@ class ChaosMiddleware:
             response = self.dialect.error_response(500, "Injected failure (sandbox chaos).")
             await response(scope, receive, send)
             return
-        length = _content_length(scope)
+        length, chunked = _body_framing(scope)
         if length is not None and length > MAX_BODY_BYTES:
             response = self.dialect.error_response(413, "Request body too large.")
             await response(scope, receive, send)
+            return
+        malformed = bool(settings.malformed_rate) and rng.random() < settings.malformed_rate
+        if not chunked and not malformed:
+            # the body is framed by its Content-Length (checked above) or absent: nothing
+            # to count or cut, so the call goes through without wrappers
+            await self.app(scope, receive, send)
             return
         started = False
 
@@ -182,9 +188,7 @@ class ChaosMiddleware:
             started = True
             await send(message)
 
-        out: Send = tracking_send
-        if settings.malformed_rate and rng.random() < settings.malformed_rate:
-            out = _truncating(tracking_send)
+        out: Send = _truncating(tracking_send) if malformed else tracking_send
         try:
             await self.app(scope, _limit_body(receive, self.dialect, scope), out)
         except BodyTooLarge:
@@ -223,14 +227,20 @@ def _json(body: object, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-def _content_length(scope: Scope) -> int | None:
+def _body_framing(scope: Scope) -> tuple[int | None, bool]:
+    """The request's Content-Length (None if absent or unreadable) and whether its body
+    comes in chunks (``Transfer-Encoding``), which only counting as it arrives can limit."""
+    length: int | None = None
+    chunked = False
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
-                return int(value)
+                length = int(value)
             except ValueError:
-                return None
-    return None
+                chunked = True  # an unreadable length: count what arrives instead
+        elif name == b"transfer-encoding":
+            chunked = True
+    return length, chunked
 
 
 class BodyTooLarge(Exception):
