@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -316,7 +317,13 @@ def _date(ms: int, offset: bool) -> str:
 
 def etag_of(doc: Mapping[str, Any]) -> str:
     """SAP's weak ETag over the last change time: ``W/"datetime'2026-11-01T09%3A00%3A00...'"``."""
-    micros = int(doc.get("_changed", 0))
+    return _etag(int(doc.get("_changed", 0)))
+
+
+@lru_cache(maxsize=8192)
+def _etag(micros: int) -> str:
+    # every entity of a collection page and of an expand renders one: the formatting is
+    # done once per change stamp (records changed together share one)
     stamp = datetime.fromtimestamp(micros // 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     value = f"{stamp}.{micros % 1_000_000:06d}0"
     return f"W/\"datetime'{quote(value, safe='.-')}'\""
