@@ -22,7 +22,8 @@ class LastKnownGood:
     ) -> None:
         self.size = size
         self.ttl = ttl
-        self._clock = clock
+        #: seconds on the asks' clock; its actor sets its own, lookup-free one once running
+        self.clock = clock
         self._entries: OrderedDict[Hashable, tuple[Any, float]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -31,7 +32,7 @@ class LastKnownGood:
     def put(self, key: Hashable, value: Any) -> None:
         if self.size <= 0:
             return
-        self._entries[key] = (value, self._clock())
+        self._entries[key] = (value, self.clock())
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
@@ -42,7 +43,7 @@ class LastKnownGood:
         if entry is None:
             return None
         value, stored = entry
-        age = self._clock() - stored
+        age = self.clock() - stored
         if age > self.ttl:
             del self._entries[key]
             return None

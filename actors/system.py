@@ -129,6 +129,8 @@ class SystemActor:
         """Open the connector, serve until ``stop()``, then close it."""
         async with self._connector, anyio.create_task_group() as tg:
             await tg.start(self._actor.run)
+            # the same clock without anyio's backend lookup (a put per successful read)
+            self._cache.clock = self._actor.clock
             if self.policy.health_interval > 0:
                 tg.start_soon(self._watch_health, name=f"{self.system}-health")
             task_status.started()

@@ -43,7 +43,7 @@ from strawberry.types.unset import UnsetType
 
 from gateway.governance.clients import Client, ClientsPolicy, QueryLimits
 from gateway.graphql.auth import Authenticator
-from gateway.graphql.context import DEFAULT_DEADLINE_SECONDS, Context, RuntimeLike
+from gateway.graphql.context import DEFAULT_DEADLINE_SECONDS, Context, RuntimeLike, current_time
 from gateway.graphql.errors import CodedError, ErrorCode
 from gateway.graphql.executor import OperationRunner, Outcome, RequestParams
 from gateway.graphql.identity import XRefCache
@@ -248,7 +248,7 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
                 client=client,
                 correlation_id=_correlation_id(headers),
                 idempotency_key=headers.get("idempotency-key"),
-                deadline=anyio.current_time() + self.deadline_seconds,
+                deadline=current_time() + self.deadline_seconds,
                 request=request,
                 extras={"xref_cache": self.xref_cache},
             )
