@@ -131,9 +131,12 @@ class Edge:
                 message = {**message, "headers": headers}
             await send(message)
 
+        if scope["method"] != "POST":
+            await self.app(scope, receive, send_with_id)
+            return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         idem = headers.get("idempotency-key")
-        if scope["method"] != "POST" or not idem:
+        if not idem:
             await self.app(scope, receive, send_with_id)
             return
         slot = (api_key_of(headers.get("authorization")) or "", idem)
