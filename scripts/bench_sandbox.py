@@ -190,7 +190,7 @@ def _support(http: httpx.Client) -> dict[str, Call]:
 ROUTES = {"erp": _erp, "billing": _billing, "crm": _crm, "support": _support}
 
 
-def bench(system: str, n: int, tmp: Path) -> None:
+def bench(system: str, n: int, tmp: Path, only: str = "") -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -211,6 +211,8 @@ def bench(system: str, n: int, tmp: Path) -> None:
             calls = ROUTES[system](http)
             counter = itertools.count()
             for label, call in calls.items():
+                if only not in label:
+                    continue
                 for _ in range(max(1, n // 10)):  # warm-up
                     answer = call(http, next(counter))
                     if answer.status_code >= 400:
@@ -231,6 +233,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--system", default="erp,billing,crm,support")
     parser.add_argument("-n", type=int, default=500, help="calls per route")
+    parser.add_argument("--route", default="", help="only the routes whose name contains this")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -239,7 +242,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         for system in args.system.split(","):
-            bench(system, args.n, Path(tmp))
+            bench(system, args.n, Path(tmp), args.route)
 
 
 if __name__ == "__main__":
