@@ -198,7 +198,8 @@ class Ctx:
         store = self.state.store
         await store.put("event", event_id, event)
         # pushed once committed: at the end of the request's batch (see ``Api._run``)
-        store.after_commit(partial(self.state.webhooks.publish, orjson.dumps(event)))
+        if self.state.webhooks.enabled:
+            store.after_commit(partial(self.state.webhooks.publish, orjson.dumps(event)))
 
 
 Handler = Callable[[Ctx], Awaitable[dict[str, Any]]]

@@ -7,7 +7,6 @@ A business partner's ``Changed`` event is raised when the partner or any of its 
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +14,7 @@ import orjson
 
 from sandbox.app import SandboxState
 from sandbox.erp.model import EntitySet
+from sandbox.webhooks import random_uuid
 
 __all__ = ["BILLING_DOCUMENT_CREATED", "BUSINESS_PARTNER_CHANGED", "publish_change"]
 
@@ -46,11 +46,13 @@ def publish_change(
 
 def _publish(state: SandboxState, event_type: str, data: dict[str, str]) -> None:
     """Queue one CloudEvent (keys only: the consumer reads the record back)."""
+    if not state.webhooks.enabled:
+        return
     event = {
         "specversion": "1.0",
         "type": event_type,
         "source": EVENT_SOURCE,
-        "id": str(uuid.uuid4()),
+        "id": random_uuid(),
         "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "datacontenttype": "application/json",
         "data": data,

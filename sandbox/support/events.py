@@ -6,12 +6,12 @@ As Zendesk sends them, ids in ``detail`` are strings and ticket enums are upper 
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import orjson
 
 from sandbox.docstore import Doc
+from sandbox.webhooks import random_uuid
 
 from .wire import now_iso
 from .world import AGENT_ID
@@ -50,7 +50,7 @@ def _envelope(
     body = {
         "type": f"zen:event-type:{kind}",
         "account_id": ACCOUNT_ID,
-        "id": str(uuid.uuid4()),
+        "id": random_uuid(),
         "time": now_iso(),
         "zendesk_event_version": version,
         "subject": subject,
@@ -90,7 +90,7 @@ def ticket_events(before: Doc | None, after: Doc) -> list[bytes]:
     """Events for a ticket created (``before`` None) or changed in status / priority."""
     subject = f"zen:ticket:{after['id']}"
     detail = _ticket_detail(after)
-    sequence = str(uuid.uuid4()).replace("-", "").upper()
+    sequence = random_uuid().replace("-", "").upper()
     changes: list[tuple[str, dict[str, Any]]] = []
     if before is None:
         changes.append(("ticket.created", {}))

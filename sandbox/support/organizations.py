@@ -129,8 +129,9 @@ async def _update(state: SandboxState, current: Doc, data: dict[str, Any]) -> tu
 def _answer(
     request: Request, state: SandboxState, before: Doc | None, after: Doc, status: int
 ) -> Response:
-    for event in organization_events(before, after):
-        state.webhooks.publish(event)
+    if state.webhooks.enabled:
+        for event in organization_events(before, after):
+            state.webhooks.publish(event)
     rendered = render(ORG, after, base_url(request))
     headers = {"Location": rendered["url"]} if status == 201 else None
     return json_response({"organization": rendered}, status, headers)

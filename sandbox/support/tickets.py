@@ -162,8 +162,9 @@ async def create_ticket(api: Api, request: Request, state: SandboxState) -> Resp
                 f"support:idempotency:{key}", remembered, time.time() + IDEMPOTENCY_TTL
             )
             headers["x-idempotency-lookup"] = "miss"
-    for event in ticket_events(None, ticket):
-        state.webhooks.publish(event)
+    if state.webhooks.enabled:
+        for event in ticket_events(None, ticket):
+            state.webhooks.publish(event)
     return json_response(answer, 201, headers)
 
 
@@ -207,8 +208,9 @@ async def update_ticket(api: Api, request: Request, state: SandboxState) -> Resp
         updated = {**current, **changed, "updated_at": now_iso()}
         await state.store.put(TICKET, str(updated["id"]), updated)
         audit = _audit(await state.store.next_number("audit"), current, updated, _comment(data))
-    for event in ticket_events(current, updated):
-        state.webhooks.publish(event)
+    if state.webhooks.enabled:
+        for event in ticket_events(current, updated):
+            state.webhooks.publish(event)
     rendered = render(TICKET, updated, base_url(request))
     return json_response({"ticket": rendered, "audit": audit})
 
