@@ -14,8 +14,8 @@ from graphql.execution import Executor
 from gateway.governance.clients import Client, QueryLimits
 from gateway.graphql.context import Context
 from gateway.graphql.errors import CodedError, ErrorCode
-from gateway.graphql.execution import plain_fields
-from gateway.graphql.executor import OperationRunner, RequestParams
+from gateway.graphql.execution import lean_resolvers, plain_fields
+from gateway.graphql.executor import OperationRunner, Outcome, RequestParams
 from gateway.graphql.schema import get_schema
 
 pytestmark = pytest.mark.anyio
@@ -58,6 +58,13 @@ class Query:
         ]
 
     @strawberry.field
+    def echo(
+        self, info: strawberry.Info, words: list[str], times: int = 1, color: Color = Color.RED
+    ) -> str:
+        words.append(info.field_name)  # its own copy: the request's variables stay as sent
+        return f"{' '.join(words * times)} {color.value}"
+
+    @strawberry.field
     async def slow(self) -> str:
         await anyio.sleep(30)
         return "late"
@@ -79,12 +86,14 @@ def _context(seconds: float = 5.0) -> Context:
     )
 
 
-async def _run(query: str, context: Context | None = None) -> dict[str, Any]:
+async def _run(
+    query: str, context: Context | None = None, variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
     runner = _runner()
-    params = RequestParams(query)
+    params = RequestParams(query, variables=variables)
     prepared = runner.prepare(query, params, CLIENT, method="POST")
-    assert not hasattr(prepared, "body"), prepared
-    document, _ = prepared  # type: ignore[misc]
+    assert not isinstance(prepared, Outcome), prepared
+    document, _ = prepared
     outcome = await runner.execute(document, params, context or _context())
     return outcome.body
 
@@ -114,6 +123,32 @@ async def test_plain_fields_answer_as_strawberry_would() -> None:
     assert errors["items", 1, "note"]["extensions"]["code"] == "FORBIDDEN"
     # graphql-core's own null check: an internal error, located on the field
     assert errors["items", 2, "name"]["extensions"]["code"] == "INTERNAL_ERROR"
+
+
+def test_lean_resolvers_are_resolvers_with_plain_arguments() -> None:
+    lean = lean_resolvers(get_schema())
+    assert lean["Query", "customer"].arguments == (("id", "id", False),)
+    cases = lean["Customer360", "cases"]
+    assert cases.arguments == (
+        ("status", "status", True),
+        ("first", "first", False),
+        ("after", "after", False),
+    )
+    assert cases.self_parameter
+    assert cases.info_parameter == "info"
+    # input objects keep strawberry's conversion
+    assert ("Mutation", "onboardCustomer") not in lean
+    assert ("Query", "echo") in lean_resolvers(SCHEMA)
+
+
+async def test_lean_resolvers_get_their_arguments_as_strawberry_gives_them() -> None:
+    variables = {"words": ["hi"]}
+    query = "query($words: [String!]!) { echo(words: $words, times: 2, color: RED) }"
+    body = await _run(query, variables=variables)
+    assert body == {"data": {"echo": "hi echo hi echo red"}}
+    assert variables == {"words": ["hi"]}
+    body = await _run('{ echo(words: ["a"]) }')
+    assert body == {"data": {"echo": "a echo red"}}
 
 
 async def test_an_answered_operation_leaves_no_executor_behind() -> None:
