@@ -8,7 +8,6 @@ accepted and the other answers VALIDATION_FAILED.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.canonical.validation import FieldProblem
@@ -37,17 +36,10 @@ async def find_blocker(
     reader: Reader | Store, aggregate_key: str, kind: str, exclusive: Exclusive
 ) -> Operation | None:
     """The customer's unsettled operation of ``kind`` with the same value, if any."""
-    after: str | None = None
-    while True:
-        page = await reader.list_operations(aggregate_key=aggregate_key, limit=200, after=after)
-        for operation in page.items:
-            if (
-                operation.kind == kind
-                and operation.status not in exclusive.settled
-                and isinstance(operation.input, Mapping)
-                and operation.input.get(exclusive.field) == exclusive.value
-            ):
-                return operation
-        if page.next_cursor is None:
-            return None
-        after = page.next_cursor
+    return await reader.find_holding(
+        aggregate_key=aggregate_key,
+        kind=kind,
+        field=exclusive.field,
+        value=exclusive.value,
+        settled=exclusive.settled,
+    )

@@ -36,7 +36,7 @@ process sharing the database are not seen (a later backend may use LISTEN/NOTIFY
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -96,6 +96,34 @@ class Reader(ABC):
         """Operations, newest first, optionally filtered.
 
         ``after`` is a previous page's ``next_cursor``."""
+
+    async def find_holding(
+        self,
+        *,
+        aggregate_key: str,
+        kind: str,
+        field: str,
+        value: str,
+        settled: Collection[OperationStatus],
+    ) -> Operation | None:
+        """The newest operation of ``kind`` for ``aggregate_key`` whose input ``field`` is
+        ``value`` and whose status is not in ``settled``: who holds a business key (a deal
+        being closed, a renewal running). This default pages through the customer's
+        operations; a backend answers it with one indexed query instead."""
+        after: str | None = None
+        while True:
+            page = await self.list_operations(aggregate_key=aggregate_key, limit=200, after=after)
+            for operation in page.items:
+                if (
+                    operation.kind == kind
+                    and operation.status not in settled
+                    and isinstance(operation.input, Mapping)
+                    and operation.input.get(field) == value
+                ):
+                    return operation
+            if page.next_cursor is None:
+                return None
+            after = page.next_cursor
 
     @abstractmethod
     async def get_steps(self, operation_id: str) -> list[SagaStep]:
@@ -604,6 +632,20 @@ class Store(ABC):
     async def get_operation(self, operation_id: str) -> Operation | None:
         async with self._shortcut_reader() as r:
             return await r.get_operation(operation_id)
+
+    async def find_holding(
+        self,
+        *,
+        aggregate_key: str,
+        kind: str,
+        field: str,
+        value: str,
+        settled: Collection[OperationStatus],
+    ) -> Operation | None:
+        async with self._shortcut_reader() as r:
+            return await r.find_holding(
+                aggregate_key=aggregate_key, kind=kind, field=field, value=value, settled=settled
+            )
 
     async def list_operations(
         self,

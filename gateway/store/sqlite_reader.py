@@ -7,7 +7,7 @@ Used on a pooled read connection by ``SQLiteStore.reader()`` and, through
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -298,6 +298,29 @@ class SQLiteReader(Reader):
             items=tuple(operation_from_row(r) for r in rows),
             next_cursor=str(rows[-1][11]) if more and rows else None,
         )
+
+    async def find_holding(
+        self,
+        *,
+        aggregate_key: str,
+        kind: str,
+        field: str,
+        value: str,
+        settled: Collection[OperationStatus],
+    ) -> Operation | None:
+        # The customer's operations come from their index and are filtered inside SQLite
+        # (no row decoded in Python), so a long history costs little.
+        if not field.isidentifier():
+            raise ValueError(f"an input field name, not {field!r}")
+        statuses = sorted(s.value for s in settled)
+        unsettled = f"AND status NOT IN ({', '.join('?' for _ in statuses)}) " if statuses else ""
+        row = await self._one(
+            f"SELECT {OPERATION_COLUMNS} FROM operations "
+            f"WHERE aggregate_key = ? AND kind = ? {unsettled}"
+            "AND json_extract(input, ?) = ? ORDER BY seq DESC LIMIT 1",
+            (aggregate_key, kind, *statuses, f'$."{field}"', value),
+        )
+        return None if row is None else operation_from_row(row)
 
     async def get_steps(self, operation_id: str) -> list[SagaStep]:
         rows = await self._all(

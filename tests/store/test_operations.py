@@ -10,6 +10,7 @@ import pytest
 from gateway.store import (
     Operation,
     OperationStatus,
+    Reader,
     RecordNotFound,
     StaleOperation,
     StepStatus,
@@ -248,3 +249,63 @@ async def test_verified_advance_applies_to_the_remembered_version_only(
     gone = dataclasses.replace(advanced, id="op-gone")
     with pytest.raises(RecordNotFound, match="op-gone"):
         await advance(gone)
+
+
+async def test_find_holding_names_the_unsettled_operation_holding_a_business_key(
+    store: Store,
+) -> None:
+    async def add(
+        op_id: str, kind: str, aggregate: str, deal: str, status: OperationStatus
+    ) -> None:
+        async with store.transaction() as tx:
+            await tx.create_operation(
+                id=op_id,
+                kind=kind,
+                correlation_id=op_id,
+                client_id="widget",
+                aggregate_key=aggregate,
+                input={"opportunityId": deal, "lines": [1, 2]},
+                status=status,
+            )
+
+    await add("op-old", "closeOpportunity", "cust-1", "006A", OperationStatus.FAILED)
+    await add("op-live", "closeOpportunity", "cust-1", "006A", OperationStatus.NEEDS_ATTENTION)
+    await add("op-other-deal", "closeOpportunity", "cust-1", "006B", OperationStatus.RUNNING)
+    await add("op-other-kind", "renewSubscription", "cust-1", "006A", OperationStatus.RUNNING)
+    await add("op-other-customer", "closeOpportunity", "cust-2", "006A", OperationStatus.RUNNING)
+    settled = frozenset({OperationStatus.FAILED, OperationStatus.COMPENSATED})
+
+    async def holder(deal: str, within: frozenset[OperationStatus] = settled) -> str | None:
+        found = await store.find_holding(
+            aggregate_key="cust-1",
+            kind="closeOpportunity",
+            field="opportunityId",
+            value=deal,
+            settled=within,
+        )
+        async with store.reader() as r:  # the interface's own paging answer agrees
+            paged = await Reader.find_holding(
+                r,
+                aggregate_key="cust-1",
+                kind="closeOpportunity",
+                field="opportunityId",
+                value=deal,
+                settled=within,
+            )
+        assert paged == found
+        return None if found is None else found.id
+
+    assert await holder("006A") == "op-live"
+    assert await holder("006B") == "op-other-deal"
+    assert await holder("006C") is None
+    everything_settles = frozenset(OperationStatus)
+    assert await holder("006A", everything_settles) is None
+    assert await holder("006A", frozenset()) == "op-live"  # the newest first
+    with pytest.raises(ValueError, match="field"):
+        await store.find_holding(
+            aggregate_key="cust-1",
+            kind="closeOpportunity",
+            field="x') OR 1=1 --",
+            value="006A",
+            settled=settled,
+        )
