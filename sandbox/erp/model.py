@@ -83,6 +83,14 @@ class EntitySet:
         return {p.name: p for p in self.props}
 
     @cached_property
+    def wire_props(self) -> tuple[tuple[str, int], ...]:
+        """Each property with how its value goes on the wire: 0 as it is, 1
+        ``Edm.DateTime``, 2 ``Edm.DateTimeOffset`` (what ``to_wire`` decides per value,
+        decided once per set)."""
+        dates = {"Edm.DateTime": 1, "Edm.DateTimeOffset": 2}
+        return tuple((p.name, dates.get(p.type, 0)) for p in self.props)
+
+    @cached_property
     def nav_map(self) -> dict[str, Nav]:
         return {n.name: n for n in self.navs}
 

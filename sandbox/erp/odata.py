@@ -367,9 +367,11 @@ class Renderer:
                 "etag": etag_of(doc),
             }
         }
-        for prop in es.props:
-            if select is None or prop.name in select:
-                out[prop.name] = to_wire(es, prop.name, doc.get(prop.name))
+        for name, date in es.wire_props:
+            if select is None or name in select:
+                value = doc.get(name)
+                # to_wire, inlined: every property of every rendered entity passes here
+                out[name] = value if value is None or not date else _date(int(value), date == 2)
         here = {path[0] for path in expand}
         for nav in es.navs:
             if nav.name in here:

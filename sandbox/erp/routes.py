@@ -89,8 +89,17 @@ def _json(body: object, status: int = 200, headers: dict[str, str] | None = None
 
 
 def _renderer(request: Request, state: SandboxState) -> Renderer:
-    base = f"{request.url.scheme}://{request.url.netloc}{ROOT}"
-    return Renderer(base, Lookup(state))
+    return Renderer(_root_url(request), Lookup(state))
+
+
+def _root_url(request: Request) -> str:
+    """``<scheme>://<host>/sap/opu/odata/sap`` as ``request.url`` gives it, read from the
+    Host header directly when it is a plain one (parsing the whole URL per call is not
+    free; every read and write renders entities under this root)."""
+    host = request.headers.get("host")
+    if host and host.isprintable() and not any(c in host for c in " /?#\\"):
+        return f"{request.scope.get('scheme', 'http')}://{host}{ROOT}"
+    return f"{request.url.scheme}://{request.url.netloc}{ROOT}"
 
 
 async def service_document(request: Request, state: SandboxState) -> Response:
