@@ -30,7 +30,8 @@ async def status(store: Store) -> str:
 
 
 async def dead(store: Store) -> str:
-    """Every dead letter: id, system, step, operation, customer, attempts and reason."""
+    """Every dead letter: id, system, step, operation, customer, attempts (failed
+    deliveries), deliveries (leases, waits for an open breaker included) and reason."""
     lines: list[str] = []
     after: int | None = None
     while True:
@@ -41,7 +42,8 @@ async def dead(store: Store) -> str:
             lines.append(
                 f"#{m.id} {m.system} {m.type} operation={m.operation_id} "
                 f"customer={m.aggregate_key} "
-                f"attempts={m.attempts} since={m.updated_at.isoformat(timespec='seconds')}\n"
+                f"attempts={m.attempts} deliveries={m.deliveries} "
+                f"since={m.updated_at.isoformat(timespec='seconds')}\n"
                 f"    {m.last_error or 'no reason recorded'}"
             )
         after = page[-1].id
