@@ -140,13 +140,35 @@ class SystemLoader(Generic[T]):
         self._futures.clear()
 
     async def _settle(self, keys: list[str]) -> None:
+        """Ask the actor once for the batch and settle every key's future from the answer
+        (one coroutine per batch: the read itself is inlined)."""
         futures = [self._futures[key] for key in keys if key in self._futures]
         if len(futures) != len(keys):
             return  # the request was answered before this batch went out
         if all(f.cancelled() for f in futures):
             return  # nobody waits: no upstream call
         try:
-            results = await self._load(keys)
+            ids = tuple(sorted(set(keys)))  # one message shape per id set: coalescing, LKG
+            message = self.build(ids)
+            actor = self.context.runtime.systems[self.system]
+            self.loaders.upstream_asks += 1
+            try:
+                answer: dict[str, T] = await actor.ask(
+                    message, priority=Priority.INTERACTIVE, deadline=self.context.deadline
+                )
+            except CrosswalkSystemError as exc:
+                results = self._fallback(actor, message, keys, from_system_error(exc))
+            except TimeoutError:
+                error = CodedError(
+                    ErrorCode.SYSTEM_TIMEOUT,
+                    f"{self.system}: no answer before the request's deadline",
+                    system=str(self.system),
+                )
+                results = self._fallback(actor, message, keys, error)
+            else:
+                now = datetime.now(UTC)
+                results = [Fetched(self.system, answer.get(key), now) for key in keys]
+                self._record(keys, results)
         except Exception as exc:  # every waiter gets the failure
             for future in futures:
                 if not future.done():
@@ -155,29 +177,6 @@ class SystemLoader(Generic[T]):
         for future, result in zip(futures, results, strict=True):
             if not future.done():
                 future.set_result(result)
-
-    async def _load(self, keys: Sequence[str]) -> list[Fetched[T]]:
-        ids = tuple(sorted(set(keys)))  # one message shape per id set: coalescing and LKG match
-        message = self.build(ids)
-        actor = self.context.runtime.systems[self.system]
-        self.loaders.upstream_asks += 1
-        try:
-            answer: dict[str, T] = await actor.ask(
-                message, priority=Priority.INTERACTIVE, deadline=self.context.deadline
-            )
-        except CrosswalkSystemError as exc:
-            return self._fallback(actor, message, keys, from_system_error(exc))
-        except TimeoutError:
-            error = CodedError(
-                ErrorCode.SYSTEM_TIMEOUT,
-                f"{self.system}: no answer before the request's deadline",
-                system=str(self.system),
-            )
-            return self._fallback(actor, message, keys, error)
-        now = datetime.now(UTC)
-        results = [Fetched(self.system, answer.get(key), now) for key in keys]
-        self._record(keys, results)
-        return results
 
     def _fallback(
         self, actor: Any, message: Message, keys: Sequence[str], error: CodedError
