@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 from anyio import lowlevel
@@ -15,7 +17,9 @@ from gateway.store import (
     StepStatus,
     Store,
     Transaction,
+    sqlite_held,
 )
+from gateway.store.sqlite import SQLiteStore
 
 from .helpers import create_operation, message
 
@@ -82,7 +86,17 @@ async def test_a_unit_that_reads_runs_as_a_transaction(store: Store) -> None:
     assert await store.get_operation("op-r") == advanced
 
 
-async def test_concurrent_units_all_commit_and_a_missed_one_alone_fails(store: Store) -> None:
+async def test_concurrent_units_all_commit_and_a_missed_one_alone_fails(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[int] = []
+    real_run_units = sqlite_held._run_units
+
+    def counted(raw: Any, prefix: str, units: Any, progress: list[int]) -> Any:
+        batches.append(len(units))
+        return real_run_units(raw, prefix, units, progress)
+
+    monkeypatch.setattr(sqlite_held, "_run_units", counted)
     ids = {f"op-{n}": await _leased_step(store, f"op-{n}", f"agg-op-{n}") for n in range(40)}
     # op-13's lease was taken over; op-27's operation was changed by another writer
     await store.defer(ids["op-13"], "w-op-13", available_at=store.clock())
@@ -107,6 +121,9 @@ async def test_concurrent_units_all_commit_and_a_missed_one_alone_fails(store: S
     async with anyio.create_task_group() as tg:
         for op_id in ids:
             tg.start_soon(one, op_id)
+    if isinstance(store, SQLiteStore):  # the units queued together went in one round trip
+        assert max(batches) > 1
+        assert sum(batches) == len(ids)
     assert isinstance(outcomes.pop("op-13"), LeaseLost)
     assert isinstance(outcomes.pop("op-27"), StaleOperation)
     for op_id, outcome in outcomes.items():
