@@ -110,7 +110,9 @@ def _run_units(
 
 class HeldUnits:
     """The queue of held units for one writer, flushed by whichever caller finds none
-    running (see the module docstring)."""
+    running (see the module docstring). Every caller waits for its own unit, so the queue
+    never holds more units than there are callers (the dispatcher's workers); a flush
+    takes at most ``MAX_UNITS`` of them per round trip."""
 
     def __init__(self, writer: Callable[[], GroupCommitWriter], busy_timeout: float) -> None:
         self._writer = writer
