@@ -12,10 +12,12 @@ before its end: the message is completed, the step and the next message written,
 operation advanced from the version this process remembers (checked by the write itself)
 and the worker's next message leased. Such a unit is built here without a connection
 (every write is held back; a read raises ``NeedsAnswer`` and the caller falls back to an
-ordinary transaction), queued, and whoever finds no flush running becomes the flusher:
-it takes the writer once for every unit queued meanwhile and runs them all in one call on
-the connection's thread, each in its own savepoint, then the group commit commits them
-together. So the writer's throughput grows with the load instead of shrinking.
+ordinary transaction) and queued. A caller that finds no flush running becomes the
+flusher for one batch: it takes the writer once for the oldest units queued meanwhile (up
+to ``MAX_UNITS``) and runs them all in one call on the connection's thread, each in its
+own savepoint, then the group commit commits them together; then the next caller still
+waiting takes its turn. So the writer's throughput grows with the load instead of
+shrinking, and no caller flushes for others for longer than its own unit takes.
 
 A unit whose checked write missed its row (a lease lost, an operation changed since) or
 that broke a constraint is rolled back to its savepoint alone and reported as
@@ -119,6 +121,8 @@ class HeldUnits:
         self._busy_timeout = busy_timeout
         self._queue: list[_Unit] = []
         self._flushing = False
+        #: set (and replaced) whenever a flush ends, for the callers waiting their turn
+        self._turn = anyio.Event()
 
     async def run(self, statements: list[Statement], final: Statement | None) -> list[Row]:
         """Run one held unit with others; answers ``final``'s rows once committed.
@@ -130,23 +134,39 @@ class HeldUnits:
             raise NeedsAnswer("no way to run a function on the connection's thread")
         unit = _Unit(statements, final)
         self._queue.append(unit)
-        if not self._flushing:
-            self._flushing = True
-            try:
-                # Shielded: the units queued behind this caller must not be stranded by
-                # its cancellation; bounded by the writer's busy timeout.
-                with anyio.CancelScope(shield=True):
-                    while self._queue:
-                        batch, self._queue = self._queue[:MAX_UNITS], self._queue[MAX_UNITS:]
-                        await self._flush(batch)
-            finally:
-                self._flushing = False
-        with anyio.fail_after(self._busy_timeout * 4):
-            await unit.done.wait()
+        try:
+            with anyio.fail_after(self._busy_timeout * 4):
+                while not unit.done.is_set():
+                    if self._flushing:  # wait for this flush to end, then look again
+                        await self._turn.wait()
+                        continue
+                    await self._flush_oldest()
+        except BaseException:
+            # Cancelled (or timed out) while still queued: the unit never runs. One that
+            # is in a flush already completes there, shielded, like any commit under way.
+            if not unit.done.is_set() and unit in self._queue:
+                self._queue.remove(unit)
+            raise
         if isinstance(unit.outcome, BaseException):
             raise unit.outcome
         assert unit.outcome is not None
         return unit.outcome
+
+    async def _flush_oldest(self) -> None:
+        """Become the flusher for one batch of the oldest units, then hand the turn on:
+        the caller whose unit is still queued next flushes next, so no caller flushes for
+        others for longer than its own unit takes."""
+        self._flushing = True
+        try:
+            # Shielded: the units of the batch must not be stranded half-run by this
+            # caller's cancellation; bounded by the writer's busy timeout.
+            with anyio.CancelScope(shield=True):
+                batch, self._queue = self._queue[:MAX_UNITS], self._queue[MAX_UNITS:]
+                await self._flush(batch)
+        finally:
+            self._flushing = False
+            self._turn.set()
+            self._turn = anyio.Event()
 
     async def _flush(self, batch: list[_Unit]) -> None:
         outcomes: list[list[Row] | BaseException] | None = None
