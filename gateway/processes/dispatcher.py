@@ -286,26 +286,28 @@ class Dispatcher:
         assert message.operation_id is not None
         known = self.store.recent_operation(message.operation_id)
         stopping = self._stopping
-        while True:
 
-            async def work(tx: Transaction, known: Operation | None = known) -> Operation:
-                return await succeed_step(tx, flow, message, self.owner, result, known=known)
+        async def work(tx: Transaction) -> Operation:
+            return await succeed_step(tx, flow, message, self.owner, result, known=known)
 
-            try:
-                _, leased = await self.store.run_unit(
-                    work,
-                    owner=self.owner,
-                    lease_limit=0 if stopping else 1,
-                    lease_seconds=self.policy.lease_seconds,
-                )
-            except (StaleOperation, LookupError, TypeError, ValueError):
-                # a saga error computed from a remembered version may be the staleness
-                # itself (a result it lacks): only a fresh read's error is the saga's
-                if known is None:
-                    raise
-                known = None
-                continue
-            break
+        async def record() -> list[OutboxMessage]:
+            _, leased = await self.store.run_unit(
+                work,
+                owner=self.owner,
+                lease_limit=0 if stopping else 1,
+                lease_seconds=self.policy.lease_seconds,
+            )
+            return leased
+
+        try:
+            leased = await record()
+        except (StaleOperation, LookupError, TypeError, ValueError):
+            # a saga error computed from a remembered version may be the staleness itself
+            # (a result it lacks): only an error from a fresh read is the saga's own
+            if known is None:
+                raise
+            known = None
+            leased = await record()
         self.delivered += 1
         return None if stopping else leased
 

@@ -40,8 +40,12 @@ from gateway.store.interface import Reader, Store, Transaction
 from gateway.store.records import OutboxMessage, utcnow
 from gateway.store.sqlite_held import HeldTransaction, HeldUnits, NeedsAnswer
 from gateway.store.sqlite_migrations import LATEST_VERSION, MIGRATIONS, statements
-from gateway.store.sqlite_reader import SQLiteReader, message_from_row, to_micros
-from gateway.store.sqlite_transaction import SQLiteTransaction, lease_statement
+from gateway.store.sqlite_reader import SQLiteReader, to_micros
+from gateway.store.sqlite_transaction import (
+    SQLiteTransaction,
+    lease_statement,
+    leased_messages,
+)
 from gateway.store.sqlite_writer import GroupCommitWriter, begin_immediate
 
 __all__ = ["SQLiteStore"]
@@ -207,7 +211,11 @@ class SQLiteStore(Store):
             tx = SQLiteTransaction(start.conn, self.clock, start=start)
             yield tx
             await tx.flush()  # inside the unit: a failing queued write rolls it back
-        # After the commit, never before: a watcher must not see what a rollback takes back.
+        self._committed(tx)
+
+    def _committed(self, tx: SQLiteTransaction) -> None:
+        """What a commit makes known in this process. After the commit, never before: a
+        watcher must not see what a rollback takes back."""
         for operation in tx.changed_operations.values():
             self._remember(operation)
             self.notifier.publish(operation)
@@ -227,28 +235,18 @@ class SQLiteStore(Store):
         # operation changed since), an ordinary transaction gives the exact outcome.
         self._require_open()
         tx = HeldTransaction(self.clock)
-        try:
-            value = await work(tx)
-        except NeedsAnswer:
-            return await super().run_unit(
-                work, owner=owner, lease_limit=lease_limit, lease_seconds=lease_seconds
-            )
         final = None
         if owner is not None and lease_limit > 0:
             final = lease_statement(owner, lease_limit, lease_seconds, self.clock())
         try:
+            value = await work(tx)
             rows = await self._held.run(tx.statements(), final)
         except NeedsAnswer:
             return await super().run_unit(
                 work, owner=owner, lease_limit=lease_limit, lease_seconds=lease_seconds
             )
-        for operation in tx.changed_operations.values():
-            self._remember(operation)
-            self.notifier.publish(operation)
-        if tx.outbox_touched:
-            self._outbox_changed()
-        leased = sorted((message_from_row(r) for r in rows), key=lambda m: (m.priority, m.id))
-        return value, leased
+        self._committed(tx)
+        return value, leased_messages(rows)
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[Reader]:

@@ -45,6 +45,7 @@ from gateway.store.sqlite_reader import (
     MESSAGE_COLUMNS,
     OPERATION_COLUMNS,
     STEP_COLUMNS,
+    Row,
     dump_json,
     from_micros,
     idempotency_from_row,
@@ -107,6 +108,13 @@ def lease_statement(
     """The statement that leases up to ``limit`` due messages for ``owner`` at ``now``."""
     expires = to_micros(now + timedelta(seconds=lease_seconds))
     return _LEASE_SQL, (owner, expires, to_micros(now), limit)
+
+
+def leased_messages(rows: Sequence[Row]) -> list[OutboxMessage]:
+    """The messages ``lease_statement`` returned, in lease order (RETURNING's is unspecified)."""
+    messages = [message_from_row(r) for r in rows]
+    messages.sort(key=lambda m: (m.priority, m.id))
+    return messages
 
 
 class SQLiteTransaction(SQLiteXRefWrites, Transaction):
@@ -404,10 +412,7 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
         if limit <= 0:
             return []
         sql, params = lease_statement(owner, limit, lease_seconds, self._now(now))
-        rows = await self._all(sql, params)
-        messages = [message_from_row(r) for r in rows]
-        messages.sort(key=lambda m: (m.priority, m.id))  # RETURNING order is unspecified
-        return messages
+        return leased_messages(await self._all(sql, params))
 
     async def _settle(
         self, message_id: int, owner: str, sets: str, params: Sequence[Any], action: str
