@@ -235,11 +235,12 @@ class SQLiteStore(Store):
         # operation changed since), an ordinary transaction gives the exact outcome.
         self._require_open()
         tx = HeldTransaction(self.clock)
-        final = None
-        if owner is not None and lease_limit > 0:
-            final = lease_statement(owner, lease_limit, lease_seconds, self.clock())
         try:
             value = await work(tx)
+            # the lease's "now" after the work's: a next step it enqueued is due already
+            final = None
+            if owner is not None and lease_limit > 0:
+                final = lease_statement(owner, lease_limit, lease_seconds, self.clock())
             rows = await self._held.run(tx.statements(), final)
         except NeedsAnswer:
             return await super().run_unit(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -21,6 +22,7 @@ from gateway.store import (
 )
 from gateway.store.sqlite import SQLiteStore
 
+from .conftest import FakeClock
 from .helpers import create_operation, message
 
 pytestmark = pytest.mark.anyio
@@ -178,3 +180,24 @@ async def test_cancelled_callers_do_not_strand_the_units_queued_with_them(
     ]
     leased = await store.lease("next", limit=100, lease_seconds=60)
     assert sorted(m.operation_id or "" for m in leased) == sorted(committed)
+
+
+async def test_the_lease_sees_the_step_its_own_unit_enqueued_on_a_running_clock(
+    store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Time moves between the unit's writes and its lease: the lease must still find the
+    next step the unit just enqueued due (else each step waits for a poll)."""
+    msg_id = await _leased_step(store, "op-t", "agg-op-t")
+    known = store.recent_operation("op-t")
+
+    def ticking() -> datetime:
+        return clock.advance(0.000_001)  # every reading a microsecond later
+
+    monkeypatch.setattr(store, "clock", ticking)
+    _, leased = await store.run_unit(
+        _step_done("op-t", msg_id, "w-op-t", known),  # type: ignore[arg-type]
+        owner="w-op-t",
+        lease_limit=1,
+        lease_seconds=60,
+    )
+    assert [m.step for m in leased] == ["two"]
