@@ -142,16 +142,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     )
 
+    ops = app.state.ops
+    ops_server = (
+        QuietServer(
+            uvicorn.Config(
+                ops.app(),
+                host=ops.host,
+                port=ops.port,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+            )
+        )
+        if ops.port
+        else None
+    )
+
     async def run() -> None:
         stop = anyio.Event()
 
         async def stop_server() -> None:
             await stop.wait()
             server.should_exit = True
+            if ops_server is not None:
+                ops_server.should_exit = True
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(_wait_for_signal, stop)
             tg.start_soon(stop_server)
+            if ops_server is not None:
+                # /metrics and /readyz without auth, on the port [ops] names
+                tg.start_soon(ops_server.serve)
             # returns after a graceful shutdown (bounded by timeout_graceful_shutdown and
             # the runtime's own grace), or at once if the server could not start
             # uvicorn raises SystemExit when start-up fails, after printing why

@@ -21,7 +21,7 @@ from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
-from graphql import ExecutionResult, OperationType, subscribe
+from graphql import ExecutionResult, GraphQLError, OperationType, subscribe
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -189,6 +189,7 @@ class CrosswalkTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await _send(operation, {"id": operation.id, "type": "error", "payload": errors})
             return
         stream: AsyncIterator[ExecutionResult] = result
+        started = False
         try:
             async for item in stream:
                 payload: dict[str, Any] = {"data": item.data}
@@ -197,6 +198,21 @@ class CrosswalkTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                         format_error(e, context.correlation_id) for e in item.errors
                     ]
                 await _send(operation, {"id": operation.id, "type": "next", "payload": payload})
+                started = True
+        except GraphQLError as exc:
+            # raised by the subscription's own source (e.g. NOT_FOUND before the first
+            # event): an error message if nothing was sent yet, else a last next
+            error = format_error(exc, context.correlation_id)
+            message: dict[str, Any]
+            if started:
+                message = {
+                    "id": operation.id,
+                    "type": "next",
+                    "payload": {"data": None, "errors": [error]},
+                }
+            else:
+                message = {"id": operation.id, "type": "error", "payload": [error]}
+            await _send(operation, message)
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:

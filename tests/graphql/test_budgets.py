@@ -66,7 +66,8 @@ async def test_cost_budget_counts_the_estimated_cost(base: str) -> None:
     # each alias of systems costs 1: 6 + 6 is over the budget of 10 a minute
     costly = {"query": "{ " + " ".join(f"a{i}: systems {{ system }}" for i in range(6)) + " }"}
     first = await over_http(base, "tight-key", costly)
-    assert first.status == 200 and first.errors == []
+    assert first.status == 200
+    assert first.errors == []
     second = await over_ws(base, "tight-key", costly)
     assert second.codes == ["THROTTLED"]
     assert second.errors[0]["extensions"]["budget"] == "cost"
