@@ -161,7 +161,7 @@ def create_app(
     from gateway.graphql.app import create_graphql_app
 
     # validate policies now, so a broken file stops start-up before anything listens
-    policies = load_policies(settings.policies_dir)
+    policies = load_policies(settings.policies_dir, profile=settings.profile)
     holder: dict[str, Runtime] = {}
 
     def runtime() -> Runtime:

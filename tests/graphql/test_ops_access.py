@@ -187,7 +187,7 @@ async def test_the_separate_ops_port_app_needs_no_key() -> None:
 
 
 async def test_the_gateway_app_guards_its_ops_endpoints(tmp_path: Path) -> None:
-    app = create_app(Settings(var_dir=tmp_path, policies_dir=ROOT / "policies"))
+    app = create_app(Settings(var_dir=tmp_path, policies_dir=ROOT / "policies", profile="sandbox"))
     transport = httpx.ASGITransport(app=app)  # no lifespan: the runtime is not open
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
         assert (await http.get("/metrics")).status_code == 401
