@@ -29,6 +29,7 @@ HTTP rules, in the order they are checked:
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -437,7 +438,10 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
         body: Any,
         headers: dict[str, str] | None = None,
     ) -> None:
-        content = orjson.dumps(body)
+        try:
+            content = orjson.dumps(body)
+        except TypeError:  # an integer past 64 bits in an answer: the slow encoder copes
+            content = json.dumps(body, default=str, separators=(",", ":")).encode()
         raw_headers = [
             (b"content-type", f"{media}; charset=utf-8".encode()),
             (b"content-length", str(len(content)).encode()),

@@ -54,6 +54,7 @@ __all__ = ["Analysis", "analyze", "check_limits"]
 
 _INTROSPECTION_ROOTS = frozenset({"__schema", "__type"})
 _PAGE_ARGS = ("first", "last")
+_MAX_MULTIPLIER = 1_000_000
 #: introspection fields that return lists (of types, fields, arguments, ...)
 _INTROSPECTION_LISTS = frozenset(
     {"types", "fields", "inputFields", "interfaces", "possibleTypes", "enumValues", "args"}
@@ -201,7 +202,9 @@ class _Walker:
                 elif isinstance(argument.value, VariableNode):
                     value = self.variables.get(argument.value.name.value)
                 if isinstance(value, int) and not isinstance(value, bool):
-                    return max(1, value)
+                    # capped: a page size of 10**20 is refused for cost all the same, and
+                    # the figure must still fit the JSON answer's 64-bit integers
+                    return min(max(1, value), _MAX_MULTIPLIER)
                 return self.default_list_size
         if definition is None:
             return 1
