@@ -279,3 +279,47 @@ async def test_persisted_operation_over_ws(base: str) -> None:
     assert registered.data == {"systems": []}
     by_hash = await over_ws(base, "demo-portal-key", {"extensions": ext})
     assert by_hash.data == {"systems": []}
+
+
+class _RecordingActor:
+    """An actor that records each ask's deadline (as seconds left) and is unavailable."""
+
+    def __init__(self, left: list[float]) -> None:
+        self.left = left
+
+    async def ask(self, message: Any, *, priority: Any, deadline: float) -> Any:
+        from actors.errors import SystemUnavailable
+        from gateway.graphql.context import current_time
+
+        self.left.append(deadline - current_time())
+        raise SystemUnavailable("erp", "down for the test")
+
+    def last_known_good(self, message: Any) -> None:
+        return None
+
+
+class _RecordingSystems:
+    def __init__(self) -> None:
+        self.left: list[float] = []
+
+    def __getitem__(self, system: Any) -> _RecordingActor:
+        return _RecordingActor(self.left)
+
+    def states(self) -> list[Any]:
+        return []
+
+
+async def test_ws_operations_get_the_http_deadline(runtime: Runtime) -> None:
+    systems = _RecordingSystems()
+    recorded = dataclasses.replace(runtime, systems=systems)
+    app = create_graphql_app(recorded, schema=get_schema(), deadline_seconds=2.0)
+    query = {"query": '{ customer(id: "erp:1000000") { name } }'}
+    async with serve(app) as url:
+        http = await over_http(url, "demo-portal-key", query)
+        http_asks = len(systems.left)
+        ws = await over_ws(url, "demo-portal-key", query)
+    assert http.errors
+    assert ws.errors
+    assert 0 < http_asks < len(systems.left)
+    # every upstream ask, over either transport, carries the request's 2 s deadline
+    assert all(0 < left <= 2.0 for left in systems.left), systems.left
