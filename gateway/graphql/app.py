@@ -54,7 +54,7 @@ from gateway.graphql.errors import CodedError, ErrorCode
 from gateway.graphql.executor import OperationRunner, Outcome, RequestParams
 from gateway.graphql.identity import XRefCache
 from gateway.graphql.persisted import PersistedOperations
-from gateway.graphql.ratelimit import RateLimiter, Throttled
+from gateway.graphql.ratelimit import OverBudget, RateLimiter
 from gateway.graphql.websocket import CrosswalkTransportWSHandler
 
 __all__ = ["GRAPHQL_RESPONSE_JSON", "CrosswalkGraphQL", "create_graphql_app"]
@@ -254,7 +254,7 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
                 raise _HTTPFailure(401, exc, {"WWW-Authenticate": "Bearer"}) from None
             try:
                 self.rates.request(client)
-            except Throttled as throttled:
+            except OverBudget as throttled:
                 raise _HTTPFailure(
                     429, throttled.error, {"Retry-After": str(throttled.retry_after)}
                 ) from None

@@ -40,7 +40,7 @@ from gateway.graphql.errors import CodedError, ErrorCode, from_system_error
 from gateway.graphql.execution import executor_class
 from gateway.graphql.limits import Analysis, analyze, check_limits
 from gateway.graphql.persisted import PersistedOperations, sha256_hex
-from gateway.graphql.ratelimit import RateLimiter, Throttled
+from gateway.graphql.ratelimit import OverBudget, RateLimiter
 
 __all__ = ["OperationRunner", "Outcome", "RequestParams", "format_error", "throttled_outcome"]
 
@@ -80,7 +80,7 @@ def _request_error(error: GraphQLError, *, status: int | None = None) -> Outcome
     return Outcome({"errors": [format_error(error)]}, request_error=True, status=status)
 
 
-def throttled_outcome(throttled: Throttled) -> Outcome:
+def throttled_outcome(throttled: OverBudget) -> Outcome:
     """The answer to a client over its rate limit: 429 with Retry-After."""
     return Outcome(
         {"errors": [throttled.error.formatted]},
@@ -381,7 +381,7 @@ class OperationRunner:
             )
         try:
             self.rates.cost(client, analysis.cost)
-        except Throttled as throttled:
+        except OverBudget as throttled:
             return throttled_outcome(throttled)
         return document, operation
 

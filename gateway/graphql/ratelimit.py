@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from gateway.governance.clients import Client
 from gateway.graphql.errors import CodedError, ErrorCode
 
-__all__ = ["MAX_CLIENTS", "RateLimiter", "Throttled", "throttled_error"]
+__all__ = ["MAX_CLIENTS", "OverBudget", "RateLimiter", "throttled_error"]
 
 #: buckets kept at most; the least recently used client's are dropped first
 MAX_CLIENTS = 10_000
 
 
-class Throttled(Exception):
+class OverBudget(Exception):
     """A client is over one of its budgets; ``retry_after`` is in whole seconds."""
 
     def __init__(self, error: CodedError, retry_after: int) -> None:
@@ -96,12 +96,12 @@ class RateLimiter:
         wait = self._bucket(client, budget, per_minute).take(amount, self._clock())
         if wait > 0:
             retry_after = max(1, math.ceil(wait))
-            raise Throttled(throttled_error(client, budget, per_minute, retry_after), retry_after)
+            raise OverBudget(throttled_error(client, budget, per_minute, retry_after), retry_after)
 
     def request(self, client: Client) -> None:
-        """Count one request; raise ``Throttled`` past the client's request rate."""
+        """Count one request; raise ``OverBudget`` past the client's request rate."""
         self._take(client, "requests", client.requests_per_minute, 1.0)
 
     def cost(self, client: Client, cost: int) -> None:
-        """Spend an operation's estimated cost; raise ``Throttled`` past the budget."""
+        """Spend an operation's estimated cost; raise ``OverBudget`` past the budget."""
         self._take(client, "cost", client.cost_per_minute, float(max(1, cost)))

@@ -14,6 +14,7 @@ Refused operations answer the protocol's ``error`` message with the coded errors
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -31,7 +32,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Subscr
 from gateway.graphql.context import Context, current_time
 from gateway.graphql.errors import CodedError, ErrorCode
 from gateway.graphql.executor import Outcome, RequestParams, format_error, throttled_outcome
-from gateway.graphql.ratelimit import Throttled
+from gateway.graphql.ratelimit import OverBudget
 
 if TYPE_CHECKING:
     from gateway.graphql.app import CrosswalkGraphQL
@@ -147,7 +148,7 @@ class CrosswalkTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         client = context.client
         try:
             view.runner.rates.request(client)
-        except Throttled as throttled:
+        except OverBudget as throttled:
             await self._refuse(operation, throttled_outcome(throttled))
             return
         prepared = view.runner.admit(operation.params, client, transport="WS")
@@ -225,9 +226,7 @@ async def _send(operation: Operation[Context, None], message: dict[str, Any]) ->
     await operation.send_operation_message(cast(Any, message))
 
 
-def _start(handler: CrosswalkTransportWSHandler, operation: _Operation) -> Any:
-    import asyncio
-
+def _start(handler: CrosswalkTransportWSHandler, operation: _Operation) -> asyncio.Task[None]:
     task = asyncio.create_task(handler.run_operation(operation))
     task.add_done_callback(handler._task_done)
     return task
