@@ -1,9 +1,16 @@
 """The gateway's HTTP surface (contract: DESIGN.md, "HTTP").
 
 ``/graphql`` (GraphQL over HTTP, GraphiQL, graphql-transport-ws), ``/healthz`` (the
-process is alive), ``/readyz`` (the runtime is open: store and actors; per-system state
-in the body), ``/metrics`` (Prometheus). Every answer carries ``X-Correlation-ID`` and
-``traceparent``.
+process is alive), ``/readyz`` (the runtime is open: store and actors), ``/metrics``
+(Prometheus). Every answer carries ``X-Correlation-ID`` and ``traceparent``.
+
+The ops endpoints tell an outsider a lot (queue depths, breakers, traffic), so by default
+(``[ops] access = "ops"`` in ``policies/clients.toml``) ``/metrics`` needs
+``Authorization: Bearer <key>`` of a client with the ``ops`` scope (401 without
+credentials, 403 without the scope), and ``/readyz`` answers a bare ``{"status": ...}``
+with 200 or 503 to anyone (load balancers) and its per-system details only to ops.
+``access = "open"`` opens both; ``port = N`` also serves both without auth on a separate
+port (``ops_app``, started by ``crosswalk serve``) that only a monitoring network reaches.
 """
 
 from __future__ import annotations
@@ -21,7 +28,10 @@ from starlette.routing import Route, WebSocketRoute
 
 from actors.systems import ConnectorFactory, Systems
 from gateway.canonical import System
+from gateway.governance.clients import ClientsPolicy
 from gateway.governance.policies import Policies
+from gateway.graphql.auth import Authenticator
+from gateway.graphql.errors import CodedError, ErrorCode
 from gateway.observability.correlation import CorrelationMiddleware
 from gateway.observability.metrics import build_registry
 from gateway.runtime import Runtime, open_runtime
@@ -29,11 +39,96 @@ from gateway.settings import Settings
 from gateway.store import Store
 from gateway.webhooks import webhook_endpoint
 
-__all__ = ["create_app"]
+__all__ = ["OpsRoutes", "create_app"]
 
 
 def _json(body: object, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+class OpsRoutes:
+    """``/metrics`` and ``/readyz`` for one runtime, with the ops access policy."""
+
+    def __init__(self, clients: ClientsPolicy, runtime: Callable[[], Runtime | None]) -> None:
+        self.authenticator = Authenticator(clients)
+        self.open = clients.ops.access == "open"
+        #: the separate port (and its address) to serve ``app()`` on, if any
+        self.port = clients.ops.port
+        self.host = clients.ops.host
+        self._runtime = runtime
+        self.registry = build_registry(runtime)
+
+    def _refusal(self, request: Request) -> Response | None:
+        """None if the caller may see ops details, else the 401/403 answer."""
+        if self.open:
+            return None
+        authorization = request.headers.get("authorization")
+        try:
+            client = self.authenticator.authenticate(authorization)
+        except CodedError as exc:
+            return _error(401, exc, {"WWW-Authenticate": "Bearer"})
+        if not client.has_scope("ops"):
+            return _error(
+                403,
+                CodedError(
+                    ErrorCode.FORBIDDEN,
+                    f"Client '{client.id}' lacks the scope 'ops' that {request.url.path} "
+                    "needs; use an operator's key, or see [ops] in policies/clients.toml.",
+                    extensions={"scope": "ops"},
+                ),
+            )
+        return None
+
+    async def metrics(self, request: Request, *, authenticated: bool = True) -> Response:
+        refusal = self._refusal(request) if authenticated else None
+        if refusal is not None:
+            return refusal
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def readyz(self, request: Request, *, authenticated: bool = True) -> Response:
+        current = self._runtime()
+        ready = current is not None and current.ready
+        status = 200 if ready else 503
+        body: dict[str, object] = {"status": "ready" if ready else "starting"}
+        details = not authenticated or (
+            request.headers.get("authorization") is not None and self._refusal(request) is None
+        )
+        if ready and (details or self.open) and current is not None:
+            body["systems"] = [
+                {
+                    "system": s.system,
+                    "healthy": s.healthy,
+                    "breaker": s.breaker,
+                    "queue_depth": s.queue_depth,
+                }
+                for s in current.systems.states()
+            ]
+        return _json(body, status=status)
+
+    def app(self) -> Starlette:
+        """Both endpoints without auth, for a separate port (``[ops] port``)."""
+
+        async def metrics(request: Request) -> Response:
+            return await self.metrics(request, authenticated=False)
+
+        async def readyz(request: Request) -> Response:
+            return await self.readyz(request, authenticated=False)
+
+        return Starlette(
+            routes=[
+                Route("/metrics", metrics, methods=["GET"]),
+                Route("/readyz", readyz, methods=["GET"]),
+            ]
+        )
+
+
+def _error(status: int, error: CodedError, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps({"errors": [error.formatted]}),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
 class _LateRuntime:
@@ -66,7 +161,7 @@ def create_app(
     from gateway.graphql.app import create_graphql_app
 
     # validate policies now, so a broken file stops start-up before anything listens
-    policies = load_policies(settings.policies_dir)
+    policies = load_policies(settings.policies_dir, profile=settings.profile)
     holder: dict[str, Runtime] = {}
 
     def runtime() -> Runtime:
@@ -80,25 +175,13 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return _json({"status": "ok"})
 
-    async def readyz(request: Request) -> Response:
-        current = holder.get("runtime")
-        if current is None or not current.ready:
-            return _json({"status": "starting"}, status=503)
-        systems = [
-            {
-                "system": s.system,
-                "healthy": s.healthy,
-                "breaker": s.breaker,
-                "queue_depth": s.queue_depth,
-            }
-            for s in current.systems.states()
-        ]
-        return _json({"status": "ready", "systems": systems})
+    ops = OpsRoutes(policies.clients, lambda: holder.get("runtime"))
 
-    registry = build_registry(lambda: holder.get("runtime"))
+    async def readyz(request: Request) -> Response:
+        return await ops.readyz(request)
 
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return await ops.metrics(request)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -121,6 +204,9 @@ def create_app(
             methods=["POST"],
         ),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes, middleware=[Middleware(CorrelationMiddleware)], lifespan=lifespan
     )
+    # the separate ops port's app (crosswalk serve starts it when [ops] port is set)
+    app.state.ops = ops
+    return app

@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     host = os.environ.get("CROSSWALK_HOST", "127.0.0.1")
     port = int(os.environ.get("CROSSWALK_PORT", "8000"))
     var_dir = Path(os.environ.get("CROSSWALK_VAR", "var"))
+    profile = os.environ.get("CROSSWALK_PROFILE")
     policies = Path(os.environ.get("CROSSWALK_POLICIES", "policies"))
 
     up = sub.add_parser("up", help="run the four sandbox systems and the gateway")
@@ -71,6 +72,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--no-dispatcher", action="store_true", help="accept mutations but deliver nothing"
+    )
+    serve.add_argument(
+        "--profile",
+        choices=("production", "sandbox"),
+        default=profile or "production",
+        help="production (default; env CROSSWALK_PROFILE): every webhook secret and vendor "
+        "credential from the environment, a missing one stops start-up; sandbox: the demo "
+        "secrets in policies/ fill in (crosswalk up)",
     )
     for system in SYSTEMS:
         serve.add_argument(
@@ -108,6 +117,13 @@ def _parser() -> argparse.ArgumentParser:
     pol = sub.add_parser("policies", help="validate the policy files")
     pol.add_argument("action", choices=("check",))
     pol.add_argument("--policies", type=Path, default=policies)
+    pol.add_argument(
+        "--profile",
+        choices=("production", "sandbox"),
+        default=profile or "sandbox",
+        help="check secrets as this profile would read them (default sandbox; env "
+        "CROSSWALK_PROFILE): production needs every secret in the environment",
+    )
 
     schema = sub.add_parser("schema", help="the GraphQL schema contract")
     schema.add_argument("action", choices=("export", "check"))

@@ -106,6 +106,7 @@ def _settings(args: argparse.Namespace) -> object:
         policies_dir=args.policies,
         store_url=getattr(args, "store", "") or "",
         dispatcher=not getattr(args, "no_dispatcher", False),
+        profile=getattr(args, "profile", "production"),
     )
 
 
@@ -114,6 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from gateway.app import create_app
     from gateway.governance.errors import PolicyError
+    from gateway.governance.profiles import SANDBOX, SANDBOX_WARNING
     from gateway.settings import Settings
     from sandbox.runner import QuietServer
 
@@ -125,10 +127,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     assert isinstance(settings, Settings)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
+    if settings.profile == SANDBOX:
+        print(f"crosswalk: {SANDBOX_WARNING}", file=sys.stderr, flush=True)
     try:
         app = create_app(settings)
     except PolicyError as exc:
         print(f"crosswalk: {exc}", file=sys.stderr)
+        if settings.profile != SANDBOX:
+            print(
+                "crosswalk: the production profile reads secrets only from the environment "
+                "(or your own policy files); to try Crosswalk against the sandbox systems "
+                "run `crosswalk up`",
+                file=sys.stderr,
+            )
         return 2
     server = QuietServer(
         uvicorn.Config(
@@ -142,16 +153,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     )
 
+    ops = app.state.ops
+    ops_server = (
+        QuietServer(
+            uvicorn.Config(
+                ops.app(),
+                host=ops.host,
+                port=ops.port,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+            )
+        )
+        if ops.port
+        else None
+    )
+
     async def run() -> None:
         stop = anyio.Event()
 
         async def stop_server() -> None:
             await stop.wait()
             server.should_exit = True
+            if ops_server is not None:
+                ops_server.should_exit = True
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(_wait_for_signal, stop)
             tg.start_soon(stop_server)
+            if ops_server is not None:
+                # /metrics and /readyz without auth, on the port [ops] names
+                tg.start_soon(ops_server.serve)
             # returns after a graceful shutdown (bounded by timeout_graceful_shutdown and
             # the runtime's own grace), or at once if the server could not start
             # uvicorn raises SystemExit when start-up fails, after printing why
@@ -171,6 +203,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Supervise five processes: four sandbox systems and the gateway."""
+    from gateway.governance.profiles import SANDBOX_WARNING
     from sandbox.app import DEFAULT_WEBHOOK_SECRETS
 
     python = sys.executable
@@ -190,6 +223,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
     serve = [python, "-m", "gateway.cli", "serve", "--host", args.host, "--port", str(args.port)]
     serve += ["--var-dir", str(var_dir), "--policies", str(args.policies)]
+    # the sandbox systems take the committed demo secrets: say so before anything starts
+    serve += ["--profile", "sandbox"]
+    print(f"crosswalk: {SANDBOX_WARNING}", flush=True)
     for system in SYSTEMS:
         serve += [f"--{system}-url", f"http://127.0.0.1:{ports[system]}"]
     commands.append(("gateway", serve, f"{gateway_url}/healthz"))
@@ -293,7 +329,7 @@ def _banner(
         "   Basic agent@example.com/token:sandbox",
         "  demo keys (Authorization: Bearer <key>):",
         *(f"    {key:<16} {what}" for key, what in DEMO_KEYS.items()),
-        "  webhook secrets (sandbox -> gateway, also in policies/webhooks.toml):",
+        "  DEMO SECRETS (sandbox profile; sandbox -> gateway, in policies/webhooks.toml):",
         *(f"    {system:<8} {secret}" for system, secret in secrets.items()),
         f"  data      {args.var_dir}/  (sandbox/*.db, crosswalk.db, sandbox/drift-manifest.json)",
         "Press Ctrl-C to stop.",
@@ -308,7 +344,7 @@ def _banner(
 def cmd_policies(args: argparse.Namespace) -> int:
     from gateway.governance.policies import check_policies
 
-    problems = check_policies(args.policies)
+    problems = check_policies(args.policies, profile=args.profile)
     for problem in problems:
         print(f"crosswalk: {problem}", file=sys.stderr)
     if problems:

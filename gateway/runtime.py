@@ -73,7 +73,7 @@ async def open_runtime(
     connectors: Mapping[System, ConnectorFactory] | None = None,
     policies: Policies | None = None,
 ) -> AsyncIterator[Runtime]:
-    policies = policies or load_policies(settings.policies_dir)
+    policies = policies or load_policies(settings.policies_dir, profile=settings.profile)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     async with (
         open_store(settings.resolved_store_url) as store,

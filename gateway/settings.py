@@ -10,6 +10,8 @@ CROSSWALK_PORT              8000                         gateway port
 CROSSWALK_STORE             sqlite:///var/crosswalk.db   store URL (sqlite:/// or postgresql://)
 CROSSWALK_POLICIES          policies                     policy folder
 CROSSWALK_VAR               var                          state folder (sandbox data, reports)
+CROSSWALK_PROFILE           production                   production: secrets from the
+                                                         environment; sandbox: demo secrets
 ==========================  ===========================  ==================================
 """
 
@@ -33,6 +35,9 @@ class Settings:
     store_url: str = field(default_factory=lambda: os.environ.get("CROSSWALK_STORE", ""))
     #: run the outbox dispatcher in this process
     dispatcher: bool = True
+    #: "production" (secrets from the environment) or "sandbox" (the committed demo
+    #: secrets fill in): gateway.governance.profiles
+    profile: str = field(default_factory=lambda: os.environ.get("CROSSWALK_PROFILE", "production"))
     #: seconds between discovery syncs of the cross-reference registry (0: only at start)
     discovery_interval: float = 600.0
 

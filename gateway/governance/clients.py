@@ -17,6 +17,14 @@ The file::
     max_body_bytes = 65536
     max_batch = 10
     default_list_size = 20
+    max_introspection_lists = 3    # introspection: list fields along one path
+    max_introspection_of_type = 12 # introspection: ofType levels
+    body_seconds = 10              # seconds to send the request body (else 408)
+
+    [ops]                          # /metrics and /readyz's details, all optional
+    access = "ops"                 # "ops": a client with the ops scope; "open": anyone
+    port = 9100                    # also serve them on this port, without auth
+    host = "127.0.0.1"             # (the separate port's address)
 
     [[clients]]
     id = "demo-widget"
@@ -28,6 +36,8 @@ The file::
     introspection = true
     graphiql = true
     persisted_only = false
+    requests_per_minute = 600             # rate limit: requests (HTTP or websocket)
+    cost_per_minute = 100000              # rate limit: estimated query cost spent
 
     [[issuers]]
     issuer = "https://login.example.com"
@@ -39,6 +49,8 @@ The file::
     introspection = false
     graphiql = false
     persisted_only = false
+    requests_per_minute = 600             # per token subject
+    cost_per_minute = 100000
 
 Any problem raises ``PolicyError(file, key, reason)``.
 """
@@ -64,6 +76,7 @@ __all__ = [
     "Client",
     "ClientsPolicy",
     "Issuer",
+    "OpsEndpoints",
     "QueryLimits",
     "hash_api_key",
     "load_clients_policy",
@@ -80,6 +93,8 @@ READ_SCOPES: frozenset[str] = frozenset(
         "entitlement:read",
         "system:read",
         "operation:read",
+        # operators: every client's operations, /metrics and /readyz's details
+        "ops",
     }
 )
 WRITE_SCOPES: frozenset[str] = frozenset(
@@ -92,6 +107,12 @@ WRITE_SCOPES: frozenset[str] = frozenset(
     }
 )
 SCOPES: frozenset[str] = READ_SCOPES | WRITE_SCOPES
+
+#: a client's rate limits unless clients.toml says otherwise
+DEFAULT_REQUESTS_PER_MINUTE = 600
+DEFAULT_COST_PER_MINUTE = 100_000
+#: ops access: a client with the ``ops`` scope, or anyone who reaches the port
+OPS_ACCESS = ("ops", "open")
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
@@ -116,6 +137,9 @@ class Client:
     via: str = "api_key"
     #: the system this client speaks for (field ownership on writes); None: no system
     system: System | None = None
+    #: rate limits (gateway.graphql.ratelimit): requests and estimated query cost
+    requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE
+    cost_per_minute: int = DEFAULT_COST_PER_MINUTE
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes or "*" in self.scopes
@@ -133,6 +157,12 @@ class QueryLimits:
     max_batch: int = 10
     #: the list size assumed by the cost estimate when a query gives no ``first``
     default_list_size: int = 20
+    #: introspection is measured by shape, not depth or cost (gateway.graphql.limits):
+    #: list fields along one path (types > fields > args is 3) and ofType levels
+    max_introspection_lists: int = 3
+    max_introspection_of_type: int = 12
+    #: seconds a client may take to send a request body (slow senders answer 408)
+    body_seconds: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +177,23 @@ class Issuer:
     introspection: bool = False
     graphiql: bool = False
     persisted_only: bool = False
+    requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE
+    cost_per_minute: int = DEFAULT_COST_PER_MINUTE
+
+
+@dataclass(frozen=True, slots=True)
+class OpsEndpoints:
+    """Who may read ``/metrics`` and ``/readyz``'s details, and where.
+
+    ``access``: ``"ops"`` (a client with the ``ops`` scope, by default) or ``"open"``
+    (anyone who can reach the gateway's port). ``port``: also serve both, without auth,
+    on this separate port (bound to ``host``), e.g. one only the monitoring network
+    reaches. A bare ``/readyz`` (200 or 503, no details) is always open.
+    """
+
+    access: str = "ops"
+    port: int | None = None
+    host: str = "127.0.0.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +205,7 @@ class ClientsPolicy:
     api_keys: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     issuers: Mapping[str, Issuer] = field(default_factory=lambda: MappingProxyType({}))
     limits: QueryLimits = field(default_factory=QueryLimits)
+    ops: OpsEndpoints = field(default_factory=OpsEndpoints)
 
     def client_for_api_key(self, key: str) -> Client | None:
         """The client owning this API key, or ``None``. Compares digests in constant time."""
@@ -179,6 +227,8 @@ _CLIENT_KEYS = {
     "introspection",
     "graphiql",
     "persisted_only",
+    "requests_per_minute",
+    "cost_per_minute",
 }
 _ISSUER_KEYS = {
     "issuer",
@@ -192,7 +242,10 @@ _ISSUER_KEYS = {
     "introspection",
     "graphiql",
     "persisted_only",
+    "requests_per_minute",
+    "cost_per_minute",
 }
+_OPS_KEYS = {"access", "port", "host"}
 
 
 def _scopes(table: PolicyTable, name: str) -> frozenset[str]:
@@ -214,7 +267,31 @@ def _limits(table: PolicyTable) -> QueryLimits:
     )
 
 
-def _client(table: PolicyTable, seen_keys: dict[str, str]) -> Client:
+def _rates(table: PolicyTable, limits: QueryLimits) -> tuple[int, int]:
+    requests = table.integer("requests_per_minute", minimum=1, default=DEFAULT_REQUESTS_PER_MINUTE)
+    cost = table.integer("cost_per_minute", minimum=1, default=DEFAULT_COST_PER_MINUTE)
+    if cost < limits.max_cost:
+        raise table.fail(
+            "cost_per_minute",
+            f"must be at least limits.max_cost ({limits.max_cost}), or the costliest "
+            "query allowed could never run",
+        )
+    return requests, cost
+
+
+def _ops(table: PolicyTable) -> OpsEndpoints:
+    table.only(_OPS_KEYS)
+    port = table.integer("port", minimum=1, default=0) if "port" in table else None
+    if port is not None and port > 65535:
+        raise table.fail("port", f"must be a TCP port (1-65535), got {port}")
+    return OpsEndpoints(
+        access=table.choice("access", OPS_ACCESS) if "access" in table else "ops",
+        port=port,
+        host=table.string("host", default="127.0.0.1"),
+    )
+
+
+def _client(table: PolicyTable, seen_keys: dict[str, str], limits: QueryLimits) -> Client:
     table.only(_CLIENT_KEYS)
     client_id = table.string("id")
     if not _CLIENT_ID.match(client_id):
@@ -234,6 +311,7 @@ def _client(table: PolicyTable, seen_keys: dict[str, str]) -> Client:
         if digest in seen_keys:
             raise table.fail("api_key_sha256", f"key already belongs to '{seen_keys[digest]}'")
         seen_keys[digest] = client_id
+    requests, cost = _rates(table, limits)
     return Client(
         id=client_id,
         name=table.string("name", default=client_id),
@@ -242,10 +320,12 @@ def _client(table: PolicyTable, seen_keys: dict[str, str]) -> Client:
         graphiql=table.boolean("graphiql", default=False),
         persisted_only=table.boolean("persisted_only", default=False),
         system=table.member("system", System) if "system" in table else None,
+        requests_per_minute=requests,
+        cost_per_minute=cost,
     )
 
 
-def _issuer(table: PolicyTable) -> Issuer:
+def _issuer(table: PolicyTable, limits: QueryLimits) -> Issuer:
     table.only(_ISSUER_KEYS)
     algorithm = table.choice("algorithm", ("HS256", "RS256"))
     if algorithm == "HS256":
@@ -272,6 +352,7 @@ def _issuer(table: PolicyTable) -> Issuer:
             material = table.string("public_key")
         if "BEGIN PUBLIC KEY" not in material:
             raise table.fail("public_key", "must be a PEM public key")
+    requests, cost = _rates(table, limits)
     return Issuer(
         issuer=table.string("issuer"),
         algorithm=algorithm,
@@ -281,24 +362,27 @@ def _issuer(table: PolicyTable) -> Issuer:
         introspection=table.boolean("introspection", default=False),
         graphiql=table.boolean("graphiql", default=False),
         persisted_only=table.boolean("persisted_only", default=False),
+        requests_per_minute=requests,
+        cost_per_minute=cost,
     )
 
 
 def load_clients_policy(path: Path | str) -> ClientsPolicy:
     """Read and validate ``policies/clients.toml``; raise ``PolicyError`` on any problem."""
     data = read_policy(path, if_missing="create it (see gateway/governance/clients.py)")
-    data.only({"limits", "clients", "issuers"})
+    data.only({"limits", "clients", "issuers", "ops"})
     limits = _limits(data.table("limits", required=False))
+    ops = _ops(data.table("ops", required=False))
     clients: dict[str, Client] = {}
     seen_keys: dict[str, str] = {}
     for table in data.array("clients"):
-        client = _client(table, seen_keys)
+        client = _client(table, seen_keys, limits)
         if client.id in clients:
             raise table.fail("id", f"duplicate client id {client.id!r}")
         clients[client.id] = client
     issuers: dict[str, Issuer] = {}
     for table in data.array("issuers"):
-        issuer = _issuer(table)
+        issuer = _issuer(table, limits)
         if issuer.issuer in issuers:
             raise table.fail("issuer", f"duplicate issuer {issuer.issuer!r}")
         issuers[issuer.issuer] = issuer
@@ -307,4 +391,5 @@ def load_clients_policy(path: Path | str) -> ClientsPolicy:
         api_keys=MappingProxyType(seen_keys),
         issuers=MappingProxyType(issuers),
         limits=limits,
+        ops=ops,
     )

@@ -2,7 +2,8 @@
 
 ``load_policies(folder)`` reads every file and raises the first ``PolicyError``;
 ``check_policies(folder)`` reads every file and returns every file's error, for
-``crosswalk policies check``.
+``crosswalk policies check``. ``profile`` (``gateway.governance.profiles``) says whether
+the committed demo secrets may stand in for missing ones (sandbox) or not (production).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from gateway.governance.clients import ClientsPolicy, load_clients_policy
 from gateway.governance.errors import PolicyError
 from gateway.governance.outbox import OutboxPolicy, load_outbox_policy
 from gateway.governance.ownership import OwnershipPolicy, load_ownership_policy
+from gateway.governance.profiles import SANDBOX
 from gateway.governance.reference import ReferenceData, load_reference
 from gateway.governance.systems import SystemsPolicy, load_systems_policy
 from gateway.governance.webhooks import WebhooksPolicy, load_webhooks_policy
@@ -34,7 +36,7 @@ class Policies:
     outbox: OutboxPolicy
 
 
-_FILES: dict[str, tuple[str, Callable[[Path], Any]]] = {
+_FILES: dict[str, tuple[str, Callable[..., Any]]] = {
     "systems": ("systems.toml", load_systems_policy),
     "clients": ("clients.toml", load_clients_policy),
     "webhooks": ("webhooks.toml", load_webhooks_policy),
@@ -42,20 +44,29 @@ _FILES: dict[str, tuple[str, Callable[[Path], Any]]] = {
     "reference": ("reference.toml", load_reference),
     "outbox": ("outbox.toml", load_outbox_policy),
 }
+#: the loaders whose secrets depend on the profile
+_PROFILED = {"systems", "webhooks"}
 
 
-def load_policies(folder: Path | str) -> Policies:
+def _load(name: str, folder: Path, profile: str) -> Any:
+    file, loader = _FILES[name]
+    if name in _PROFILED:
+        return loader(folder / file, profile=profile)
+    return loader(folder / file)
+
+
+def load_policies(folder: Path | str, *, profile: str = SANDBOX) -> Policies:
     folder = Path(folder)
-    loaded = {name: loader(folder / file) for name, (file, loader) in _FILES.items()}
+    loaded = {name: _load(name, folder, profile) for name in _FILES}
     return Policies(folder=folder, **loaded)
 
 
-def check_policies(folder: Path | str) -> list[PolicyError]:
+def check_policies(folder: Path | str, *, profile: str = SANDBOX) -> list[PolicyError]:
     folder = Path(folder)
     problems: list[PolicyError] = []
-    for file, loader in _FILES.values():
+    for name in _FILES:
         try:
-            loader(folder / file)
+            _load(name, folder, profile)
         except PolicyError as exc:
             problems.append(exc)
     return problems

@@ -8,6 +8,11 @@ refused, so a typo stops start-up instead of silently using a default. Any probl
 
 Base URLs can be overridden per system by environment variable (``CROSSWALK_ERP_URL``,
 ``CROSSWALK_BILLING_URL``, ``CROSSWALK_CRM_URL``, ``CROSSWALK_SUPPORT_URL``).
+
+Credentials: each key's value is, first found, the environment variable that
+``credentials_env`` names for it, the file's ``credentials``, and only in the sandbox
+profile (``gateway.governance.profiles``) the committed demo ``sandbox_credentials``.
+In production a missing required credential is an error naming the variable to set.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from actors.connector import Endpoint
 from gateway.canonical import System
 from gateway.governance._toml import PolicyTable, read_policy
 from gateway.governance.errors import PolicyError
+from gateway.governance.profiles import PROFILES, SANDBOX
 
 __all__ = [
     "ENV_URLS",
@@ -123,20 +129,24 @@ class SystemsPolicy:
 
 
 def load_systems_policy(
-    path: Path | str, *, environ: Mapping[str, str] | None = None
+    path: Path | str, *, environ: Mapping[str, str] | None = None, profile: str = SANDBOX
 ) -> SystemsPolicy:
     """Read and validate ``path``; raise PolicyError naming the file, key and reason."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
     environ = os.environ if environ is None else environ
     data = read_policy(path, if_missing="copy policies/systems.toml")
     data.only({"systems"})
     tables = data.table("systems").per_member(System)
-    systems = {system: _system(system, table, environ) for system, table in tables.items()}
+    systems = {system: _system(system, table, environ, profile) for system, table in tables.items()}
     return SystemsPolicy(file=data.file, systems=MappingProxyType(systems))
 
 
 _SYSTEM_KEYS = {
     "base_url",
     "credentials",
+    "credentials_env",
+    "sandbox_credentials",
     "timeout",
     "max_connections",
     "workers",
@@ -150,7 +160,38 @@ _SYSTEM_KEYS = {
 }
 
 
-def _system(system: System, table: PolicyTable, environ: Mapping[str, str]) -> SystemPolicy:
+def _credentials(
+    system: System, table: PolicyTable, environ: Mapping[str, str], profile: str
+) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if profile == SANDBOX and "sandbox_credentials" in table:
+        sandbox = table.table("sandbox_credentials")
+        values.update({key: sandbox.string(key) for key in sandbox})
+    if "credentials" in table:
+        given = table.table("credentials")
+        values.update({key: given.string(key) for key in given})
+    env_names: dict[str, str] = {}
+    if "credentials_env" in table:
+        names = table.table("credentials_env")
+        env_names = {key: names.string(key) for key in names}
+        values.update({key: environ[name] for key, name in env_names.items() if environ.get(name)})
+    missing = sorted(REQUIRED_CREDENTIALS[system] - set(values))
+    if missing:
+        unset = [env_names[key] for key in missing if key in env_names]
+        if unset:
+            raise table.fail(
+                "credentials_env",
+                f"no {system.value} {', '.join(missing)}: set the environment variable"
+                f"{'s' if len(unset) > 1 else ''} {', '.join(unset)} (the committed "
+                "sandbox_credentials are used only by the sandbox profile, crosswalk up)",
+            )
+        raise table.fail("credentials", f"missing {', '.join(missing)}")
+    return values
+
+
+def _system(
+    system: System, table: PolicyTable, environ: Mapping[str, str], profile: str
+) -> SystemPolicy:
     table.only(_SYSTEM_KEYS)
     # the environment's URL wins, and then the file's own base_url may be absent
     override = environ.get(ENV_URLS[system])
@@ -158,10 +199,7 @@ def _system(system: System, table: PolicyTable, environ: Mapping[str, str]) -> S
         base_url = _url(table.file, ENV_URLS[system], override)
     else:
         base_url = _url(table.file, table.key("base_url"), table.string("base_url"))
-    credentials = table.table("credentials")
-    missing = REQUIRED_CREDENTIALS[system] - set(credentials)
-    if missing:
-        raise table.fail("credentials", f"missing {', '.join(sorted(missing))}")
+    credentials = _credentials(system, table, environ, profile)
     rate = table.table("rate")
     rate.only({"per_second", "burst"})
     breaker = table.table("breaker")
@@ -180,7 +218,7 @@ def _system(system: System, table: PolicyTable, environ: Mapping[str, str]) -> S
     return SystemPolicy(
         system=system,
         base_url=base_url.rstrip("/"),
-        credentials=MappingProxyType({key: credentials.string(key) for key in credentials}),
+        credentials=MappingProxyType(credentials),
         timeout=table.number("timeout"),
         max_connections=table.integer("max_connections", minimum=1),
         workers=table.integer("workers", minimum=1),

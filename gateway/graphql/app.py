@@ -2,7 +2,9 @@
 
 ``create_graphql_app(runtime)`` returns an ASGI app: HTTP requests are served by a lean
 path written for the GraphQL-over-HTTP specification (below); websocket requests
-(graphql-transport-ws) go to strawberry's own handler, which this class extends.
+(graphql-transport-ws) go to strawberry's protocol handler with Crosswalk's own way of
+running each operation (``gateway.graphql.websocket``). Both transports admit operations
+through the same ``OperationRunner.admit``: the same limits, scopes, budgets and deadlines.
 
 HTTP rules, in the order they are checked:
 
@@ -13,9 +15,12 @@ HTTP rules, in the order they are checked:
   ``application/json`` (also for ``*/*`` and no header); nothing acceptable -> 406;
 - ``Authorization: Bearer <API key or JWT>``; missing or bad -> 401 ``UNAUTHENTICATED``
   with ``WWW-Authenticate: Bearer``;
+- the client's request rate (``requests_per_minute``) and query cost budget
+  (``cost_per_minute``): past either, 429 with ``Retry-After`` and ``THROTTLED``;
 - POST needs ``Content-Type: application/json`` (415 otherwise) and a body of at most
-  ``max_body_bytes`` (413, ``QUERY_TOO_COMPLEX``); a JSON array is a batch of at most
-  ``max_batch`` operations; a body that is not JSON -> 400;
+  ``max_body_bytes`` (413, ``QUERY_TOO_COMPLEX``) sent within ``body_seconds`` (408,
+  ``VALIDATION_FAILED``: a slow sender cannot hold a connection open); a JSON array is a
+  batch of at most ``max_batch`` operations; a body that is not JSON -> 400;
 - parameters of the wrong type -> 400; a mutation over GET -> 405 with ``Allow: POST``;
 - request errors (syntax, validation, limits, variable coercion): 200 under
   ``application/json`` (the spec's SHOULD), 400 under ``application/graphql-response+json``;
@@ -24,6 +29,7 @@ HTTP rules, in the order they are checked:
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -48,6 +54,8 @@ from gateway.graphql.errors import CodedError, ErrorCode
 from gateway.graphql.executor import OperationRunner, Outcome, RequestParams
 from gateway.graphql.identity import XRefCache
 from gateway.graphql.persisted import PersistedOperations
+from gateway.graphql.ratelimit import OverBudget, RateLimiter
+from gateway.graphql.websocket import CrosswalkTransportWSHandler
 
 __all__ = ["GRAPHQL_RESPONSE_JSON", "CrosswalkGraphQL", "create_graphql_app"]
 
@@ -129,6 +137,8 @@ def _wants_html(accept: str | None) -> bool:
 class CrosswalkGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI GraphQL app with Crosswalk's auth, limits and HTTP rules."""
 
+    graphql_transport_ws_handler_class = CrosswalkTransportWSHandler
+
     def __init__(
         self,
         runtime: RuntimeLike,
@@ -150,7 +160,10 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
         self.limits: QueryLimits = clients.limits
         self.authenticator = Authenticator(clients)
         self.deadline_seconds = deadline_seconds
-        self.runner = OperationRunner(schema, limits=self.limits, persisted=persisted)
+        self.rates = RateLimiter()
+        self.runner = OperationRunner(
+            schema, limits=self.limits, persisted=persisted, rates=self.rates
+        )
         self._ide_html = get_graphql_ide_html("graphiql").encode()
         self.xref_cache = XRefCache()
 
@@ -183,8 +196,9 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
             runtime=self.runtime,
             client=client,
             correlation_id=_correlation_id(request.headers),
-            # a subscription lives longer than one read; each ask still has its own timeout
-            deadline=anyio.current_time() + 24 * 3600,
+            # the connection's own context: each operation on it gets a fresh one, with
+            # the HTTP deadline (gateway.graphql.websocket)
+            deadline=current_time() + self.deadline_seconds,
             request=request,
             response=response,
         )
@@ -238,6 +252,12 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
                 client = self.authenticator.authenticate(headers.get("authorization"))
             except CodedError as exc:
                 raise _HTTPFailure(401, exc, {"WWW-Authenticate": "Bearer"}) from None
+            try:
+                self.rates.request(client)
+            except OverBudget as throttled:
+                raise _HTTPFailure(
+                    429, throttled.error, {"Retry-After": str(throttled.retry_after)}
+                ) from None
             if method == "GET":
                 batch = [self._get_params(request)]
                 is_batch = False
@@ -261,27 +281,26 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
                 send, failure.status, media, {"errors": [failure.error.formatted]}, failure.headers
             )
             return
+        retry_after = max((o.retry_after or 0 for o in outcomes), default=0)
         if is_batch:
-            await self._send(send, 200, media, [o.body for o in outcomes])
+            # one operation over the cost budget makes the whole batch a 429
+            status = 429 if retry_after else 200
+            extra = {"Retry-After": str(retry_after)} if retry_after else None
+            await self._send(send, status, media, [o.body for o in outcomes], extra)
             return
         outcome = outcomes[0]
         status = outcome.status or (
             400 if outcome.request_error and media == GRAPHQL_RESPONSE_JSON else 200
         )
-        extra = {"Allow": outcome.allow} if outcome.allow else None
+        extra = {"Allow": outcome.allow} if outcome.allow else {}
+        if outcome.retry_after:
+            extra["Retry-After"] = str(outcome.retry_after)
         await self._send(send, status, media, outcome.body, extra)
 
     async def _run(
         self, params: RequestParams, client: Client, method: str, context: Context
     ) -> Outcome:
-        query = self.runner.resolve_query(params, client)
-        if isinstance(query, Outcome):
-            return query
-        prepared = self.runner.prepare(query, params, client, method=method)
-        if isinstance(prepared, Outcome):
-            return prepared
-        document, _operation = prepared
-        return await self.runner.execute(document, params, context)
+        return await self.runner.run(params, client, context, transport=method)
 
     def _graphiql(self, request: Request) -> Response:
         authorization = request.headers.get("authorization")
@@ -376,12 +395,23 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
             raise too_large
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
-        return b"".join(chunks)
+        seconds = self.limits.body_seconds
+        with anyio.move_on_after(seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+            return b"".join(chunks)
+        raise _HTTPFailure(
+            408,
+            CodedError(
+                ErrorCode.VALIDATION_FAILED,
+                f"The request body did not arrive within {seconds} s; send it at once.",
+                extensions={"limit": "body_seconds", "max": seconds},
+            ),
+            {"Connection": "close"},
+        )
 
     def _params(self, raw: Any) -> RequestParams:
         if not isinstance(raw, dict):
@@ -408,7 +438,10 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
         body: Any,
         headers: dict[str, str] | None = None,
     ) -> None:
-        content = orjson.dumps(body)
+        try:
+            content = orjson.dumps(body)
+        except TypeError:  # an integer past 64 bits in an answer: the slow encoder copes
+            content = json.dumps(body, default=str, separators=(",", ":")).encode()
         raw_headers = [
             (b"content-type", f"{media}; charset=utf-8".encode()),
             (b"content-length", str(len(content)).encode()),

@@ -78,6 +78,8 @@ class Authenticator:
             graphiql=issuer.graphiql,
             persisted_only=issuer.persisted_only,
             via="jwt",
+            requests_per_minute=issuer.requests_per_minute,
+            cost_per_minute=issuer.cost_per_minute,
         )
 
     @staticmethod

@@ -40,8 +40,9 @@ from gateway.graphql.errors import CodedError, ErrorCode, from_system_error
 from gateway.graphql.execution import executor_class
 from gateway.graphql.limits import Analysis, analyze, check_limits
 from gateway.graphql.persisted import PersistedOperations, sha256_hex
+from gateway.graphql.ratelimit import OverBudget, RateLimiter
 
-__all__ = ["OperationRunner", "Outcome", "RequestParams", "format_error"]
+__all__ = ["OperationRunner", "Outcome", "RequestParams", "format_error", "throttled_outcome"]
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,22 @@ class Outcome:
     request_error: bool = False
     status: int | None = None
     allow: str | None = None
+    #: seconds to wait before retrying (THROTTLED: HTTP 429 with Retry-After)
+    retry_after: int | None = None
 
 
 def _request_error(error: GraphQLError, *, status: int | None = None) -> Outcome:
     return Outcome({"errors": [format_error(error)]}, request_error=True, status=status)
+
+
+def throttled_outcome(throttled: OverBudget) -> Outcome:
+    """The answer to a client over its rate limit: 429 with Retry-After."""
+    return Outcome(
+        {"errors": [throttled.error.formatted]},
+        request_error=True,
+        status=429,
+        retry_after=throttled.retry_after,
+    )
 
 
 def format_error(error: GraphQLError, correlation_id: str | None = None) -> dict[str, Any]:
@@ -171,7 +184,12 @@ class _DocumentCache:
 
 
 class OperationRunner:
-    """Runs GraphQL operations for authenticated clients against one strawberry schema."""
+    """Runs GraphQL operations for authenticated clients against one strawberry schema.
+
+    Every transport (GET, POST, graphql-transport-ws) goes through ``admit`` (persisted
+    operations, persisted-only clients, method, limits, cost budget, validation) and then
+    ``execute`` (or a subscription's source stream), so none can skip a check.
+    """
 
     def __init__(
         self,
@@ -180,8 +198,10 @@ class OperationRunner:
         limits: QueryLimits,
         persisted: PersistedOperations | None = None,
         cache_size: int = 1000,
+        rates: RateLimiter | None = None,
     ) -> None:
         self.schema = schema
+        self.rates = rates or RateLimiter()
         self.graphql_schema: GraphQLSchema = schema._schema
         self.limits = limits
         self.persisted = persisted or PersistedOperations()
@@ -287,10 +307,31 @@ class OperationRunner:
             )
         return query
 
+    def admit(
+        self, params: RequestParams, client: Client, *, transport: str
+    ) -> tuple[DocumentNode, OperationDefinitionNode] | Outcome:
+        """Every check before an operation runs, for ``transport`` "GET", "POST" or "WS"
+        (graphql-transport-ws, where subscriptions are allowed)."""
+        query = self.resolve_query(params, client)
+        if isinstance(query, Outcome):
+            return query
+        return self.prepare(query, params, client, method=transport)
+
+    async def run(
+        self, params: RequestParams, client: Client, context: Context, *, transport: str
+    ) -> Outcome:
+        """Admit and execute one query or mutation."""
+        prepared = self.admit(params, client, transport=transport)
+        if isinstance(prepared, Outcome):
+            return prepared
+        document, _operation = prepared
+        return await self.execute(document, params, context)
+
     def prepare(
         self, query: str, params: RequestParams, client: Client, *, method: str
     ) -> tuple[DocumentNode, OperationDefinitionNode] | Outcome:
-        """Parse, pick the operation, check method and limits, validate (cached)."""
+        """Parse, pick the operation, check method, limits and the client's cost budget,
+        validate (cached)."""
         document = self._documents.parse(query)
         if isinstance(document, GraphQLError):
             return _request_error(document)
@@ -319,7 +360,7 @@ class OperationRunner:
                 status=405,
                 allow="POST",
             )
-        if operation.operation is OperationType.SUBSCRIPTION:
+        if operation.operation is OperationType.SUBSCRIPTION and method != "WS":
             return _request_error(
                 CodedError(
                     ErrorCode.VALIDATION_FAILED,
@@ -327,8 +368,9 @@ class OperationRunner:
                     "on this same path.",
                 )
             )
+        analysis = self._analysis(query, document, operation, params)
         try:
-            check_limits(self._analysis(query, document, operation, params), self.limits, client)
+            check_limits(analysis, self.limits, client)
         except CodedError as exc:
             return _request_error(exc)
         errors = self._documents.validate(document)
@@ -337,6 +379,10 @@ class OperationRunner:
                 {"errors": [format_error(e) for e in errors]},
                 request_error=True,
             )
+        try:
+            self.rates.cost(client, analysis.cost)
+        except OverBudget as throttled:
+            return throttled_outcome(throttled)
         return document, operation
 
     async def execute(

@@ -9,6 +9,16 @@ one counts as ``default_list_size``; the ``edges``/``nodes`` of a connection cou
 since their connection field already multiplied). Token count is enforced by the parser
 (``max_tokens``) and body size and batch size by the HTTP layer; all answer
 ``QUERY_TOO_COMPLEX``.
+
+Introspection (``__schema``, ``__type``) is measured on its own: standard introspection
+queries (graphql-core's ``get_introspection_query()``, GraphiQL's) nest deeper than
+``max_depth`` and fan out over every type, so their selections count toward neither depth
+nor cost. What bounds them instead is their shape: at most ``max_introspection_lists``
+list fields along any path (``types { fields { args } }`` is 3: what the standard queries
+need) and at most ``max_introspection_of_type`` ``ofType`` levels (the standard queries
+use 7 to 9). Anything deeper (fields of fields, ofType towers) is an introspection bomb
+and answers ``QUERY_TOO_COMPLEX``; aliases count toward ``max_aliases`` everywhere, so
+an alias fan-out is refused as before.
 """
 
 from __future__ import annotations
@@ -44,6 +54,12 @@ __all__ = ["Analysis", "analyze", "check_limits"]
 
 _INTROSPECTION_ROOTS = frozenset({"__schema", "__type"})
 _PAGE_ARGS = ("first", "last")
+_MAX_MULTIPLIER = 1_000_000
+#: introspection fields that return lists (of types, fields, arguments, ...)
+_INTROSPECTION_LISTS = frozenset(
+    {"types", "fields", "inputFields", "interfaces", "possibleTypes", "enumValues", "args"}
+)
+_INTROSPECTION_LISTS |= {"directives", "locations"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +70,10 @@ class Analysis:
     aliases: int
     cost: int
     introspection: bool
+    #: the most introspection list fields along one path (types > fields > args: 3)
+    introspection_lists: int = 0
+    #: the most ``ofType`` levels along one introspection path
+    introspection_of_type: int = 0
 
 
 class _Walker:
@@ -69,8 +89,12 @@ class _Walker:
         self.variables = variables
         self.default_list_size = default_list_size
         self.introspection = False
+        self.introspection_lists = 0
+        self.introspection_of_type = 0
         self._memo: dict[str, tuple[int, int, int]] = {}
         self._active: set[str] = set()
+        self._shape_memo: dict[str, tuple[int, int, int]] = {}
+        self._shape_active: set[str] = set()
 
     def selection_set(
         self, node: SelectionSetNode, parent: GraphQLNamedType | None
@@ -112,6 +136,13 @@ class _Walker:
         name = node.name.value
         if name in _INTROSPECTION_ROOTS:
             self.introspection = True
+            lists, of_type, inner_aliases = (
+                self.shape(node.selection_set) if node.selection_set else (0, 0, 0)
+            )
+            self.introspection_lists = max(self.introspection_lists, lists)
+            self.introspection_of_type = max(self.introspection_of_type, of_type)
+            # measured by its shape instead: one level, one unit of cost
+            return 1, aliases + inner_aliases, 1
         definition: GraphQLField | None = None
         if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
             definition = parent.fields.get(name)
@@ -122,6 +153,43 @@ class _Walker:
         d, a, c = self.selection_set(node.selection_set, child)
         multiplier = self.multiplier(node, definition, parent)
         return d + 1, aliases + a, 1 + multiplier * c
+
+    def shape(self, node: SelectionSetNode) -> tuple[int, int, int]:
+        """(list fields, ofType levels, aliases) at most along one path of an
+        introspection selection; fragments are measured once each."""
+        lists = of_type = aliases = 0
+        for selection in node.selections:
+            if isinstance(selection, FieldNode):
+                name = selection.name.value
+                if selection.alias:
+                    aliases += 1
+                if selection.selection_set is None:
+                    continue
+                sub_lists, sub_of_type, sub_aliases = self.shape(selection.selection_set)
+                sub_lists += 1 if name in _INTROSPECTION_LISTS else 0
+                sub_of_type += 1 if name == "ofType" else 0
+            elif isinstance(selection, InlineFragmentNode):
+                sub_lists, sub_of_type, sub_aliases = self.shape(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                sub_lists, sub_of_type, sub_aliases = self.shape_spread(selection.name.value)
+            else:  # pragma: no cover - graphql-core has no other selection kinds
+                continue
+            lists = max(lists, sub_lists)
+            of_type = max(of_type, sub_of_type)
+            aliases += sub_aliases
+        return lists, of_type, aliases
+
+    def shape_spread(self, name: str) -> tuple[int, int, int]:
+        if name in self._shape_memo:
+            return self._shape_memo[name]
+        fragment = self.fragments.get(name)
+        if fragment is None or name in self._shape_active:
+            return 0, 0, 0  # unknown or cyclic: validation reports it
+        self._shape_active.add(name)
+        result = self.shape(fragment.selection_set)
+        self._shape_active.discard(name)
+        self._shape_memo[name] = result
+        return result
 
     def multiplier(
         self, node: FieldNode, definition: GraphQLField | None, parent: GraphQLNamedType | None
@@ -134,7 +202,9 @@ class _Walker:
                 elif isinstance(argument.value, VariableNode):
                     value = self.variables.get(argument.value.name.value)
                 if isinstance(value, int) and not isinstance(value, bool):
-                    return max(1, value)
+                    # capped: a page size of 10**20 is refused for cost all the same, and
+                    # the figure must still fit the JSON answer's 64-bit integers
+                    return min(max(1, value), _MAX_MULTIPLIER)
                 return self.default_list_size
         if definition is None:
             return 1
@@ -167,7 +237,14 @@ def analyze(
     walker = _Walker(schema, fragments, variables or {}, default_list_size)
     root = schema.get_root_type(operation.operation)
     depth, aliases, cost = walker.selection_set(operation.selection_set, root)
-    return Analysis(depth=depth, aliases=aliases, cost=cost, introspection=walker.introspection)
+    return Analysis(
+        depth=depth,
+        aliases=aliases,
+        cost=cost,
+        introspection=walker.introspection,
+        introspection_lists=walker.introspection_lists,
+        introspection_of_type=walker.introspection_of_type,
+    )
 
 
 def _too_complex(message: str, **extensions: Any) -> CodedError:
@@ -199,6 +276,23 @@ def check_limits(analysis: Analysis, limits: QueryLimits, client: Client) -> Non
             limit="cost",
             value=analysis.cost,
             max=limits.max_cost,
+        )
+    if analysis.introspection_lists > limits.max_introspection_lists:
+        raise _too_complex(
+            f"Introspection nests {analysis.introspection_lists} lists (types, fields, "
+            f"args ...), more than the limit of {limits.max_introspection_lists}; the "
+            "standard introspection query needs 3.",
+            limit="introspection_lists",
+            value=analysis.introspection_lists,
+            max=limits.max_introspection_lists,
+        )
+    if analysis.introspection_of_type > limits.max_introspection_of_type:
+        raise _too_complex(
+            f"Introspection nests {analysis.introspection_of_type} ofType levels, more than "
+            f"the limit of {limits.max_introspection_of_type}.",
+            limit="introspection_of_type",
+            value=analysis.introspection_of_type,
+            max=limits.max_introspection_of_type,
         )
     if analysis.introspection and not client.introspection:
         raise CodedError(

@@ -7,8 +7,11 @@ The GraphQL ``Query`` type adds ``operation(id:)`` and ``deadLetters`` by inheri
     class Query(OperationQueries, ...):
         ...
 
-``operation`` needs the ``operation:read`` scope; ``deadLetters`` the ``deadletter:replay``
-scope (operators only: dead letters show message payloads).
+``operation`` needs the ``operation:read`` scope, and shows a client only the operations
+it started (API key and JWT clients alike: the owner is the client id the mutation was
+accepted under); a client with the ``ops`` scope sees every operation. Someone else's
+operation reads as unknown (null), so ids cannot be probed. ``deadLetters`` needs the
+``deadletter:replay`` scope (operators only: dead letters show message payloads).
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from gateway.canonical import System
+from gateway.governance.clients import Client
 from gateway.graphql.context import require_scope
 from gateway.graphql.errors import CodedError, ErrorCode
 from gateway.graphql.types import SystemName
-from gateway.processes.views import DeadLetterView, OperationView, StepView, load_operation_view
+from gateway.processes.views import DeadLetterView, OperationView, StepView, operation_view
 from gateway.store import MessageStatus
 
 # ``System`` is exposed as the ``SystemName`` enum by gateway.graphql.types
@@ -40,6 +44,7 @@ __all__ = [
     "OperationStatus",
     "OperationStep",
     "load_operation",
+    "may_see_operation",
     "typed",
 ]
 
@@ -178,12 +183,20 @@ class DeadLetterConnection:
     next_cursor: str | None = strawberry.field(description="Pass as after: for the next page.")
 
 
+def may_see_operation(client: Client, owner: str) -> bool:
+    """Operations are visible to the client that started them and to operators."""
+    return client.id == owner or client.has_scope("ops")
+
+
 async def load_operation(info: Info[Any, Any], operation_id: str) -> Operation | None:
-    """The operation as it stands now, or ``None``."""
-    store = info.context.runtime.store
-    async with store.reader() as reader:
-        view = await load_operation_view(reader, operation_id)
-    return Operation.from_view(view) if view else None
+    """The operation as it stands now, or ``None`` (unknown, or not the caller's)."""
+    context = info.context
+    async with context.runtime.store.reader() as reader:
+        operation = await reader.get_operation(operation_id)
+        if operation is None or not may_see_operation(context.client, operation.client_id):
+            return None
+        view = operation_view(operation, await reader.get_steps(operation_id))
+    return Operation.from_view(view)
 
 
 @strawberry.type

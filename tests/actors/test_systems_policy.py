@@ -89,10 +89,10 @@ def broken(tmp_path: Path, old: str, new: str) -> Path:
             "missing",
         ),
         (
-            'credentials = { username = "sandbox", password = "sandbox" }',
-            'credentials = { username = "sandbox" }',
-            "systems.erp.credentials",
-            "missing password",
+            'sandbox_credentials = { username = "sandbox", password = "sandbox" }',
+            'sandbox_credentials = { username = "sandbox" }',
+            "systems.erp.credentials_env",
+            "no erp password: set the environment variable CROSSWALK_ERP_PASSWORD",
         ),
         (
             'base_url = "http://127.0.0.1:8101"',

@@ -84,6 +84,16 @@ def test_up_starts_answers_and_stops_cleanly(tmp_path: Path, stop_signal: signal
         text = "".join(output)
         assert "Crosswalk is up." in text, text
         assert "demo-portal-key" in text
+        # the sandbox profile says loudly, before anything starts, that it uses demo secrets
+        assert text.index("SANDBOX PROFILE") < text.index("Crosswalk is up.")
+        assert "DEMO SECRETS" in text
+        # /readyz's details and /metrics are for ops
+        base = f"http://127.0.0.1:{ports['gw']}"
+        _wait_for(lambda: httpx.get(f"{base}/readyz").status_code == 200, 30, "readyz")
+        assert httpx.get(f"{base}/metrics").status_code == 401
+        ops = {"Authorization": "Bearer demo-ops-key"}
+        assert "crosswalk_" in httpx.get(f"{base}/metrics", headers=ops).text
+        assert "systems" in httpx.get(f"{base}/readyz", headers=ops).json()
         children = _children(proc.pid)
         assert len(children) >= 5, children
 

@@ -103,6 +103,7 @@ def _gateway_cmd(tmp: Path, port: int, policies: Path, ports: dict[str, int]) ->
         "--store", f"sqlite:///{tmp / 'gw.db'}",
         "--policies", str(policies),
         "--var-dir", str(tmp / "var"),
+        "--profile", "sandbox",
         *(f"--{s}-url=http://127.0.0.1:{ports[s]}" for s in ("erp", "billing", "crm", "support")),
     ]  # fmt: skip
 

@@ -92,7 +92,7 @@ def test_every_flow_over_http_with_the_widget_key(tmp_path: Path) -> None:
     gateway_cmd = [
         sys.executable, "-m", "gateway.cli", "serve", "--port", str(port),
         "--store", f"sqlite:///{tmp_path / 'gw.db'}", "--var-dir", str(tmp_path / "var"),
-        "--policies", str(ROOT / "policies"),
+        "--policies", str(ROOT / "policies"), "--profile", "sandbox",
         *(f"--{s}-url=http://127.0.0.1:{p}" for s, p in ports.items()),
     ]  # fmt: skip
     with _process(sandbox_cmd, tmp_path / "sandbox.log"):

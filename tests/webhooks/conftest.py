@@ -73,6 +73,7 @@ async def running_gateway(
         policies_dir=ROOT / "policies",
         dispatcher=False,
         discovery_interval=0,
+        profile="sandbox",
     )
     async with (
         serve(create_app(settings), port) as url,
