@@ -1,7 +1,9 @@
 """The ``crosswalk`` command (contract: DESIGN.md, "CLI").
 
     crosswalk up                      four sandbox systems + the gateway, seeded demo data
-    crosswalk serve                   the gateway alone
+                                      (sandbox profile: demo secrets from policies/)
+    crosswalk serve                   the gateway alone (production profile: every secret
+                                      from the environment; --profile sandbox)
     crosswalk sandbox                 the four sandbox systems alone
     crosswalk outbox status|dead|replay ID|--all
     crosswalk reconcile [--repair]

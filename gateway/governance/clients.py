@@ -70,6 +70,7 @@ from gateway.canonical import System
 from gateway.governance._toml import PolicyTable, read_policy
 
 __all__ = [
+    "OPS_SCOPES",
     "READ_SCOPES",
     "SCOPES",
     "WRITE_SCOPES",
@@ -93,8 +94,6 @@ READ_SCOPES: frozenset[str] = frozenset(
         "entitlement:read",
         "system:read",
         "operation:read",
-        # operators: every client's operations, /metrics and /readyz's details
-        "ops",
     }
 )
 WRITE_SCOPES: frozenset[str] = frozenset(
@@ -106,7 +105,9 @@ WRITE_SCOPES: frozenset[str] = frozenset(
         "deadletter:replay",
     }
 )
-SCOPES: frozenset[str] = READ_SCOPES | WRITE_SCOPES
+#: operators: every client's operations, /metrics and /readyz's details
+OPS_SCOPES: frozenset[str] = frozenset({"ops"})
+SCOPES: frozenset[str] = READ_SCOPES | WRITE_SCOPES | OPS_SCOPES
 
 #: a client's rate limits unless clients.toml says otherwise
 DEFAULT_REQUESTS_PER_MINUTE = 600

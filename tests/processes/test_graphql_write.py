@@ -105,8 +105,12 @@ async def test_close_opportunity_mutation_and_operation_query(
     assert other.errors[0].extensions["code"] == "IDEMPOTENCY_MISMATCH"
     async with dispatching(store, systems):
         await wait_for(store, op["id"])
-    seen = await run(runtime, OPERATION, {"id": op["id"]}, client=PORTAL)
+    seen = await run(runtime, OPERATION, {"id": op["id"]})
     assert seen.data["operation"]["status"] == "SUCCEEDED"
+    # another client's operation is not shown, not even that it exists
+    hidden = await run(runtime, OPERATION, {"id": op["id"]}, client=PORTAL)
+    assert hidden.errors is None
+    assert hidden.data["operation"] is None
 
 
 async def test_scope_and_validation_errors(runtime: Runtime, world: World, store: Store) -> None:
@@ -151,7 +155,7 @@ async def test_dead_letters_replay_and_subscription(
     seen: list[str] = []
     subscription = await SCHEMA.subscribe(
         f'subscription {{ operation(id: "{op_id}") {{ status steps {{ name status }} }} }}',
-        context_value=Context(runtime=runtime, client=PORTAL, correlation_id="sub"),
+        context_value=Context(runtime=runtime, client=WIDGET, correlation_id="sub"),
     )
     async with dispatching(store, systems), anyio.create_task_group() as tg:
 
