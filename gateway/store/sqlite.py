@@ -253,7 +253,20 @@ class SQLiteStore(Store):
     async def reader(self) -> AsyncIterator[Reader]:
         async with self._read_connection() as conn:
             # One read transaction: every query in the block sees the same snapshot.
-            await conn.execute("BEGIN")
+            # BEGIN is shielded: once queued it runs on the connection's thread even if
+            # this task is cancelled, and the ROLLBACK below must then always follow it,
+            # or the pooled connection is handed on inside a transaction. A shield does
+            # not stop a bare asyncio cancel, so a snapshot left open that way is closed
+            # here, by the connection's next reader (statements run in order on its
+            # thread, so by the time BEGIN fails the stray one has run).
+            with anyio.CancelScope(shield=True):
+                try:
+                    await conn.execute("BEGIN")
+                except sqlite3.OperationalError as exc:
+                    if "within a transaction" not in str(exc):
+                        raise
+                    await conn.execute("ROLLBACK")
+                    await conn.execute("BEGIN")
             try:
                 yield SQLiteReader(conn, self.clock)
             finally:

@@ -91,6 +91,21 @@ async def test_cancelled_transaction_rolls_back(store: Store) -> None:
         await create_operation(tx, "op-2")
 
 
+async def test_a_reader_cancelled_as_it_opens_leaves_its_connection_clean(
+    store: Store,
+) -> None:
+    # Cancelled while its snapshot is being opened, a reader must still close it: the
+    # next reader on the same pooled connection would otherwise fail to begin its own.
+    # the deadlines sweep across the reader's opening, so some land while BEGIN runs
+    for step in range(300):
+        with anyio.move_on_after(step * 2e-6):
+            async with store.reader() as reader:
+                await reader.get_operation("op_nope")
+    for _ in range(5):
+        async with store.reader() as reader:
+            assert await reader.get_operation("op_nope") is None
+
+
 async def test_reads_do_not_see_uncommitted_writes(store: Store) -> None:
     async with store.transaction() as tx:
         await create_operation(tx, "op-1")
