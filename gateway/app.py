@@ -1,4 +1,4 @@
-"""The gateway's HTTP surface (contract: DESIGN.md, "HTTP").
+"""The gateway's HTTP surface (a contract: the README's "What runs where" lists it).
 
 ``/graphql`` (GraphQL over HTTP, GraphiQL, graphql-transport-ws), ``/healthz`` (the
 process is alive), ``/readyz`` (the runtime is open: store and actors), ``/metrics``
@@ -32,6 +32,7 @@ from gateway.governance.clients import ClientsPolicy
 from gateway.governance.policies import Policies
 from gateway.graphql.auth import Authenticator
 from gateway.graphql.errors import CodedError, ErrorCode
+from gateway.graphql.ide import asset_response
 from gateway.observability.correlation import CorrelationMiddleware
 from gateway.observability.metrics import build_registry
 from gateway.runtime import Runtime, open_runtime
@@ -192,12 +193,16 @@ def create_app(
             finally:
                 holder.pop("runtime", None)
 
+    async def graphiql_asset(request: Request) -> Response:
+        return asset_response(request.path_params["name"])
+
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
+        Route("/graphql/assets/{name}", graphiql_asset, methods=["GET"]),
         Route(
             "/webhooks/{system}",
             webhook_endpoint(policies.webhooks, lambda: runtime().store),

@@ -43,7 +43,6 @@ from starlette.websockets import WebSocket
 from strawberry import Schema
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UnsetType
 
@@ -52,6 +51,7 @@ from gateway.graphql.auth import Authenticator
 from gateway.graphql.context import DEFAULT_DEADLINE_SECONDS, Context, RuntimeLike, current_time
 from gateway.graphql.errors import CodedError, ErrorCode
 from gateway.graphql.executor import OperationRunner, Outcome, RequestParams
+from gateway.graphql.ide import graphiql_page
 from gateway.graphql.identity import XRefCache
 from gateway.graphql.persisted import PersistedOperations
 from gateway.graphql.ratelimit import OverBudget, RateLimiter
@@ -164,7 +164,7 @@ class CrosswalkGraphQL(GraphQL[Context, None]):
         self.runner = OperationRunner(
             schema, limits=self.limits, persisted=persisted, rates=self.rates
         )
-        self._ide_html = get_graphql_ide_html("graphiql").encode()
+        self._ide_html = graphiql_page(clients)
         self.xref_cache = XRefCache()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

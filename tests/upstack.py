@@ -1,0 +1,81 @@
+"""`crosswalk up` as a real process on free ports, for tests that use the whole stack.
+
+    with running_up(tmp_path) as stack:
+        stack.base          # http://127.0.0.1:<gateway port>
+        stack.ports["erp"]  # the sandbox systems' ports
+        stack.output        # what it printed up to "Press Ctrl-C to stop."
+
+Leaving the block sends SIGINT and waits for the stack to stop (SIGKILL after 30 s).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+SYSTEMS = ("erp", "billing", "crm", "support")
+
+
+@dataclass
+class UpStack:
+    base: str
+    ports: dict[str, int]
+    output: str
+    var_dir: Path
+    #: everything the stack printed, appended as it runs
+    log: Path
+
+
+@contextmanager
+def running_up(tmp_path: Path, *, customers: int = 20) -> Iterator[UpStack]:
+    ports = {name: free_port() for name in ("gw", *SYSTEMS)}
+    var_dir = tmp_path / "var"
+    cmd = [
+        sys.executable, "-m", "gateway.cli", "up",
+        "--port", str(ports["gw"]),
+        "--var-dir", str(var_dir),
+        "--customers", str(customers),
+        *(f"--{s}-port={ports[s]}" for s in SYSTEMS),
+    ]  # fmt: skip
+    log_path = tmp_path / "up.log"
+    log = log_path.open("w")
+    # output goes to a file, not a pipe nobody drains once the stack is up
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            if "Press Ctrl-C to stop." in log_path.read_text():
+                break
+            time.sleep(0.1)
+        output = log_path.read_text()
+        assert "Crosswalk is up." in output, output
+        base = f"http://127.0.0.1:{ports['gw']}"
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{base}/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "the gateway never became ready"
+            time.sleep(0.1)
+        yield UpStack(base=base, ports=ports, output=output, var_dir=var_dir, log=log_path)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
