@@ -1,4 +1,4 @@
-"""The ``crosswalk`` command (contract: DESIGN.md, "CLI").
+"""The ``crosswalk`` command (a contract: scripts and operators rely on its names).
 
     crosswalk up                      four sandbox systems + the gateway, seeded demo data
                                       (sandbox profile: demo secrets from policies/)
@@ -113,7 +113,9 @@ def _parser() -> argparse.ArgumentParser:
     outbox.add_argument("--store", default=os.environ.get("CROSSWALK_STORE", ""))
     outbox.add_argument("--var-dir", type=Path, default=var_dir)
 
-    reconcile = sub.add_parser("reconcile", help="compare customers across the four systems")
+    reconcile = sub.add_parser(
+        "reconcile", help="(planned) compare customers across the four systems"
+    )
     reconcile.add_argument("--repair", action="store_true")
 
     pol = sub.add_parser("policies", help="validate the policy files")

@@ -389,8 +389,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     print(
-        "crosswalk: reconciliation is not built yet in this version; "
-        "see the open reconciliation issue",
+        "crosswalk: reconciliation is planned and not built yet in this version",
         file=sys.stderr,
     )
     return 2

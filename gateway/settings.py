@@ -7,7 +7,7 @@ variable                    default                      meaning
 ==========================  ===========================  ==================================
 CROSSWALK_HOST              127.0.0.1                    gateway bind address
 CROSSWALK_PORT              8000                         gateway port
-CROSSWALK_STORE             sqlite:///var/crosswalk.db   store URL (sqlite:/// or postgresql://)
+CROSSWALK_STORE             sqlite:///var/crosswalk.db   store URL (sqlite:///; postgres planned)
 CROSSWALK_POLICIES          policies                     policy folder
 CROSSWALK_VAR               var                          state folder (sandbox data, reports)
 CROSSWALK_PROFILE           production                   production: secrets from the

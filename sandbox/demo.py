@@ -5,7 +5,7 @@ in every sandbox process. Each vendor module renders its own part of it in its o
 shape; ``DemoData.manifest()`` lists the drift planted on purpose, so reconciliation can
 be checked against the truth.
 
-Links (SANDBOX-APIS.md, "Cross-reference keys"):
+Links (the vendors' own cross-reference keys):
 - ERP BusinessPartner ``bp`` (``"1000042"``) is the system of record;
 - CRM Account carries ``ERP_Customer_Id__c = bp``;
 - billing customer carries ``metadata[erp_bp] = bp`` and ``metadata[crm_account_id]``;

@@ -33,7 +33,7 @@ __all__ = [
     "check_tax_id",
 ]
 
-#: field -> owning system, used when ``policies/ownership.toml`` gives no answer (DESIGN.md:
+#: field -> owning system, used when ``policies/ownership.toml`` gives no answer (by design:
 #: legal data and terms from the ERP, sales data from the CRM, entitlements from support)
 DEFAULT_OWNERS: Mapping[str, str] = {
     "legal_name": "erp",

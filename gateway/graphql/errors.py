@@ -1,6 +1,6 @@
 """Coded GraphQL errors: every error the experience API reports carries ``extensions.code``.
 
-The codes are the contract of DESIGN.md (``ErrorCode``). Errors about one back-office
+The codes are part of the API contract (``ErrorCode``). Errors about one back-office
 system also carry ``extensions.system``. ``coded_error`` builds such a ``GraphQLError``;
 ``from_system_error`` turns an ``actors.errors`` exception into one.
 
@@ -28,7 +28,7 @@ __all__ = [
 
 
 class ErrorCode(enum.StrEnum):
-    """The values of ``extensions.code`` (DESIGN.md, contract)."""
+    """The values of ``extensions.code`` (contract: clients branch on them)."""
 
     UNAUTHENTICATED = "UNAUTHENTICATED"
     FORBIDDEN = "FORBIDDEN"

@@ -1,4 +1,4 @@
-"""``Mutation``: the governed writes (DESIGN.md names) and dead-letter replay.
+"""``Mutation``: the governed writes (names fixed by the schema contract) and dead-letter replay.
 
 Every write mutation: checks the client's scope, takes the Idempotency-Key from the
 ``Idempotency-Key`` header or the ``idempotencyKey`` argument, validates the input

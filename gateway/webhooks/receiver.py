@@ -1,4 +1,4 @@
-"""``POST /webhooks/{system}``: verify, deduplicate, record (contract: DESIGN.md, "Events in").
+"""``POST /webhooks/{system}``: verify, deduplicate, record (a contract with the senders).
 
 Answers, in the order they are checked:
 

@@ -2,7 +2,7 @@
 
     app = create_app(SandboxConfig.for_system("billing"))
 
-Speaks Stripe's wire format (SANDBOX-APIS.md, "Billing: Stripe API v1"): ``Bearer
+Speaks Stripe's wire format (API v1): ``Bearer
 sk_test_crosswalk`` (or Basic with the key as user name), form-encoded bodies with
 bracketed keys, ``{"object": "list"}`` pages newest first with ``starting_after`` /
 ``ending_before``, customer search, ``Idempotency-Key`` replay, Stripe's error bodies and

@@ -34,7 +34,7 @@ from sandbox.crm.seed import seed_crm
 
 __all__ = ["ACCESS_TOKEN", "CrmDialect", "create_app"]
 
-#: the sandbox org's session id (DESIGN.md, "Sandbox credentials")
+#: the sandbox org's session id (README, "The sandbox systems")
 ACCESS_TOKEN = "00DSANDBOX!crosswalk"
 _METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD"]
 _CODES = {

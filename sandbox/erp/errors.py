@@ -1,12 +1,12 @@
 """How the ERP sandbox says no: SAP Gateway's OData V2 error body, and its throttle answer.
 
-Body (SANDBOX-APIS.md)::
+Body (SAP Gateway's OData V2 error format)::
 
     {"error": {"code": "...", "message": {"lang": "en", "value": "..."},
                "innererror": {"errordetails": [{"code", "message", "propertyref", "severity"}]}}}
 
 Message codes are sandbox stand-ins in SAP's ``CLASS/NUMBER`` style. SAP has no 429: when
-throttled the sandbox answers 503 with ``Retry-After`` (SANDBOX-APIS.md).
+throttled the sandbox answers 503 with ``Retry-After``, as an SAP Gateway does.
 """
 
 from __future__ import annotations

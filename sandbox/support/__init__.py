@@ -2,7 +2,7 @@
 
     app = create_app(SandboxConfig.for_system("support"))
 
-Speaks the subset in SANDBOX-APIS.md ("Support: Zendesk Support API v2"): tickets,
+Speaks a subset of the Zendesk Support API v2: tickets,
 organizations (with ``create_or_update``, ``show_many``, ``search``, ``autocomplete``),
 users, SLA policies; cursor and offset pagination; Basic ``agent@example.com/token:sandbox``
 or Bearer ``sandbox``; ``X-Rate-Limit`` headers and 429 with ``Retry-After``;

@@ -45,7 +45,7 @@ __all__ = [
     "unauthorized",
 ]
 
-#: sandbox credentials (DESIGN.md, "Sandbox credentials"): Basic agent@example.com/token:sandbox
+#: sandbox credentials (README, "The sandbox systems"): Basic agent@example.com/token:sandbox
 AGENT_EMAIL = "agent@example.com"
 API_TOKEN = "sandbox"
 _BASIC = f"{AGENT_EMAIL}/token:{API_TOKEN}".encode()
