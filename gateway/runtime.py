@@ -12,13 +12,15 @@ key and reason), then the store (migrations run), then the actors; background pr
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio
+from anyio.abc import TaskStatus
 
 from actors import Systems
 from actors.systems import ConnectorFactory
@@ -35,6 +37,9 @@ log = logging.getLogger(__name__)
 
 #: how long background processes may take to finish what they hold at shutdown
 SHUTDOWN_GRACE = 10.0
+#: a crashed background task is restarted after this back-off, doubled per crash in a row
+RESTART_FIRST_DELAY = 1.0
+RESTART_MAX_DELAY = 60.0
 
 
 @dataclass(slots=True)
@@ -48,22 +53,77 @@ class Runtime:
     ready: bool = False
 
 
-async def _discovery_loop(runtime: Runtime, scope: anyio.CancelScope) -> None:
+async def _discovery(runtime: Runtime, scope: anyio.CancelScope) -> None:
+    # shutdown cancels the supervisor and the loop it restarts together, through ``scope``
+    with scope:
+        await supervise("discovery", functools.partial(_discovery_loop, runtime))
+
+
+class _StartedOnce(TaskStatus[None]):
+    """Passes the first ``started()`` on; a restarted task's later ones are no news."""
+
+    def __init__(self, status: TaskStatus[None]) -> None:
+        self._status = status
+        self._done = False
+
+    def started(self, value: None = None) -> None:
+        if not self._done:
+            self._done = True
+            self._status.started()
+
+
+async def _dispatching(
+    dispatcher: Dispatcher, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """The dispatcher, restarted if it crashes; ready once its first run is up."""
+    status = _StartedOnce(task_status)
+    await supervise("outbox dispatcher", lambda: dispatcher.run(task_status=status))
+
+
+async def _discovery_loop(runtime: Runtime) -> None:
     """Keep the cross-reference registry filled: at start, then every interval.
 
     Runs at BATCH priority, so a portal's reads always go first; a system that is down is
-    simply tried again next round. Shutdown cancels it through ``scope`` at once (a
-    partial round loses nothing: every link it made is its own transaction).
+    simply tried again next round. Shutdown cancels it at once (a partial round loses
+    nothing: every link it made is its own transaction).
     """
     interval = runtime.settings.discovery_interval
-    with scope:
-        while True:
-            report = await discover(runtime.store, runtime.systems)
-            for system, reason in report.failed.items():
-                log.warning("discovery could not list %s customers: %s", system, reason)
-            if interval <= 0:
-                return
-            await anyio.sleep(interval)
+    while True:
+        report = await discover(runtime.store, runtime.systems)
+        for system, reason in report.failed.items():
+            log.warning("discovery could not list %s customers: %s", system, reason)
+        if interval <= 0:
+            return
+        await anyio.sleep(interval)
+
+
+async def supervise(
+    name: str,
+    run: Callable[[], Awaitable[None]],
+    *,
+    first_delay: float = RESTART_FIRST_DELAY,
+    max_delay: float = RESTART_MAX_DELAY,
+) -> None:
+    """Run a background task until it returns; restart it whenever it crashes.
+
+    A crash is logged with its traceback and the task started again after a back-off
+    that doubles per crash in a row, up to ``max_delay``; a run that lasted longer than
+    ``max_delay`` resets it. Without this, one failed step (a discovery that raised at
+    start) ended the runtime's task group while the process kept serving: /healthz 200,
+    /readyz 503, for ever. Cancellation is not a crash and passes through.
+    """
+    delay = first_delay
+    while True:
+        began = anyio.current_time()
+        try:
+            await run()
+            return
+        except Exception:  # the supervision boundary: any crash restarts the task
+            log.exception("%s crashed; restarting in %.1f s", name, delay)
+        if anyio.current_time() - began > max_delay:
+            delay = first_delay
+        await anyio.sleep(delay)
+        delay = min(delay * 2, max_delay)
 
 
 @asynccontextmanager
@@ -84,9 +144,9 @@ async def open_runtime(
         dispatcher: Dispatcher | None = None
         if settings.dispatcher:
             dispatcher = Dispatcher(store, systems, policy=policies.outbox.dispatcher)
-            await tg.start(dispatcher.run)
+            await tg.start(_dispatching, dispatcher)
         discovery = anyio.CancelScope()
-        tg.start_soon(_discovery_loop, runtime, discovery, name="discovery")
+        tg.start_soon(_discovery, runtime, discovery, name="discovery")
         runtime.ready = True
         try:
             yield runtime
