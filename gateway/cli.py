@@ -5,7 +5,7 @@
     crosswalk serve                   the gateway alone (production profile: every secret
                                       from the environment; --profile sandbox)
     crosswalk sandbox                 the four sandbox systems alone
-    crosswalk outbox status|dead|replay ID|--all
+    crosswalk outbox status|dead|replay ID|--all|discard ID --reason R
     crosswalk reconcile [--repair]
     crosswalk policies check
     crosswalk schema export|check
@@ -106,9 +106,10 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--no-webhooks", action="store_true", help="push no events")
     _add_sandbox_flags(sandbox)
 
-    outbox = sub.add_parser("outbox", help="inspect the outbox and replay dead letters")
-    outbox.add_argument("action", choices=("status", "dead", "replay"))
-    outbox.add_argument("id", nargs="?", type=int, help="dead letter id to replay")
+    outbox = sub.add_parser("outbox", help="inspect the outbox, replay or discard dead letters")
+    outbox.add_argument("action", choices=("status", "dead", "replay", "discard"))
+    outbox.add_argument("id", nargs="?", type=int, help="dead letter id to replay or discard")
+    outbox.add_argument("--reason", help="why a dead letter is discarded (kept in the audit)")
     outbox.add_argument("--all", action="store_true", help="replay every dead letter")
     outbox.add_argument("--store", default=os.environ.get("CROSSWALK_STORE", ""))
     outbox.add_argument("--var-dir", type=Path, default=var_dir)

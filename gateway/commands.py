@@ -374,6 +374,12 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     if args.action == "replay" and args.id is None and not args.all:
         print("crosswalk: outbox replay needs a dead letter ID or --all", file=sys.stderr)
         return 2
+    if args.action == "discard" and (args.id is None or not (args.reason or "").strip()):
+        print(
+            'crosswalk: outbox discard needs a dead letter ID and --reason "why"',
+            file=sys.stderr,
+        )
+        return 2
 
     async def run() -> str:
         async with open_store(url) as store:
@@ -381,6 +387,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
                 return await outbox_cli.status(store)
             if args.action == "dead":
                 return await outbox_cli.dead(store)
+            if args.action == "discard":
+                return await outbox_cli.discard(store, args.id, reason=args.reason)
             return await outbox_cli.replay(store, args.id, all=args.all)
 
     print(anyio.run(run))

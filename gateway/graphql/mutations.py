@@ -25,7 +25,7 @@ from gateway.processes.commands import write_path_for
 from gateway.processes.context import Caller
 from gateway.processes.errors import CommandError, ValidationFailed
 from gateway.processes.flows import COMMANDS
-from gateway.processes.replay import replay_dead_letter
+from gateway.processes.replay import discard_dead_letter, replay_dead_letter
 
 __all__ = [
     "CloseOpportunityInput",
@@ -131,6 +131,28 @@ class ReplayResult:
     )
     dead_letter_id: strawberry.ID = strawberry.field(description="The message replayed.")
     operation: Operation | None = strawberry.field(description="Its operation, as it now stands.")
+
+
+@strawberry.type(description="The outcome of discarding a dead letter.")
+class DiscardResult:
+    discarded: bool = strawberry.field(
+        description="False if the message was not a dead letter (already handled or unknown)."
+    )
+    dead_letter_id: strawberry.ID = strawberry.field(description="The message discarded.")
+    operation: Operation | None = strawberry.field(
+        description="Its operation, as it now stands (FAILED once its step is discarded)."
+    )
+
+
+def _dead_letter_id(id: strawberry.ID) -> int:
+    try:
+        return int(id)
+    except ValueError:
+        raise CodedError(
+            ErrorCode.VALIDATION_FAILED,
+            f"{id!r} is not a dead letter id (see Query.deadLetters).",
+            extensions={"fields": [{"field": "id", "reason": "not a dead letter id"}]},
+        ) from None
 
 
 def input_to_json(value: Any) -> Any:
@@ -277,17 +299,37 @@ class Mutation:
     )
     async def replay_dead_letter(self, info: Info[Any, Any], id: strawberry.ID) -> ReplayResult:
         context = require_scope(info, "deadletter:replay")
-        try:
-            message_id = int(id)
-        except ValueError:
-            raise CodedError(
-                ErrorCode.VALIDATION_FAILED,
-                f"{id!r} is not a dead letter id (see Query.deadLetters).",
-                extensions={"fields": [{"field": "id", "reason": "not a dead letter id"}]},
-            ) from None
+        message_id = _dead_letter_id(id)
         replayed, view = await replay_dead_letter(context.runtime.store, message_id)
         return ReplayResult(
             replayed=replayed,
+            dead_letter_id=id,
+            operation=Operation.from_view(view) if view else None,
+        )
+
+    @typed(
+        strawberry.mutation(
+            description="Give up a dead letter for good (needs ops): its customer's queue "
+            "moves on and its operation ends FAILED; nothing is undone in the systems. "
+            "The reason is kept in the audit trail with the client that discarded it."
+        )
+    )
+    async def discard_dead_letter(
+        self, info: Info[Any, Any], id: strawberry.ID, reason: str
+    ) -> DiscardResult:
+        context = require_scope(info, "ops")
+        message_id = _dead_letter_id(id)
+        if not reason.strip():
+            raise CodedError(
+                ErrorCode.VALIDATION_FAILED,
+                "A discard needs a reason: say why the step must not be retried.",
+                extensions={"fields": [{"field": "reason", "reason": "empty"}]},
+            )
+        discarded, view = await discard_dead_letter(
+            context.runtime.store, message_id, actor=context.client.id, reason=reason
+        )
+        return DiscardResult(
+            discarded=discarded,
             dead_letter_id=id,
             operation=Operation.from_view(view) if view else None,
         )

@@ -1,14 +1,14 @@
-"""``crosswalk outbox status|dead|replay ID|--all``: text reports for operators.
+"""``crosswalk outbox status|dead|replay ID|--all|discard ID --reason R``: for operators.
 
 Each function takes an open store and answers the text to print.
 """
 
 from __future__ import annotations
 
-from gateway.processes.replay import replay_all, replay_dead_letter
+from gateway.processes.replay import discard_dead_letter, replay_all, replay_dead_letter
 from gateway.store import MessageStatus, Store
 
-__all__ = ["dead", "replay", "status"]
+__all__ = ["dead", "discard", "replay", "status"]
 
 
 async def status(store: Store) -> str:
@@ -64,3 +64,14 @@ async def replay(store: Store, message_id: int | None, *, all: bool = False) -> 
         return f"message {message_id} is not a dead letter (see crosswalk outbox dead)"
     where = f"; operation {view.id} is {view.status}" if view else ""
     return f"replayed dead letter {message_id}{where}"
+
+
+async def discard(store: Store, message_id: int, *, reason: str) -> str:
+    """Discard one dead letter: its operation ends FAILED, with the reason audited."""
+    discarded, view = await discard_dead_letter(
+        store, message_id, actor="operator (cli)", reason=reason
+    )
+    if not discarded:
+        return f"message {message_id} is not a dead letter (see crosswalk outbox dead)"
+    where = f"; operation {view.id} is {view.status}" if view else ""
+    return f"discarded dead letter {message_id}{where}"

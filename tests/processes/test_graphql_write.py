@@ -181,3 +181,61 @@ async def test_dead_letters_replay_and_subscription(
     assert seen[0] == "PENDING"
     assert "NEEDS_ATTENTION" in seen
     assert seen[-1] == "SUCCEEDED"
+
+
+DISCARD = """mutation($id: ID!, $reason: String!) {
+  discardDeadLetter(id: $id, reason: $reason) {
+    discarded operation { status reason steps { name status } }
+  }
+}"""
+
+
+async def test_discarding_a_dead_letter_fails_its_operation_and_unblocks_the_customer(
+    runtime: Runtime, world: World, store: Store, systems: FakeSystems
+) -> None:
+    world.add_opportunity("006X", "1000002")
+    world.add_opportunity("006Y", "1000002")
+    systems[System.CRM].fail(
+        lambda msg: Rejected("crm", "field locked")
+        if isinstance(msg, m.UpdateOpportunity)
+        else None,
+        times=1,
+    )
+    first = await run(runtime, CLOSE, {"input": {"opportunityId": "006X"}, "key": "x-1"})
+    op_id = first.data["closeOpportunity"]["id"]
+    async with dispatching(store, systems):
+        await wait_for(store, op_id, (OperationStatus.NEEDS_ATTENTION,))
+        # the same customer's next operation waits behind the dead letter
+        second = await run(runtime, CLOSE, {"input": {"opportunityId": "006Y"}, "key": "y-1"})
+        second_id = second.data["closeOpportunity"]["id"]
+        dead = (await run(runtime, DEAD, client=OPS)).data["deadLetters"]["items"]
+        dead_id = dead[0]["id"]
+        # a widget may replay but not discard; a discard needs a reason
+        forbidden = await run(runtime, DISCARD, {"id": dead_id, "reason": "x"})
+        assert forbidden.errors[0].extensions["code"] == "FORBIDDEN"
+        empty = await run(runtime, DISCARD, {"id": dead_id, "reason": "  "}, client=OPS)
+        assert empty.errors[0].extensions["code"] == "VALIDATION_FAILED"
+        assert (await store.list_dead()) != []
+        answer = await run(
+            runtime, DISCARD, {"id": dead_id, "reason": "stamped by hand in the CRM"}, client=OPS
+        )
+        assert answer.errors is None, answer.errors
+        result = answer.data["discardDeadLetter"]
+        assert result["discarded"] is True
+        assert result["operation"]["status"] == "FAILED"
+        assert "stamped by hand in the CRM" in result["operation"]["reason"]
+        steps = {s["name"]: s["status"] for s in result["operation"]["steps"]}
+        assert steps["crm_stamp"] == "FAILED"
+        assert steps["erp_order"] == "SUCCEEDED"
+        # the customer's queue moves on
+        await wait_for(store, second_id)
+    again = await run(runtime, DISCARD, {"id": dead_id, "reason": "twice"}, client=OPS)
+    assert again.data["discardDeadLetter"]["discarded"] is False
+    audit = [
+        e
+        for e in await store.audit_for_subject(f"operation:{op_id}")
+        if e.action == "outbox.discard"
+    ]
+    assert len(audit) == 1
+    assert audit[0].actor == "demo-ops"
+    assert audit[0].detail["reason"] == "stamped by hand in the CRM"
