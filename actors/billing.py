@@ -309,13 +309,14 @@ class BillingConnector(HttpConnector):
         """Every object of a list endpoint, page by page with ``starting_after``."""
         items: list[dict[str, Any]] = []
         query = {**params, "limit": 100}
-        while True:
+        for _ in range(self.endpoint.max_pages):
             page = await self._call("GET", path, params=query)
             data = _list_data(page, path)
             items.extend(data)
             if not page.get("has_more") or not data:
                 return items
             query["starting_after"] = data[-1]["id"]
+        raise self.paging_limit(f"GET {path}")
 
     # ------------------------------------------------------------------ customers
 

@@ -12,20 +12,23 @@ for the read fan-out). It stays behind this module: nothing outside ``actors/`` 
 
 from __future__ import annotations
 
+import email.utils
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 import aiohttp
 import orjson
 
-from actors.errors import MalformedResponse, SystemTimeout, SystemUnavailable
+from actors.errors import LimitExceeded, MalformedResponse, SystemTimeout, SystemUnavailable
 from actors.messages import Message
 from gateway.canonical import System
 
-__all__ = ["Connector", "Endpoint", "HttpConnector", "Response"]
+__all__ = ["Connector", "Endpoint", "HttpConnector", "Response", "retry_after_seconds"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,12 @@ class Endpoint:
     credentials: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 5.0  # seconds per HTTP call, on top of the caller's deadline
     max_connections: int = 64
+    #: the largest answer body read; a larger one is refused with LimitExceeded
+    max_body_bytes: int = 8 * 1024 * 1024
+    #: the most pages one paging walk follows; past it, LimitExceeded
+    max_pages: int = 1000
+    #: the longest vendor pause (Retry-After) obeyed, in seconds; longer ones are capped
+    max_retry_after: float = 60.0
     # the name the gateway writes as (Salesforce changeOrigin, Zendesk via, Stripe metadata)
     client_name: str = "crosswalk"
 
@@ -153,12 +162,41 @@ class HttpConnector:
             async with self.session.request(
                 method, url, params=params, data=body if body is not None else data, headers=hdrs
             ) as resp:
-                raw = await resp.read()
-                return Response(resp.status, resp.headers, raw)
+                return Response(resp.status, resp.headers, await self._read(resp, method, path))
         except TimeoutError as exc:
             raise SystemTimeout(self.system, f"no answer from {method} {path}") from exc
         except aiohttp.ClientError as exc:
             raise SystemUnavailable(self.system, f"{method} {path} failed: {exc}") from exc
+
+    async def _read(self, resp: aiohttp.ClientResponse, method: str, path: str) -> bytes:
+        """The body, never more than ``max_body_bytes`` of it (LimitExceeded past that)."""
+        limit = self.endpoint.max_body_bytes
+        length = resp.content_length
+        if length is not None and length <= limit:
+            return await resp.read()  # the common case: one read, size known and allowed
+        if length is None:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    break
+                chunks.append(chunk)
+            else:
+                return b"".join(chunks)
+        raise LimitExceeded(
+            self.system,
+            f"{method} {path} answered more than {limit} bytes "
+            "(bounds.max_body_bytes in policies/systems.toml)",
+        )
+
+    def paging_limit(self, what: str) -> LimitExceeded:
+        """The error for a paging walk that went past ``max_pages``."""
+        return LimitExceeded(
+            self.system,
+            f"{what} went past {self.endpoint.max_pages} pages "
+            "(bounds.max_pages in policies/systems.toml)",
+        )
 
     def decode(self, response: Response) -> Any:
         """The JSON body, or MalformedResponse naming what came back."""
@@ -174,3 +212,28 @@ class HttpConnector:
 
     async def _ping(self) -> None:
         raise NotImplementedError
+
+
+def retry_after_seconds(headers: Mapping[str, str], cap: float) -> float | None:
+    """A ``Retry-After`` header in seconds, within ``[0, cap]``; ``None`` if absent.
+
+    Both forms HTTP allows are read (delta-seconds and an HTTP date). A value past
+    ``cap`` (``bounds.max_retry_after``), or one that is not a finite number (``inf``,
+    ``nan``), is capped: a vendor's hint must not stop calls for longer than policy says.
+    """
+    raw = headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if not math.isfinite(seconds):
+        return cap
+    return min(max(0.0, seconds), cap)

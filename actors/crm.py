@@ -260,7 +260,7 @@ class CrmConnector(HttpConnector):
 
     async def _rest_of(self, page: Any) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = []
-        for _ in range(100_000):  # a bound, not a limit: 2,000 records a batch
+        for _ in range(self.endpoint.max_pages):
             if not isinstance(page, dict) or not isinstance(page.get("records"), list):
                 raise MalformedResponse(self.system, "query answer without a records list")
             records.extend(page["records"])
@@ -268,7 +268,7 @@ class CrmConnector(HttpConnector):
             if page.get("done", True) or not next_url:
                 return records
             page = await self._call("GET", str(next_url))
-        raise MalformedResponse(self.system, "query paging did not end")
+        raise self.paging_limit("a SOQL query")
 
     async def _composite(
         self, subrequests: list[dict[str, Any]], *, all_or_none: bool, what: str

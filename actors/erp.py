@@ -33,7 +33,7 @@ from urllib.parse import quote, urljoin
 
 import anyio
 
-from actors.connector import Endpoint, HttpConnector, Response
+from actors.connector import Endpoint, HttpConnector, Response, retry_after_seconds
 from actors.errors import (
     Conflict,
     MalformedResponse,
@@ -72,8 +72,6 @@ CUSTOMER_EXPAND = "to_BusinessPartnerAddress,to_BusinessPartnerTax,to_Customer/t
 SALES_AREA = {"SalesOrganization": "1010", "DistributionChannel": "10", "Division": "00"}
 #: encoded $filter budget per request: SAP Gateway and proxies refuse URLs past ~8 KB
 FILTER_BUDGET = 6000
-#: a server that keeps answering __next past this many pages is broken, not big
-MAX_PAGES = 10_000
 #: canonical customer fields the ERP keeps, and the entity that keeps each
 UPDATABLE = {
     "name": "partner",
@@ -260,7 +258,7 @@ class ErpConnector(HttpConnector):
         count: int | None = None
         url: str | None = path
         query: list[tuple[str, str]] | None = params
-        for _ in range(MAX_PAGES):
+        for _ in range(self.endpoint.max_pages):
             assert url is not None
             response = await self._call("GET", url, params=query)
             if response.status != 200:
@@ -281,7 +279,7 @@ class ErpConnector(HttpConnector):
             # __next carries every option; relative links resolve against the service
             url = urljoin(self.endpoint.base_url + path, following)
             query = None
-        raise MalformedResponse(self.system, f"{path} kept paging past {MAX_PAGES} pages")
+        raise self.paging_limit(f"GET {path}")
 
     # ------------------------------------------------------------------ writes
 
@@ -548,7 +546,7 @@ class ErpConnector(HttpConnector):
                 self.system,
                 f"{what} was throttled; wait for Retry-After before calling again",
                 status=status,
-                retry_after=_retry_after(response.headers),
+                retry_after=retry_after_seconds(response.headers, self.endpoint.max_retry_after),
             )
         if status >= 500:
             raise SystemUnavailable(self.system, text, status=status)
@@ -750,11 +748,3 @@ def _sap_error(response: Response) -> tuple[str, dict[str, object]]:
         if isinstance(detail, dict) and detail.get("propertyref"):
             fields[str(detail["propertyref"])] = detail.get("message") or text
     return str(text or error.get("code") or "error"), fields
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None

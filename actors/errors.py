@@ -11,6 +11,7 @@ The tree, from the most general::
     |   +-- NotFound                the record does not exist
     |   +-- Conflict                a duplicate or a concurrency (ETag) conflict
     +-- MalformedResponse           the answer could not be read (bad JSON, missing fields)
+    |   +-- LimitExceeded           the answer went past a bound in policy (bytes, pages)
     +-- ActorStopped                the actor stopped before handling the message
 
 Each carries ``system`` (``"erp"``, ``"billing"``, ``"crm"``, ``"support"``) and a ``code``
@@ -26,6 +27,7 @@ __all__ = [
     "BreakerOpen",
     "Conflict",
     "CrosswalkSystemError",
+    "LimitExceeded",
     "MalformedResponse",
     "NotFound",
     "Rejected",
@@ -103,6 +105,15 @@ class Conflict(Rejected):
 
 class MalformedResponse(CrosswalkSystemError):
     """The system answered, but the body could not be understood."""
+
+
+class LimitExceeded(MalformedResponse):
+    """The answer went past a bound set in policy (``bounds`` in policies/systems.toml).
+
+    A body larger than ``max_body_bytes`` or paging past ``max_pages`` is not read on:
+    a system that answers that much is broken or the request is wrong, and reading on
+    would cost memory and quota without end.
+    """
 
 
 class ActorStopped(CrosswalkSystemError):

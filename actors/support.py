@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 import anyio
 
-from actors.connector import Endpoint, HttpConnector, Response
+from actors.connector import Endpoint, HttpConnector, Response, retry_after_seconds
 from actors.errors import (
     Conflict,
     CrosswalkSystemError,
@@ -179,7 +179,7 @@ class SupportConnector(HttpConnector):
                 self.system,
                 f"{what} was rate limited; wait for Retry-After before calling again",
                 status=status,
-                retry_after=_retry_after(response.headers),
+                retry_after=retry_after_seconds(response.headers, self.endpoint.max_retry_after),
             )
         if status >= 500:
             raise SystemUnavailable(self.system, text, status=status)
@@ -417,16 +417,6 @@ class SupportConnector(HttpConnector):
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise MalformedResponse(self.system, f"ticket without {exc}: {ticket!r:.120}") from exc
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    raw = headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return None
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

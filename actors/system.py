@@ -253,7 +253,8 @@ class SystemActor:
                 result = await self._call_once(message, envelope.deadline)
             except CrosswalkSystemError as exc:
                 if isinstance(exc, Throttled) and exc.retry_after:
-                    self._pause(exc.retry_after)
+                    # never longer than policy allows, whatever a connector passed on
+                    self._pause(min(exc.retry_after, self.policy.bounds.max_retry_after))
                 if attempt >= attempts or not may_retry(message, exc):
                     raise
                 delay = full_jitter(

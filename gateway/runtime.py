@@ -89,7 +89,14 @@ async def _discovery_loop(runtime: Runtime) -> None:
     """
     interval = runtime.settings.discovery_interval
     while True:
-        report = await discover(runtime.store, runtime.systems)
+        report = await discover(
+            runtime.store,
+            runtime.systems,
+            max_pages={
+                system: policy.bounds.max_pages
+                for system, policy in runtime.policies.systems.systems.items()
+            },
+        )
         for system, reason in report.failed.items():
             log.warning("discovery could not list %s customers: %s", system, reason)
         if interval <= 0:

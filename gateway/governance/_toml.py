@@ -14,6 +14,7 @@ key stops start-up instead of silently using a default; ``only`` refuses unknown
 from __future__ import annotations
 
 import enum
+import math
 import tomllib
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -160,6 +161,8 @@ class PolicyTable:
         value = self._value(name, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(name, f"must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise self.fail(name, f"must be a finite number, got {value!r}")
         if allow_zero and value < 0:
             raise self.fail(name, f"must be zero or more, got {value}")
         if not allow_zero and not value > 0:

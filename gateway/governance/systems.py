@@ -32,6 +32,7 @@ from gateway.governance.profiles import PROFILES, SANDBOX
 
 __all__ = [
     "ENV_URLS",
+    "BoundsPolicy",
     "BreakerPolicy",
     "CachePolicy",
     "RatePolicy",
@@ -88,6 +89,15 @@ class CachePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class BoundsPolicy:
+    """How much one answer may hold: past a bound the call fails with LimitExceeded."""
+
+    max_body_bytes: int = 8 * 1024 * 1024  # bytes of one answer body
+    max_pages: int = 1000  # pages one paging walk (or one discovery listing) follows
+    max_retry_after: float = 60.0  # seconds of a vendor's Retry-After obeyed at most
+
+
+@dataclass(frozen=True, slots=True)
 class SystemPolicy:
     """Everything the actor and connector for one system are configured with."""
 
@@ -104,6 +114,7 @@ class SystemPolicy:
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     cache: CachePolicy = field(default_factory=CachePolicy)
+    bounds: BoundsPolicy = field(default_factory=BoundsPolicy)
 
     def endpoint(self) -> Endpoint:
         return Endpoint(
@@ -111,6 +122,9 @@ class SystemPolicy:
             credentials=self.credentials,
             timeout=self.timeout,
             max_connections=self.max_connections,
+            max_body_bytes=self.bounds.max_body_bytes,
+            max_pages=self.bounds.max_pages,
+            max_retry_after=self.bounds.max_retry_after,
         )
 
 
@@ -157,6 +171,7 @@ _SYSTEM_KEYS = {
     "breaker",
     "retry",
     "cache",
+    "bounds",
 }
 
 
@@ -207,6 +222,9 @@ def _system(
     retry = table.table("retry")
     retry.only({"attempts", "base", "cap"})
     cache = table.table("cache")
+    bounds = table.table("bounds", required=False)
+    bounds.only({"max_body_bytes", "max_pages", "max_retry_after"})
+    defaults = BoundsPolicy()
     cache.only({"size", "ttl"})
     retry_policy = RetryPolicy(
         attempts=retry.integer("attempts", minimum=1),
@@ -239,6 +257,13 @@ def _system(
         cache=CachePolicy(
             size=cache.integer("size", minimum=0),
             ttl=cache.number("ttl"),
+        ),
+        bounds=BoundsPolicy(
+            max_body_bytes=bounds.integer(
+                "max_body_bytes", minimum=1024, default=defaults.max_body_bytes
+            ),
+            max_pages=bounds.integer("max_pages", minimum=1, default=defaults.max_pages),
+            max_retry_after=bounds.number("max_retry_after", default=defaults.max_retry_after),
         ),
     )
 

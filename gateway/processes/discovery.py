@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from actors.errors import CrosswalkSystemError
+from actors.errors import CrosswalkSystemError, LimitExceeded
 from actors.messages import ListCustomers, Page, Priority
 from gateway.canonical import Customer, System
 from gateway.store.errors import XRefConflict
@@ -32,6 +32,8 @@ __all__ = ["DiscoveryReport", "customer_links", "discover"]
 
 #: seconds one page of customers may take
 PAGE_TIMEOUT = 30.0
+#: pages one system's listing may take unless policy says otherwise
+DEFAULT_MAX_PAGES = 1000
 
 
 def customer_links(customer: Customer) -> dict[System, str]:
@@ -56,10 +58,10 @@ class DiscoveryReport:
     failed: dict[System, str] = field(default_factory=dict)
 
 
-async def _list_all(system: System, actor: Any, page_size: int) -> list[Customer]:
+async def _list_all(system: System, actor: Any, page_size: int, max_pages: int) -> list[Customer]:
     customers: list[Customer] = []
     cursor: str | None = None
-    while True:
+    for _ in range(max_pages):
         page: Page[Customer] = await actor.ask(
             ListCustomers(cursor=cursor, limit=page_size),
             priority=Priority.BATCH,
@@ -69,6 +71,11 @@ async def _list_all(system: System, actor: Any, page_size: int) -> list[Customer
         if page.next_cursor is None or not page.items:
             return customers
         cursor = page.next_cursor
+    raise LimitExceeded(
+        system,
+        f"listing customers went past {max_pages} pages of {page_size} "
+        "(bounds.max_pages in policies/systems.toml)",
+    )
 
 
 async def _link(store: Any, system: System, customer: Customer, report: DiscoveryReport) -> None:
@@ -91,15 +98,21 @@ async def discover(
     *,
     only: Mapping[System, bool] | None = None,
     page_size: int = 100,
+    max_pages: Mapping[System, int] | None = None,
 ) -> DiscoveryReport:
-    """List every system's customers in parallel and link them in the registry."""
+    """List every system's customers in parallel and link them in the registry.
+
+    A listing past ``max_pages`` pages (per system, default 1000) stops: that system is
+    reported in ``failed`` and nothing of it is linked this round.
+    """
     report = DiscoveryReport()
     listed: dict[System, list[Customer]] = {}
     wanted = [s for s in System if only is None or only.get(s, False)]
 
     async def list_one(system: System) -> None:
         try:
-            listed[system] = await _list_all(system, systems[system], page_size)
+            bound = (max_pages or {}).get(system, DEFAULT_MAX_PAGES)
+            listed[system] = await _list_all(system, systems[system], page_size, bound)
         except (CrosswalkSystemError, TimeoutError) as exc:
             report.failed[system] = str(exc)
         else:

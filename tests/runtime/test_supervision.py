@@ -52,7 +52,7 @@ async def test_a_discovery_crash_at_start_is_retried_and_the_runtime_stays_up(
     calls = 0
     retried = anyio.Event()
 
-    async def discover(store: object, systems: object) -> DiscoveryReport:
+    async def discover(store: object, systems: object, **_: object) -> DiscoveryReport:
         nonlocal calls
         calls += 1
         if calls == 1:
