@@ -47,6 +47,7 @@ from actors.messages import (
     EnsureSalesOrder,
     FindCustomerByXRef,
     FindCustomers,
+    FindCustomersByTaxId,
     GetBillingDocument,
     GetBillingDocuments,
     GetCustomers,
@@ -141,6 +142,8 @@ class ErpConnector(HttpConnector):
                 return await self._get_customers(ids)
             case FindCustomers(text=text, limit=limit):
                 return await self._find_customers(text, limit)
+            case FindCustomersByTaxId(tax_id=tax_id):
+                return await self._customers_by_tax_id(tax_id)
             case ListCustomers(cursor=cursor, limit=limit):
                 return await self._list_customers(cursor, limit)
             case FindCustomerByXRef(erp_bp=erp_bp):
@@ -185,6 +188,18 @@ class ErpConnector(HttpConnector):
         ]
         rows, _ = await self._walk(f"{BP}/A_BusinessPartner", params)
         return tuple(self._customer(row) for row in rows)
+
+    async def _customers_by_tax_id(self, tax_id: str) -> tuple[Customer, ...]:
+        wanted = tax_id.replace(" ", "").replace(".", "").upper()
+        params = [
+            ("$filter", f"BPTaxNumber eq {_literal(wanted)}"),
+            ("$select", "BusinessPartner,BPTaxNumber"),
+            ("$format", "json"),
+        ]
+        rows, _ = await self._walk(f"{BP}/A_BusinessPartnerTaxNumber", params)
+        ids = sorted({str(row["BusinessPartner"]) for row in rows if row.get("BusinessPartner")})
+        found = await self._get_customers(ids) if ids else {}
+        return tuple(found[i] for i in ids if i in found)
 
     async def _list_customers(self, cursor: str | None, limit: int) -> Page[Customer]:
         if cursor is not None and not cursor.isdigit():

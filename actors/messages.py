@@ -69,6 +69,14 @@ class FindCustomers(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class FindCustomersByTaxId(Message):
+    """-> tuple[Customer, ...]: the customers registered under ``tax_id`` (ERP only:
+    SAP ``A_BusinessPartnerTaxNumber``), compared without spaces and dots."""
+
+    tax_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class ListCustomers(Message):
     """-> Page[Customer]: every customer, for discovery sync and reconciliation."""
 

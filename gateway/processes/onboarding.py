@@ -21,12 +21,15 @@ shows NEEDS_ATTENTION meanwhile; reconciliation also reports the missing records
 
 from __future__ import annotations
 
+import logging
+import re
 import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from actors.messages import EnsureCustomer
+from actors.errors import CrosswalkSystemError
+from actors.messages import EnsureCustomer, FindCustomers, FindCustomersByTaxId
 from gateway.canonical import Customer, System
 from gateway.canonical.validation import (
     Problems,
@@ -39,13 +42,15 @@ from gateway.canonical.validation import (
     check_tax_id,
 )
 from gateway.processes.context import Accepted, CommandContext
-from gateway.processes.errors import ValidationFailed
+from gateway.processes.errors import FieldProblem, ValidationFailed
 from gateway.processes.payloads import customer_from_payload, customer_payload
 from gateway.processes.saga import Flow, SagaView, Step
 
 __all__ = ["FLOW", "validate"]
 
 KIND = "onboardCustomer"
+
+log = logging.getLogger(__name__)
 
 #: input fields the caller may give at onboarding although another system owns them: the
 #: onboarding creates the record in the owning system with these initial values
@@ -114,12 +119,56 @@ async def validate(ctx: CommandContext, data: Mapping[str, Any]) -> Accepted:
         "credit_status": data.get("creditStatus"),
         "support_tier": data.get("supportTier"),
     }
+    existing = await _existing_customer(ctx, values["tax_id"], values["name"], country)
+    if existing is not None:
+        raise ValidationFailed(
+            [
+                FieldProblem(
+                    "taxId",
+                    f'the ERP already has this company: customer(id: "erp:{existing.id}") '
+                    f"({existing.name}); update it instead of onboarding it again",
+                )
+            ]
+        )
     accepted = {
         "request": dict(data),
         "customer": {k: v for k, v in values.items() if v is not None},
         "externalId": external_id or f"CW-{canonical_id[3:19]}",
     }
     return Accepted(input=accepted, canonical_id=canonical_id, name=values["name"])
+
+
+def _normal_name(name: str) -> str:
+    """A company name compared without case, spaces or punctuation ("ACME  G.m.b.H.")."""
+    return re.sub(r"[\W_]+", "", name.casefold())
+
+
+async def _existing_customer(
+    ctx: CommandContext, tax_id: str, name: str, country: str
+) -> Customer | None:
+    """The ERP customer this onboarding would duplicate: same tax id, or same name and
+    country. Asked of the ERP itself, whatever idempotency key the caller sent, so a
+    retry with a new key (or none) cannot create the company twice.
+
+    When the ERP cannot answer, the onboarding is accepted (writes are accepted while a
+    system is down and delivered later), and the check is not made for it: the gap is
+    logged.
+    """
+    try:
+        by_tax: tuple[Customer, ...] = await ctx.ask(System.ERP, FindCustomersByTaxId(tax_id))
+        for customer in by_tax:
+            if customer.country in (None, country):
+                return customer
+        wanted = _normal_name(name)
+        # the ERP searches by substring: ask for the name's longest word, compare in full
+        word = max(re.findall(r"\w+", name), key=len, default=name)
+        by_name: tuple[Customer, ...] = await ctx.ask(System.ERP, FindCustomers(word, 50))
+        for customer in by_name:
+            if _normal_name(customer.name or "") == wanted and customer.country in (None, country):
+                return customer
+    except (CrosswalkSystemError, TimeoutError) as exc:
+        log.warning("onboarding accepted without the ERP duplicate check: %s", exc)
+    return None
 
 
 def _customer(view: SagaView) -> Mapping[str, Any]:

@@ -47,8 +47,9 @@ class World:
     by_key: dict[str, Any] = field(default_factory=dict)
     counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
-    def add_company(self, bp: str, *, country: str = "DE", tax_id: str = "DE123456789") -> None:
+    def add_company(self, bp: str, *, country: str = "DE", tax_id: str | None = None) -> None:
         crm, cus, org = f"001{bp}", f"cus_{bp}", f"9{bp}"
+        tax_id = tax_id or f"DE{bp}99"  # one per company, as the ERP holds them
         xref = XRef(erp=bp, billing=cus, crm=crm, support=org)
         for system, native in (
             (System.ERP, bp),
@@ -144,6 +145,11 @@ class FakeActor:
         match message:
             case m.GetCustomers(ids=ids):
                 return {i: here[i] for i in ids if i in here}
+            case m.FindCustomersByTaxId(tax_id=tax_id):
+                return tuple(c for c in here.values() if c.tax_id == tax_id)
+            case m.FindCustomers(text=text, limit=limit):
+                found = [c for c in here.values() if text.lower() in (c.name or "").lower()]
+                return tuple(found[:limit])
             case m.FindCustomerByXRef(erp_bp=bp):
                 return next((c for c in here.values() if c.xref.erp == bp), None)
             case m.GetOpportunity(id=opp_id):
@@ -164,6 +170,8 @@ class FakeActor:
                     id=native,
                     name=c.name,
                     xref=c.xref if s is not System.ERP else XRef(erp=native),
+                    tax_id=c.tax_id,
+                    country=c.country,
                 )
                 here[native] = customer
                 return customer

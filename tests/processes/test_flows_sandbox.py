@@ -9,6 +9,7 @@ import pytest
 
 from gateway.canonical import System
 from gateway.processes.context import Caller
+from gateway.processes.errors import ValidationFailed
 from gateway.store import OperationStatus
 from tests.processes.helpers import wait_for
 from tests.processes.stack import Stack, sandbox_stack
@@ -150,6 +151,36 @@ async def test_onboard_customer_against_the_sandbox(tmp_path: Path) -> None:
             "onboardCustomer", data, caller=WIDGET, idempotency_key="on-1", correlation_id="c"
         )
         assert again.id == view.id
+        # a new key (or none) for the same company: refused, nothing written, nothing sent
+        for key, variant in (
+            ("on-2", data),
+            (None, {**data, "name": "HarborPeak  ROBOTICS GmbH", "taxId": "DE811234568"}),
+        ):
+            with pytest.raises(ValidationFailed) as refused:
+                await stack.write.submit(
+                    "onboardCustomer", variant, caller=WIDGET, idempotency_key=key,
+                    correlation_id="c",
+                )  # fmt: skip
+            [problem] = refused.value.problems
+            assert problem.field == "taxId"
+            assert f"erp:{bp}" in problem.reason
+        assert len((await stack.store.list_operations()).items) == 1
+
+
+async def test_onboarding_a_seeded_company_again_is_refused(tmp_path: Path) -> None:
+    async with sandbox_stack(tmp_path) as stack:
+        company = next(c for c in stack.demo.companies if c.country == "DE")
+        data = {
+            "name": "Another Name Entirely GmbH",
+            "taxId": company.tax_id,
+            "country": company.country,
+            "paymentTerms": "NT30",
+        }
+        with pytest.raises(ValidationFailed) as refused:
+            await stack.write.submit(
+                "onboardCustomer", data, caller=WIDGET, idempotency_key=None, correlation_id="c"
+            )
+        assert f"erp:{company.bp}" in refused.value.problems[0].reason
 
 
 async def test_open_and_escalate_case_against_the_sandbox(tmp_path: Path) -> None:
