@@ -23,6 +23,7 @@ writer pays no latency for this; under load the fsync is shared by up to ``max_b
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,6 +34,8 @@ import anyio
 from gateway.store.errors import StoreBusy, StoreClosed, StoreError
 
 __all__ = ["GroupCommitWriter", "UnitStart", "begin_immediate"]
+
+log = logging.getLogger(__name__)
 
 
 async def begin_immediate(conn: aiosqlite.Connection, path: Path, busy_timeout: float) -> None:
@@ -201,17 +204,29 @@ class GroupCommitWriter:
         return True
 
     async def _wait_for_commit(self, batch: _Batch) -> None:
-        """Wait for a later unit of the batch to commit it (``_acquire`` and ``_release``
-        make sure one does, even if the task we handed over to goes away)."""
-        try:
-            with anyio.fail_after(self._busy_timeout * 3):
+        """Wait for the outcome of the batch this unit handed on (a later unit commits it;
+        ``_acquire`` and ``_release`` make sure one does, even if the task we handed over
+        to goes away).
+
+        No deadline ends this wait: once handed on, the unit's writes are part of that
+        batch and commit or roll back with it, so its caller must hear which. (Giving up
+        early answered StoreBusy for writes that then committed, and callers retried
+        them.) The caller's cancel scope is shielded around this wait for the same
+        reason. A batch that stays open this long is logged, each ``3 x busy_timeout``.
+        """
+        waited = 0.0
+        patience = self._busy_timeout * 3
+        while True:
+            with anyio.move_on_after(patience):
                 await batch.committed.wait()
-        except TimeoutError:
-            raise StoreBusy(
-                f"{self._path}: the shared commit of this transaction did not happen within "
-                f"{self._busy_timeout * 3}s; a later transaction in the batch is stuck, and "
-                "this one may still commit when it finishes"
-            ) from None
+                return
+            waited += patience
+            log.warning(
+                "%s: a transaction has waited %.1f s for its shared commit: a later "
+                "transaction in its batch is doing slow work while holding the writer",
+                self._path,
+                waited,
+            )
 
     async def _commit(self, batch: _Batch) -> None:
         conn = self._conn

@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from gateway.canonical import System
@@ -356,3 +357,58 @@ async def test_sqlite_batch_lost_to_an_automatic_rollback_is_reported(store: Sto
     async with store.transaction() as tx:  # and the writer carries on
         await create_operation(tx, "op-3")
     assert await store.get_operation("op-3") is not None
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_unit_that_handed_on_its_batch_hears_the_real_outcome(
+    tmp_path: Path, backend: str
+) -> None:
+    # SQLite's group commit: unit X hands its open batch to unit Y, which then holds the
+    # writer past X's patience (3 x busy_timeout). X must wait for the shared COMMIT and
+    # hear success, not StoreBusy for writes that do commit; and a caller cancelled
+    # meanwhile must not leave its writes in doubt either.
+    url = f"sqlite:///{tmp_path / 'group.db'}?busy_timeout=0.02"
+    async with open_store(url) as store:
+        writer = store._writer  # type: ignore[attr-defined]
+        y_holds_writer = anyio.Event()
+        outcomes: dict[str, str] = {}
+
+        async def unit_x(name: str) -> None:
+            with anyio.CancelScope() as scope:
+                try:
+                    async with store.transaction() as tx:
+                        await tx.append_audit(actor=name, action="write", subject="s")
+                        # hand on only once Y queues for the writer
+                        # the lock offers no "someone queued" event: poll it each tick
+                        while not writer._lock.statistics().tasks_waiting:
+                            await anyio.lowlevel.checkpoint()
+                    outcomes[name] = "committed"
+                except Exception as exc:
+                    outcomes[name] = f"error: {exc}"
+            if scope.cancelled_caught:
+                outcomes[name] = "cancelled"
+
+        async def unit_y() -> None:
+            async with store.transaction() as tx:
+                await tx.append_audit(actor="y", action="write", subject="s")
+                y_holds_writer.set()
+                # slow work while holding the writer: well past X's patience
+                await anyio.sleep(0.2)
+
+        for name, cancel in (("x1", False), ("x2", True)):
+            y_holds_writer = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(unit_x, name)
+                tg.start_soon(unit_y)
+                if cancel:
+                    await y_holds_writer.wait()
+                    tg.cancel_scope.cancel()
+            async with store.reader() as reader:
+                actors = [e.actor for e in await reader.audit_for_subject("s", limit=100)]
+            if not cancel:
+                assert outcomes[name] == "committed", outcomes
+                assert name in actors
+            else:
+                # cancelled, and its writes are there or not as one: never "failed" with
+                # the rows committed
+                assert not outcomes.get(name, "").startswith("error"), outcomes
