@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import logging
 import random
 import secrets
@@ -68,6 +69,7 @@ from gateway.processes.saga import Flow, dead_letter_step, skip_step, succeed_st
 from gateway.processes.signal import outbox_signal
 from gateway.store import (
     LeaseLost,
+    MessageStatus,
     Operation,
     OutboxMessage,
     StaleOperation,
@@ -85,6 +87,12 @@ _WAIT_ERRORS = (BreakerOpen, Throttled, ActorStopped)
 
 #: how often expired idempotency records are deleted (they already read as absent)
 PURGE_SECONDS = 600.0
+
+
+def _holder(message: OutboxMessage) -> str:
+    """The fencing token a leased message's settle must name (its lease's owner)."""
+    assert message.lease_owner is not None, f"outbox message {message.id} is not leased"
+    return message.lease_owner
 
 
 def _breaker_open(actor: Any) -> bool:
@@ -109,8 +117,10 @@ class Dispatcher:
         self.systems = systems
         self.policy = policy or DispatchPolicy()
         self.flows = dict(FLOWS if flows is None else flows)
-        #: the lease owner name: unique per dispatcher, readable in the outbox table
+        #: the lease owner name: unique per dispatcher, readable in the outbox table;
+        #: each lease is taken as ``owner/<n>``, a fencing token unique per lease
         self.owner = owner or f"{socket.gethostname()}:{secrets.token_hex(4)}"
+        self._leases = itertools.count(1)
         self._rng = rng or random.Random()
         self._signal = outbox_signal(store)
         self._stopping = False
@@ -120,6 +130,7 @@ class Dispatcher:
         self.deferred = 0
         self.retried = 0
         self.dead = 0
+        self.fenced = 0  # writes not sent because their lease had lapsed
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -164,7 +175,7 @@ class Dispatcher:
             if self._free > 0:
                 try:
                     leased = await self.store.lease(
-                        self.owner, limit=self._free, lease_seconds=self.policy.lease_seconds
+                        self._token(), limit=self._free, lease_seconds=self.policy.lease_seconds
                     )
                 except StoreError as exc:
                     log.warning("outbox lease failed, trying again shortly: %s", exc)
@@ -185,7 +196,7 @@ class Dispatcher:
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 return
             with contextlib.suppress(StoreError):  # else its lease expires: recovered then
-                await self.store.defer(message.id, self.owner, available_at=now)
+                await self.store.defer(message.id, _holder(message), available_at=now)
 
     # ------------------------------------------------------------------ delivering
 
@@ -227,9 +238,35 @@ class Dispatcher:
                 if self._stopping:
                     return
 
+    def _token(self) -> str:
+        """A new lease's fencing token: this dispatcher's name and a lease number.
+
+        Every settle names the token its message was leased under, so a worker whose
+        lease expired and was taken again (by another dispatcher, or by this one's own
+        leaser) is refused (LeaseLost), even when it runs in the same process."""
+        return f"{self.owner}/{next(self._leases)}"
+
+    async def _still_holds(self, message: OutboxMessage) -> bool:
+        """Whether this delivery's lease is still its own, with time for the whole call.
+
+        Checked right before a write goes out: a worker that paused past its lease (a
+        long GC, a stopped VM) must not send a create that the message's new holder is
+        sending too. With at least ``delivery_timeout`` left, nobody can take the lease
+        over before the call ends, since the call is cut off at that timeout."""
+        current = await self.store.get_message(message.id)
+        if (
+            current is None
+            or current.status is not MessageStatus.LEASED
+            or current.lease_owner != message.lease_owner
+            or current.lease_expires_at is None
+        ):
+            return False
+        left = (current.lease_expires_at - self.store.clock()).total_seconds()
+        return left >= self.policy.delivery_timeout
+
     async def _release(self, message: OutboxMessage) -> None:
         with anyio.CancelScope(shield=True), contextlib.suppress(StoreError):
-            await self.store.defer(message.id, self.owner, available_at=self.store.clock())
+            await self.store.defer(message.id, _holder(message), available_at=self.store.clock())
 
     async def _deliver(self, message: OutboxMessage) -> tuple[OutboxMessage | None, bool]:
         """Deliver one message and record the outcome; answers the next message this
@@ -246,6 +283,16 @@ class Dispatcher:
             actor = self.systems[System(message.system)]
         except (LookupError, ValueError, TypeError) as exc:
             await self._settle_dead(flow, message, f"cannot build the message: {exc}")
+            return None, False
+        if isinstance(request, Write) and not await self._still_holds(message):
+            log.warning(
+                "outbox message %s: lease %s lapsed before its write went out; not sent "
+                "(its current holder delivers it)",
+                message.id,
+                message.lease_owner,
+            )
+            self.fenced += 1
+            await self._release(message)  # refused (LeaseLost) unless still ours
             return None, False
         try:
             result = await actor.ask(
@@ -288,12 +335,12 @@ class Dispatcher:
         stopping = self._stopping
 
         async def work(tx: Transaction) -> Operation:
-            return await succeed_step(tx, flow, message, self.owner, result, known=known)
+            return await succeed_step(tx, flow, message, _holder(message), result, known=known)
 
         async def record() -> list[OutboxMessage]:
             _, leased = await self.store.run_unit(
                 work,
-                owner=self.owner,
+                owner=self._token(),
                 lease_limit=0 if stopping else 1,
                 lease_seconds=self.policy.lease_seconds,
             )
@@ -317,7 +364,7 @@ class Dispatcher:
         available = self.store.clock() + timedelta(seconds=wait)
         try:
             await self.store.defer(
-                message.id, self.owner, available_at=available, reason=f"waiting: {exc}"
+                message.id, _holder(message), available_at=available, reason=f"waiting: {exc}"
             )
         except LeaseLost:
             log.info("outbox message %s: lease lost while deferring", message.id)
@@ -335,7 +382,7 @@ class Dispatcher:
             try:
                 await self.store.retry_later(
                     message.id,
-                    self.owner,
+                    _holder(message),
                     error=reason,
                     available_at=self.store.clock() + timedelta(seconds=delay),
                 )
@@ -359,14 +406,14 @@ class Dispatcher:
 
     async def _skip(self, flow: Flow, message: OutboxMessage, reason: str) -> None:
         async with self.store.transaction() as tx:
-            await skip_step(tx, flow, message, self.owner, reason)
+            await skip_step(tx, flow, message, _holder(message), reason)
 
     async def _dead(self, flow: Flow | None, message: OutboxMessage, reason: str) -> None:
         async with self.store.transaction() as tx:
             if flow is None:
-                await tx.dead_letter(message.id, self.owner, reason=reason)
+                await tx.dead_letter(message.id, _holder(message), reason=reason)
             else:
-                await dead_letter_step(tx, flow, message, self.owner, reason)
+                await dead_letter_step(tx, flow, message, _holder(message), reason)
         self.dead += 1
         log.warning("outbox message %s (%s) is a dead letter: %s", message.id, message.type, reason)
 
