@@ -471,14 +471,30 @@ class BillingConnector(HttpConnector):
         return tuple(self._invoice(doc) for doc in docs)
 
     async def _create_subscription(self, message: CreateSubscription) -> Subscription:
+        if not message.first_delivery:
+            # Stripe keeps an Idempotency-Key for 24 hours only: a redelivery after that
+            # (a dead letter replayed next week) finds its own subscription by the key
+            # it was stamped with, instead of creating a second one
+            query = f"metadata['crosswalk_key']:{search_quote(message.idempotency_key)}"
+            page = await self._call("GET", "/v1/subscriptions/search", params={"query": query})
+            earlier = _list_data(page, "/v1/subscriptions/search")
+            if earlier:
+                found = self._subscription(min(earlier, key=lambda d: int(d.get("created") or 0)))
+                if sorted((i.price, i.quantity) for i in found.items) != sorted(message.items):
+                    # what Stripe answers for a key reused with another request
+                    raise Conflict(
+                        self.system,
+                        f"subscription {found.id} was created under idempotency key "
+                        f"{message.idempotency_key!r} with other items; use a new key",
+                    )
+                return found
         params: dict[str, Any] = {
             "customer": message.customer_id,
             "items": [{"price": price, "quantity": qty} for price, qty in message.items],
             "collection_method": "send_invoice",
             "days_until_due": DAYS_UNTIL_DUE,
+            "metadata": {**message.metadata, "crosswalk_key": message.idempotency_key},
         }
-        if message.metadata:
-            params["metadata"] = dict(message.metadata)
         doc = await self._call(
             "POST", "/v1/subscriptions", params=params, idempotency_key=message.idempotency_key
         )

@@ -355,6 +355,18 @@ class SupportConnector(HttpConnector):
         }
         if message.external_id is not None:
             ticket["external_id"] = message.external_id
+            if not message.first_delivery:
+                # Zendesk keeps an Idempotency-Key for 2 hours only: a redelivery after
+                # that (a dead letter replayed next week) finds its own ticket instead
+                earlier = await self._ticket_by_external_id(message.external_id)
+                if earlier is not None:
+                    if earlier.get("subject") != message.subject:
+                        raise Conflict(
+                            self.system,
+                            f"ticket {earlier['id']} already has external_id "
+                            f"{message.external_id!r} with another subject",
+                        )
+                    return self._case(earlier)
         body = await self._call(
             "POST",
             "/tickets",
@@ -362,6 +374,11 @@ class SupportConnector(HttpConnector):
             headers={"Idempotency-Key": message.idempotency_key},
         )
         return self._case(self._field(body, "ticket"))
+
+    async def _ticket_by_external_id(self, external_id: str) -> Any | None:
+        body = await self._call("GET", "/tickets", params={"external_id": external_id})
+        tickets = self._field(body, "tickets")
+        return min(tickets, key=lambda t: int(t["id"])) if tickets else None
 
     # ------------------------------------------------------------------ translation
 

@@ -375,7 +375,10 @@ async def test_vendor_failures_map_to_the_actor_errors(tmp_path: Path) -> None:
         # the same key while the first request is still being served: retry soon
         await r.chaos(latency_ms=[300, 300])
         message = CreateSubscription(
-            "op-12:billing", DEMO.companies[9].billing_id, (("price_plus_monthly", 1),)
+            "op-12:billing",
+            DEMO.companies[9].billing_id,
+            (("price_plus_monthly", 1),),
+            first_delivery=True,  # no look-up first: both reach Stripe at once
         )
         outcomes: list[object] = []
 
