@@ -41,6 +41,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from actors._mailbox import LoanFailed, Mailbox, MailboxClosed
 from actors._stats import ActorStats
+from actors.context import CallContext, current_call, set_call
 from actors.errors import ActorStopped, CrosswalkSystemError, SystemTimeout, Throttled
 from actors.messages import Message, Priority
 
@@ -108,6 +109,8 @@ class Envelope:
     reply_to: Reply | None
     priority: Priority
     deadline: float  # on the anyio.current_time() clock
+    #: the asker's call context (correlation, trace), carried to the handling task
+    call: CallContext | None = None
 
 
 def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
@@ -288,10 +291,12 @@ class Actor:
         if self._state is _State.RUNNING:
             worker = self._mailbox.lend()
             if worker is not None:
-                return await self._ask_direct(Envelope(message, None, priority, at), worker)
+                return await self._ask_direct(
+                    Envelope(message, None, priority, at, current_call()), worker
+                )
         event_class = self._event_class
         reply = Reply(None if event_class is None else event_class())
-        envelope = Envelope(message, reply, priority, at)
+        envelope = Envelope(message, reply, priority, at, current_call())
         self._enqueue(envelope)
         loop = self._loop
         if loop is not None:
@@ -423,7 +428,9 @@ class Actor:
         deadline: float | None = None,
     ) -> None:
         """Queue ``message`` without waiting for an answer (raises Throttled if shed at once)."""
-        self._enqueue(Envelope(message, None, priority, self.deadline_for(timeout, deadline)))
+        self._enqueue(
+            Envelope(message, None, priority, self.deadline_for(timeout, deadline), current_call())
+        )
 
     def _enqueue(self, envelope: Envelope) -> None:
         if self._state is not _State.RUNNING:
@@ -512,6 +519,7 @@ class Actor:
 
     async def _handle(self, envelope: Envelope) -> None:
         reply = envelope.reply_to
+        set_call(envelope.call)  # this worker task now works for the asker
         try:
             if self._handler_keeps_deadline:
                 result = await self._handler(envelope)

@@ -24,6 +24,7 @@ from typing import Any, Protocol, Self
 import aiohttp
 import orjson
 
+from actors.context import current_call, outgoing_headers
 from actors.errors import LimitExceeded, MalformedResponse, SystemTimeout, SystemUnavailable
 from actors.messages import Message
 from gateway.canonical import System
@@ -154,7 +155,9 @@ class HttpConnector:
             await self.pace()
         url = path if path.startswith("http") else self.endpoint.base_url + path
         body: bytes | None = None
-        hdrs = dict(headers or {})
+        hdrs = outgoing_headers(current_call())
+        if headers:
+            hdrs.update(headers)
         if json is not None:
             body = orjson.dumps(json)
             hdrs.setdefault("Content-Type", "application/json")

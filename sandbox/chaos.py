@@ -90,18 +90,30 @@ class RequestLog:
     total: int = 0
     by_route: dict[str, int] = field(default_factory=dict)
     timestamps: deque[float] = field(default_factory=lambda: deque(maxlen=50_000))
+    #: the last calls' correlation headers, so a test can see what reached the vendor
+    recent: deque[dict[str, str | None]] = field(default_factory=lambda: deque(maxlen=1_000))
 
-    def record(self, method: str, path: str) -> None:
+    def record(self, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> None:
         self.total += 1
         key = f"{method} {path}"
         self.by_route[key] = self.by_route.get(key, 0) + 1
         self.timestamps.append(time.monotonic())
+        correlation = traceparent = None
+        for name, value in headers:
+            if name == b"x-correlation-id":
+                correlation = value.decode("latin-1")
+            elif name == b"traceparent":
+                traceparent = value.decode("latin-1")
+        self.recent.append(
+            {"route": key, "correlation_id": correlation, "traceparent": traceparent}
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
             "requests": self.total,
             "by_route": self.by_route,
             "timestamps": list(self.timestamps),
+            "recent": list(self.recent),
             "now": time.monotonic(),
         }
 
@@ -151,7 +163,7 @@ class ChaosMiddleware:
         if path.startswith("/_sandbox/"):
             await self._control(scope, receive, send)
             return
-        self.chaos.log.record(scope["method"], path)
+        self.chaos.log.record(scope["method"], path, scope["headers"])
         settings = self.chaos.settings
         rng = self.chaos.rng
         if settings.outage:

@@ -17,6 +17,8 @@ from contextvars import ContextVar
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from actors.context import CallContext, reset_call, set_call, trace_id_for
+
 __all__ = [
     "CorrelationMiddleware",
     "TraceContext",
@@ -43,11 +45,14 @@ class TraceContext:
         self.flags = flags
 
     @classmethod
-    def from_header(cls, header: str | None) -> TraceContext:
+    def from_header(cls, header: str | None, *, correlation_id: str | None = None) -> TraceContext:
+        """The caller's trace, continued; else a new one (derived from the correlation id
+        when given, so the outbox deliveries it causes continue the same trace)."""
         match = _TRACEPARENT.match(header.strip().lower()) if header else None
         if match and set(match[1]) != {"0"} and set(match[2]) != {"0"}:
             return cls(match[1], secrets.token_hex(8), match[2], match[3])
-        return cls(secrets.token_hex(16), secrets.token_hex(8), None, "01")
+        trace_id = trace_id_for(correlation_id) if correlation_id else secrets.token_hex(16)
+        return cls(trace_id, secrets.token_hex(8), None, "01")
 
     @property
     def traceparent(self) -> str:
@@ -85,11 +90,13 @@ class CorrelationMiddleware:
             elif name == b"traceparent":
                 traceparent = value.decode("latin-1")
         correlation_id = given if given and _SANE_ID.match(given) else new_correlation_id()
-        trace = TraceContext.from_header(traceparent)
+        trace = TraceContext.from_header(traceparent, correlation_id=correlation_id)
         scope.setdefault("state", {})["correlation_id"] = correlation_id
         scope["state"]["trace"] = trace
         cid_token = _CORRELATION.set(correlation_id)
         trace_token = _TRACE.set(trace)
+        # every vendor call this request causes carries both (actors.context)
+        call_token = set_call(CallContext(correlation_id, trace.trace_id, trace.flags))
 
         async def send_with_ids(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -103,3 +110,4 @@ class CorrelationMiddleware:
         finally:
             _CORRELATION.reset(cid_token)
             _TRACE.reset(trace_token)
+            reset_call(call_token)

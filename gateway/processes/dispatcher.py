@@ -59,6 +59,7 @@ import anyio
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from actors.context import CallContext, reset_call, set_call, trace_id_for
 from actors.errors import ActorStopped, BreakerOpen, CrosswalkSystemError, Throttled
 from actors.messages import Message, Priority, Write
 from gateway.canonical import System
@@ -294,30 +295,48 @@ class Dispatcher:
             self.fenced += 1
             await self._release(message)  # refused (LeaseLost) unless still ours
             return None, False
+        call = set_call(await self._call_context(message))
         try:
-            result = await actor.ask(
-                request, priority=Priority.TRANSACTIONAL, timeout=self.policy.delivery_timeout
-            )
-        except _WAIT_ERRORS as exc:
-            await self._defer(message, exc)
-        except CrosswalkSystemError as exc:
-            if exc.retryable and _breaker_open(actor):
-                # this call tripped the breaker, or was a failed half-open trial: the system
-                # is down, which is no fault of this message; wait like any other caller
+            try:
+                result = await actor.ask(
+                    request, priority=Priority.TRANSACTIONAL, timeout=self.policy.delivery_timeout
+                )
+            except _WAIT_ERRORS as exc:
                 await self._defer(message, exc)
+            except CrosswalkSystemError as exc:
+                if exc.retryable and _breaker_open(actor):
+                    # this call tripped the breaker, or was a failed half-open trial: the system
+                    # is down, which is no fault of this message; wait like any other caller
+                    await self._defer(message, exc)
+                else:
+                    await self._failed(flow, message, exc, retryable=bool(exc.retryable))
+            except Exception as exc:  # a boundary: a connector bug must not kill the worker
+                log.exception("delivering outbox message %s raised", message.id)
+                await self._failed(flow, message, exc, retryable=False)
             else:
-                await self._failed(flow, message, exc, retryable=bool(exc.retryable))
-        except Exception as exc:  # a boundary: a connector bug must not kill the worker
-            log.exception("delivering outbox message %s raised", message.id)
-            await self._failed(flow, message, exc, retryable=False)
-        else:
-            follow: list[OutboxMessage] | None = await self._settle(
-                self._succeed, flow, message, result
-            )
-            if follow is None:  # not recorded, or no lease asked (stopping)
-                return None, False
-            return (follow[0], False) if follow else (None, True)
+                follow: list[OutboxMessage] | None = await self._settle(
+                    self._succeed, flow, message, result
+                )
+                if follow is None:  # not recorded, or no lease asked (stopping)
+                    return None, False
+                return (follow[0], False) if follow else (None, True)
+        finally:
+            reset_call(call)
         return None, False
+
+    async def _call_context(self, message: OutboxMessage) -> CallContext | None:
+        """The correlation (and trace) of the operation this delivery works for: the
+        vendor calls it makes carry the id of the request that started it."""
+        if message.operation_id is None:
+            return None
+        operation = self.store.recent_operation(message.operation_id)
+        if operation is None:
+            with contextlib.suppress(StoreError):
+                operation = await self.store.get_operation(message.operation_id)
+        if operation is None or not operation.correlation_id:
+            return None
+        cid = operation.correlation_id
+        return CallContext(cid, trace_id_for(cid))
 
     async def _succeed(
         self, flow: Flow, message: OutboxMessage, result: Any
