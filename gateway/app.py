@@ -57,7 +57,7 @@ class OpsRoutes:
         self.port = clients.ops.port
         self.host = clients.ops.host
         self._runtime = runtime
-        self.registry = build_registry(runtime)
+        self.registry, self.gateway_metrics = build_registry(runtime)
 
     def _refusal(self, request: Request) -> Response | None:
         """None if the caller may see ops details, else the 401/403 answer."""
@@ -84,6 +84,7 @@ class OpsRoutes:
         refusal = self._refusal(request) if authenticated else None
         if refusal is not None:
             return refusal
+        await self.gateway_metrics.refresh(self._runtime())
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def readyz(self, request: Request, *, authenticated: bool = True) -> Response:
@@ -171,12 +172,18 @@ def create_app(
         except KeyError:
             raise RuntimeError("The gateway runtime is not open (lifespan not started).") from None
 
+    ops = OpsRoutes(policies.clients, lambda: holder.get("runtime"))
     graphql = create_graphql_app(_LateRuntime(settings, policies, runtime))
+    graphql.runner.observe = ops.gateway_metrics.graphql
+    receive_webhook = webhook_endpoint(policies.webhooks, lambda: runtime().store)
+
+    async def webhooks(request: Request) -> Response:
+        response = await receive_webhook(request)
+        ops.gateway_metrics.webhook(request.path_params.get("system", ""), response.status_code)
+        return response
 
     async def healthz(request: Request) -> Response:
         return _json({"status": "ok"})
-
-    ops = OpsRoutes(policies.clients, lambda: holder.get("runtime"))
 
     async def readyz(request: Request) -> Response:
         return await ops.readyz(request)
@@ -203,11 +210,7 @@ def create_app(
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Route("/graphql/assets/{name}", graphiql_asset, methods=["GET"]),
-        Route(
-            "/webhooks/{system}",
-            webhook_endpoint(policies.webhooks, lambda: runtime().store),
-            methods=["POST"],
-        ),
+        Route("/webhooks/{system}", webhooks, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes, middleware=[Middleware(CorrelationMiddleware)], lifespan=lifespan

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from inspect import isawaitable
 from typing import Any
@@ -207,6 +208,8 @@ class OperationRunner:
         self.persisted = persisted or PersistedOperations()
         self._documents = _DocumentCache(self.graphql_schema, limits, cache_size)
         self._cache_size = cache_size
+        #: told each operation's (name, type, outcome, seconds): the gateway's metrics
+        self.observe: Callable[[str | None, str, str, float], None] | None = None
         self._analyses: dict[tuple[str, str | None, tuple[tuple[str, int], ...]], Analysis] = {}
         # strawberry's is_awaitable has a fast path for plain values: most results are
         self._executor_kwargs: dict[str, Any] = {
@@ -321,11 +324,26 @@ class OperationRunner:
         self, params: RequestParams, client: Client, context: Context, *, transport: str
     ) -> Outcome:
         """Admit and execute one query or mutation."""
+        started = time.perf_counter()
         prepared = self.admit(params, client, transport=transport)
         if isinstance(prepared, Outcome):
+            if self.observe is not None:
+                self.observe(params.operation_name, "unknown", "rejected", 0.0)
             return prepared
-        document, _operation = prepared
-        return await self.execute(document, params, context)
+        document, operation = prepared
+        outcome = await self.execute(document, params, context)
+        if self.observe is not None:
+            result = (
+                "rejected"
+                if outcome.request_error
+                else "error"
+                if outcome.body.get("errors")
+                else "ok"
+            )
+            name = operation.name.value if operation.name else params.operation_name
+            kind = operation.operation.value
+            self.observe(name, kind, result, time.perf_counter() - started)
+        return outcome
 
     def prepare(
         self, query: str, params: RequestParams, client: Client, *, method: str

@@ -3,14 +3,23 @@
 The actors keep plain counters (``actors._stats``); this module turns a snapshot of them
 into metric families when ``/metrics`` is scraped, so the hot path never touches
 prometheus-client. Each gateway gets its own registry (tests run several in one process).
+
+``GatewayMetrics`` holds what the edge counts as it goes: GraphQL requests by operation
+name (the first ``MAX_OPERATION_NAMES`` names seen, then ``other``: names come from
+clients, so they are bounded), type and outcome, with latency; webhooks by system and
+result. The outbox families (backlog by system and status, the oldest open message's
+age, dead letters) come from the store, read once per scrape (``refresh``). No label
+ever holds an id.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -19,10 +28,18 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from gateway.store import MessageStatus, OutboxStatus, StoreError
+
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
-__all__ = ["build_registry"]
+__all__ = ["MAX_OPERATION_NAMES", "GatewayMetrics", "build_registry"]
+
+log = logging.getLogger(__name__)
+
+#: distinct GraphQL operation names kept as label values; later ones count as "other"
+MAX_OPERATION_NAMES = 100
+_SYSTEMS = ("erp", "billing", "crm", "support")
 
 _BREAKER_STATES = ("closed", "open", "half_open")
 
@@ -112,7 +129,101 @@ class _ActorCollector(Collector):
         )  # fmt: skip
 
 
-def build_registry(runtime: Callable[[], Runtime | None]) -> CollectorRegistry:
+class GatewayMetrics:
+    """The edge's own counters, registered on one gateway's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.graphql_requests = Counter(
+            "crosswalk_graphql_requests",
+            "GraphQL operations by name, type and outcome (ok, error, rejected)",
+            ["operation", "type", "outcome"],
+            registry=registry,
+        )
+        self.graphql_latency = Histogram(
+            "crosswalk_graphql_request_seconds",
+            "Seconds to answer a GraphQL operation",
+            ["type", "outcome"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=registry,
+        )
+        self.webhooks = Counter(
+            "crosswalk_webhooks",
+            "Webhook deliveries received, by system and result",
+            ["system", "result"],
+            registry=registry,
+        )
+        self._names: set[str] = set()
+        self.outbox: OutboxStatus | None = None
+        self.outbox_read_at = 0.0
+
+    def operation_label(self, name: str | None) -> str:
+        if not name:
+            return "anonymous"
+        if name in self._names:
+            return name
+        if len(self._names) < MAX_OPERATION_NAMES and len(name) <= 64:
+            self._names.add(name)
+            return name
+        return "other"
+
+    def graphql(self, name: str | None, kind: str, outcome: str, seconds: float) -> None:
+        self.graphql_requests.labels(self.operation_label(name), kind, outcome).inc()
+        self.graphql_latency.labels(kind, outcome).observe(seconds)
+
+    def webhook(self, system: str, status: int) -> None:
+        result = "accepted" if status < 300 else "rejected" if status < 500 else "failed"
+        self.webhooks.labels(system if system in _SYSTEMS else "unknown", result).inc()
+
+    async def refresh(self, runtime: Runtime | None) -> None:
+        """Read the outbox's figures for this scrape (one store read)."""
+        if runtime is None:
+            return
+        try:
+            self.outbox = await runtime.store.outbox_status()
+        except StoreError as exc:  # a busy store must not fail the scrape: keep the last
+            log.warning("metrics: outbox figures not refreshed: %s", exc)
+            return
+        self.outbox_read_at = time.time()
+
+
+class _OutboxCollector(Collector):
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        status = self._metrics.outbox
+        if status is None:
+            return
+        backlog = GaugeMetricFamily(
+            "crosswalk_outbox_messages",
+            "Outbox messages by system and status (pending and leased are the backlog)",
+            labels=["system", "status"],
+        )
+        dead = GaugeMetricFamily(
+            "crosswalk_outbox_dead_letters",
+            "Dead letters waiting for an operator, by system",
+            labels=["system"],
+        )
+        for system, by_status in status.counts.items():
+            for state, count in by_status.items():
+                backlog.add_metric([system, state.value], count)
+            dead.add_metric([system], by_status.get(MessageStatus.DEAD, 0))
+        oldest = GaugeMetricFamily(
+            "crosswalk_outbox_oldest_open_age_seconds",
+            "Age of the oldest message still waiting for delivery (0 when none)",
+        )
+        age = 0.0
+        if status.oldest_open is not None:
+            age = max(0.0, self._metrics.outbox_read_at - status.oldest_open.timestamp())
+        oldest.add_metric([], age)
+        yield from (backlog, dead, oldest)
+
+
+def build_registry(
+    runtime: Callable[[], Runtime | None],
+) -> tuple[CollectorRegistry, GatewayMetrics]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_ActorCollector(runtime))
-    return registry
+    metrics = GatewayMetrics(registry)
+    registry.register(_OutboxCollector(metrics))
+    return registry, metrics

@@ -228,6 +228,8 @@ class OutboxStatus:
     """Message counts by system and status (statuses with no messages are absent)."""
 
     counts: Mapping[str, Mapping[MessageStatus, int]]
+    #: when the oldest message still waiting for delivery (pending or leased) was written
+    oldest_open: datetime | None = None
 
     def total(self, status: MessageStatus) -> int:
         """How many messages of every system are in ``status``."""

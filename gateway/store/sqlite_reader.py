@@ -357,7 +357,13 @@ class SQLiteReader(Reader):
         counts: dict[str, dict[MessageStatus, int]] = {}
         for system, status, count in rows:
             counts.setdefault(system, {})[MessageStatus(status)] = count
-        return OutboxStatus(counts=counts)
+        # each aggregate's oldest open message is its head: no scan of the whole outbox
+        oldest = await self._one(
+            "SELECT min(o.created_at) FROM outbox_heads h JOIN outbox o ON o.id = h.message_id "
+            "WHERE o.status IN ('pending', 'leased')"
+        )
+        oldest_open = from_micros(oldest[0]) if oldest and oldest[0] is not None else None
+        return OutboxStatus(counts=counts, oldest_open=oldest_open)
 
     # ------------------------------------------------------------ idempotency
 

@@ -20,6 +20,7 @@ from gateway.governance.clients import ClientsPolicy, Issuer, OpsEndpoints, load
 from gateway.graphql.app import create_graphql_app
 from gateway.graphql.schema import get_schema
 from gateway.settings import Settings
+from gateway.store import OutboxStatus
 from tests.graphql.conftest import ROOT, Runtime
 from tests.graphql.transports import over_http, over_ws
 from tests.ops import OPS_HEADERS, ops_client
@@ -125,9 +126,15 @@ class _Systems:
         return []
 
 
+class _Store:
+    async def outbox_status(self) -> OutboxStatus:
+        return OutboxStatus(counts={})
+
+
 @dataclasses.dataclass
 class _Ready:
     systems: Any = dataclasses.field(default_factory=_Systems)
+    store: Any = dataclasses.field(default_factory=_Store)
     ready: bool = True
 
 
