@@ -160,9 +160,11 @@ async def _existing_customer(
             if customer.country in (None, country):
                 return customer
         wanted = _normal_name(name)
-        # the ERP searches by substring: ask for the name's longest word, compare in full
-        word = max(re.findall(r"\w+", name), key=len, default=name)
-        by_name: tuple[Customer, ...] = await ctx.ask(System.ERP, FindCustomers(word, 50))
+        # the ERP searches by case-blind substring: ask for the name with its spacing
+        # tidied (few answers), then compare in full without punctuation
+        by_name: tuple[Customer, ...] = await ctx.ask(
+            System.ERP, FindCustomers(" ".join(name.split()), 20)
+        )
         for customer in by_name:
             if _normal_name(customer.name or "") == wanted and customer.country in (None, country):
                 return customer
