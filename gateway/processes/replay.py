@@ -16,6 +16,8 @@ done, as the operation's steps show. Who discarded it and why goes to the audit 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from gateway.processes.signal import outbox_signal
 from gateway.processes.views import OperationView, load_operation_view
 from gateway.store import MessageStatus, OperationStatus, StepStatus, Store, Transaction
@@ -25,15 +27,23 @@ __all__ = ["discard_dead_letter", "replay_all", "replay_dead_letter"]
 
 async def replay_dead_letter(store: Store, message_id: int) -> tuple[bool, OperationView | None]:
     """Replay one dead letter: (whether it was dead, its operation as it now stands)."""
+    return await _handle_dead(store, message_id, lambda tx: _replay(tx, message_id))
+
+
+async def _handle_dead(
+    store: Store, message_id: int, change: Callable[[Transaction], Awaitable[bool]]
+) -> tuple[bool, OperationView | None]:
+    """Apply ``change`` to one dead letter in one transaction and read its operation
+    back; a change wakes the dispatcher (the customer's queue was blocked behind it)."""
     async with store.transaction() as tx:
-        replayed = await _replay(tx, message_id)
+        changed = await change(tx)
         message = await tx.get_message(message_id)
         view = None
         if message is not None and message.operation_id is not None:
             view = await load_operation_view(tx, message.operation_id)
-    if replayed:
+    if changed:
         outbox_signal(store).notify()
-    return replayed, view
+    return changed, view
 
 
 async def replay_all(store: Store) -> int:
@@ -84,16 +94,9 @@ async def discard_dead_letter(
     reason = reason.strip()
     if not reason:
         raise ValueError("a discard needs a reason: it is kept in the audit trail")
-    async with store.transaction() as tx:
-        discarded = await _discard(tx, message_id, actor=actor, reason=reason)
-        message = await tx.get_message(message_id)
-        view = None
-        if message is not None and message.operation_id is not None:
-            view = await load_operation_view(tx, message.operation_id)
-    if discarded:
-        # the customer's queue was blocked behind it
-        outbox_signal(store).notify()
-    return discarded, view
+    return await _handle_dead(
+        store, message_id, lambda tx: _discard(tx, message_id, actor=actor, reason=reason)
+    )
 
 
 async def _discard(tx: Transaction, message_id: int, *, actor: str, reason: str) -> bool:
