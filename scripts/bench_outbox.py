@@ -417,7 +417,11 @@ async def _bench(
         # 2. acceptance, the dispatcher off (what is accepted stays queued)
         await accept_phase(store, write, "onboardCustomer", onboard[:50], args.concurrency)
         for kind, inputs, note in (
-            ("onboardCustomer", onboard[50:], "(no validation reads)"),
+            (
+                "onboardCustomer",
+                onboard[50:],
+                f"(2 ERP duplicate-check reads of {args.latency:g} ms)",
+            ),
             (
                 "closeOpportunity",
                 opportunities[taken : taken + args.accept_close],

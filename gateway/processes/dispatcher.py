@@ -70,7 +70,6 @@ from gateway.processes.saga import Flow, dead_letter_step, skip_step, succeed_st
 from gateway.processes.signal import outbox_signal
 from gateway.store import (
     LeaseLost,
-    MessageStatus,
     Operation,
     OutboxMessage,
     StaleOperation,
@@ -247,22 +246,18 @@ class Dispatcher:
         leaser) is refused (LeaseLost), even when it runs in the same process."""
         return f"{self.owner}/{next(self._leases)}"
 
-    async def _still_holds(self, message: OutboxMessage) -> bool:
-        """Whether this delivery's lease is still its own, with time for the whole call.
+    def _still_holds(self, message: OutboxMessage) -> bool:
+        """Whether this delivery's lease has time left for the whole call.
 
         Checked right before a write goes out: a worker that paused past its lease (a
         long GC, a stopped VM) must not send a create that the message's new holder is
-        sending too. With at least ``delivery_timeout`` left, nobody can take the lease
-        over before the call ends, since the call is cut off at that timeout."""
-        current = await self.store.get_message(message.id)
-        if (
-            current is None
-            or current.status is not MessageStatus.LEASED
-            or current.lease_owner != message.lease_owner
-            or current.lease_expires_at is None
-        ):
+        sending too. A lease is only ever taken over once it has expired, so with at
+        least ``delivery_timeout`` left (the call is cut off then) nobody else can hold
+        it before the call ends: the lease's own expiry answers, with no store read."""
+        expires = message.lease_expires_at
+        if expires is None:
             return False
-        left = (current.lease_expires_at - self.store.clock()).total_seconds()
+        left = (expires - self.store.clock()).total_seconds()
         return left >= self.policy.delivery_timeout
 
     async def _release(self, message: OutboxMessage) -> None:
@@ -285,7 +280,7 @@ class Dispatcher:
         except (LookupError, ValueError, TypeError) as exc:
             await self._settle_dead(flow, message, f"cannot build the message: {exc}")
             return None, False
-        if isinstance(request, Write) and not await self._still_holds(message):
+        if isinstance(request, Write) and not self._still_holds(message):
             log.warning(
                 "outbox message %s: lease %s lapsed before its write went out; not sent "
                 "(its current holder delivers it)",

@@ -80,5 +80,5 @@ async def test_a_dispatcher_fences_its_own_earlier_lease_too(
         assert again.lease_owner != first.lease_owner
         with pytest.raises(LeaseLost):
             await store.complete(first.id, first.lease_owner or "")
-        assert not await dispatcher._still_holds(first)
-        assert await dispatcher._still_holds(again)
+        assert not dispatcher._still_holds(first)
+        assert dispatcher._still_holds(again)
