@@ -70,10 +70,12 @@ def _sandbox_configs(args: argparse.Namespace, systems: Sequence[str]) -> list[o
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
+    from gateway.observability.logs import configure_logging
     from sandbox.app import SandboxConfig
     from sandbox.runner import serve_systems, write_manifest
 
     _die_with_parent()
+    configure_logging()
     systems = args.only or list(SYSTEMS)
     configs = [c for c in _sandbox_configs(args, systems) if isinstance(c, SandboxConfig)]
     write_manifest(configs[0])
@@ -116,10 +118,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
     from gateway.governance.errors import PolicyError
     from gateway.governance.profiles import SANDBOX, SANDBOX_WARNING
+    from gateway.observability.logs import configure_logging
     from gateway.settings import Settings
     from sandbox.runner import QuietServer
 
     _die_with_parent()
+    configure_logging()
     for system in SYSTEMS:
         url = getattr(args, f"{system}_url", None)
         if url:
