@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.upstack import running_up
+from tests.upstack import ROOT, running_up
 
 pytestmark = [pytest.mark.slow]
 
@@ -72,8 +75,31 @@ def test_every_family_after_traffic(tmp_path: Path) -> None:
         assert hooks[("billing", "rejected")] >= 1
         outbox = families["crosswalk_outbox_messages"].samples
         assert {s.labels["system"] for s in outbox} >= {"erp"}
+        assert_deploy_files_name_real_families(set(families))
         # bounded cardinality: no label value looks like an id
         for family in families.values():
             for sample in family.samples:
                 for value in sample.labels.values():
                     assert not value.startswith(("op_", "cw_", "cus_", "sub_", "001")), sample
+
+
+def _names(expression: str) -> set[str]:
+    """The metric families a PromQL expression reads (sample suffixes stripped)."""
+    names = set(re.findall(r"\bcrosswalk_[a-z_]+", expression))
+    return {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in names}
+
+
+def assert_deploy_files_name_real_families(exported: set[str]) -> None:
+    """Every expression in deploy/ (Grafana dashboard, Prometheus alerts) reads only
+    families the gateway exports, so neither ships a panel or alert that never fires."""
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    expressions = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus-alerts.yml").read_text())
+    alerts = [r for g in rules["groups"] for r in g["rules"]]
+    assert all({"alert", "expr", "labels", "annotations"} <= set(r) for r in alerts)
+    expressions += [r["expr"] for r in alerts]
+    assert len(expressions) >= 15
+    for expression in expressions:
+        used = _names(expression)
+        assert used, expression
+        assert used <= exported, (expression, used - exported)
