@@ -52,6 +52,8 @@ from gateway.store.records import (
     JSON,
     UNSET,
     AuditEntry,
+    CoverageRow,
+    FeedRow,
     IdempotencyRecord,
     IdempotencyResult,
     InboxEvent,
@@ -61,6 +63,7 @@ from gateway.store.records import (
     OutboxMessage,
     OutboxStatus,
     Page,
+    ReadRow,
     SagaStep,
     StepStatus,
     Unset,
@@ -187,6 +190,31 @@ class Reader(ABC):
     @abstractmethod
     async def list_xrefs(self, *, limit: int = 100, after: str | None = None) -> Page[XRefRecord]:
         """Every customer ordered by canonical id; ``after`` is a previous ``next_cursor``."""
+
+    # ------------------------------------------------------------ the read model
+
+    @abstractmethod
+    async def read_rows(
+        self,
+        *,
+        system: str | None = None,
+        after: tuple[str, str, str] | None = None,
+        limit: int = 10_000,
+    ) -> list[ReadRow]:
+        """Read-model records (deleted ones too) ordered by (system, kind, id), from just
+        after ``after``: a process loads its memory index from these pages at start."""
+
+    @abstractmethod
+    async def read_coverage(self) -> list[CoverageRow]:
+        """Every customer slice that was read whole, and when."""
+
+    @abstractmethod
+    async def read_feeds(self) -> list[FeedRow]:
+        """Where every system's change feeds were read up to."""
+
+    @abstractmethod
+    async def unapplied_events(self, *, limit: int = 100) -> list[InboxEvent]:
+        """Inbox events the read model has not applied yet, oldest received first."""
 
 
 class Transaction(Reader):
@@ -522,6 +550,35 @@ class Transaction(Reader):
         customer raises ``XRefConflict``. ``name``, if given, replaces the display name.
         """
 
+    # ------------------------------------------------------------ the read model
+
+    @abstractmethod
+    async def put_read_rows(self, rows: Sequence[ReadRow]) -> None:
+        """Upsert read-model records; a row whose ``version`` is older than the stored
+        one's is ignored (an older state never overwrites a newer one)."""
+
+    @abstractmethod
+    async def cover_read(self, system: str, kind: str, customer: str, loaded_at: datetime) -> None:
+        """Record that ``customer``'s whole slice of ``kind`` was read at ``loaded_at``."""
+
+    @abstractmethod
+    async def set_read_feed(
+        self,
+        system: str,
+        feed: str,
+        *,
+        cursor: str | None,
+        complete_at: datetime | None,
+        now: datetime | None = None,
+    ) -> None:
+        """Store a change feed's position (with the records it covered, in one unit)."""
+
+    @abstractmethod
+    async def mark_applied(
+        self, events: Sequence[tuple[str, str]], *, now: datetime | None = None
+    ) -> None:
+        """Mark inbox events (system, event id) applied to the read model."""
+
 
 class Store(ABC):
     """A store backend. Use as ``async with open_store(url) as store:``.
@@ -690,6 +747,28 @@ class Store(ABC):
     ) -> IdempotencyRecord | None:
         async with self._shortcut_reader() as r:
             return await r.get_idempotency(client_id, key, now=now)
+
+    async def read_rows(
+        self,
+        *,
+        system: str | None = None,
+        after: tuple[str, str, str] | None = None,
+        limit: int = 10_000,
+    ) -> list[ReadRow]:
+        async with self._shortcut_reader() as r:
+            return await r.read_rows(system=system, after=after, limit=limit)
+
+    async def read_coverage(self) -> list[CoverageRow]:
+        async with self._shortcut_reader() as r:
+            return await r.read_coverage()
+
+    async def read_feeds(self) -> list[FeedRow]:
+        async with self._shortcut_reader() as r:
+            return await r.read_feeds()
+
+    async def unapplied_events(self, *, limit: int = 100) -> list[InboxEvent]:
+        async with self._shortcut_reader() as r:
+            return await r.unapplied_events(limit=limit)
 
     async def get_inbox(self, system: str, event_id: str) -> InboxEvent | None:
         async with self._shortcut_reader() as r:

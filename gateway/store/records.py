@@ -30,6 +30,8 @@ __all__ = [
     "JSON",
     "UNSET",
     "AuditEntry",
+    "CoverageRow",
+    "FeedRow",
     "IdempotencyOutcome",
     "IdempotencyRecord",
     "IdempotencyResult",
@@ -42,6 +44,7 @@ __all__ = [
     "OutboxMessage",
     "OutboxStatus",
     "Page",
+    "ReadRow",
     "SagaStep",
     "StepStatus",
     "Unset",
@@ -347,3 +350,50 @@ class Page(Generic[T]):
 
     items: tuple[T, ...]
     next_cursor: str | None = None
+
+
+# ---------------------------------------------------------------- the read model
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRow:
+    """One record of a system's read model, keyed by (system, kind, id) in that system.
+
+    ``customer`` is the record's customer in the same system (the slice a customer 360
+    reads); ``version`` orders the states of one record (an older one never overwrites a
+    newer one): the vendor's change time for an event, the moment a read began for a
+    snapshot, as sortable text. ``data`` is the canonical record (``None`` when deleted).
+    """
+
+    system: str
+    kind: str
+    id: str
+    customer: str
+    version: str
+    data: JSON
+    deleted: bool
+    learned_at: datetime
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class CoverageRow:
+    """A customer's whole slice of one kind was read at ``loaded_at``: from then on the
+    feeds keep it complete, so a missing record means there is none."""
+
+    system: str
+    kind: str
+    customer: str
+    loaded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRow:
+    """Where a system's change feed was read up to: ``cursor`` (the feed's own position)
+    and ``complete_at`` (the last moment the read model was known to hold every change)."""
+
+    system: str
+    feed: str
+    cursor: str | None
+    complete_at: datetime | None
+    updated_at: datetime

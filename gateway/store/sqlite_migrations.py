@@ -174,6 +174,46 @@ CREATE INDEX inbox_processed_by_time ON inbox (processed_at)
     4: """
 ALTER TABLE outbox ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 0;
 """,
+    # The read model: each system's records as the feeds last told them, which customer
+    # slices were read whole, where each change feed was read up to; and which inbox events
+    # the read model has applied (events stored before this migration count as applied:
+    # the first catch-up reads their changes from the feeds).
+    5: """
+ALTER TABLE inbox ADD COLUMN applied_at INTEGER;
+UPDATE inbox SET applied_at = received_at;
+CREATE INDEX inbox_unapplied ON inbox (received_at) WHERE applied_at IS NULL;
+
+CREATE TABLE read_records (
+    system      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    customer    TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    data        TEXT,
+    deleted     INTEGER NOT NULL DEFAULT 0,
+    learned_at  INTEGER NOT NULL,
+    source      TEXT NOT NULL,
+    PRIMARY KEY (system, kind, id)
+) WITHOUT ROWID;
+CREATE INDEX read_records_by_customer ON read_records (system, kind, customer);
+
+CREATE TABLE read_coverage (
+    system      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    customer    TEXT NOT NULL,
+    loaded_at   INTEGER NOT NULL,
+    PRIMARY KEY (system, kind, customer)
+) WITHOUT ROWID;
+
+CREATE TABLE read_feeds (
+    system       TEXT NOT NULL,
+    feed         TEXT NOT NULL,
+    cursor       TEXT,
+    complete_at  INTEGER,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (system, feed)
+) WITHOUT ROWID;
+""",
 }
 
 LATEST_VERSION: Final = max(MIGRATIONS)

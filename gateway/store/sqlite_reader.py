@@ -20,6 +20,8 @@ from gateway.store.interface import Reader
 from gateway.store.records import (
     JSON,
     AuditEntry,
+    CoverageRow,
+    FeedRow,
     IdempotencyRecord,
     IdempotencyState,
     InboxEvent,
@@ -29,6 +31,7 @@ from gateway.store.records import (
     OutboxMessage,
     OutboxStatus,
     Page,
+    ReadRow,
     SagaStep,
     StepStatus,
     XRefRecord,
@@ -454,6 +457,72 @@ class SQLiteReader(Reader):
             items=tuple(records),
             next_cursor=records[-1].canonical_id if more and records else None,
         )
+
+    # ------------------------------------------------------------ the read model
+
+    async def read_rows(
+        self,
+        *,
+        system: str | None = None,
+        after: tuple[str, str, str] | None = None,
+        limit: int = 10_000,
+    ) -> list[ReadRow]:
+        where: list[str] = []
+        params: list[Any] = []
+        if system is not None:
+            where.append("system = ?")
+            params.append(system)
+        if after is not None:
+            where.append("(system, kind, id) > (?, ?, ?)")
+            params.extend(after)
+        sql = (
+            "SELECT system, kind, id, customer, version, data, deleted, learned_at, source "
+            "FROM read_records"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY system, kind, id LIMIT ?"
+        )
+        rows = await self._all(sql, [*params, limit])
+        return [
+            ReadRow(
+                system=r[0],
+                kind=r[1],
+                id=r[2],
+                customer=r[3],
+                version=r[4],
+                data=None if r[5] is None else load_json(r[5]),
+                deleted=bool(r[6]),
+                learned_at=from_micros(r[7]),
+                source=r[8],
+            )
+            for r in rows
+        ]
+
+    async def read_coverage(self) -> list[CoverageRow]:
+        rows = await self._all("SELECT system, kind, customer, loaded_at FROM read_coverage")
+        return [CoverageRow(r[0], r[1], r[2], from_micros(r[3])) for r in rows]
+
+    async def read_feeds(self) -> list[FeedRow]:
+        rows = await self._all(
+            "SELECT system, feed, cursor, complete_at, updated_at FROM read_feeds"
+        )
+        return [FeedRow(r[0], r[1], r[2], _opt_dt(r[3]), from_micros(r[4])) for r in rows]
+
+    async def unapplied_events(self, *, limit: int = 100) -> list[InboxEvent]:
+        rows = await self._all(
+            "SELECT system, event_id, received_at, payload, processed_at FROM inbox "
+            "WHERE applied_at IS NULL ORDER BY received_at LIMIT ?",
+            (limit,),
+        )
+        return [
+            InboxEvent(
+                system=r[0],
+                event_id=r[1],
+                received_at=from_micros(r[2]),
+                payload=load_json(r[3]),
+                processed_at=_opt_dt(r[4]),
+            )
+            for r in rows
+        ]
 
 
 def _violation(exc: sqlite3.IntegrityError) -> ConstraintViolation:

@@ -35,6 +35,7 @@ from gateway.store.records import (
     Operation,
     OperationStatus,
     OutboxMessage,
+    ReadRow,
     SagaStep,
     StepStatus,
     Unset,
@@ -668,7 +669,8 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
 
     async def purge_inbox(self, *, before: datetime) -> int:
         return await self._run(
-            "DELETE FROM inbox WHERE processed_at IS NOT NULL AND processed_at < ?",
+            "DELETE FROM inbox WHERE processed_at IS NOT NULL AND processed_at < ? "
+            "AND applied_at IS NOT NULL",
             (to_micros(before),),
         )
 
@@ -714,3 +716,78 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
                 (self._stamp(now), correlation_id, actor, action, subject, dump_json(detail)),
             )
         )
+
+    # ------------------------------------------------------------ the read model
+    # Queued, not sent: these writes need no answer, so a flush of many records costs one
+    # round trip to the connection's thread.
+
+    async def put_read_rows(self, rows: Sequence[ReadRow]) -> None:
+        for row in rows:
+            self._pending.append(
+                (
+                    "INSERT INTO read_records (system, kind, id, customer, version, data, "
+                    "deleted, learned_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (system, kind, id) DO UPDATE SET customer = excluded.customer, "
+                    "version = excluded.version, data = excluded.data, "
+                    "deleted = excluded.deleted, learned_at = excluded.learned_at, "
+                    "source = excluded.source WHERE excluded.version >= read_records.version",
+                    [
+                        row.system,
+                        row.kind,
+                        row.id,
+                        row.customer,
+                        row.version,
+                        None if row.data is None else dump_json(row.data),
+                        int(row.deleted),
+                        to_micros(row.learned_at),
+                        row.source,
+                    ],
+                )
+            )
+
+    async def cover_read(self, system: str, kind: str, customer: str, loaded_at: datetime) -> None:
+        self._pending.append(
+            (
+                "INSERT INTO read_coverage (system, kind, customer, loaded_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (system, kind, customer) DO UPDATE SET "
+                "loaded_at = max(loaded_at, excluded.loaded_at)",
+                [system, kind, customer, to_micros(loaded_at)],
+            )
+        )
+
+    async def set_read_feed(
+        self,
+        system: str,
+        feed: str,
+        *,
+        cursor: str | None,
+        complete_at: datetime | None,
+        now: datetime | None = None,
+    ) -> None:
+        self._pending.append(
+            (
+                "INSERT INTO read_feeds (system, feed, cursor, complete_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (system, feed) DO UPDATE SET "
+                "cursor = excluded.cursor, complete_at = excluded.complete_at, "
+                "updated_at = excluded.updated_at",
+                [
+                    system,
+                    feed,
+                    cursor,
+                    None if complete_at is None else to_micros(complete_at),
+                    self._stamp(now),
+                ],
+            )
+        )
+
+    async def mark_applied(
+        self, events: Sequence[tuple[str, str]], *, now: datetime | None = None
+    ) -> None:
+        at = self._stamp(now)
+        for system, event_id in events:
+            self._pending.append(
+                (
+                    "UPDATE inbox SET applied_at = ? WHERE system = ? AND event_id = ?",
+                    [at, system, event_id],
+                )
+            )

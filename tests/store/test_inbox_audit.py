@@ -69,10 +69,58 @@ async def test_purge_inbox_drops_only_old_processed_events(store: Store, clock: 
         for event in ("evt_old", "evt_unprocessed", "evt_new"):
             await tx.record_inbox("billing", event, {"id": event})
         await tx.mark_inbox_processed("billing", "evt_old")
+        await tx.record_inbox("billing", "evt_unapplied", {"id": "evt_unapplied"})
+        await tx.mark_inbox_processed("billing", "evt_unapplied")
+        await tx.mark_applied([("billing", e) for e in ("evt_old", "evt_unprocessed", "evt_new")])
     cutoff = clock.advance(60)
     async with store.transaction() as tx:
         await tx.mark_inbox_processed("billing", "evt_new")
     assert await store.purge_inbox(before=cutoff) == 1
     assert await store.get_inbox("billing", "evt_old") is None
+    # the read model has not applied it yet: kept, however old
+    assert await store.get_inbox("billing", "evt_unapplied") is not None
     assert await store.get_inbox("billing", "evt_unprocessed") is not None
     assert await store.get_inbox("billing", "evt_new") is not None
+
+
+async def test_read_rows_keep_the_newest_version(store: Store, clock: FakeClock) -> None:
+    from gateway.store import ReadRow
+
+    def row(version: str, name: str, *, deleted: bool = False) -> ReadRow:
+        return ReadRow(
+            system="billing",
+            kind="invoice",
+            id="in_1",
+            customer="cus_1",
+            version=version,
+            data=None if deleted else {"name": name},
+            deleted=deleted,
+            learned_at=clock(),
+            source="events",
+        )
+
+    async with store.transaction() as tx:
+        await tx.put_read_rows([row("2026-12-01T00:00:02", "second")])
+    async with store.transaction() as tx:
+        await tx.put_read_rows([row("2026-12-01T00:00:01", "first")])  # older: ignored
+    [kept] = await store.read_rows()
+    assert kept.data == {"name": "second"}
+    async with store.transaction() as tx:
+        await tx.put_read_rows([row("2026-12-01T00:00:03", "", deleted=True)])
+        await tx.cover_read("billing", "invoice", "cus_1", clock())
+        await tx.set_read_feed("billing", "events", cursor="evt_9", complete_at=clock())
+    [gone] = await store.read_rows(system="billing")
+    assert gone.deleted and gone.data is None
+    assert [(c.kind, c.customer) for c in await store.read_coverage()] == [("invoice", "cus_1")]
+    [feed] = await store.read_feeds()
+    assert (feed.cursor, feed.complete_at) == ("evt_9", clock())
+
+
+async def test_unapplied_events_leave_once_marked(store: Store) -> None:
+    async with store.transaction() as tx:
+        await tx.record_inbox("billing", "evt_a", {"id": "evt_a"})
+        await tx.record_inbox("billing", "evt_b", {"id": "evt_b"})
+    assert [e.event_id for e in await store.unapplied_events()] == ["evt_a", "evt_b"]
+    async with store.transaction() as tx:
+        await tx.mark_applied([("billing", "evt_a")])
+    assert [e.event_id for e in await store.unapplied_events()] == ["evt_b"]
