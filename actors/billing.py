@@ -45,6 +45,7 @@ Idempotency-Key) -> ``Rejected``; an unreadable body -> ``MalformedResponse``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -63,10 +64,13 @@ from actors.errors import (
     Throttled,
 )
 from actors.messages import (
+    ChangedRecord,
+    ChangePage,
     CreateSubscription,
     EnsureCustomer,
     FindCustomerByXRef,
     FindCustomers,
+    GetChanges,
     GetCustomers,
     GetInvoices,
     GetSubscriptions,
@@ -185,6 +189,8 @@ class BillingConnector(HttpConnector):
                 return await self._per_customer(ids, self._subscriptions_of)
             case GetInvoices(customer_ids=ids):
                 return await self._per_customer(ids, self._invoices_of)
+            case GetChanges(feed=feed, cursor=cursor, limit=limit):
+                return await self._changes(feed, cursor, limit)
             case EnsureCustomer():
                 return await self._ensure_customer(message)
             case UpdateCustomer():
@@ -454,6 +460,86 @@ class BillingConnector(HttpConnector):
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise MalformedResponse(self.system, f"unreadable customer: {exc!r}") from exc
+
+    # ------------------------------------------------------------------ change feeds
+
+    async def _changes(self, feed: str, cursor: str | None, limit: int) -> ChangePage:
+        """``events``: ``GET /v1/events?created[gte]=`` since the cursor's time (every
+        page, oldest answered last). Events name the records that changed; their objects
+        are the state of the event's own second, so the gateway reads the slice back
+        rather than trust an object that may be older than what it holds.
+        ``customers``, ``invoices``, ``subscriptions``: the initial listing, a page per
+        call (``starting_after``), then ``done``."""
+        if feed == "events":
+            return await self._event_changes(cursor)
+        listing = {
+            "customers": ("/v1/customers", {}),
+            "invoices": ("/v1/invoices", {}),
+            "subscriptions": ("/v1/subscriptions", {"status": "all"}),
+        }.get(feed)
+        if listing is None:
+            raise Rejected(self.system, f"billing has no change feed {feed!r}")
+        if cursor == "done":
+            return ChangePage((), "done", False)
+        if cursor is not None and not cursor.startswith("after:"):
+            raise Rejected(self.system, f"cursor {cursor!r} was not made by the billing connector")
+        path, params = listing
+        query: dict[str, Any] = {**params, "limit": max(1, min(limit, 100))}
+        if cursor is not None:
+            query["starting_after"] = cursor.removeprefix("after:")
+        page = await self._call("GET", path, params=query)
+        data = _list_data(page, path)
+        records: list[ChangedRecord] = []
+        for doc in data:
+            if feed == "customers":
+                if doc.get("deleted"):
+                    continue
+                value: Any = self._customer(doc)
+                records.append(ChangedRecord("customer", value.id, value.id, value))
+            elif feed == "invoices":
+                value = self._invoice(doc)
+                records.append(ChangedRecord("invoice", value.id, value.customer_id, value))
+            else:
+                value = self._subscription(doc)
+                records.append(ChangedRecord("subscription", value.id, value.customer_id, value))
+        if page.get("has_more") and data:
+            return ChangePage(tuple(records), f"after:{data[-1]['id']}", True)
+        return ChangePage(tuple(records), "done", False)
+
+    async def _event_changes(self, cursor: str | None) -> ChangePage:
+        if cursor is None:
+            # from now on: the listings that follow read what happened before
+            return ChangePage((), f"t:{int(time.time())}", False)
+        if not cursor.startswith("t:") or not cursor[2:].isdigit():
+            raise Rejected(self.system, f"cursor {cursor!r} was not made by the billing connector")
+        since = int(cursor[2:])
+        # created[gte]: events of the cursor's own second are read again (the read-back
+        # is idempotent), so none of that second is missed
+        events = await self._walk("/v1/events", {"created[gte]": since})
+        newest = since
+        records: dict[tuple[str, str], ChangedRecord] = {}
+        for event in events:
+            created = event.get("created")
+            if isinstance(created, int) and not isinstance(created, bool):
+                newest = max(newest, created)
+            kind = str(event.get("type") or "")
+            obj = (event.get("data") or {}).get("object") or {}
+            if not isinstance(obj, dict) or "id" not in obj:
+                continue
+            owner = obj.get("customer")
+            owner_id = str(owner["id"] if isinstance(owner, dict) else owner) if owner else None
+            if kind.startswith("customer.subscription."):
+                change = ChangedRecord("subscription", str(obj["id"]), owner_id)
+            elif kind.startswith("invoice."):
+                change = ChangedRecord("invoice", str(obj["id"]), owner_id)
+            elif kind.startswith("customer."):
+                change = ChangedRecord(
+                    "customer", str(obj["id"]), str(obj["id"]), deleted=kind == "customer.deleted"
+                )
+            else:
+                continue
+            records[(change.kind, change.id)] = change
+        return ChangePage(tuple(records.values()), f"t:{newest}", False)
 
     # ------------------------------------------------------------------ subscriptions, invoices
 

@@ -29,7 +29,7 @@ Error mapping (documented choices):
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
@@ -44,9 +44,12 @@ from actors.errors import (
     Throttled,
 )
 from actors.messages import (
+    ChangedRecord,
+    ChangePage,
     EnsureCustomer,
     FindCustomerByXRef,
     FindCustomers,
+    GetChanges,
     GetCustomers,
     GetOpportunities,
     GetOpportunity,
@@ -145,6 +148,15 @@ def _datetime(value: Any) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
+def _soql_time(moment: datetime) -> str:
+    """A SOQL datetime literal (UTC, whole seconds: ``>=`` reads the second again)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
 def _select(fields: tuple[str, ...], obj: str, where: str, tail: str = "") -> str:
     return f"SELECT {', '.join(fields)} FROM {obj} WHERE {where}{tail}"
 
@@ -183,6 +195,8 @@ class CrmConnector(HttpConnector):
                 return await self._get_opportunities(account_ids)
             case GetOpportunity(id=opp_id):
                 return await self._get_opportunity(opp_id)
+            case GetChanges(feed=feed, cursor=cursor):
+                return await self._changes(feed, cursor)
             case EnsureCustomer():
                 return await self._ensure_customer(message)
             case UpdateCustomer(id=account_id, changes=changes):
@@ -356,6 +370,67 @@ class CrmConnector(HttpConnector):
             if isinstance(account, str) and isinstance(email, str):
                 emails.setdefault(account, email)
         return emails
+
+    # ---------------------------------------------------------------- change feeds
+
+    async def _changes(self, feed: str, cursor: str | None) -> ChangePage:
+        """SOQL on ``SystemModstamp`` (every record when there is no cursor) and
+        ``/sobjects/{Type}/deleted/`` for what was deleted since. The cursor is the newest
+        ``SystemModstamp`` seen, read again with ``>=`` so none of its second is missed."""
+        obj = {"customers": "Account", "opportunities": "Opportunity"}.get(feed)
+        if obj is None:
+            raise Rejected(self.system, f"the CRM has no change feed {feed!r}")
+        since: datetime | None = None
+        if cursor is not None:
+            since = _datetime(cursor.removeprefix("ts:")) if cursor.startswith("ts:") else None
+            if since is None:
+                raise Rejected(self.system, f"cursor {cursor!r} was not made by this connector")
+        now = datetime.now(UTC)
+        where = "Id != null" if since is None else f"SystemModstamp >= {_soql_time(since)}"
+        fields = (
+            ("Id", "SystemModstamp")
+            if obj == "Account"
+            else (*OPPORTUNITY_FIELDS, "SystemModstamp")
+        )
+        rows = await self._query(_select(fields, obj, where, " ORDER BY SystemModstamp, Id"))
+        newest = since
+        for row in rows:
+            stamp = _datetime(row.get("SystemModstamp"))
+            if stamp is not None and (newest is None or stamp > newest):
+                newest = stamp
+        records: list[ChangedRecord] = []
+        if obj == "Account":
+            ids = tuple(str(row["Id"]) for row in rows if row.get("Id"))
+            found = await self._get_customers(ids) if ids else {}
+            records.extend(ChangedRecord("customer", i, i, c) for i, c in found.items())
+        else:
+            for opp in map(self._opportunity, rows):
+                records.append(ChangedRecord("opportunity", opp.id, opp.account_id, opp))
+        if since is not None:
+            records.extend(await self._deleted(obj, since, now))
+        if newest is None:
+            newest = now
+        return ChangePage(tuple(records), f"ts:{newest.isoformat()}", False)
+
+    async def _deleted(self, obj: str, since: datetime, now: datetime) -> list[ChangedRecord]:
+        """``getDeleted`` over [since - 2 min, now]: Salesforce rounds both ends down to
+        the minute, so the window starts early enough to hold every deletion since."""
+        start = since - timedelta(minutes=2)
+        if now - start < timedelta(minutes=1):
+            start = now - timedelta(minutes=1)
+        body = await self._call(
+            "GET",
+            f"{BASE}/sobjects/{obj}/deleted/?start={quote(_iso(start))}&end={quote(_iso(now))}",
+        )
+        kind = "customer" if obj == "Account" else "opportunity"
+        found = body.get("deletedRecords") if isinstance(body, dict) else None
+        if not isinstance(found, list):
+            raise MalformedResponse(self.system, f"{obj} deleted/ answered no deletedRecords")
+        return [
+            ChangedRecord(kind, str(row["id"]), None, deleted=True)
+            for row in found
+            if isinstance(row, dict) and row.get("id")
+        ]
 
     # ---------------------------------------------------------------- reads
 

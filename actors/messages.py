@@ -161,6 +161,59 @@ class GetEntitlements(Message):
     organization_ids: tuple[str, ...]
 
 
+# ---------------------------------------------------------------- change feeds
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedRecord:
+    """One record a change feed reported.
+
+    ``value`` is the canonical record as the feed read it. When the feed names a record
+    without its state (Stripe's events carry a state of their own moment, Salesforce's
+    ``updated`` only ids), ``value`` is None and the gateway reads ``customer``'s slice of
+    ``kind`` back; ``deleted`` marks a record the system no longer has.
+    """
+
+    kind: str  # the read model's kinds: customer, order, invoice, case, ...
+    id: str
+    customer: str | None
+    value: object | None = None
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePage:
+    records: tuple[ChangedRecord, ...]
+    #: where the next read of this feed continues (store it with what this page applied)
+    cursor: str
+    #: another page is ready now; False once the feed reached its end
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GetChanges(Message):
+    """-> ChangePage: what changed in ``feed`` since ``cursor``.
+
+    ``cursor`` None starts from the beginning: every record (the initial load), listed
+    with the system's bulk paths, after which the cursor continues with the changes made
+    since that listing began. Cursors are the connector's own text; the gateway stores
+    them and never looks inside. Feeds per system: ``FEEDS`` below.
+    """
+
+    feed: str
+    cursor: str | None = None
+    limit: int = 100
+
+
+#: each system's change feeds, read in this order by the catch-up
+FEEDS: dict[str, tuple[str, ...]] = {
+    "erp": ("customers", "orders", "billing_documents"),
+    "billing": ("events", "customers", "invoices", "subscriptions"),
+    "crm": ("customers", "opportunities"),
+    "support": ("organizations", "tickets"),
+}
+
+
 # ---------------------------------------------------------------- writes
 
 

@@ -35,6 +35,9 @@ from gateway.graphql.errors import CodedError, ErrorCode
 from gateway.graphql.ide import asset_response
 from gateway.observability.correlation import CorrelationMiddleware
 from gateway.observability.metrics import build_registry
+from gateway.readmodel.feeds import Feeds
+from gateway.readmodel.model import ReadModel
+from gateway.readmodel.quota import Quota
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 from gateway.store import Store
@@ -152,6 +155,18 @@ class _LateRuntime:
     def systems(self) -> Systems:
         return self._runtime().systems
 
+    @property
+    def read_model(self) -> ReadModel | None:
+        return self._runtime().read_model
+
+    @property
+    def quota(self) -> Quota | None:
+        return self._runtime().quota
+
+    @property
+    def feeds(self) -> Feeds | None:
+        return self._runtime().feeds
+
 
 def create_app(
     settings: Settings,
@@ -179,6 +194,15 @@ def create_app(
 
     async def webhooks(request: Request) -> Response:
         response = await receive_webhook(request)
+        current = holder.get("runtime")
+        if current is not None and current.feeds is not None:
+            if response.status_code == 200:
+                current.feeds.events_arrived()
+            elif response.status_code == 503 and request.path_params.get("system") in {
+                str(s) for s in System
+            }:
+                # we refused an event (the store was busy): its change is only in the feed
+                current.feeds.nudge(System(request.path_params["system"]))
         ops.gateway_metrics.webhook(request.path_params.get("system", ""), response.status_code)
         return response
 

@@ -28,6 +28,9 @@ from gateway.canonical import System
 from gateway.governance.policies import Policies, load_policies
 from gateway.processes.discovery import discover
 from gateway.processes.dispatcher import Dispatcher
+from gateway.readmodel.feeds import Feeds, system_feeds
+from gateway.readmodel.model import ReadModel
+from gateway.readmodel.quota import Quota
 from gateway.settings import Settings
 from gateway.store import Store, open_store
 
@@ -51,6 +54,12 @@ class Runtime:
     started_at: float = field(default_factory=time.time)
     #: False while starting and once shutdown begins: /readyz answers 503
     ready: bool = False
+    #: the read model (None in runtimes assembled without one: reads ask the actors)
+    read_model: ReadModel | None = None
+    #: each system's rate split by purpose
+    quota: Quota | None = None
+    #: the event consumer and catch-up loops feeding the read model
+    feeds: Feeds | None = None
 
 
 async def _discovery(runtime: Runtime, scope: anyio.CancelScope) -> None:
@@ -78,6 +87,16 @@ async def _dispatching(
     """The dispatcher, restarted if it crashes; ready once its first run is up."""
     status = _StartedOnce(task_status)
     await supervise("outbox dispatcher", lambda: dispatcher.run(task_status=status))
+
+
+async def _read_model_tasks(
+    model: ReadModel, feeds: Feeds, run_feeds: bool, scope: anyio.CancelScope
+) -> None:
+    with scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(supervise, "read-through writer", model.write_read_throughs)
+            if run_feeds:
+                tg.start_soon(supervise, "read-model feeds", feeds.run)
 
 
 async def _discovery_loop(runtime: Runtime) -> None:
@@ -147,7 +166,26 @@ async def open_runtime(
         Systems(policies.systems, connectors) as systems,
         anyio.create_task_group() as tg,
     ):
-        runtime = Runtime(settings=settings, policies=policies, store=store, systems=systems)
+        read_model = ReadModel(store, system_feeds())
+        await read_model.load()
+        quota = Quota(
+            {system: p.rate.per_second for system, p in policies.systems.systems.items()},
+            policies.readmodel.quota,
+        )
+        feeds = Feeds(read_model, systems, quota, policies.readmodel)
+        runtime = Runtime(
+            settings=settings,
+            policies=policies,
+            store=store,
+            systems=systems,
+            read_model=read_model,
+            quota=quota,
+            feeds=feeds,
+        )
+        # the read model's writers: nothing to drain at shutdown (a read-through not yet
+        # written is read through again; a feed page not committed is read again)
+        background = anyio.CancelScope()
+        tg.start_soon(_read_model_tasks, read_model, feeds, settings.feeds, background)
         dispatcher: Dispatcher | None = None
         if settings.dispatcher:
             dispatcher = Dispatcher(store, systems, policy=policies.outbox.dispatcher)
@@ -160,6 +198,7 @@ async def open_runtime(
         finally:
             runtime.ready = False
             discovery.cancel()  # nothing to drain; it would hold shutdown till its next round
+            background.cancel()
             if dispatcher is not None:
                 # stop leasing; deliveries in flight finish within the dispatcher's own
                 # deadline, and whatever is left is recovered by lease expiry on restart

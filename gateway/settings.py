@@ -35,6 +35,9 @@ class Settings:
     store_url: str = field(default_factory=lambda: os.environ.get("CROSSWALK_STORE", ""))
     #: run the outbox dispatcher in this process
     dispatcher: bool = True
+    #: keep the read model current in this process (events consumer, catch-up loops);
+    #: reads use whatever it holds either way
+    feeds: bool = True
     #: "production" (secrets from the environment) or "sandbox" (the committed demo
     #: secrets fill in): gateway.governance.profiles
     profile: str = field(default_factory=lambda: os.environ.get("CROSSWALK_PROFILE", "production"))

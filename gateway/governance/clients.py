@@ -107,7 +107,9 @@ WRITE_SCOPES: frozenset[str] = frozenset(
 )
 #: operators: every client's operations, /metrics and /readyz's details
 OPS_SCOPES: frozenset[str] = frozenset({"ops"})
-SCOPES: frozenset[str] = READ_SCOPES | WRITE_SCOPES | OPS_SCOPES
+#: spending the systems' call quotas on demand (``Query.customer(maxAge:)``)
+QUOTA_SCOPES: frozenset[str] = frozenset({"quota:spend"})
+SCOPES: frozenset[str] = READ_SCOPES | WRITE_SCOPES | OPS_SCOPES | QUOTA_SCOPES
 
 #: a client's rate limits unless clients.toml says otherwise
 DEFAULT_REQUESTS_PER_MINUTE = 600

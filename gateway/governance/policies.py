@@ -18,6 +18,7 @@ from gateway.governance.errors import PolicyError
 from gateway.governance.outbox import OutboxPolicy, load_outbox_policy
 from gateway.governance.ownership import OwnershipPolicy, load_ownership_policy
 from gateway.governance.profiles import SANDBOX
+from gateway.governance.readmodel import ReadModelPolicy, load_readmodel_policy
 from gateway.governance.reference import ReferenceData, load_reference
 from gateway.governance.systems import SystemsPolicy, load_systems_policy
 from gateway.governance.webhooks import WebhooksPolicy, load_webhooks_policy
@@ -34,6 +35,7 @@ class Policies:
     ownership: OwnershipPolicy
     reference: ReferenceData
     outbox: OutboxPolicy
+    readmodel: ReadModelPolicy
 
 
 _FILES: dict[str, tuple[str, Callable[..., Any]]] = {
@@ -43,6 +45,7 @@ _FILES: dict[str, tuple[str, Callable[..., Any]]] = {
     "ownership": ("ownership.toml", load_ownership_policy),
     "reference": ("reference.toml", load_reference),
     "outbox": ("outbox.toml", load_outbox_policy),
+    "readmodel": ("readmodel.toml", load_readmodel_policy),
 }
 #: the loaders whose secrets depend on the profile
 _PROFILED = {"systems", "webhooks"}

@@ -34,6 +34,7 @@ from gateway.graphql.types import (
     Balance,
     CaseRecord,
     Connection,
+    DataSource,
     EntitlementRecord,
     FieldSource,
     Identity,
@@ -527,6 +528,18 @@ class Customer360:
         return out
 
 
+_SOURCE_ORDER = ("LAST_KNOWN_GOOD", "READ_THROUGH", "CATCH_UP", "EVENTS", "LIVE")
+
+
+def _source(outcomes: Sequence[Fetched[Any]]) -> DataSource | None:
+    """The least fresh source among the outcomes (what the answer is only as good as)."""
+    names = {o.source for o in outcomes if o.value is not None or o.error is None}
+    for name in _SOURCE_ORDER:
+        if name in names:
+            return DataSource[name]
+    return None
+
+
 def _freshness(system: System, outcomes: Sequence[Fetched[Any]]) -> SourceFreshness:
     if not outcomes:
         return SourceFreshness(
@@ -541,7 +554,19 @@ def _freshness(system: System, outcomes: Sequence[Fetched[Any]]) -> SourceFreshn
     failed = [o for o in outcomes if o.error is not None]
     stale = [o for o in outcomes if o.stale]
     as_of = min(o.as_of for o in outcomes)
+    source = _source(outcomes)
     if not failed:
+        if stale:  # the read model's copy, past its budget, not refreshed (quota, breaker)
+            return SourceFreshness(
+                system=system,
+                linked=True,
+                as_of=as_of,
+                stale=True,
+                age_seconds=max(o.age_seconds or 0.0 for o in stale),
+                reason=next((o.reason for o in stale if o.reason), None),
+                error_code=None,
+                source=source,
+            )
         return SourceFreshness(
             system=system,
             linked=True,
@@ -550,12 +575,14 @@ def _freshness(system: System, outcomes: Sequence[Fetched[Any]]) -> SourceFreshn
             age_seconds=None,
             reason=None,
             error_code=None,
+            source=source,
         )
     error = failed[0].error
     assert error is not None
     age = max((o.age_seconds or 0.0 for o in stale), default=None)
+    shown = "the read model" if source and source.name in _LOCAL else "last-known-good data"
     reason = (
-        f"{error.message}; showing last-known-good data"
+        f"{error.message}; showing {shown}"
         if stale
         else f"{error.message}; no last-known-good data"
     )
@@ -567,4 +594,8 @@ def _freshness(system: System, outcomes: Sequence[Fetched[Any]]) -> SourceFreshn
         age_seconds=age,
         reason=reason,
         error_code=str(error.code),
+        source=source,
     )
+
+
+_LOCAL = frozenset({"EVENTS", "CATCH_UP", "READ_THROUGH"})

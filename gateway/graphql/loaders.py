@@ -47,7 +47,11 @@ from gateway.canonical import (
     Subscription,
     System,
 )
+from gateway.governance.readmodel import ReadModelPolicy
 from gateway.graphql.errors import CodedError, ErrorCode, from_system_error
+from gateway.readmodel.kinds import Kind, SliceSpec, slice_of
+from gateway.readmodel.model import Change, ReadModel, SliceView, version_at
+from gateway.readmodel.quota import Quota
 
 if TYPE_CHECKING:
     from gateway.graphql.context import Context
@@ -72,6 +76,11 @@ class Fetched(Generic[T]):
     age_seconds: float | None = None
     #: why the fresh read failed (set whether or not stale data was found)
     error: CodedError | None = None
+    #: where the value came from: LIVE (asked the system now), EVENTS, CATCH_UP or
+    #: READ_THROUGH (the read model), LAST_KNOWN_GOOD (the actor's cache)
+    source: str = "LIVE"
+    #: why a read-model answer is stale although the system did not fail
+    reason: str | None = None
 
     def value_or_raise(self) -> T | None:
         """The value (fresh or stale); raise the coded error if there is neither."""
@@ -96,11 +105,14 @@ class SystemLoader(Generic[T]):
         loaders: Loaders,
         system: System,
         build: Callable[[tuple[str, ...]], Message],
+        spec: SliceSpec | None = None,
     ) -> None:
         self.context = context
         self.loaders = loaders
         self.system = system
         self.build = build
+        #: what the read model keeps of this loader's records (None: it keeps nothing)
+        self.spec = spec
         self._loop = asyncio.get_running_loop()
         #: id -> its future: an id asked twice in a request is read once
         self._futures: dict[str, asyncio.Future[Fetched[T]]] = {}
@@ -148,27 +160,42 @@ class SystemLoader(Generic[T]):
         if all(f.cancelled() for f in futures):
             return  # nobody waits: no upstream call
         try:
+            model: ReadModel | None = getattr(self.context.runtime, "read_model", None)
+            local: dict[str, tuple[SliceView, float]] = {}
+            if model is not None and self.spec is not None:
+                answered, keys, local = await self._from_read_model(model, self.spec, keys)
+                if answered:
+                    self._record(list(answered), list(answered.values()))
+                    for key, result in answered.items():
+                        for future in self._waiting(key):
+                            future.set_result(result)
+                    if not keys:
+                        return
+                    futures = [self._futures[key] for key in keys if key in self._futures]
             ids = tuple(sorted(set(keys)))  # one message shape per id set: coalescing, LKG
             message = self.build(ids)
             actor = self.context.runtime.systems[self.system]
+            started = time.time()
             self.loaders.upstream_asks += 1
             try:
                 answer: dict[str, T] = await actor.ask(
                     message, priority=Priority.INTERACTIVE, deadline=self.context.deadline
                 )
             except CrosswalkSystemError as exc:
-                results = self._fallback(actor, message, keys, from_system_error(exc))
+                results = self._fallback(actor, message, keys, from_system_error(exc), local)
             except TimeoutError:
                 error = CodedError(
                     ErrorCode.SYSTEM_TIMEOUT,
                     f"{self.system}: no answer before the request's deadline",
                     system=str(self.system),
                 )
-                results = self._fallback(actor, message, keys, error)
+                results = self._fallback(actor, message, keys, error, local)
             else:
                 now = datetime.now(UTC)
                 results = [Fetched(self.system, answer.get(key), now) for key in keys]
                 self._record(keys, results)
+                if model is not None and self.spec is not None:
+                    self._write_through(model, self.spec, keys, answer, started)
         except Exception as exc:  # every waiter gets the failure
             for future in futures:
                 if not future.done():
@@ -178,14 +205,136 @@ class SystemLoader(Generic[T]):
             if not future.done():
                 future.set_result(result)
 
+    def _waiting(self, key: str) -> list[asyncio.Future[Fetched[T]]]:
+        future = self._futures.get(key)
+        return [future] if future is not None and not future.done() else []
+
+    async def _from_read_model(
+        self, model: ReadModel, spec: SliceSpec, keys: list[str]
+    ) -> tuple[dict[str, Fetched[T]], list[str], dict[str, tuple[SliceView, float]]]:
+        """Answer what the read model holds within budget; say which keys still need the
+        system (missing ones, and past-budget ones the quota and breaker let refresh now)."""
+        budget = self.loaders.budget(spec)
+        now = time.time()
+        answered: dict[str, Fetched[T]] = {}
+        ask: list[str] = []
+        past: list[str] = []
+        local: dict[str, tuple[SliceView, float]] = {}
+        for key in keys:
+            view = model.slice(spec.system, spec.kind, key, many=spec.many)
+            if view is None:
+                ask.append(key)
+                continue
+            age = max(0.0, now - view.as_of)
+            local[key] = (view, age)
+            if age <= budget:
+                answered[key] = Fetched(
+                    self.system,
+                    view.value,
+                    datetime.fromtimestamp(view.as_of, UTC),
+                    age_seconds=age,
+                    source=str(view.source or "CATCH_UP"),
+                )
+            else:
+                past.append(key)
+        quota: Quota | None = getattr(self.context.runtime, "quota", None)
+        if ask and quota is not None:
+            # records nobody has read yet: worth waiting for a token, within the deadline
+            wait = self.context.deadline - anyio.current_time()
+            if not await quota.take(self.system, "interactive", within=wait):
+                error = CodedError(
+                    ErrorCode.THROTTLED,
+                    f"{self.system}: the interactive quota had no call free before the "
+                    "request's deadline, and the read model does not hold these records yet",
+                    system=str(self.system),
+                )
+                actor = self.context.runtime.systems[self.system]
+                results = self._fallback(actor, self.build(tuple(ask)), ask, error, record=False)
+                answered.update(zip(ask, results, strict=True))
+                ask = []
+        if past:
+            actor = self.context.runtime.systems[self.system]
+            reason = None
+            if actor.breaker_state == "open":
+                reason = f"{self.system} is unavailable (circuit breaker open)"
+            elif (
+                quota is not None
+                and not ask
+                and not await quota.try_take(self.system, "interactive")
+            ):
+                reason = f"{self.system}'s interactive quota is spent for now"
+            if reason is None:
+                ask.extend(past)
+            else:
+                for key in past:
+                    view, age = local[key]
+                    answered[key] = Fetched(
+                        self.system,
+                        view.value,
+                        datetime.fromtimestamp(view.as_of, UTC),
+                        stale=True,
+                        age_seconds=age,
+                        source=str(view.source or "CATCH_UP"),
+                        reason=f"older than its {budget:g} s budget: {reason}",
+                    )
+        return answered, ask, local
+
+    def _write_through(
+        self,
+        model: ReadModel,
+        spec: SliceSpec,
+        keys: Sequence[str],
+        answer: dict[str, Any],
+        started: float,
+    ) -> None:
+        version = version_at(started)
+        changes: list[Change] = []
+        cover: list[tuple[System, Kind, str, float]] = []
+        for key in keys:
+            value = answer.get(key)
+            if spec.many:
+                values: tuple[Any, ...] = value or ()
+            elif value is None:
+                continue  # no such record: nothing to keep, nothing covered
+            else:
+                values = (value,)
+            try:
+                changes.extend(model.slice_changes(spec.system, spec.kind, key, values, version))
+            except TypeError:
+                return  # an answer of a shape the read model does not keep
+            cover.append((spec.system, spec.kind, key, started))
+        model.offer_read_through(changes, cover)
+
     def _fallback(
-        self, actor: Any, message: Message, keys: Sequence[str], error: CodedError
+        self,
+        actor: Any,
+        message: Message,
+        keys: Sequence[str],
+        error: CodedError,
+        local: dict[str, tuple[SliceView, float]] | None = None,
+        *,
+        record: bool = True,
     ) -> list[Fetched[T]]:
-        """Last-known-good for the whole batch, else per single-id message, else the error."""
+        """The read model's copy, else last-known-good for the whole batch, else per
+        single-id message, else the error."""
         now = datetime.now(UTC)
         batch = actor.last_known_good(message)
         results: list[Fetched[T]] = []
         for key in keys:
+            if local and key in local:
+                view, age = local[key]
+                results.append(
+                    Fetched(
+                        self.system,
+                        view.value,
+                        datetime.fromtimestamp(view.as_of, UTC),
+                        stale=True,
+                        age_seconds=age,
+                        error=error,
+                        source=str(view.source or "CATCH_UP"),
+                    )
+                )
+                continue
             found = batch
             if found is None or key not in found[0]:
                 found = actor.last_known_good(self.build((key,)))
@@ -199,11 +348,13 @@ class SystemLoader(Generic[T]):
                         stale=True,
                         age_seconds=age,
                         error=error,
+                        source="LAST_KNOWN_GOOD",
                     )
                 )
             else:
                 results.append(Fetched(self.system, None, now, error=error))
-        self._record(keys, results)
+        if record:
+            self._record(keys, results)
         return results
 
     def _record(self, keys: Sequence[str], results: Sequence[Fetched[T]]) -> None:
@@ -227,12 +378,25 @@ class Loaders:
         self._loaders: dict[str, SystemLoader[Any]] = {}
         #: the request has been answered: batches not yet dispatched make no upstream call
         self.released = False
+        #: the request's own freshness bound in seconds (``maxAge``), if it gave one
+        self.max_age: float | None = None
+
+    def budget(self, spec: SliceSpec) -> float:
+        """How old this request lets ``spec``'s records be: the policy's budget for the
+        field group, or the request's ``maxAge`` if tighter."""
+        policies = getattr(self.context.runtime, "policies", None)
+        policy: ReadModelPolicy | None = getattr(policies, "readmodel", None)
+        group = spec.loader.partition(":")[0]
+        budget = policy.budget(spec.system, group) if policy is not None else 60.0
+        return budget if self.max_age is None else min(budget, self.max_age)
 
     # DataLoaders are built on first use: a request that reads cases alone builds one
     def _loader(self, name: str, system: System, build: Callable[..., Message]) -> Any:
         loader = self._loaders.get(name)
         if loader is None:
-            loader = self._loaders[name] = SystemLoader(self.context, self, system, build)
+            loader = self._loaders[name] = SystemLoader(
+                self.context, self, system, build, slice_of(name)
+            )
         return loader
 
     def customers(self, system: System) -> SystemLoader[Customer]:

@@ -55,8 +55,30 @@ class ReadQuery:
         self,
         info: Info[Context, None],
         id: Annotated[strawberry.ID, strawberry.argument(description="The customer's id.")],
+        max_age: Annotated[
+            int | None,
+            strawberry.argument(
+                description="Freshest data wanted, in seconds: fields whose read-model data "
+                "is older are refreshed from their system (if its breaker and quota allow "
+                "within the deadline; else answered stale with `freshness` saying why). "
+                "Without it the freshness budgets of policies/readmodel.toml apply. Needs "
+                "quota:spend, since it spends the systems' call quotas."
+            ),
+        ] = None,
     ) -> Customer360 | None:
         context = require_scope(info, "customer:read")
+        if max_age is not None:
+            require_scope(info, "quota:spend")
+            if max_age < 0:
+                raise CodedError(
+                    ErrorCode.VALIDATION_FAILED,
+                    f"maxAge must be 0 or more seconds, got {max_age}",
+                    extensions={"field": "maxAge"},
+                )
+            loaders = context.loaders
+            loaders.max_age = (
+                float(max_age) if loaders.max_age is None else min(loaders.max_age, max_age)
+            )
         return Customer360.of(await resolve_customer(context, str(id)))
 
     @resolver(

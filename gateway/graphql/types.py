@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -23,6 +24,7 @@ __all__ = [
     "Balance",
     "CaseRecord",
     "Connection",
+    "DataSource",
     "Edge",
     "EntitlementRecord",
     "FieldSource",
@@ -241,9 +243,27 @@ class FieldSource:
     stale: bool = strawberry.field(description="True when the value is last-known-good data.")
 
 
+@strawberry.enum(description="Where a system's part of an answer came from.")
+class DataSource(enum.Enum):
+    LIVE = strawberry.enum_value("LIVE", description="Asked the system during this request.")
+    EVENTS = strawberry.enum_value(
+        "EVENTS", description="The read model, last changed by the system's webhook events."
+    )
+    CATCH_UP = strawberry.enum_value(
+        "CATCH_UP", description="The read model, last changed by the system's change feed."
+    )
+    READ_THROUGH = strawberry.enum_value(
+        "READ_THROUGH", description="The read model, filled by an earlier read of the system."
+    )
+    LAST_KNOWN_GOOD = strawberry.enum_value(
+        "LAST_KNOWN_GOOD", description="The gateway's cache of an earlier answer."
+    )
+
+
 @strawberry.type(
     description="How fresh one system's part of the answer is: when it was read, whether it "
-    "is stale (last-known-good because the system failed) and why."
+    "is stale (older than its freshness budget, or last-known-good because the system "
+    "failed), where it came from, and why."
 )
 class SourceFreshness:
     system: SystemName = field(description="The system.")
@@ -258,6 +278,11 @@ class SourceFreshness:
     reason: str | None = field(description="Why the data is stale or missing.")
     error_code: str | None = field(
         description="The `extensions.code` of the failure, when the system failed."
+    )
+    source: DataSource | None = field(
+        default=None,
+        description="Where the data came from (the oldest source when several fields read "
+        "this system); null when nothing was read.",
     )
 
 

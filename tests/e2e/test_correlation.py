@@ -32,7 +32,9 @@ def test_a_read_carries_the_callers_correlation_and_trace(stack: UpStack) -> Non
     answer = httpx.post(
         f"{stack.base}/graphql",
         json={
-            "query": '{ customer(id: "erp:1000000") { name invoices(first: 1) { nodes { id } } } }'
+            # maxAge 0: asked of the systems now, whatever the read model already holds
+            "query": '{ customer(id: "erp:1000000", maxAge: 0) '
+            "{ name invoices(first: 1) { nodes { id } } } }"
         },
         headers={
             **WIDGET,

@@ -127,7 +127,10 @@ async def test_plain_fields_answer_as_strawberry_would() -> None:
 
 def test_lean_resolvers_are_resolvers_with_plain_arguments() -> None:
     lean = lean_resolvers(get_schema())
-    assert lean["Query", "customer"].arguments == (("id", "id", False),)
+    assert lean["Query", "customer"].arguments == (
+        ("id", "id", False),
+        ("maxAge", "max_age", False),
+    )
     cases = lean["Customer360", "cases"]
     assert cases.arguments == (
         ("status", "status", True),

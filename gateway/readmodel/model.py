@@ -1,0 +1,457 @@
+"""The read model: each system's records as its feeds last told them, in memory and in
+the store.
+
+The store holds the truth (``read_records``, ``read_coverage``, ``read_feeds``); this
+process keeps an index of it in memory, loaded at start, so a customer 360 reads its
+records with dictionary look-ups and no round trip. Every change is committed to the
+store first (with the feed position or the inbox marks it came with, in one unit) and
+then applied to memory, under the same rule as the store's: an older version never
+overwrites a newer one, so events, catch-up pages and read-throughs may arrive in any
+order.
+
+How old is a record? Not its last change: a customer nobody touched for a month is
+current while the feed is. A slice (one customer's records of one kind) is *known
+complete* at the later of the moment it was read whole and the moment every feed of its
+system last reached the end; its age runs from then.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from gateway.canonical import System
+from gateway.readmodel.codec import decode, encode
+from gateway.readmodel.kinds import Kind, identify
+from gateway.store import ReadRow, Store
+
+__all__ = [
+    "Applied",
+    "Change",
+    "Entry",
+    "FeedState",
+    "ReadModel",
+    "SliceView",
+    "Source",
+    "version_at",
+]
+
+log = logging.getLogger(__name__)
+
+#: changes a slow subscriber may fall behind before the oldest are dropped for it
+WATCH_BUFFER = 256
+#: read-through answers waiting to be written; past it they are dropped (the next read
+#: simply reads through again)
+THROUGH_BUFFER = 1000
+
+
+class Source(enum.StrEnum):
+    """How the read model learned a record."""
+
+    EVENTS = "EVENTS"  # a vendor's webhook
+    CATCH_UP = "CATCH_UP"  # the vendor's change feed (or its initial listing)
+    READ_THROUGH = "READ_THROUGH"  # a read that found nothing local asked the vendor
+
+
+def version_at(moment: float) -> str:
+    """The sortable version text for a unix time (fixed width: text order is time order)."""
+    return f"{moment:018.6f}"
+
+
+def _to_epoch(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One record's new state as a feed, an event or a read reported it."""
+
+    system: System
+    kind: Kind
+    id: str
+    customer: str
+    value: Any  # the canonical record; None when deleted
+    version: str
+    deleted: bool = False
+
+    @classmethod
+    def of(cls, value: Any, version: str) -> Change:
+        kind, record_id, customer = identify(value)
+        return cls(value.system, kind, record_id, customer, value, version)
+
+
+@dataclass(slots=True)
+class Entry:
+    customer: str
+    value: Any
+    version: str
+    learned_at: float
+    source: Source
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """A change the read model took (what ``Subscription.customerEvents`` streams)."""
+
+    system: System
+    kind: Kind
+    id: str
+    customer: str
+    source: Source
+    at: float
+    deleted: bool
+    created: bool
+    changed_fields: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SliceView:
+    """A customer's records of one kind, and since when they are known complete."""
+
+    value: Any  # tuple of records (``many``), else the record or None
+    as_of: float
+    source: Source | None
+
+
+@dataclass(slots=True)
+class FeedState:
+    """One change feed's position and health, as ``Query.systems`` shows it."""
+
+    system: System
+    feed: str
+    cursor: str | None = None
+    complete_at: float | None = None
+    last_pass_at: float | None = None
+    last_error: str | None = None
+    passes: int = 0
+
+
+@dataclass(slots=True)
+class _Watcher:
+    customers: frozenset[tuple[System, str]] | None
+    send: MemoryObjectSendStream[Applied]
+    receive: MemoryObjectReceiveStream[Applied]
+
+
+def _changed_fields(old: Any, new: Any) -> tuple[str, ...]:
+    if old is None or new is None or type(old) is not type(new):
+        return ()
+    slots = getattr(type(new), "__slots__", ())
+    return tuple(
+        name
+        for name in slots
+        if not name.startswith("_") and getattr(old, name, None) != getattr(new, name, None)
+    )
+
+
+class ReadModel:
+    """The records of every system, the slices read whole, the feeds' positions."""
+
+    def __init__(
+        self,
+        store: Store,
+        feeds: Mapping[System, Sequence[str]],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self._records: dict[tuple[System, Kind, str], Entry] = {}
+        self._by_customer: dict[tuple[System, Kind, str], set[str]] = {}
+        self._coverage: dict[tuple[System, Kind, str], float] = {}
+        self.feeds: dict[tuple[System, str], FeedState] = {
+            (system, name): FeedState(system, name)
+            for system, names in feeds.items()
+            for name in names
+        }
+        self._feed_names = {system: tuple(names) for system, names in feeds.items()}
+        #: when each system last took an event, and how many
+        self.last_event_at: dict[System, float] = {}
+        self.events_applied: dict[System, int] = {}
+        self._watchers: list[_Watcher] = []
+        # read-throughs are written behind the answer: a bounded queue, one writer task
+        self._through_send, self._through_receive = anyio.create_memory_object_stream[
+            tuple[list[Change], list[tuple[System, Kind, str, float]]]
+        ](THROUGH_BUFFER)
+        self.through_dropped = 0
+
+    # ------------------------------------------------------------ start-up
+
+    async def load(self) -> None:
+        """Fill memory from the store (records page by page, coverage, feed positions)."""
+        after: tuple[str, str, str] | None = None
+        while True:
+            rows = await self.store.read_rows(after=after, limit=5000)
+            for row in rows:
+                self._take_row(row)
+            if len(rows) < 5000:
+                break
+            last = rows[-1]
+            after = (last.system, last.kind, last.id)
+        for cover in await self.store.read_coverage():
+            self._coverage[(System(cover.system), Kind(cover.kind), cover.customer)] = (
+                cover.loaded_at.timestamp()
+            )
+        for feed in await self.store.read_feeds():
+            state = self.feeds.get((System(feed.system), feed.feed))
+            if state is not None:
+                state.cursor = feed.cursor
+                state.complete_at = _to_epoch(feed.complete_at)
+
+    def _take_row(self, row: ReadRow) -> None:
+        system, kind = System(row.system), Kind(row.kind)
+        value = None if row.data is None else decode(row.data)
+        self._set(
+            system,
+            kind,
+            row.id,
+            Entry(
+                row.customer,
+                value,
+                row.version,
+                row.learned_at.timestamp(),
+                Source(row.source),
+                row.deleted,
+            ),
+        )
+
+    def _set(self, system: System, kind: Kind, record_id: str, entry: Entry) -> None:
+        key = (system, kind, record_id)
+        old = self._records.get(key)
+        if old is not None and old.customer != entry.customer:
+            self._by_customer.get((system, kind, old.customer), set()).discard(record_id)
+        self._records[key] = entry
+        self._by_customer.setdefault((system, kind, entry.customer), set()).add(record_id)
+
+    # ------------------------------------------------------------ reads
+
+    def complete_at(self, system: System) -> float | None:
+        """When every feed of ``system`` last reached its end (None: not all have yet)."""
+        moments = [self.feeds[(system, name)].complete_at for name in self._feed_names[system]]
+        if not moments or any(m is None for m in moments):
+            return None
+        return min(m for m in moments if m is not None)
+
+    def slice(self, system: System, kind: Kind, customer: str, *, many: bool) -> SliceView | None:
+        """The customer's records of ``kind`` if the read model knows them whole, else None."""
+        covered = self._coverage.get((system, kind, customer))
+        complete = self.complete_at(system)
+        if covered is None and complete is None:
+            return None
+        as_of = max(covered or 0.0, complete or 0.0)
+        ids = self._by_customer.get((system, kind, customer), ())
+        entries = [self._records[(system, kind, i)] for i in ids]
+        live = [e for e in entries if not e.deleted]
+        newest = max(entries, key=lambda e: e.learned_at, default=None)
+        source = newest.source if newest is not None else Source.CATCH_UP
+        if many:
+            return SliceView(tuple(e.value for e in live), as_of, source)
+        return SliceView(live[0].value if live else None, as_of, source)
+
+    def record(self, system: System, kind: Kind, record_id: str) -> Entry | None:
+        entry = self._records.get((system, kind, record_id))
+        return None if entry is None or entry.deleted else entry
+
+    def records(self, system: System, kind: Kind) -> Iterable[tuple[str, Entry]]:
+        """Every live record of one kind (for look-ups by business number)."""
+        for (s, k, record_id), entry in self._records.items():
+            if s is system and k is kind and not entry.deleted:
+                yield record_id, entry
+
+    def count(self, system: System) -> int:
+        return sum(1 for (s, _, _), e in self._records.items() if s is system and not e.deleted)
+
+    def as_of(self, system: System, kind: Kind, customer: str) -> float | None:
+        covered = self._coverage.get((system, kind, customer))
+        complete = self.complete_at(system)
+        if covered is None and complete is None:
+            return None
+        return max(covered or 0.0, complete or 0.0)
+
+    # ------------------------------------------------------------ writes
+
+    async def apply(
+        self,
+        changes: Sequence[Change],
+        *,
+        source: Source,
+        cover: Sequence[tuple[System, Kind, str, float]] = (),
+        feed: tuple[System, str, str | None, float | None] | None = None,
+        events: Sequence[tuple[str, str]] = (),
+    ) -> list[Applied]:
+        """Commit ``changes`` (with the slices they cover, the feed position they reach
+        and the inbox events they apply) in one unit, then take them into memory."""
+        now = self.clock()
+        learned = datetime.fromtimestamp(now, UTC)
+        rows = [
+            ReadRow(
+                system=str(c.system),
+                kind=str(c.kind),
+                id=c.id,
+                customer=c.customer,
+                version=c.version,
+                data=None if c.deleted else encode(c.value),
+                deleted=c.deleted,
+                learned_at=learned,
+                source=str(source),
+            )
+            for c in changes
+            if self._newer(c)
+        ]
+        if rows or cover or feed is not None or events:
+            async with self.store.transaction() as tx:
+                if rows:
+                    await tx.put_read_rows(rows)
+                for system, kind, customer, at in cover:
+                    await tx.cover_read(
+                        str(system), str(kind), customer, datetime.fromtimestamp(at, UTC)
+                    )
+                if feed is not None:
+                    system, name, cursor, complete = feed
+                    await tx.set_read_feed(
+                        str(system),
+                        name,
+                        cursor=cursor,
+                        complete_at=None
+                        if complete is None
+                        else datetime.fromtimestamp(complete, UTC),
+                    )
+                if events:
+                    await tx.mark_applied(events)
+        applied: list[Applied] = []
+        for c in changes:
+            if not self._newer(c):
+                continue  # a newer state arrived while this one was being committed
+            old = self._records.get((c.system, c.kind, c.id))
+            self._set(
+                c.system,
+                c.kind,
+                c.id,
+                Entry(
+                    c.customer, None if c.deleted else c.value, c.version, now, source, c.deleted
+                ),
+            )
+            if old is not None and not old.deleted and not c.deleted and old.value == c.value:
+                continue  # nothing a reader would see changed
+            applied.append(
+                Applied(
+                    c.system,
+                    c.kind,
+                    c.id,
+                    c.customer,
+                    source,
+                    now,
+                    c.deleted,
+                    old is None or old.deleted,
+                    _changed_fields(old.value if old is not None else None, c.value),
+                )
+            )
+        for system, kind, customer, at in cover:
+            key = (system, kind, customer)
+            self._coverage[key] = max(self._coverage.get(key, 0.0), at)
+        if feed is not None:
+            system, name, cursor, complete = feed
+            state = self.feeds[(system, name)]
+            state.cursor = cursor
+            if complete is not None:
+                state.complete_at = complete
+        if events:
+            for system_name, _ in events:
+                system = System(system_name)
+                self.last_event_at[system] = now
+                self.events_applied[system] = self.events_applied.get(system, 0) + 1
+        self._publish(applied)
+        return applied
+
+    def _newer(self, change: Change) -> bool:
+        old = self._records.get((change.system, change.kind, change.id))
+        return old is None or change.version >= old.version
+
+    def slice_changes(
+        self,
+        system: System,
+        kind: Kind,
+        customer: str,
+        values: Iterable[Any],
+        version: str,
+    ) -> list[Change]:
+        """The changes that make a customer's slice exactly ``values`` (read whole at
+        ``version``): each record, and a delete for each local one no longer there."""
+        changes = [Change.of(v, version) for v in values]
+        seen = {c.id for c in changes if c.kind is kind}
+        for record_id in list(self._by_customer.get((system, kind, customer), ())):
+            entry = self._records[(system, kind, record_id)]
+            if record_id not in seen and not entry.deleted:
+                changes.append(Change(system, kind, record_id, customer, None, version, True))
+        return changes
+
+    def offer_read_through(
+        self, changes: list[Change], cover: list[tuple[System, Kind, str, float]]
+    ) -> None:
+        """Queue what a read fetched to be written behind its answer; never blocks."""
+        try:
+            self._through_send.send_nowait((changes, cover))
+        except anyio.WouldBlock:
+            self.through_dropped += 1
+
+    async def write_read_throughs(self) -> None:
+        """Write queued read-throughs, many per transaction, until cancelled."""
+        async for changes, cover in self._through_receive:
+            batch_changes, batch_cover = list(changes), list(cover)
+            while len(batch_changes) < 2000:
+                try:
+                    more, more_cover = self._through_receive.receive_nowait()
+                except anyio.WouldBlock:
+                    break
+                batch_changes.extend(more)
+                batch_cover.extend(more_cover)
+            try:
+                await self.apply(batch_changes, source=Source.READ_THROUGH, cover=batch_cover)
+            except Exception:  # a cache fill: losing it costs one more read-through
+                log.exception("read-through of %d records not written", len(batch_changes))
+
+    # ------------------------------------------------------------ watching
+
+    @asynccontextmanager
+    async def watch(
+        self, customers: Iterable[tuple[System, str]] | None = None
+    ) -> AsyncIterator[MemoryObjectReceiveStream[Applied]]:
+        """The changes applied from now on (to these customers' records only, if given).
+
+        A subscriber that falls ``WATCH_BUFFER`` changes behind loses the oldest."""
+        send, receive = anyio.create_memory_object_stream[Applied](WATCH_BUFFER)
+        watcher = _Watcher(None if customers is None else frozenset(customers), send, receive)
+        self._watchers.append(watcher)
+        try:
+            with send, receive:
+                yield receive
+        finally:
+            self._watchers.remove(watcher)
+
+    def _publish(self, applied: Sequence[Applied]) -> None:
+        for watcher in self._watchers:
+            for change in applied:
+                if watcher.customers is not None and (
+                    (change.system, change.customer) not in watcher.customers
+                ):
+                    continue
+                try:
+                    watcher.send.send_nowait(change)
+                except anyio.WouldBlock:
+                    try:  # drop the oldest: the newest state matters most
+                        watcher.receive.receive_nowait()
+                        watcher.send.send_nowait(change)
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        pass
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass

@@ -1,0 +1,62 @@
+"""Each system's rate split by purpose (``[quota]`` in ``policies/readmodel.toml``).
+
+The system's actor keeps its own limiter at the full policy rate (``systems.toml``): the
+vendor never sees more than that. These limiters divide it, so the read path can never
+spend what the feeds and the writes need: interactive refreshes take only what is free
+*now* (a read answers from the read model rather than wait), the feeds wait their turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import anyio
+from aiolimiter import AsyncLimiter
+
+from gateway.canonical import System
+from gateway.governance.readmodel import QuotaShares
+
+__all__ = ["PURPOSES", "Quota"]
+
+PURPOSES = ("interactive", "catch_up")
+
+
+class Quota:
+    def __init__(self, rates: Mapping[System, float], shares: QuotaShares) -> None:
+        self.rates = dict(rates)
+        self.shares = shares
+        self._limiters: dict[tuple[System, str], AsyncLimiter] = {}
+        self.spent: dict[tuple[System, str], int] = {}
+        self.refused: dict[tuple[System, str], int] = {}
+        for system, rate in rates.items():
+            for purpose in PURPOSES:
+                per_second = rate * float(getattr(shares, purpose))
+                if per_second <= 0:
+                    continue
+                # a bucket of one second's share, refilled continuously
+                self._limiters[(system, purpose)] = AsyncLimiter(max(per_second, 1.0), 1.0)
+
+    def rate(self, system: System, purpose: str) -> float:
+        return self.rates.get(system, 0.0) * float(getattr(self.shares, purpose))
+
+    async def try_take(self, system: System, purpose: str = "interactive") -> bool:
+        """Take one call's token if one is free now; never waits."""
+        limiter = self._limiters.get((system, purpose))
+        if limiter is None or not limiter.has_capacity():
+            self.refused[(system, purpose)] = self.refused.get((system, purpose), 0) + 1
+            return False
+        await limiter.acquire()  # has_capacity() just said yes: no wait
+        self.spent[(system, purpose)] = self.spent.get((system, purpose), 0) + 1
+        return True
+
+    async def take(self, system: System, purpose: str, *, within: float) -> bool:
+        """Wait up to ``within`` seconds for a token; False if none came."""
+        limiter = self._limiters.get((system, purpose))
+        if limiter is None:
+            return False
+        with anyio.move_on_after(max(0.0, within)):
+            await limiter.acquire()
+            self.spent[(system, purpose)] = self.spent.get((system, purpose), 0) + 1
+            return True
+        self.refused[(system, purpose)] = self.refused.get((system, purpose), 0) + 1
+        return False
