@@ -414,8 +414,11 @@ class CrmConnector(HttpConnector):
 
     async def _deleted(self, obj: str, since: datetime, now: datetime) -> list[ChangedRecord]:
         """``getDeleted`` over [since - 2 min, now]: Salesforce rounds both ends down to
-        the minute, so the window starts early enough to hold every deletion since."""
-        start = since - timedelta(minutes=2)
+        the minute, so the window starts early enough to hold every deletion since. A
+        deletion within the last minute shows in a later pass (or through its event)."""
+        # the window must lie within the last 30 days (INVALID_REPLICATION_DATE otherwise);
+        # a cursor older than that (nothing changed for a month) asks for what is kept
+        start = max(since - timedelta(minutes=2), now - timedelta(days=29))
         if now - start < timedelta(minutes=1):
             start = now - timedelta(minutes=1)
         body = await self._call(

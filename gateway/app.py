@@ -15,6 +15,7 @@ port (``ops_app``, started by ``crosswalk serve``) that only a monitoring networ
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
@@ -105,6 +106,7 @@ class OpsRoutes:
                     "healthy": s.healthy,
                     "breaker": s.breaker,
                     "queue_depth": s.queue_depth,
+                    **_sync(current, s.system),
                 }
                 for s in current.systems.states()
             ]
@@ -125,6 +127,24 @@ class OpsRoutes:
                 Route("/readyz", readyz, methods=["GET"]),
             ]
         )
+
+
+def _sync(runtime: Runtime, system: str) -> dict[str, object]:
+    """The read model's lag for /readyz: a lagging feed is reported, never "not ready"
+    (reads still answer from the read model, marked stale past their budget)."""
+    model = getattr(runtime, "read_model", None)
+    if model is None:
+        return {}
+    complete = model.complete_at(System(system))
+    lag = None if complete is None else round(max(0.0, time.time() - complete), 3)
+    interval = runtime.policies.readmodel.catch_up_interval
+    return {
+        "read_model": {
+            "loaded": complete is not None,
+            "lag_seconds": lag,
+            "lagging": lag is None or lag > 2 * interval,
+        }
+    }
 
 
 def _error(status: int, error: CodedError, headers: dict[str, str] | None = None) -> Response:

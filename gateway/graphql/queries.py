@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Annotated
 
 import strawberry
@@ -15,13 +17,16 @@ from gateway.graphql.identity import parse_customer_id, resolve_customer
 from gateway.graphql.types import (
     Connection,
     Edge,
+    FeedStatus,
     PageInfo,
+    SyncState,
     SystemStatus,
     check_first,
     decode_cursor,
     encode_cursor,
     resolver,
 )
+from gateway.readmodel.model import ReadModel
 from gateway.store.errors import StoreError
 from gateway.store.records import XRefRecord
 
@@ -144,6 +149,38 @@ class ReadQuery:
                 breaker=state.breaker,
                 queue_depth=state.queue_depth,
                 p50_latency_ms=state.p50_latency_ms,
+                sync=sync_state(context, System(state.system)),
             )
             for state in context.runtime.systems.states()
         ]
+
+
+def _moment(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def sync_state(context: Context, system: System) -> SyncState | None:
+    """What ``Query.systems`` shows of the read model's copy of ``system``."""
+    model: ReadModel | None = getattr(context.runtime, "read_model", None)
+    if model is None:
+        return None
+    complete = model.complete_at(system)
+    feeds = [state for (s, _), state in model.feeds.items() if s is system]
+    return SyncState(
+        loaded=complete is not None,
+        complete_at=_moment(complete),
+        lag_seconds=None if complete is None else max(0.0, time.time() - complete),
+        last_event_at=_moment(model.last_event_at.get(system)),
+        events_applied=model.events_applied.get(system, 0),
+        records=model.count(system),
+        feeds=[
+            FeedStatus(
+                feed=state.feed,
+                cursor=state.cursor,
+                complete_at=_moment(state.complete_at),
+                last_pass_at=_moment(state.last_pass_at),
+                last_error=state.last_error,
+            )
+            for state in feeds
+        ],
+    )

@@ -27,6 +27,7 @@ __all__ = [
     "DataSource",
     "Edge",
     "EntitlementRecord",
+    "FeedStatus",
     "FieldSource",
     "Identity",
     "InvoiceRecord",
@@ -37,6 +38,7 @@ __all__ = [
     "SourceFreshness",
     "SubscriptionItemRecord",
     "SubscriptionRecord",
+    "SyncState",
     "SystemName",
     "SystemStatus",
     "decode_cursor",
@@ -470,6 +472,37 @@ class EntitlementRecord:
         return cls(status=e.status, support_tier=e.support_tier, ends=e.ends)
 
 
+@strawberry.type(description="One change feed of a system, as the catch-up last read it.")
+class FeedStatus:
+    feed: str = field(description="The feed's name (e.g. `tickets`, `orders`, `events`).")
+    cursor: str | None = field(description="Where the next read continues (the system's own).")
+    complete_at: datetime | None = field(
+        description="The last moment every change of this feed was known applied."
+    )
+    last_pass_at: datetime | None = field(description="When the last catch-up pass began.")
+    last_error: str | None = field(description="Why the last pass stopped short, if it did.")
+
+
+@strawberry.type(description="The read model's copy of one system.")
+class SyncState:
+    loaded: bool = field(
+        description="Whether the initial load finished (every feed read to its end once)."
+    )
+    complete_at: datetime | None = field(
+        description="The last moment every feed of the system was known complete: the "
+        "records' age runs from here."
+    )
+    lag_seconds: float | None = field(
+        description="Seconds since `completeAt` (null before the initial load finished)."
+    )
+    last_event_at: datetime | None = field(
+        description="When the last webhook event of this system was applied."
+    )
+    events_applied: int = field(description="Webhook events applied since the gateway started.")
+    records: int = field(description="Records held (deleted ones not counted).")
+    feeds: list[FeedStatus] = field(description="Each change feed's position.")
+
+
 @strawberry.type(description="Health of one system as its actor sees it.")
 class SystemStatus:
     system: SystemName = field(description="The system.")
@@ -481,4 +514,9 @@ class SystemStatus:
     queue_depth: int = field(description="Messages waiting in the actor's mailbox.")
     p50_latency_ms: float | None = field(
         description="Median latency of recent upstream calls in milliseconds."
+    )
+    sync: SyncState | None = field(
+        default=None,
+        description="How current the read model's copy of this system is (null when the "
+        "gateway runs without a read model).",
     )

@@ -136,6 +136,9 @@ class FeedState:
     passes: int = 0
 
 
+_Through = tuple[list[Change], list[tuple[System, Kind, str, float]]]
+
+
 @dataclass(slots=True)
 class _Watcher:
     customers: frozenset[tuple[System, str]] | None
@@ -179,10 +182,9 @@ class ReadModel:
         self.last_event_at: dict[System, float] = {}
         self.events_applied: dict[System, int] = {}
         self._watchers: list[_Watcher] = []
-        # read-throughs are written behind the answer: a bounded queue, one writer task
-        self._through_send, self._through_receive = anyio.create_memory_object_stream[
-            tuple[list[Change], list[tuple[System, Kind, str, float]]]
-        ](THROUGH_BUFFER)
+        # read-throughs are written behind the answer: a bounded queue owned by the writer
+        # task (``write_read_throughs``); without one running, offers are dropped
+        self._through_send: MemoryObjectSendStream[_Through] | None = None
         self.through_dropped = 0
 
     # ------------------------------------------------------------ start-up
@@ -399,26 +401,39 @@ class ReadModel:
         self, changes: list[Change], cover: list[tuple[System, Kind, str, float]]
     ) -> None:
         """Queue what a read fetched to be written behind its answer; never blocks."""
+        send = self._through_send
+        if send is None:
+            self.through_dropped += 1
+            return
         try:
-            self._through_send.send_nowait((changes, cover))
+            send.send_nowait((changes, cover))
         except anyio.WouldBlock:
             self.through_dropped += 1
 
     async def write_read_throughs(self) -> None:
         """Write queued read-throughs, many per transaction, until cancelled."""
-        async for changes, cover in self._through_receive:
-            batch_changes, batch_cover = list(changes), list(cover)
-            while len(batch_changes) < 2000:
-                try:
-                    more, more_cover = self._through_receive.receive_nowait()
-                except anyio.WouldBlock:
-                    break
-                batch_changes.extend(more)
-                batch_cover.extend(more_cover)
-            try:
-                await self.apply(batch_changes, source=Source.READ_THROUGH, cover=batch_cover)
-            except Exception:  # a cache fill: losing it costs one more read-through
-                log.exception("read-through of %d records not written", len(batch_changes))
+        send, receive = anyio.create_memory_object_stream[_Through](THROUGH_BUFFER)
+        self._through_send = send
+        try:
+            with send, receive:
+                async for changes, cover in receive:
+                    batch_changes, batch_cover = list(changes), list(cover)
+                    while len(batch_changes) < 2000:
+                        try:
+                            more, more_cover = receive.receive_nowait()
+                        except anyio.WouldBlock:
+                            break
+                        batch_changes.extend(more)
+                        batch_cover.extend(more_cover)
+                    try:
+                        await self.apply(
+                            batch_changes, source=Source.READ_THROUGH, cover=batch_cover
+                        )
+                    except Exception:  # a cache fill: losing it costs one more read-through
+                        log.exception("read-through of %d records not written", len(batch_changes))
+        finally:
+            if self._through_send is send:
+                self._through_send = None
 
     # ------------------------------------------------------------ watching
 
