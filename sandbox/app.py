@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 from starlette.applications import Starlette
@@ -26,7 +27,7 @@ from starlette.routing import BaseRoute
 from sandbox.chaos import Chaos, ChaosMiddleware, Dialect
 from sandbox.demo import DemoData, generate
 from sandbox.docstore import DocStore
-from sandbox.webhooks import Signer, WebhookSender
+from sandbox.webhooks import Signer, WebhookSender, WebhookStats
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -138,7 +139,9 @@ def build_app(
         if config.fresh and config.db_path.exists():
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{config.db_path}{suffix}").unlink(missing_ok=True)
-        sender = WebhookSender(config.system, config.webhook_url, signer)
+        sender = WebhookSender(
+            config.system, config.webhook_url, signer, active=lambda: chaos.settings.webhooks
+        )
         async with DocStore(config.db_path) as store, anyio.create_task_group() as tg:
             state = SandboxState(
                 config=config,
@@ -157,5 +160,17 @@ def build_app(
             finally:
                 tg.cancel_scope.cancel()
 
-    middleware = [Middleware(ChaosMiddleware, dialect=dialect, chaos=chaos, on_reset=reset)]
+    def webhook_stats() -> dict[str, Any]:
+        state = holder.get("state")
+        return asdict(state.webhooks.stats) if state is not None else asdict(WebhookStats())
+
+    middleware = [
+        Middleware(
+            ChaosMiddleware,
+            dialect=dialect,
+            chaos=chaos,
+            on_reset=reset,
+            webhook_stats=webhook_stats,
+        )
+    ]
     return Starlette(routes=list(routes), middleware=middleware, lifespan=lifespan)

@@ -1,19 +1,23 @@
 """Chaos controls and request accounting, shared by the four sandbox systems.
 
-Every sandbox system serves ``GET/PUT /_sandbox/chaos`` (contract)::
+Every sandbox system serves ``GET /_sandbox/chaos`` and ``PUT`` or ``POST`` of a partial
+object to it (contract)::
 
     {"outage": false, "latency_ms": [min, max], "error_rate": 0.0,
-     "throttle": false, "malformed_rate": 0.0}
+     "throttle": false, "malformed_rate": 0.0, "webhooks": true}
 
 - ``outage``: every vendor call is refused with 503 and the connection is closed;
 - ``latency_ms``: each vendor call waits a uniform time in that range first;
 - ``error_rate``: that share of calls fail with the vendor's own 500 body;
 - ``throttle``: every call gets the vendor's own rate-limit answer;
-- ``malformed_rate``: that share of answers have their body cut short (invalid JSON).
+- ``malformed_rate``: that share of answers have their body cut short (invalid JSON);
+- ``webhooks``: while false the system sends no webhooks; events raised meanwhile are
+  dropped for delivery for good (counted as ``suppressed`` in the stats' ``webhooks``)
+  but still reach the system's change feed.
 
 ``POST /_sandbox/reset`` restores the defaults and the seeded data.
 ``GET /_sandbox/stats`` reports the calls the system received (with timestamps), so tests
-can prove a client never exceeded a rate.
+can prove a client never exceeded a rate, and the webhook sender's counters.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class ChaosSettings:
     error_rate: float = 0.0
     throttle: bool = False
     malformed_rate: float = 0.0
+    webhooks: bool = True
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -57,7 +62,7 @@ class ChaosSettings:
         new = ChaosSettings(**self.to_json())
         new.latency_ms = self.latency_ms
         for key, value in patch.items():
-            if key in ("outage", "throttle"):
+            if key in ("outage", "throttle", "webhooks"):
                 if not isinstance(value, bool):
                     raise ValueError(f"{key} must be true or false")
                 setattr(new, key, value)
@@ -149,11 +154,13 @@ class ChaosMiddleware:
         dialect: Dialect,
         chaos: Chaos,
         on_reset: Callable[[], Awaitable[None]],
+        webhook_stats: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.app = app
         self.dialect = dialect
         self.chaos = chaos
         self.on_reset = on_reset
+        self.webhook_stats = webhook_stats
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -215,7 +222,7 @@ class ChaosMiddleware:
         response: Response
         if path == "/_sandbox/chaos" and method == "GET":
             response = _json(self.chaos.settings.to_json())
-        elif path == "/_sandbox/chaos" and method == "PUT":
+        elif path == "/_sandbox/chaos" and method in ("PUT", "POST"):
             try:
                 patch = orjson.loads(await request.body())
                 self.chaos.settings = self.chaos.settings.merged(patch)
@@ -229,7 +236,10 @@ class ChaosMiddleware:
             await self.on_reset()
             response = _json({"reset": True})
         elif path == "/_sandbox/stats" and method == "GET":
-            response = _json(self.chaos.log.to_json())
+            stats = self.chaos.log.to_json()
+            if self.webhook_stats is not None:
+                stats["webhooks"] = self.webhook_stats()
+            response = _json(stats)
         else:
             response = _json({"error": f"no sandbox control {method} {path}"}, status=404)
         await response(scope, receive, send)

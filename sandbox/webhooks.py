@@ -6,7 +6,8 @@ module supplies). A failed delivery (connection error, timeout, non-2xx) is retr
 exponential backoff until ``give_up_after`` seconds have passed since the event was
 raised, as the vendors do (Stripe retries for days; the sandbox for minutes). When the
 buffer is full the event is dropped and counted: a sandbox must never block its API on
-a slow receiver.
+a slow receiver. While ``active()`` says no (chaos ``"webhooks": false``), events are
+not queued at all, only counted as ``suppressed``: they are never delivered later.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class WebhookStats:
     attempts: int = 0
     failed: int = 0  # given up after retrying
     dropped: int = 0  # buffer full
+    suppressed: int = 0  # raised while webhooks were switched off (chaos)
     last_error: str | None = None
 
 
@@ -69,6 +71,8 @@ class WebhookSender:
     buffer: int = 10_000
     #: deliveries in flight at once, so one event in backoff does not hold up the rest
     workers: int = 4
+    #: whether events are sent right now; chaos ``"webhooks": false`` turns it off
+    active: Callable[[], bool] = lambda: True
     stats: WebhookStats = field(default_factory=WebhookStats)
     _send: MemoryObjectSendStream[_Event] | None = None
 
@@ -81,6 +85,9 @@ class WebhookSender:
     def publish(self, body: bytes) -> None:
         """Queue one event body (already JSON) for delivery; never blocks."""
         if self.url is None or self._send is None:
+            return
+        if not self.active():
+            self.stats.suppressed += 1
             return
         try:
             self._send.send_nowait(_Event(body, time.monotonic()))

@@ -296,6 +296,8 @@ async def list_products(ctx: Ctx) -> dict[str, Any]:
 async def list_events(ctx: Ctx) -> dict[str, Any]:
     p = ctx.params
     everything = ctx.state.store.all("event")
+    if "type" in p and "types" in p:
+        raise StripeError(400, "You may only specify one of these parameters: type, types.")
     types = p.get("types") or ([p["type"]] if "type" in p else None)
 
     def wanted(event: dict[str, Any]) -> bool:

@@ -179,11 +179,17 @@ class Ctx:
         obj: dict[str, Any],
         previous: dict[str, Any] | None = None,
     ) -> None:
-        """Record and push one event (``GET /v1/events`` and the webhook)."""
-        data: dict[str, Any] = {"object": obj}
+        """Record and push one event (``GET /v1/events`` and the webhook).
+
+        The event keeps a copy of ``obj`` as it is now: later writes (or an ``expand`` on
+        the answer) must not change what the event says happened. It is recorded also
+        while webhooks are off (chaos), with ``pending_webhooks`` 0 then.
+        """
+        data: dict[str, Any] = {"object": clone(obj)}
         if previous is not None:
             data["previous_attributes"] = previous
         event_id = new_id("evt_")
+        sending = self.state.config.webhook_url is not None
         event = {
             "id": event_id,
             "object": "event",
@@ -191,7 +197,7 @@ class Ctx:
             "created": int(time.time()),
             "data": data,
             "livemode": False,
-            "pending_webhooks": 1 if self.state.config.webhook_url else 0,
+            "pending_webhooks": int(sending and self.state.chaos.settings.webhooks),
             "request": {"id": self.request_id, "idempotency_key": self.idempotency_key},
             "type": type,
         }

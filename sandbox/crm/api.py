@@ -8,6 +8,7 @@ the same ``dispatch``.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -20,9 +21,14 @@ from sandbox.crm.describe import describe, describe_global, resources
 from sandbox.crm.limits import ApiLimits
 from sandbox.crm.query import QueryRunner
 from sandbox.crm.records import Transaction, external_field, find, find_by_external_id, render
+from sandbox.crm.replication import deleted, updated
 from sandbox.crm.schema import BASE, ObjectDef, SalesforceError, object_def
 
 __all__ = ["CrmApi"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class CrmApi:
@@ -35,9 +41,12 @@ class CrmApi:
         # interleave with another request's (two upserts of one external id, one record);
         # taken without a loop round trip when free
         self._writes = anyio.Lock(fast_acquire=True)
+        #: where the delete log begins (``earliestDateAvailable``): the last seeding
+        self.log_started = _now()
 
     def reset(self) -> None:
         self.queries.reset()
+        self.log_started = _now()
 
     # ---------------------------------------------------------------- dispatch
 
@@ -84,6 +93,16 @@ class CrmApi:
                     txn,
                     lambda t: self._create(t, obj, call.body, call.allow_duplicate),
                 )
+            case ["sobjects", name, "updated"]:
+                if method != "GET":
+                    raise not_allowed(method, "GET")
+                return Answer(200, updated(state, object_def(name), call.params, _now()))
+            case ["sobjects", name, "deleted"]:
+                if method != "GET":
+                    raise not_allowed(method, "GET")
+                obj = object_def(name)
+                log_started = self.log_started
+                return Answer(200, deleted(state, obj, call.params, _now(), log_started))
             case ["sobjects", name, "describe"]:
                 if method != "GET":
                     raise not_allowed(method, "GET")

@@ -19,6 +19,7 @@ import orjson
 
 from sandbox.app import SandboxState
 from sandbox.crm.events import change_event, change_origin, new_transaction_key
+from sandbox.crm.replication import deleted_kind
 from sandbox.crm.schema import (
     BASE,
     ObjectDef,
@@ -242,9 +243,14 @@ class Transaction:
         await self._remove(obj, current)
 
     async def _remove(self, obj: ObjectDef, record: dict[str, Any]) -> None:
+        now = datetime.now(UTC)
         self._journal.append((obj.name, record["Id"], record))
         await self.state.store.delete(obj.name, record["Id"])
-        self._events.append((obj.name, record["Id"], "DELETE", {}, datetime.now(UTC)))
+        # the delete log that /sobjects/{Type}/deleted/ reads; rolled back with the rest
+        entry = {"id": record["Id"], "deletedDate": format_datetime(now)}
+        self._journal.append((deleted_kind(obj), record["Id"], None))
+        await self.state.store.put(deleted_kind(obj), record["Id"], entry)
+        self._events.append((obj.name, record["Id"], "DELETE", {}, now))
 
     async def upsert(
         self, obj: ObjectDef, field_name: str, value: str, body: object

@@ -4,10 +4,12 @@
 
 Speaks a subset of the Zendesk Support API v2: tickets,
 organizations (with ``create_or_update``, ``show_many``, ``search``, ``autocomplete``),
-users, SLA policies; cursor and offset pagination; Basic ``agent@example.com/token:sandbox``
-or Bearer ``sandbox``; ``X-Rate-Limit`` headers and 429 with ``Retry-After``;
-``Idempotency-Key`` on ``POST /tickets``; signed ``zen:event-type:*`` webhooks. Paths may
-end in ``.json`` as Zendesk's own clients write them.
+users, SLA policies; cursor and offset pagination; incremental exports of tickets
+(cursor-based) and organizations (time-based) with their own rate limit; Basic
+``agent@example.com/token:sandbox`` or Bearer ``sandbox``; ``X-Rate-Limit`` headers and
+429 with ``Retry-After``; ``Idempotency-Key`` on ``POST /tickets``; signed
+``zen:event-type:*`` webhooks. Paths may end in ``.json`` as Zendesk's own clients write
+them.
 """
 
 from __future__ import annotations
@@ -20,15 +22,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sandbox.app import SandboxConfig, SandboxState, build_app
 
-from . import organizations, tickets, users
+from . import incremental, organizations, tickets, users
 from .api import Api
 from .wire import RateLimiter, SupportDialect, json_response, make_signer
 from .world import seed_world
 
-__all__ = ["DEFAULT_RATE_LIMIT", "create_app"]
+__all__ = ["DEFAULT_EXPORT_RATE_LIMIT", "DEFAULT_RATE_LIMIT", "create_app"]
 
 #: requests per minute, as on Zendesk's Enterprise plan
 DEFAULT_RATE_LIMIT = 700
+#: requests per minute to the incremental exports, a budget of their own (Zendesk: 10)
+DEFAULT_EXPORT_RATE_LIMIT = 10
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
@@ -45,9 +49,16 @@ class _JsonSuffix:
         await self.app(scope, receive, send)
 
 
-def create_app(config: SandboxConfig, *, rate_limit: int = DEFAULT_RATE_LIMIT) -> Starlette:
-    """The support sandbox app; ``rate_limit`` is the per-minute budget before 429s."""
+def create_app(
+    config: SandboxConfig,
+    *,
+    rate_limit: int = DEFAULT_RATE_LIMIT,
+    export_rate_limit: int = DEFAULT_EXPORT_RATE_LIMIT,
+) -> Starlette:
+    """The support sandbox app; ``rate_limit`` is the per-minute budget before 429s,
+    ``export_rate_limit`` the incremental exports' own."""
     limiter = RateLimiter(rate_limit)
+    exports = RateLimiter(export_rate_limit)
     api = Api(limiter=limiter, dialect=SupportDialect(limiter))
 
     async def invalid_endpoint(api: Api, request: Request, state: SandboxState) -> Response:
@@ -58,11 +69,16 @@ def create_app(config: SandboxConfig, *, rate_limit: int = DEFAULT_RATE_LIMIT) -
         for table in (tickets.ROUTES, organizations.ROUTES, users.ROUTES)
         for path, handler, method in table
     ]
+    routes += [
+        api.route(path, handler, method, limiter=exports)
+        for path, handler, method in incremental.ROUTES
+    ]
     fallback = api.route("/{path:path}", invalid_endpoint, "GET")
     routes.append(Route("/{path:path}", fallback.endpoint, methods=_METHODS))
 
     async def seed(state: SandboxState) -> None:
         limiter.refill()
+        exports.refill()
         await seed_world(state)
 
     app = build_app(

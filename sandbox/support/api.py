@@ -41,18 +41,25 @@ class Api:
     #: concurrent creates cannot both pass a uniqueness check or an idempotency lookup
     write_lock: anyio.Lock = field(default_factory=_write_lock)
 
-    def route(self, path: str, handler: Handler, method: str) -> Route:
+    def route(
+        self, path: str, handler: Handler, method: str, *, limiter: RateLimiter | None = None
+    ) -> Route:
+        """``limiter``: a budget of the route's own (incremental exports) instead of the
+        account's."""
+        budget = limiter or self.limiter
+        dialect = self.dialect if limiter is None else SupportDialect(limiter)
+
         async def endpoint(request: Request) -> Response:
             if not authenticated(request.headers.get("authorization")):
                 response = unauthorized()
-            elif not self.limiter.take():
-                return self.dialect.throttle_response()
+            elif not budget.take():
+                return dialect.throttle_response()
             else:
                 try:
                     response = await handler(self, request, state_of(request))
                 except ZendeskError as exc:
                     response = exc.response()
-            response.headers.update(self.limiter.headers())
+            response.headers.update(budget.headers())
             return response
 
         return Route(PREFIX + path, endpoint, methods=[method], name=f"{method} {path}")

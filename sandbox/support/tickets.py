@@ -18,7 +18,7 @@ from .events import ticket_events
 from .paging import paginate
 from .validate import clean_ticket, envelope, parse_ids
 from .wire import ZendeskError, json_response, not_found, now_iso, read_json
-from .world import AGENT_ID, ORG, TICKET, USER, next_id, render
+from .world import AGENT_ID, DELETED_TICKET, ORG, TICKET, USER, next_id, render
 
 __all__ = ["ROUTES"]
 
@@ -217,8 +217,12 @@ async def update_ticket(api: Api, request: Request, state: SandboxState) -> Resp
 
 async def delete_ticket(api: Api, request: Request, state: SandboxState) -> Response:
     async with api.write_lock:
-        if not await state.store.delete(TICKET, _ticket_id(request)):
-            raise not_found()
+        current = _load(state, _ticket_id(request))
+        # the incremental export goes on showing it, as deleted
+        gone = {**current, "status": "deleted", "updated_at": now_iso()}
+        async with state.store.batch():
+            await state.store.delete(TICKET, str(current["id"]))
+            await state.store.put(DELETED_TICKET, str(current["id"]), gone)
     return Response(status_code=204)
 
 

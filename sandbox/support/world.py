@@ -18,6 +18,7 @@ from .wire import AGENT_EMAIL, iso, iso_date
 
 __all__ = [
     "AGENT_ID",
+    "DELETED_TICKET",
     "ORG",
     "SLA",
     "TICKET",
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 ORG, USER, TICKET, SLA = "organization", "user", "ticket", "sla_policy"
+#: deleted tickets, kept for the incremental export (``"status": "deleted"``)
+DELETED_TICKET = "deleted_ticket"
 
 #: the agent the API token belongs to; the default requester and assignee
 AGENT_ID = 372000000001

@@ -794,3 +794,80 @@ async def test_invoice_and_subscription_search(tmp_path: Path) -> None:
         refused = await api.get("/v1/subscriptions/search", params={"query": "customer:'x'"})
         assert refused.status_code == 400
         assert _error(refused)["param"] == "query"
+
+
+# ---------------------------------------------------------------- the event feed
+
+
+async def test_events_feed_filters_pages_and_keeps_each_object_as_it_was(tmp_path: Path) -> None:
+    # a receiver nobody listens on: with webhooks off nothing is even tried
+    async with running(tmp_path, webhook_url="http://127.0.0.1:9/hook") as (api, bare):
+        await bare.post("/_sandbox/chaos", json={"webhooks": False})
+        first = (await api.post("/v1/customers", data={"name": "Feed One"})).json()
+        await api.post(f"/v1/customers/{first['id']}", data={"name": "Feed One Renamed"})
+        for n in range(4):
+            await api.post("/v1/customers", data={"name": f"Feed {n + 2}"})
+        await api.delete(f"/v1/customers/{first['id']}")
+        stats = (await bare.get("/_sandbox/stats")).json()
+        assert stats["webhooks"]["suppressed"] == 7
+
+        every = await _walk(api, "/v1/events", limit=3)
+        assert [e["type"] for e in every] == [
+            "customer.deleted",
+            *["customer.created"] * 4,
+            "customer.updated",
+            "customer.created",
+        ]
+        assert all(e["pending_webhooks"] == 0 for e in every)
+        created_at = [e["created"] for e in every]
+        assert created_at == sorted(created_at, reverse=True)
+        # each event holds the object as it was when the event was raised
+        assert every[-1]["data"]["object"]["name"] == "Feed One"
+        assert every[-2]["data"]["object"]["name"] == "Feed One Renamed"
+        assert every[-2]["data"]["previous_attributes"] == {"name": "Feed One"}
+
+        page = (await api.get("/v1/events", params={"limit": 2})).json()
+        assert page["has_more"] is True
+        assert [e["id"] for e in page["data"]] == [e["id"] for e in every[:2]]
+        back = await api.get("/v1/events", params={"limit": 2, "ending_before": every[3]["id"]})
+        assert [e["id"] for e in back.json()["data"]] == [e["id"] for e in every[1:3]]
+        assert back.json()["has_more"] is True
+        one = await api.get("/v1/events", params={"limit": 100, "starting_after": every[5]["id"]})
+        assert [e["id"] for e in one.json()["data"]] == [every[6]["id"]]
+        assert one.json()["has_more"] is False
+
+        t = every[-1]["created"]
+        for op, keep in (
+            ("gt", lambda c: c > t),
+            ("gte", lambda c: c >= t),
+            ("lt", lambda c: c < t),
+            ("lte", lambda c: c <= t),
+        ):
+            answer = await api.get("/v1/events", params={f"created[{op}]": t, "limit": 100})
+            assert [e["id"] for e in answer.json()["data"]] == [
+                e["id"] for e in every if keep(e["created"])
+            ], op
+        later = await api.get("/v1/events", params={"created[gt]": int(time.time()) + 60})
+        assert later.json()["data"] == []
+
+        picked = await api.get(
+            "/v1/events",
+            params=[("types[]", "customer.updated"), ("types[]", "customer.deleted")],
+        )
+        assert [e["type"] for e in picked.json()["data"]] == [
+            "customer.deleted",
+            "customer.updated",
+        ]
+        single = await api.get("/v1/events", params={"type": "customer.updated"})
+        assert [e["id"] for e in single.json()["data"]] == [every[-2]["id"]]
+        wildcard = await api.get("/v1/events", params={"type": "customer.*", "limit": 100})
+        assert len(wildcard.json()["data"]) == len(every)
+        both = await api.get(
+            "/v1/events", params={"type": "customer.updated", "types[]": "customer.deleted"}
+        )
+        assert both.status_code == 400
+        assert "type, types" in _error(both)["message"]
+        for bad in (0, 101):
+            wrong = await api.get("/v1/events", params={"limit": bad})
+            assert wrong.status_code == 400
+            assert _error(wrong)["param"] == "limit"

@@ -919,3 +919,59 @@ async def test_pyodata_client_works_against_the_sandbox(tmp_path):
     assert result["created"][1] == "1000.00"
     assert result["without_if_match"] == 428
     assert result["changed"] == "006CHANGED"
+
+
+# ------------------------------------------------------------------------ change filters
+
+
+async def test_last_change_filters_follow_writes(tmp_path):
+    async with erp(tmp_path) as client:
+        headers = {"X-CSRF-Token": await csrf(client)}
+        began = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 1))
+        created = await client.post(
+            f"{SO}/A_SalesOrder",
+            json={
+                "SalesOrderType": "OR",
+                "SoldToParty": "1000002",
+                "PurchaseOrderByCustomer": "006FEED",
+                "to_Item": [{"Material": "MAT-1001", "RequestedQuantity": "1"}],
+            },
+            headers=headers,
+        )
+        assert created.status_code == 201, created.text
+        number = created.json()["d"]["SalesOrder"]
+
+        async def numbers(service: str, entity: str, key: str, filter_: str) -> set[str]:
+            answer = await client.get(
+                f"{service}/{entity}", params={"$filter": filter_, "$top": "5000"}
+            )
+            return {row[key] for row in results(answer)}
+
+        for literal in (f"datetimeoffset'{began}Z'", f"datetime'{began}'"):
+            assert await numbers(
+                SO, "A_SalesOrder", "SalesOrder", f"LastChangeDateTime gt {literal}"
+            ) == {number}
+            assert number in await numbers(
+                SO, "A_SalesOrder", "SalesOrder", f"LastChangeDateTime ge {literal}"
+            )
+            assert number not in await numbers(
+                SO, "A_SalesOrder", "SalesOrder", f"LastChangeDateTime lt {literal}"
+            )
+        old = await numbers(
+            BD,
+            "A_BillingDocument",
+            "BillingDocument",
+            "LastChangeDateTime lt datetimeoffset'2100-01-01T00:00:00Z'",
+        )
+        assert old
+        assert not await numbers(
+            BD,
+            "A_BillingDocument",
+            "BillingDocument",
+            f"LastChangeDateTime gt datetimeoffset'{began}Z'",
+        )
+        today = time.strftime("%Y-%m-%dT00:00:00", time.gmtime())
+        partners = await numbers(
+            BP, "A_BusinessPartner", "BusinessPartner", f"LastChangeDate ge datetime'{today}'"
+        )
+        assert partners == set()
