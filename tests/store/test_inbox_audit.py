@@ -110,7 +110,8 @@ async def test_read_rows_keep_the_newest_version(store: Store, clock: FakeClock)
         await tx.cover_read("billing", "invoice", "cus_1", clock())
         await tx.set_read_feed("billing", "events", cursor="evt_9", complete_at=clock())
     [gone] = await store.read_rows(system="billing")
-    assert gone.deleted and gone.data is None
+    assert gone.deleted
+    assert gone.data is None
     assert [(c.kind, c.customer) for c in await store.read_coverage()] == [("invoice", "cus_1")]
     [feed] = await store.read_feeds()
     assert (feed.cursor, feed.complete_at) == ("evt_9", clock())
