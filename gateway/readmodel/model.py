@@ -186,6 +186,8 @@ class ReadModel:
         # task (``write_read_throughs``); without one running, offers are dropped
         self._through_send: MemoryObjectSendStream[_Through] | None = None
         self.through_dropped = 0
+        self._through_pending = 0
+        self._through_written = anyio.Event()
 
     # ------------------------------------------------------------ start-up
 
@@ -409,6 +411,13 @@ class ReadModel:
             send.send_nowait((changes, cover))
         except anyio.WouldBlock:
             self.through_dropped += 1
+        else:
+            self._through_pending += 1
+
+    async def read_throughs_written(self) -> None:
+        """Wait until every read-through offered so far is written (or dropped)."""
+        while self._through_pending > 0:
+            await self._through_written.wait()
 
     async def write_read_throughs(self) -> None:
         """Write queued read-throughs, many per transaction, until cancelled."""
@@ -418,6 +427,7 @@ class ReadModel:
             with send, receive:
                 async for changes, cover in receive:
                     batch_changes, batch_cover = list(changes), list(cover)
+                    taken = 1
                     while len(batch_changes) < 2000:
                         try:
                             more, more_cover = receive.receive_nowait()
@@ -425,12 +435,17 @@ class ReadModel:
                             break
                         batch_changes.extend(more)
                         batch_cover.extend(more_cover)
+                        taken += 1
                     try:
                         await self.apply(
                             batch_changes, source=Source.READ_THROUGH, cover=batch_cover
                         )
                     except Exception:  # a cache fill: losing it costs one more read-through
                         log.exception("read-through of %d records not written", len(batch_changes))
+                    finally:
+                        self._through_pending -= taken
+                        self._through_written.set()
+                        self._through_written = anyio.Event()
         finally:
             if self._through_send is send:
                 self._through_send = None
