@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, NoReturn
 
 import anyio
@@ -62,6 +62,12 @@ BATCH = 100
 CASE_READS_IN_FLIGHT = 8
 #: canonical customer fields support can change, and where they live on an organization
 _CUSTOMER_FIELDS = {"name": ("name",), "support_tier": ("organization_fields", "support_tier")}
+
+
+#: how far back the recent-tickets read looks (the export's held-back minute, and a margin)
+RECENT_WINDOW = timedelta(seconds=90)
+#: pages of 100 it reads at most
+RECENT_PAGES = 5
 
 
 def _auth_header(credentials: Mapping[str, str]) -> str:
@@ -336,7 +342,10 @@ class SupportConnector(HttpConnector):
                 records.append(ChangedRecord("case", case.id, case.organization_id or "", case))
             after = body.get("after_cursor")
             next_cursor = f"c:{after}" if after else (cursor or "c:")
-            return ChangePage(tuple(records), next_cursor, not body.get("end_of_stream", True))
+            more = not body.get("end_of_stream", True)
+            if not more and cursor is not None:
+                records.extend(await self._recent_tickets())
+            return ChangePage(tuple(records), next_cursor, more)
         if feed == "organizations":
             start = "0" if cursor is None else cursor.removeprefix("t:")
             if not start.isdigit():
@@ -359,6 +368,34 @@ class SupportConnector(HttpConnector):
                 tuple(records), f"t:{next_start}", not body.get("end_of_stream", True)
             )
         raise Rejected(self.system, f"support has no change feed {feed!r}")
+
+    async def _recent_tickets(self) -> list[ChangedRecord]:
+        """Tickets changed within the export's held-back minute (Zendesk's incremental
+        exports leave out the last minute), newest first from the ticket list: without
+        them a lost webhook would show only a minute later. The export returns them
+        again once the minute has passed (the same state: nothing applied twice)."""
+        horizon = datetime.now(UTC) - RECENT_WINDOW
+        found: list[ChangedRecord] = []
+        for page in range(1, RECENT_PAGES + 1):
+            body = await self._call(
+                "GET",
+                "/tickets",
+                params={
+                    "sort_by": "updated_at",
+                    "sort_order": "desc",
+                    "per_page": str(BATCH),
+                    "page": str(page),
+                },
+            )
+            tickets = self._field(body, "tickets")
+            for ticket in tickets:
+                case = self._case(ticket)
+                if case.updated_at is not None and case.updated_at < horizon:
+                    return found
+                found.append(ChangedRecord("case", case.id, case.organization_id or "", case))
+            if not body.get("next_page"):
+                return found
+        return found
 
     # ------------------------------------------------------------------ writes
 

@@ -14,6 +14,8 @@ number or as text with a unit (``"60s"``, ``"5m"``, ``"1h"``)::
     interval = "15s"          # each system's change feeds are read at least this often
     min_gap = "1s"            # passes of one system never start closer than this
     page_size = 100
+    [catch_up.support]        # per system: its own interval and min_gap
+    min_gap = "13s"
 
     [quota]                   # each system's policy rate split by purpose (sums to <= 1)
     interactive = 0.5         # reads refreshing past-budget or missing records
@@ -62,9 +64,15 @@ class ReadModelPolicy:
     min_gap: float = 1.0
     page_size: int = 100
     quota: QuotaShares = field(default_factory=QuotaShares)
+    #: per system (interval, min_gap) where ``[catch_up.<system>]`` differs
+    schedules: dict[System, tuple[float, float]] = field(default_factory=dict)
 
     def budget(self, system: System, group: str) -> float:
         return self.budgets.get((system, group), self.default_budget)
+
+    def schedule(self, system: System) -> tuple[float, float]:
+        """(interval, min_gap) of ``system``'s catch-up passes."""
+        return self.schedules.get(system, (self.catch_up_interval, self.min_gap))
 
 
 def _duration(table: PolicyTable, name: str, default: float) -> float:
@@ -100,11 +108,21 @@ def load_readmodel_policy(path: Path | str) -> ReadModelPolicy:
             if group in per:
                 budgets[(system, group)] = _duration(per, group, default)
     catch = data.table("catch_up", required=False)
-    catch.only({"interval", "min_gap", "page_size"})
+    catch.only({"interval", "min_gap", "page_size", *(str(s) for s in System)})
     interval = _duration(catch, "interval", 15.0)
     if interval <= 0:
         raise catch.fail("interval", "must be more than zero")
     min_gap = _duration(catch, "min_gap", 1.0)
+    schedules: dict[System, tuple[float, float]] = {}
+    for system in System:
+        if str(system) not in catch:
+            continue
+        own = catch.table(str(system))
+        own.only({"interval", "min_gap"})
+        own_interval = _duration(own, "interval", interval)
+        if own_interval <= 0:
+            raise own.fail("interval", "must be more than zero")
+        schedules[system] = (own_interval, _duration(own, "min_gap", min_gap))
     page_size = catch.integer("page_size", minimum=1, default=100)
     if page_size > 1000:
         raise catch.fail("page_size", f"must be at most 1000, got {page_size}")
@@ -132,4 +150,5 @@ def load_readmodel_policy(path: Path | str) -> ReadModelPolicy:
         min_gap=min_gap,
         page_size=page_size,
         quota=QuotaShares(**shares),
+        schedules=schedules,
     )

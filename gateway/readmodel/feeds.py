@@ -161,7 +161,7 @@ class Feeds:
         self._events_waiting.set()
 
     async def _catch_up_loop(self, system: System) -> None:
-        interval = self.policy.catch_up_interval
+        interval, min_gap = self.policy.schedule(system)
         while True:
             began = anyio.current_time()
             try:
@@ -170,7 +170,7 @@ class Feeds:
                 log.exception("catch-up of %s failed", system)
             # the next pass: at the interval, or sooner when nudged (never closer than
             # min_gap, so a storm of nudges costs one pass per gap)
-            await anyio.sleep(max(0.0, began + self.policy.min_gap - anyio.current_time()))
+            await anyio.sleep(max(0.0, began + min_gap - anyio.current_time()))
             with anyio.move_on_after(max(0.0, began + interval - anyio.current_time())):
                 await self._nudged[system].wait()
             self._nudged[system] = anyio.Event()

@@ -52,14 +52,34 @@ def _int_param(request: Request, name: str, default: int) -> int:
     return int(raw)
 
 
+#: what offset pagination sorts by
+SORTABLE = frozenset({"created_at", "updated_at", "id"})
+
+
 def paginate(
     request: Request, records: list[Doc], key: str, render: Callable[[Doc], dict[str, Any]]
 ) -> dict[str, Any]:
-    """One page of ``records`` (any order in; ordered by id out) as Zendesk answers it."""
+    """One page of ``records`` (any order in; ordered by id out) as Zendesk answers it.
+
+    Offset pagination also takes Zendesk's ``sort_by`` (``created_at``, ``updated_at``,
+    ``id``) and ``sort_order`` (``asc``, ``desc``)."""
     ordered = sorted(records, key=lambda d: int(d["id"]))
     params = request.query_params
     if any(name.startswith("page[") for name in params):
         return _cursor_page(request, ordered, key, render)
+    sort_by = params.get("sort_by")
+    if sort_by is not None:
+        if sort_by not in SORTABLE:
+            raise bad_request(
+                "InvalidValue", f"sort_by must be one of {', '.join(sorted(SORTABLE))}"
+            )
+        order = params.get("sort_order", "asc")
+        if order not in ("asc", "desc"):
+            raise bad_request("InvalidValue", "sort_order must be asc or desc")
+        if sort_by != "id":  # ISO times sort as text; ties by id
+            ordered.sort(key=lambda d: (str(d.get(sort_by) or ""), int(d["id"])))
+        if order == "desc":
+            ordered.reverse()
     per_page = min(_int_param(request, "per_page", MAX_PAGE), MAX_PAGE)
     page = _int_param(request, "page", 1)
     chunk = ordered[(page - 1) * per_page : page * per_page]
