@@ -4,6 +4,7 @@ catch-up, read-through, freshness budgets, a system down, the quota split."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,13 +12,16 @@ from typing import Any
 
 import anyio
 import pytest
+import websockets
 
 from gateway.canonical import System
 from gateway.governance.readmodel import load_readmodel_policy
+from gateway.graphql.app import create_graphql_app
 from gateway.readmodel.kinds import Kind
 from gateway.webhooks.events import map_event
 from tests.graphql.conftest import ROOT
 from tests.readmodel.stack import RMStack, open_rm_stack
+from tests.servers import serve
 
 pytestmark = pytest.mark.anyio
 
@@ -269,3 +273,52 @@ async def test_query_systems_shows_the_sync_state(stack: RMStack) -> None:
         assert row["sync"]["loaded"] is True, row
         assert row["sync"]["records"] > 0
         assert all(f["cursor"] and f["completeAt"] for f in row["sync"]["feeds"]), row
+
+
+async def test_customer_events_stream_the_changes_applied_to_that_customer(
+    stack: RMStack,
+) -> None:
+    await stack.catch_up_all()
+    customer, invoice = await _billing_customer(stack)
+    app = create_graphql_app(stack.runtime)
+    async with serve(app) as base:
+        url = base.replace("http", "ws") + "/graphql"
+        async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "connection_init",
+                        "payload": {"Authorization": "Bearer demo-portal-key"},
+                    }
+                )
+            )
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            await ws.send(
+                json.dumps(
+                    {
+                        "id": "1",
+                        "type": "subscribe",
+                        "payload": {
+                            "query": "subscription($id: ID!) { customerEvents(customerId: $id) "
+                            "{ type system subject kind changedFields source customerId } }",
+                            "variables": {"id": f"billing:{customer}"},
+                        },
+                    }
+                )
+            )
+            await anyio.sleep(0.2)  # subscribed before the change
+            since = int(time.time()) - 1
+            paid = await stack.sandbox.post(
+                f"{stack.urls[System.BILLING]}/v1/invoices/{invoice['id']}/pay", headers=STRIPE
+            )
+            assert paid.status_code == 200
+            await _record_stripe_events(stack, since)
+            await stack.feeds.apply_events(await stack.runtime.store.unapplied_events())
+            with anyio.fail_after(5):
+                message = json.loads(await ws.recv())
+            assert message["type"] == "next", message
+            event = message["payload"]["data"]["customerEvents"]
+            assert event["type"] == "billing.invoice.updated"
+            assert event["subject"] == invoice["id"]
+            assert "status" in event["changedFields"]
+            assert event["source"] == "EVENTS"
