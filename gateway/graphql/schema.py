@@ -14,6 +14,7 @@ from typing import Any
 
 import strawberry
 
+from gateway.graphql.lookups import LookupQuery
 from gateway.graphql.queries import ReadQuery
 
 __all__ = ["build_schema", "get_schema"]
@@ -38,7 +39,7 @@ def build_schema(*, write_path: bool = True) -> strawberry.Schema:
 
     ``write_path=False`` builds the read side alone (tests of the read path use it).
     """
-    bases: list[type] = [ReadQuery]
+    bases: list[type] = [ReadQuery, LookupQuery]
     for module, name in (
         ()
         if not write_path

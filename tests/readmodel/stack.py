@@ -19,6 +19,7 @@ from actors import Systems
 from gateway.canonical import System
 from gateway.governance.clients import ClientsPolicy, load_clients_policy
 from gateway.governance.readmodel import ReadModelPolicy, load_readmodel_policy
+from gateway.governance.reference import ReferenceData, load_reference
 from gateway.graphql.app import create_graphql_app
 from gateway.processes.discovery import discover
 from gateway.readmodel.feeds import Feeds, system_feeds
@@ -54,6 +55,7 @@ query($id: ID!, $maxAge: Int) {
 class Policies:
     clients: ClientsPolicy
     readmodel: ReadModelPolicy
+    reference: ReferenceData
     folder: Path = ROOT / "policies"
 
 
@@ -150,7 +152,13 @@ async def open_rm_stack(
         quota = Quota({s: p.rate.per_second for s, p in systems_p.systems.items()}, readmodel.quota)
         feeds = Feeds(model, systems, quota, readmodel)
         runtime = Runtime(
-            Settings(), Policies(clients, readmodel), store, systems, model, quota, feeds
+            Settings(),
+            Policies(clients, readmodel, load_reference(ROOT / "policies" / "reference.toml")),
+            store,
+            systems,
+            model,
+            quota,
+            feeds,
         )
         app = create_graphql_app(runtime, schema=read_schema())
         http = await stack.enter_async_context(

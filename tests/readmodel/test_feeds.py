@@ -322,3 +322,61 @@ async def test_customer_events_stream_the_changes_applied_to_that_customer(
             assert event["subject"] == invoice["id"]
             assert "status" in event["changedFields"]
             assert event["source"] == "EVENTS"
+
+
+LOOKUPS = """query($order: ID!, $invoice: ID!, $document: ID!, $case: ID!) {
+  order(id: $order) { order { id status } customer { id } freshness { system stale } }
+  byBilling: invoice(id: $invoice) { invoice { id billingInvoiceId erpDocumentId }
+                                     customer { id } }
+  byDocument: invoice(id: $document) { invoice { id erpDocumentId } customer { id } }
+  case(id: $case) { case { id subject } customer { id } freshness { system stale } }
+  products { code erpMaterial billingPrice supportTier }
+}"""
+
+
+async def test_look_ups_by_number_answer_from_the_read_model_with_the_customer(
+    stack: RMStack,
+) -> None:
+    await stack.catch_up_all()
+    body = await stack.read("erp:1000000")
+    customer = body["data"]["customer"]
+    order = customer["orders"]["nodes"][0]["id"]
+    [invoice] = [i for i in customer["invoices"]["nodes"] if i["id"].startswith("in_")][:1] or [
+        customer["invoices"]["nodes"][0]
+    ]
+    model = stack.model
+    documents = [i for i, _ in model.records(System.ERP, Kind.BILLING_DOCUMENT)]
+    case_ids = [i for i, _ in model.records(System.SUPPORT, Kind.CASE)]
+    before = {system: await stack.requests(system) for system in System}
+    response = await stack.http.post(
+        "/graphql",
+        json={
+            "query": LOOKUPS,
+            "variables": {
+                "order": order,
+                "invoice": invoice["id"],
+                "document": documents[0],
+                "case": case_ids[0],
+            },
+        },
+        headers={"Authorization": "Bearer demo-portal-key"},
+    )
+    answer = response.json()
+    assert "errors" not in answer, answer
+    data = answer["data"]
+    assert data["order"]["order"]["id"] == order
+    assert data["order"]["customer"]["id"]
+    assert data["order"]["freshness"] == {"system": "ERP", "stale": False}
+    assert data["byBilling"]["invoice"]["billingInvoiceId"] == invoice["id"]
+    assert data["byDocument"]["invoice"]["erpDocumentId"] == documents[0]
+    assert data["case"]["case"]["id"] == case_ids[0]
+    assert data["products"]
+    assert all(p["erpMaterial"] and p["billingPrice"] for p in data["products"])
+    for system in System:
+        assert await stack.requests(system) == before[system], system
+    missing = await stack.http.post(
+        "/graphql",
+        json={"query": '{ order(id: "99999999") { order { id } } }'},
+        headers={"Authorization": "Bearer demo-portal-key"},
+    )
+    assert missing.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
