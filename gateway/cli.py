@@ -6,6 +6,7 @@
                                       from the environment; --profile sandbox)
     crosswalk sandbox                 the four sandbox systems alone
     crosswalk outbox status|dead|replay ID|--all|discard ID --reason R
+    crosswalk sync [--system S] [--profile sandbox]
     crosswalk reconcile [--repair]
     crosswalk policies check
     crosswalk schema export|check
@@ -113,6 +114,25 @@ def _parser() -> argparse.ArgumentParser:
     outbox.add_argument("--all", action="store_true", help="replay every dead letter")
     outbox.add_argument("--store", default=os.environ.get("CROSSWALK_STORE", ""))
     outbox.add_argument("--var-dir", type=Path, default=var_dir)
+
+    sync = sub.add_parser(
+        "sync", help="fill the read model from the systems' list endpoints (resumable)"
+    )
+    sync.add_argument(
+        "--system", choices=SYSTEMS, action="append", help="only this system (repeatable)"
+    )
+    sync.add_argument("--var-dir", type=Path, default=var_dir)
+    sync.add_argument("--store", default=os.environ.get("CROSSWALK_STORE", ""))
+    sync.add_argument("--policies", type=Path, default=policies)
+    sync.add_argument(
+        "--profile",
+        choices=("production", "sandbox"),
+        default=profile or "production",
+        help="production (default): credentials from the environment; sandbox: the demo "
+        "credentials in policies/ (the systems `crosswalk up` runs)",
+    )
+    for system in SYSTEMS:
+        sync.add_argument(f"--{system}-url", default=None, help=f"{system} base URL")
 
     reconcile = sub.add_parser(
         "reconcile", help="(planned) compare customers across the four systems"

@@ -399,6 +399,40 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Fill the read model from the systems (resumable; see gateway.readmodel.sync)."""
+    from actors import Systems
+    from gateway.canonical import System
+    from gateway.governance.errors import PolicyError
+    from gateway.governance.policies import load_policies
+    from gateway.readmodel.sync import sync
+    from gateway.store import open_store
+
+    for system in SYSTEMS:
+        url = getattr(args, f"{system}_url", None)
+        if url:
+            os.environ[f"CROSSWALK_{system.upper()}_URL"] = url
+    try:
+        policies = load_policies(args.policies, profile=args.profile)
+    except PolicyError as exc:
+        print(f"crosswalk: {exc}", file=sys.stderr)
+        return 2
+    args.var_dir.mkdir(parents=True, exist_ok=True)
+    url = args.store or f"sqlite:///{args.var_dir / 'crosswalk.db'}"
+    only = [System(name) for name in args.system or ()]
+
+    async def run() -> dict[System, str | None]:
+        async with open_store(url) as store, Systems(policies.systems) as systems:
+            return await sync(store, systems, policies, only)
+
+    try:
+        errors = anyio.run(run, backend_options=_LOOP)
+    except KeyboardInterrupt:
+        print("\ncrosswalk: sync stopped; run it again to resume", file=sys.stderr)
+        return 130
+    return 1 if any(errors.values()) else 0
+
+
 def cmd_reconcile(args: argparse.Namespace) -> int:
     print(
         "crosswalk: reconciliation is planned and not built yet in this version",

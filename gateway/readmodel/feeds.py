@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -57,6 +57,10 @@ EVENT_POLL = 0.1
 ASK_TIMEOUT = 30.0
 #: pages one feed may read in one pass (the rest waits for the next pass)
 MAX_PAGES_PER_PASS = 1000
+
+
+#: progress(system, feed, records on the page, feed reached its end)
+Progress = Callable[[System, str, int, bool], None]
 
 
 def system_feeds() -> dict[System, tuple[str, ...]]:
@@ -175,8 +179,11 @@ class Feeds:
                 await self._nudged[system].wait()
             self._nudged[system] = anyio.Event()
 
-    async def catch_up(self, system: System) -> int:
-        """Read every feed of ``system`` to its end; returns the records applied."""
+    async def catch_up(self, system: System, progress: Progress | None = None) -> int:
+        """Read every feed of ``system`` to its end; returns the records applied.
+
+        ``progress(system, feed, records, done)`` is called after each committed page
+        (``crosswalk sync`` draws its bar from it)."""
         applied = 0
         for feed in self.feeds[system]:
             state = self.model.feeds[(system, feed)]
@@ -196,6 +203,8 @@ class Feeds:
                         feed=(system, feed, page.cursor, complete),
                     )
                     applied += len(done)
+                    if progress is not None:
+                        progress(system, feed, len(page.records), not page.more)
                     if not page.more:
                         break
             except (CrosswalkSystemError, TimeoutError) as exc:
