@@ -28,6 +28,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from gateway.canonical import System
 from gateway.store import MessageStatus, OutboxStatus, StoreError
 
 if TYPE_CHECKING:
@@ -219,11 +220,72 @@ class _OutboxCollector(Collector):
         yield from (backlog, dead, oldest)
 
 
+class _ReadModelCollector(Collector):
+    """The read model's lag, size and event flow, and each system's quota split in use."""
+
+    def __init__(self, runtime: Callable[[], Runtime | None]) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        runtime = self._runtime()
+        model = getattr(runtime, "read_model", None)
+        quota = getattr(runtime, "quota", None)
+        if runtime is None or model is None:
+            return
+        lag = GaugeMetricFamily(
+            "crosswalk_read_model_lag_seconds",
+            "Seconds since every change feed of the system was last known complete "
+            "(absent before the initial load finished)",
+            labels=["system"],
+        )
+        records = GaugeMetricFamily(
+            "crosswalk_read_model_records", "Records the read model holds", labels=["system"]
+        )
+        events = CounterMetricFamily(
+            "crosswalk_read_model_events_applied",
+            "Webhook events applied to the read model since start",
+            labels=["system"],
+        )
+        feed_errors = GaugeMetricFamily(
+            "crosswalk_read_model_feed_failing",
+            "1 when the feed's last catch-up pass stopped short",
+            labels=["system", "feed"],
+        )
+        now = time.time()
+        for system in System:
+            complete = model.complete_at(system)
+            if complete is not None:
+                lag.add_metric([str(system)], max(0.0, now - complete))
+            records.add_metric([str(system)], model.count(system))
+            events.add_metric([str(system)], model.events_applied.get(system, 0))
+        for (system, feed), state in model.feeds.items():
+            feed_errors.add_metric([str(system), feed], 1.0 if state.last_error else 0.0)
+        yield from (lag, records, events, feed_errors)
+        if quota is None:
+            return
+        spent = CounterMetricFamily(
+            "crosswalk_quota_calls",
+            "Calls taken from each system's quota share, by purpose",
+            labels=["system", "purpose"],
+        )
+        refused = CounterMetricFamily(
+            "crosswalk_quota_refusals",
+            "Calls a share had no token for (reads answered from the read model instead)",
+            labels=["system", "purpose"],
+        )
+        for (system, purpose), count in quota.spent.items():
+            spent.add_metric([str(system), purpose], count)
+        for (system, purpose), count in quota.refused.items():
+            refused.add_metric([str(system), purpose], count)
+        yield from (spent, refused)
+
+
 def build_registry(
     runtime: Callable[[], Runtime | None],
 ) -> tuple[CollectorRegistry, GatewayMetrics]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_ActorCollector(runtime))
+    registry.register(_ReadModelCollector(runtime))
     metrics = GatewayMetrics(registry)
     registry.register(_OutboxCollector(metrics))
     return registry, metrics

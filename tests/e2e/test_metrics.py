@@ -40,6 +40,12 @@ FAMILIES = {
     "crosswalk_outbox_oldest_open_age_seconds",
     # webhooks in
     "crosswalk_webhooks",
+    # the read model and the quota split
+    "crosswalk_read_model_lag_seconds",
+    "crosswalk_read_model_records",
+    "crosswalk_read_model_events_applied",
+    "crosswalk_read_model_feed_failing",
+    "crosswalk_quota_calls",
 }
 
 
