@@ -7,7 +7,7 @@
     crosswalk sandbox                 the four sandbox systems alone
     crosswalk outbox status|dead|replay ID|--all|discard ID --reason R
     crosswalk sync [--system S] [--profile sandbox]
-    crosswalk reconcile [--repair]
+    crosswalk reconcile [--repair] [--json]
     crosswalk policies check
     crosswalk schema export|check
 
@@ -135,9 +135,24 @@ def _parser() -> argparse.ArgumentParser:
         sync.add_argument(f"--{system}-url", default=None, help=f"{system} base URL")
 
     reconcile = sub.add_parser(
-        "reconcile", help="(planned) compare customers across the four systems"
+        "reconcile",
+        help="find drift across the four systems (exit 0 none, 1 found, 2 error); "
+        "--repair writes the owners' fixes",
     )
-    reconcile.add_argument("--repair", action="store_true")
+    reconcile.add_argument(
+        "--repair", action="store_true", help="write corrective outbox messages from the owner"
+    )
+    reconcile.add_argument("--json", action="store_true", help='print {"findings": [...]}')
+    reconcile.add_argument("--var-dir", type=Path, default=var_dir)
+    reconcile.add_argument("--store", default=os.environ.get("CROSSWALK_STORE", ""))
+    reconcile.add_argument("--policies", type=Path, default=policies)
+    reconcile.add_argument(
+        "--profile",
+        choices=("production", "sandbox"),
+        default=profile,
+        help="credentials as this profile reads them (env CROSSWALK_PROFILE; default: "
+        "sandbox when the var dir holds `crosswalk up`'s sandbox, else production)",
+    )
 
     pol = sub.add_parser("policies", help="validate the policy files")
     pol.add_argument("action", choices=("check",))

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -434,8 +435,81 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    print(
-        "crosswalk: reconciliation is planned and not built yet in this version",
-        file=sys.stderr,
+    """Find drift across the four systems; with --repair write the owners' fixes."""
+    import json
+    import uuid
+
+    from actors import Systems
+    from actors.messages import Priority
+    from gateway.governance.errors import PolicyError
+    from gateway.governance.policies import load_policies
+    from gateway.processes.reconcile import run_reconciliation
+    from gateway.readmodel.feeds import Feeds, system_feeds
+    from gateway.readmodel.model import ReadModel
+    from gateway.readmodel.quota import Quota
+    from gateway.readmodel.sync import ProgressBar
+    from gateway.store import StoreError, open_store
+
+    profile = args.profile or (
+        "sandbox" if (args.var_dir / "sandbox" / "drift-manifest.json").exists() else "production"
     )
-    return 2
+    try:
+        policies = load_policies(args.policies, profile=profile)
+    except PolicyError as exc:
+        print(f"crosswalk: {exc}", file=sys.stderr)
+        return 2
+    url = args.store or f"sqlite:///{args.var_dir / 'crosswalk.db'}"
+    correlation = f"reconcile-{uuid.uuid4().hex[:12]}"
+
+    async def run() -> Any:
+        async with open_store(url) as store, Systems(policies.systems) as systems:
+            model = ReadModel(store, system_feeds())
+            await model.load()
+            quota = Quota(
+                {s: p.rate.per_second for s, p in policies.systems.systems.items()},
+                policies.readmodel.quota,
+            )
+            feeds = Feeds(
+                model, systems, quota, policies.readmodel, store_events=False,
+                purpose="reconcile", priority=Priority.BATCH,
+            )  # fmt: skip
+            bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.json else None
+            return await run_reconciliation(
+                model, feeds, policies.ownership, repair_drift=args.repair,
+                correlation_id=correlation, progress=bar,
+            )  # fmt: skip
+
+    try:
+        report = anyio.run(run, backend_options=_LOOP)
+    except (OSError, StoreError) as exc:
+        print(f"crosswalk: reconciliation failed: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"findings": [f.to_json() for f in report.findings]}, indent=2))
+    else:
+        _print_findings(report)
+    for system, reason in report.incomplete.items():
+        print(f"crosswalk: {system} could not be read to its end: {reason}", file=sys.stderr)
+    if report.incomplete:
+        return 2
+    return 1 if report.findings else 0
+
+
+def _print_findings(report: Any) -> None:
+    seconds = report.finished_at - report.started_at
+    print(f"{report.customers} customers compared in {seconds:.1f} s: "
+          f"{len(report.findings)} finding(s)")  # fmt: skip
+    if report.findings:
+        print(f"{'kind':<26} {'erp_bp':<9} {'system':<8} {'record':<20} {'expected':<28} actual")
+        for f in report.findings:
+            print(
+                f"{f.kind:<26} {f.erp_bp or '-':<9} {f.system:<8} {f.record_id or '-':<20} "
+                f"{(f.expected or '-')[:28]:<28} {f.actual or '-'}"
+            )
+    for finding, operation in report.repaired:
+        print(f"repair: {finding.kind} {finding.system} {finding.record_id or finding.erp_bp} "
+              f"-> operation {operation}")  # fmt: skip
+    orphans = [f for f in report.findings if not f.repairable]
+    if report.repaired or orphans:
+        print(f"{len(report.repaired)} repair(s) written to the outbox; "
+              f"{len(orphans)} orphan(s) left for a person to decide")  # fmt: skip

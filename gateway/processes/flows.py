@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway.processes import case_to_resolution, onboarding, quote_to_cash, renewal
 from gateway.processes.context import Accepted, CommandContext
+from gateway.processes.reconcile import REPAIR_FLOWS
 from gateway.processes.saga import Flow
 
 __all__ = ["COMMANDS", "FLOWS", "Command"]
@@ -41,4 +42,6 @@ COMMANDS: Mapping[str, Command] = MappingProxyType(
     }
 )
 
-FLOWS: Mapping[str, Flow] = MappingProxyType({kind: c.flow for kind, c in COMMANDS.items()})
+FLOWS: Mapping[str, Flow] = MappingProxyType(
+    {**{kind: c.flow for kind, c in COMMANDS.items()}, **REPAIR_FLOWS}
+)

@@ -136,8 +136,13 @@ class Feeds:
         policy: ReadModelPolicy,
         *,
         store_events: bool = True,
+        purpose: str = "catch_up",
+        priority: Priority = Priority.SYNC,
     ) -> None:
         self.model = model
+        #: the quota share and mailbox priority this instance's reads spend
+        self.purpose = purpose
+        self.priority = priority
         self.systems = systems
         self.quota = quota
         self.policy = policy
@@ -268,9 +273,9 @@ class Feeds:
     # ------------------------------------------------------------ reading back
 
     async def _ask(self, system: System, message: Any) -> Any:
-        if not await self.quota.take(system, "catch_up", within=ASK_TIMEOUT):
-            raise TimeoutError(f"{system}: no catch-up quota free within {ASK_TIMEOUT:g} s")
-        return await self.systems[system].ask(message, priority=Priority.SYNC, timeout=ASK_TIMEOUT)
+        if not await self.quota.take(system, self.purpose, within=ASK_TIMEOUT):
+            raise TimeoutError(f"{system}: no {self.purpose} quota free within {ASK_TIMEOUT:g} s")
+        return await self.systems[system].ask(message, priority=self.priority, timeout=ASK_TIMEOUT)
 
     async def _resolve(
         self, system: System, records: Iterable[ChangedRecord], started: float

@@ -18,7 +18,7 @@ from gateway.governance.readmodel import QuotaShares
 
 __all__ = ["PURPOSES", "Quota"]
 
-PURPOSES = ("interactive", "catch_up")
+PURPOSES = ("interactive", "catch_up", "reconcile")
 
 
 class Quota:
