@@ -314,7 +314,7 @@ async def _dispatch(request: Request, state: SandboxState) -> Response:
         return await service_document(request, state)
     if path == "$metadata":
         return await metadata(request, state)
-    if path.split("?")[0] == "$batch":
+    if path == "$batch":
         raise ODataError(400, "A batch cannot contain a batch")
     return await resource(request, state)
 
