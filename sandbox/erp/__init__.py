@@ -7,7 +7,8 @@ Auth Basic ``sandbox:sandbox``; writes need the CSRF token (``X-CSRF-Token: Fetc
 GET) with its session cookie, and ``If-Match`` on existing entities. Throttling (chaos or
 the built-in token bucket) answers 503 with ``Retry-After``. Events go out as CloudEvents
 with ``Authorization: Bearer <webhook secret>``. ``POST``/``MERGE`` on ``A_BillingDocument``
-is a sandbox extension (SAP's API only reads billing documents).
+is a sandbox extension (SAP's API only reads billing documents). ``POST <service>/$batch``
+answers up to 100 reads in one request (changesets are refused with 400).
 """
 
 from __future__ import annotations

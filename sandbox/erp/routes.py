@@ -5,12 +5,18 @@ writes the CSRF check (403 + ``x-csrf-token: Required``) and, on existing entiti
 ETag check (428 without ``If-Match``, 412 when stale); only then is the body validated and,
 if valid, written. ``POST`` with ``X-HTTP-Method: MERGE|PATCH|PUT|DELETE`` is tunnelled as
 SAP clients do.
+
+``POST <service>/$batch`` carries several reads in one request (``sandbox.erp.batch``):
+rate limit, auth and the chaos layer see it as one call; each part goes to the handler
+its single ``GET`` would reach, and answers what that ``GET`` would answer. A batch of
+reads needs no CSRF token (a sandbox choice: writes stay single requests).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from starlette.requests import Request
@@ -18,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox.app import SandboxState, state_of
+from sandbox.erp.batch import PartAnswer, PartRequest, parse_batch, render_batch
 from sandbox.erp.errors import ErpDialect, ODataError
 from sandbox.erp.model import ENTITY_SETS, SERVICES, EntitySet, Service, metadata_xml
 from sandbox.erp.odata import (
@@ -245,6 +252,73 @@ async def _write(
     return Response(status_code=204, headers={"ETag": etag_of(changed)})
 
 
+async def batch(request: Request, state: SandboxState) -> Response:
+    if request.method != "POST":
+        raise ODataError(405, f"Method {request.method} is not allowed on $batch: POST a batch")
+    service = _service(request)
+    parts = parse_batch(request.headers.get("content-type", ""), await request.body())
+    answers = [await _answer_part(request, state, service, part) for part in parts]
+    content_type, body = render_batch(answers)
+    return Response(body, status_code=202, headers={"Content-Type": content_type})
+
+
+async def _answer_part(
+    outer: Request, state: SandboxState, service: Service, part: PartRequest
+) -> PartAnswer:
+    """One part, through the handler its single GET reaches (no HTTP round trip)."""
+    try:
+        if part.method != "GET":
+            raise ODataError(
+                400, f"{part.method} in a batch must be inside a changeset; only GET may be outside"
+            )
+        response = await _dispatch(_part_request(outer, service, part), state)
+    except ODataError as exc:
+        response = exc.response()
+    headers = [("content-type", response.headers.get("content-type", "application/json"))]
+    if "etag" in response.headers:
+        headers.append(("etag", response.headers["etag"]))
+    headers.append(("dataserviceversion", "2.0"))
+    return PartAnswer(response.status_code, tuple(headers), bytes(response.body))
+
+
+def _part_request(outer: Request, service: Service, part: PartRequest) -> Request:
+    """The request a part's single GET would be: same host and scheme, its own URL and
+    headers, under the batch's path parameters for the service."""
+    url = part.url
+    own_root = f"{ROOT}/{service.name}/"
+    if url.startswith(own_root):
+        url = url[len(own_root) :]
+    elif url.startswith(("/", "http:", "https:")):
+        raise ODataError(400, f"Batch part URL '{url[:80]}' must be relative to the service root")
+    raw_path, _, query = url.partition("?")
+    path = unquote(raw_path)
+    full = own_root + path
+    host = [(b"host", outer.headers["host"].encode("latin-1"))] if "host" in outer.headers else []
+    scope = {
+        **outer.scope,
+        "method": "GET",
+        "path": full,
+        "raw_path": full.encode(),
+        "query_string": query.encode("latin-1", errors="replace"),
+        "headers": host
+        + [(k.encode(), v.encode("latin-1", errors="replace")) for k, v in part.headers],
+        "path_params": {"service": service.name, "path": path},
+        "state": dict(outer.scope.get("state", {})),
+    }
+    return Request(scope)
+
+
+async def _dispatch(request: Request, state: SandboxState) -> Response:
+    path = request.path_params["path"]
+    if path in ("", "/"):
+        return await service_document(request, state)
+    if path == "$metadata":
+        return await metadata(request, state)
+    if path == "$batch":
+        raise ODataError(400, "A batch cannot contain a batch")
+    return await resource(request, state)
+
+
 def routes(limit: RateLimit, dialect: ErpDialect, page_size: int = PAGE_SIZE) -> list[BaseRoute]:
     """The three services' routes, behind the rate limit, with ``page_size`` server paging."""
     # every method reaches the handlers, so that even a refused one gets SAP's error body
@@ -257,5 +331,6 @@ def routes(limit: RateLimit, dialect: ErpDialect, page_size: int = PAGE_SIZE) ->
         route(f"{ROOT}/{{service}}", service_document),
         route(f"{ROOT}/{{service}}/", service_document),
         route(f"{ROOT}/{{service}}/$metadata", metadata),
+        route(f"{ROOT}/{{service}}/$batch", batch),
         route(f"{ROOT}/{{service}}/{{path:path}}", resource),
     ]
