@@ -46,6 +46,7 @@ from actors.errors import (
 from actors.messages import (
     ChangedRecord,
     ChangePage,
+    CreateTask,
     EnsureCustomer,
     FindCustomerByXRef,
     FindCustomers,
@@ -197,6 +198,8 @@ class CrmConnector(HttpConnector):
                 return await self._get_opportunity(opp_id)
             case GetChanges(feed=feed, cursor=cursor):
                 return await self._changes(feed, cursor)
+            case CreateTask():
+                return await self._create_task(message)
             case EnsureCustomer():
                 return await self._ensure_customer(message)
             case UpdateCustomer(id=account_id, changes=changes):
@@ -645,6 +648,27 @@ class CrmConnector(HttpConnector):
         read = results[-2][1]
         emails = self._emails(await self._rest_of(results[-1][1]))
         return self._customer(read, emails.get(read.get("Id", "")))
+
+    async def _create_task(self, message: CreateTask) -> str:
+        """Upsert by ``Crosswalk_Key__c``: Salesforce has no idempotency header, and the
+        external id makes a redelivered task the same record."""
+        body: dict[str, Any] = {
+            "WhatId": message.account_id,
+            "Subject": message.subject,
+            "Priority": message.priority,
+            "Status": message.status,
+        }
+        if message.due is not None:
+            body["ActivityDate"] = message.due.isoformat()
+        if message.description:
+            body["Description"] = message.description
+        key = quote(message.idempotency_key, safe="")
+        path = f"{BASE}/sobjects/Task/Crosswalk_Key__c/{key}"
+        created = await self._call("PATCH", path, json=body)
+        if isinstance(created, dict) and created.get("id"):
+            return str(created["id"])
+        found = await self._call("GET", f"{path}?fields=Id")  # 204: it existed already
+        return str(found["Id"])
 
     async def _update_opportunity(
         self, opp_id: str, fields: dict[str, str | bool | None]

@@ -294,6 +294,19 @@ class UpdateOpportunity(Write):
 
 
 @dataclass(frozen=True, slots=True)
+class CreateTask(Write):
+    """CRM: a Task on an account for its owner -> the Task id (str). Upserted by
+    ``Crosswalk_Key__c`` = the idempotency key, so a redelivery finds the first one."""
+
+    account_id: str
+    subject: str
+    priority: str = "Normal"  # High | Normal | Low
+    status: str = "Not Started"
+    due: date | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SetEntitlement(Write):
     """support: set an organization's entitlement (organization_fields) -> Entitlement."""
 

@@ -61,7 +61,11 @@ BATCH = 100
 #: per-organization ticket reads in flight at once for one GetCases
 CASE_READS_IN_FLIGHT = 8
 #: canonical customer fields support can change, and where they live on an organization
-_CUSTOMER_FIELDS = {"name": ("name",), "support_tier": ("organization_fields", "support_tier")}
+_CUSTOMER_FIELDS = {
+    "name": ("name",),
+    "support_tier": ("organization_fields", "support_tier"),
+    "billing_status": ("organization_fields", "billing_status"),
+}
 
 
 #: how far back the recent-tickets read looks (the export's held-back minute, and a margin)

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -26,8 +27,10 @@ from actors import Systems
 from actors.systems import ConnectorFactory
 from gateway.canonical import System
 from gateway.governance.policies import Policies, load_policies
+from gateway.processes.context import EVENTS_CLIENT, Caller
 from gateway.processes.discovery import discover
 from gateway.processes.dispatcher import Dispatcher
+from gateway.processes.reactions import Reactions, Submit
 from gateway.readmodel.feeds import Feeds, system_feeds
 from gateway.readmodel.model import ReadModel
 from gateway.readmodel.quota import Quota
@@ -87,6 +90,25 @@ async def _dispatching(
     """The dispatcher, restarted if it crashes; ready once its first run is up."""
     status = _StartedOnce(task_status)
     await supervise("outbox dispatcher", lambda: dispatcher.run(task_status=status))
+
+
+def _submitter(runtime: Runtime) -> Submit:
+    """The write path's ``submit`` for flows the systems' own events start."""
+
+    async def submit(
+        kind: str, input: Mapping[str, Any], idempotency_key: str, correlation_id: str
+    ) -> Any:
+        from gateway.processes.commands import write_path_for
+
+        return await write_path_for(runtime).submit(
+            kind,
+            input,
+            caller=Caller(EVENTS_CLIENT, system=None),
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
+        )
+
+    return submit
 
 
 async def _read_model_tasks(
@@ -182,6 +204,9 @@ async def open_runtime(
             quota=quota,
             feeds=feeds,
         )
+        reactions = Reactions(store, read_model, policies.ownership, submit=_submitter(runtime))
+        feeds.on_events = reactions.within
+        feeds.on_applied = reactions.after
         # the read model's writers: nothing to drain at shutdown (a read-through not yet
         # written is read through again; a feed page not committed is read again)
         background = anyio.CancelScope()

@@ -12,7 +12,10 @@ from gateway.governance.reference import ReferenceData
 from gateway.processes.exclusive import Exclusive
 from gateway.store import Store
 
-__all__ = ["Accepted", "ActorLike", "Caller", "CommandContext", "SystemsLike"]
+__all__ = ["EVENTS_CLIENT", "Accepted", "ActorLike", "Caller", "CommandContext", "SystemsLike"]
+
+#: the client id work started by the systems' own events runs under
+EVENTS_CLIENT = "crosswalk-events"
 
 
 class ActorLike(Protocol):

@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway.processes import case_to_resolution, onboarding, quote_to_cash, renewal
 from gateway.processes.context import Accepted, CommandContext
+from gateway.processes.reactions import EVENT_FLOWS
 from gateway.processes.reconcile import REPAIR_FLOWS
 from gateway.processes.saga import Flow
 
@@ -43,5 +44,5 @@ COMMANDS: Mapping[str, Command] = MappingProxyType(
 )
 
 FLOWS: Mapping[str, Flow] = MappingProxyType(
-    {**{kind: c.flow for kind, c in COMMANDS.items()}, **REPAIR_FLOWS}
+    {**{kind: c.flow for kind, c in COMMANDS.items()}, **REPAIR_FLOWS, **EVENT_FLOWS}
 )

@@ -52,7 +52,7 @@ from gateway.canonical.validation import (
     check_quantity,
     check_tax_id,
 )
-from gateway.processes.context import Accepted, CommandContext
+from gateway.processes.context import EVENTS_CLIENT, Accepted, CommandContext
 from gateway.processes.customers import resolve_customer
 from gateway.processes.errors import ValidationFailed
 from gateway.processes.exclusive import Exclusive, find_blocker
@@ -86,7 +86,14 @@ async def validate(ctx: CommandContext, data: Mapping[str, Any]) -> Accepted:
     except NotFound:
         problems.add("opportunityId", f"no opportunity {opportunity_id!r} in the CRM")
         raise ValidationFailed(problems.items) from None
-    if opportunity.is_closed:
+    # a deal closed won in the CRM's own screen (the event path, never a client's call)
+    closed_in_crm = (
+        data.get("closedInCrm") is True
+        and ctx.caller.client_id == EVENTS_CLIENT
+        and opportunity.is_won
+        and not opportunity.erp_order_number
+    )
+    if opportunity.is_closed and not closed_in_crm:
         problems.add(
             "opportunityId",
             f"opportunity {opportunity_id} is already closed ({opportunity.stage}"

@@ -39,7 +39,15 @@ from gateway.readmodel.kinds import Kind
 from gateway.readmodel.model import ReadModel
 from gateway.store import Store
 
-__all__ = ["REPAIR_FLOWS", "Finding", "Report", "find_drift", "repair", "run_reconciliation"]
+__all__ = [
+    "REPAIR_FLOWS",
+    "Finding",
+    "Report",
+    "find_drift",
+    "find_drift_for",
+    "repair",
+    "run_reconciliation",
+]
 
 KIND = "repairDrift"
 #: the client id repairs run under (audit trail, operation listing)
@@ -64,7 +72,8 @@ class Finding:
         return not self.kind.startswith("orphan_")
 
     def key(self) -> str:
-        """Stable id of the finding: what a repair operation is keyed by."""
+        """Stable id of the finding: what a repair operation is keyed by (the same drift
+        found twice is repaired once; drifting again to another value is new)."""
         text = (
             f"{self.kind}|{self.erp_bp}|{self.system}|{self.record_id}|{self.field}|{self.expected}"
         )
@@ -75,15 +84,19 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def find_drift(model: ReadModel, ownership: OwnershipPolicy) -> list[Finding]:
-    """Every drift the read model shows (see the module docstring), in a stable order."""
-    erp: dict[str, Customer] = {
+def _erp_customers(model: ReadModel) -> dict[str, Customer]:
+    return {
         record_id: entry.value
         for record_id, entry in model.records(System.ERP, Kind.CUSTOMER)
         if isinstance(entry.value, Customer)
     }
+
+
+def _linked(
+    model: ReadModel, erp: Mapping[str, Customer], findings: list[Finding] | None
+) -> dict[System, dict[str, list[Customer]]]:
+    """Each other system's customers by ERP number; orphans go to ``findings``."""
     linked: dict[System, dict[str, list[Customer]]] = {}
-    findings: list[Finding] = []
     for system in (System.BILLING, System.CRM, System.SUPPORT):
         by_bp: dict[str, list[Customer]] = {}
         for record_id, entry in model.records(system, Kind.CUSTOMER):
@@ -92,46 +105,83 @@ def find_drift(model: ReadModel, ownership: OwnershipPolicy) -> list[Finding]:
                 continue
             bp = customer.xref.erp
             if bp is None or bp not in erp:
-                findings.append(
-                    Finding(f"orphan_{system}", bp, str(system), record_id, None, None, None)
-                )
+                if findings is not None:
+                    findings.append(
+                        Finding(f"orphan_{system}", bp, str(system), record_id, None, None, None)
+                    )
                 continue
             by_bp.setdefault(bp, []).append(customer)
         linked[system] = by_bp
-    for bp in sorted(erp):
-        records: dict[System, Customer] = {System.ERP: erp[bp]}
-        for system, by_bp in linked.items():
-            found = by_bp.get(bp)
-            if not found:
-                findings.append(
-                    Finding(f"missing_in_{system}", bp, str(system), None, None, None, None)
-                )
-            else:
-                records[system] = found[0]
-        for field, owner_name in ownership.customer.items():
-            owner = System(owner_name)
-            truth = records.get(owner)
-            expected = getattr(truth, field, None) if truth is not None else None
-            if expected is None:
+    return linked
+
+
+def _compare(
+    bp: str,
+    erp: Customer,
+    linked: Mapping[System, Mapping[str, list[Customer]]],
+    ownership: OwnershipPolicy,
+) -> list[Finding]:
+    findings: list[Finding] = []
+    records: dict[System, Customer] = {System.ERP: erp}
+    for system, by_bp in linked.items():
+        found = by_bp.get(bp)
+        if not found:
+            missing = f"missing_in_{system}"
+            findings.append(Finding(missing, bp, str(system), None, None, None, None))
+        else:
+            records[system] = found[0]
+    for field, owner_name in ownership.customer.items():
+        owner = System(owner_name)
+        truth = records.get(owner)
+        expected = getattr(truth, field, None) if truth is not None else None
+        if expected is None:
+            continue
+        for system, record in records.items():
+            if system is owner:
                 continue
-            for system, record in records.items():
-                if system is owner:
-                    continue
-                actual = getattr(record, field, None)
-                if actual is not None and actual != expected:
-                    findings.append(
-                        Finding(
-                            f"{field}_mismatch",
-                            bp,
-                            str(system),
-                            record.id,
-                            field,
-                            _text(expected),
-                            _text(actual),
-                        )
+            actual = getattr(record, field, None)
+            if actual is not None and actual != expected:
+                findings.append(
+                    Finding(
+                        f"{field}_mismatch",
+                        bp,
+                        str(system),
+                        record.id,
+                        field,
+                        _text(expected),
+                        _text(actual),
                     )
-    findings.sort(key=lambda f: (f.erp_bp or "", f.system, f.kind, f.field or ""))
+                )
     return findings
+
+
+def _order(findings: list[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (f.erp_bp or "", f.system, f.kind, f.field or ""))
+
+
+def find_drift(model: ReadModel, ownership: OwnershipPolicy) -> list[Finding]:
+    """Every drift the read model shows (see the module docstring), in a stable order."""
+    erp = _erp_customers(model)
+    findings: list[Finding] = []
+    linked = _linked(model, erp, findings)
+    for bp in sorted(erp):
+        findings.extend(_compare(bp, erp[bp], linked, ownership))
+    return _order(findings)
+
+
+def find_drift_for(model: ReadModel, ownership: OwnershipPolicy, bp: str) -> list[Finding]:
+    """The drift of one ERP customer (no orphans: they belong to no ERP customer)."""
+    entry = model.record(System.ERP, Kind.CUSTOMER, bp)
+    if entry is None or not isinstance(entry.value, Customer):
+        return []
+    linked = {
+        system: {bp: customers}
+        for system, by_bp in _linked(model, {bp: entry.value}, None).items()
+        if (customers := by_bp.get(bp))
+    }
+    for system in (System.BILLING, System.CRM, System.SUPPORT):
+        linked.setdefault(system, {})
+    return _order(_compare(bp, entry.value, linked, ownership))
 
 
 # ------------------------------------------------------------------ repairs

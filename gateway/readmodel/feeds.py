@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import anyio
@@ -41,7 +42,7 @@ from actors.messages import (
 from gateway.canonical import System
 from gateway.governance.readmodel import ReadModelPolicy
 from gateway.readmodel.kinds import Kind, spec_for
-from gateway.readmodel.model import Change, ReadModel, Source, version_at
+from gateway.readmodel.model import Applied, Change, ReadModel, Source, version_at
 from gateway.readmodel.quota import Quota
 from gateway.store import InboxEvent
 
@@ -59,6 +60,10 @@ ASK_TIMEOUT = 30.0
 MAX_PAGES_PER_PASS = 1000
 
 
+#: on_events(tx, system=, events=): inside the unit that applies a batch of events
+OnEvents = Callable[..., Awaitable[None]]
+#: on_applied(system, applied changes): after they were committed
+OnApplied = Callable[[System, Sequence[Applied]], Awaitable[None]]
 #: progress(system, feed, records on the page, feed reached its end)
 Progress = Callable[[System, str, int, bool], None]
 
@@ -148,6 +153,10 @@ class Feeds:
         self.policy = policy
         self.store_events = store_events
         self.feeds = system_feeds()
+        #: called inside the unit that applies a batch of events (flows they start)
+        self.on_events: OnEvents | None = None
+        #: called after changes were applied (flows that need the new state)
+        self.on_applied: OnApplied | None = None
         self._nudged = {system: anyio.Event() for system in self.feeds}
         self._events_waiting = anyio.Event()
 
@@ -208,6 +217,8 @@ class Feeds:
                         feed=(system, feed, page.cursor, complete),
                     )
                     applied += len(done)
+                    if self.on_applied is not None and done:
+                        await self.on_applied(system, done)
                     if progress is not None:
                         progress(system, feed, len(page.records), not page.more)
                     if not page.more:
@@ -260,8 +271,14 @@ class Feeds:
                 log.warning("events of %s not read back (%s): catch-up will", system, exc)
                 self.nudge(system)
                 changes, cover = [], []
-            done = await self.model.apply(changes, source=Source.EVENTS, cover=cover, events=marks)
+            hook = self.on_events
+            within = None if hook is None else partial(hook, system=system, events=batch)
+            done = await self.model.apply(
+                changes, source=Source.EVENTS, cover=cover, events=marks, within=within
+            )
             applied += len(done)
+            if self.on_applied is not None and done:
+                await self.on_applied(system, done)
         # events of unknown systems are never read back: mark them so they do not return
         unknown = [
             (e.system, e.event_id) for e in events if e.system not in {str(s) for s in System}

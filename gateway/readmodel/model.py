@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +32,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from gateway.canonical import System
 from gateway.readmodel.codec import decode, encode
 from gateway.readmodel.kinds import Kind, identify
-from gateway.store import ReadRow, Store
+from gateway.store import ReadRow, Store, Transaction
 
 __all__ = [
     "Applied",
@@ -292,9 +292,11 @@ class ReadModel:
         cover: Sequence[tuple[System, Kind, str, float]] = (),
         feed: tuple[System, str, str | None, float | None] | None = None,
         events: Sequence[tuple[str, str]] = (),
+        within: Callable[[Transaction], Awaitable[None]] | None = None,
     ) -> list[Applied]:
         """Commit ``changes`` (with the slices they cover, the feed position they reach
-        and the inbox events they apply) in one unit, then take them into memory."""
+        and the inbox events they apply) in one unit, then take them into memory.
+        ``within(tx)`` runs inside that unit (the flows the events start)."""
         now = self.clock()
         learned = datetime.fromtimestamp(now, UTC)
         rows = [
@@ -312,7 +314,7 @@ class ReadModel:
             for c in changes
             if self._newer(c)
         ]
-        if rows or cover or feed is not None or events:
+        if rows or cover or feed is not None or events or within is not None:
             async with self.store.transaction() as tx:
                 if rows:
                     await tx.put_read_rows(rows)
@@ -332,6 +334,8 @@ class ReadModel:
                     )
                 if events:
                     await tx.mark_applied(events)
+                if within is not None:
+                    await within(tx)
         applied: list[Applied] = []
         for c in changes:
             if not self._newer(c):

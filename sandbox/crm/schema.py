@@ -173,6 +173,27 @@ OBJECTS: dict[str, ObjectDef] = {
             FieldDef("ERP_Order_Number__c", "string", "ERP Order Number", length=20),
             FieldDef("Products__c", "string", "Products", length=255),
         ),
+        _obj(
+            "Task",
+            "00T",
+            # WhatId is polymorphic in Salesforce; here it relates activities to accounts
+            FieldDef(
+                "WhatId", "reference", "Related To ID", reference_to="Account", relationship="What"
+            ),
+            FieldDef("Subject", "string", "Subject", required=True, length=255),
+            FieldDef("Status", "picklist", "Status", required=True, length=40),
+            FieldDef("Priority", "picklist", "Priority", required=True, length=40),
+            FieldDef("ActivityDate", "date", "Due Date Only"),
+            FieldDef("Description", "string", "Comments", length=32000),
+            FieldDef(
+                "Crosswalk_Key__c",
+                "string",
+                "Crosswalk Key",
+                external_id=True,
+                unique=True,
+                length=80,
+            ),
+        ),
     )
 }
 

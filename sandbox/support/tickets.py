@@ -22,11 +22,15 @@ from .world import AGENT_ID, DELETED_TICKET, ORG, TICKET, USER, next_id, render
 
 __all__ = ["ROUTES"]
 
+#: the docstore kind of ticket comments
+COMMENT = "comment"
 #: how long an Idempotency-Key is remembered (Zendesk: two hours)
 IDEMPOTENCY_TTL = 2 * 3600.0
 
 
-def _audit(audit_id: int, before: Doc | None, after: Doc, comment: str | None) -> dict[str, Any]:
+def _audit(
+    audit_id: int, before: Doc | None, after: Doc, comment: str | None, public: bool = True
+) -> dict[str, Any]:
     """The ticket audit Zendesk answers beside a created or updated ticket."""
     events: list[dict[str, Any]] = []
 
@@ -34,7 +38,7 @@ def _audit(audit_id: int, before: Doc | None, after: Doc, comment: str | None) -
         events.append({"id": audit_id * 100 + len(events) + 1, "type": kind, **fields})
 
     if comment is not None:
-        add("Comment", author_id=AGENT_ID, body=comment, public=True)
+        add("Comment", author_id=AGENT_ID, body=comment, public=public)
     for name in ("subject", "status", "priority", "type", "assignee_id", "organization_id", "tags"):
         if before is None:
             add("Create", field_name=name, value=after[name])
@@ -55,6 +59,43 @@ def _comment(data: dict[str, Any]) -> str | None:
     comment = data.get("comment")
     body = comment.get("body") if isinstance(comment, dict) else None
     return body if isinstance(body, str) else None
+
+
+def _public(data: dict[str, Any]) -> bool:
+    """A comment is public unless it says ``"public": false`` (an internal note)."""
+    comment = data.get("comment")
+    return not (isinstance(comment, dict) and comment.get("public") is False)
+
+
+async def _keep_comment(state: SandboxState, ticket: Doc, body: str, public: bool) -> None:
+    number = await state.store.next_number("comment")
+    await state.store.put(
+        COMMENT,
+        str(number),
+        {
+            "id": number,
+            "ticket_id": ticket["id"],
+            "type": "Comment",
+            "author_id": AGENT_ID,
+            "body": body,
+            "html_body": f"<p>{body}</p>",
+            "plain_body": body,
+            "public": public,
+            "created_at": ticket["updated_at"],
+        },
+    )
+
+
+async def ticket_comments(api: Api, request: Request, state: SandboxState) -> Response:
+    """``GET /tickets/{id}/comments``: the ticket's comments, oldest first."""
+    ticket = _load(state, _ticket_id(request))
+    comments = sorted(
+        (c for c in state.store.all(COMMENT) if c["ticket_id"] == ticket["id"]),
+        key=lambda c: int(c["id"]),
+    )
+    return json_response(
+        {"comments": comments, "next_page": None, "previous_page": None, "count": len(comments)}
+    )
 
 
 def _ticket_id(request: Request) -> str:
@@ -149,6 +190,7 @@ async def create_ticket(api: Api, request: Request, state: SandboxState) -> Resp
         await state.store.put(TICKET, str(ticket["id"]), ticket)
         rendered = render(TICKET, ticket, base_url(request))
         audit = _audit(await state.store.next_number("audit"), None, ticket, ticket["description"])
+        await _keep_comment(state, ticket, ticket["description"], True)
         answer = {"ticket": rendered, "audit": audit}
         headers = {"Location": rendered["url"]}
         if key is not None:
@@ -207,7 +249,12 @@ async def update_ticket(api: Api, request: Request, state: SandboxState) -> Resp
             changed.pop("requester_id")
         updated = {**current, **changed, "updated_at": now_iso()}
         await state.store.put(TICKET, str(updated["id"]), updated)
-        audit = _audit(await state.store.next_number("audit"), current, updated, _comment(data))
+        comment = _comment(data)
+        audit = _audit(
+            await state.store.next_number("audit"), current, updated, comment, _public(data)
+        )
+        if comment is not None:
+            await _keep_comment(state, updated, comment, _public(data))
     if state.webhooks.enabled:
         for event in ticket_events(current, updated):
             state.webhooks.publish(event)
@@ -233,5 +280,6 @@ ROUTES = (
     ("/tickets/{id:int}", get_ticket, "GET"),
     ("/tickets/{id:int}", update_ticket, "PUT"),
     ("/tickets/{id:int}", delete_ticket, "DELETE"),
+    ("/tickets/{id:int}/comments", ticket_comments, "GET"),
     ("/organizations/{id:int}/tickets", organization_tickets, "GET"),
 )

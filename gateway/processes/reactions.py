@@ -1,0 +1,448 @@
+"""Flows started by what happens in the vendors' own screens.
+
+The read model's event consumer hands each batch of webhook events here, inside the
+transaction that applies them, so an event starts its flows exactly once: the flows'
+operations, their first outbox messages and the events' marks commit together (a crash
+re-applies the batch, and the operations, keyed by the event, are not written twice).
+
+=================================  =====================================================
+event                              flow (operation kind: steps)
+=================================  =====================================================
+billing ``invoice.finalized``      ``invoiceFinalized``: CRM ``Billing_Status__c`` open,
+                                   support organization ``billing_status`` open
+billing ``invoice.paid``           ``invoicePaid``: CRM billing status paid; an
+                                   entitlement ``at_risk`` back to ``active``
+billing ``invoice.payment_failed`` ``paymentFailed``: entitlement ``at_risk``; a CRM
+                                   Task on the account for its owner
+billing ``customer.subscription    ``subscriptionEnded``: entitlement ``expired``
+.deleted``
+support ``ticket.created``         ``ticketEnriched``: an internal note with the
+                                   entitlement, open invoices and the latest order
+=================================  =====================================================
+
+After the batch commits (``after``), with the read model current:
+
+- an opportunity Closed Won in the CRM itself (not through Crosswalk) starts the same
+  quote-to-cash process as ``closeOpportunity``, once: the mutation's idempotency key is
+  the opportunity, and its exclusivity refuses a second one, however many events and
+  catch-up passes report it;
+- master data: a change in the system that owns a field (``policies/ownership.toml``)
+  is propagated to the others (the reconciliation's repair, for that customer only); a
+  change to a field another system owns is not propagated and is recorded in the audit
+  trail as ``governance.rejected`` (reconciliation reports it too).
+
+Echoes of Crosswalk's own writes start nothing: the webhook receiver stores Salesforce
+events whose ``changeOrigin`` names our client as already processed, and Stripe events
+carrying one of our idempotency keys (``op_...``) are recognised here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from actors.messages import CreateTask, SetEntitlement, UpdateCase, UpdateCustomer
+from gateway.canonical import (
+    Customer,
+    Entitlement,
+    Invoice,
+    Opportunity,
+    Order,
+    System,
+)
+from gateway.governance.ownership import OwnershipPolicy
+from gateway.processes.context import EVENTS_CLIENT
+from gateway.processes.errors import ValidationFailed
+from gateway.processes.reconcile import find_drift_for, repair
+from gateway.processes.saga import Flow, SagaView, Step, begin_saga
+from gateway.processes.signal import outbox_signal
+from gateway.readmodel.kinds import Kind
+from gateway.readmodel.model import Applied, ReadModel
+from gateway.store import InboxEvent, Store, Transaction
+
+__all__ = ["EVENTS_CLIENT", "EVENT_FLOWS", "Reactions"]
+
+log = logging.getLogger(__name__)
+
+
+Submit = Callable[[str, Mapping[str, Any], str, str], Awaitable[Any]]
+
+
+# ------------------------------------------------------------------ steps
+
+
+def _field(name: str) -> Callable[[SagaView], Any]:
+    def prepare(view: SagaView) -> Any:
+        value = view.input.get(name)
+        return value if value else None
+
+    return prepare
+
+
+def _update(payload: Mapping[str, Any], key: str) -> UpdateCustomer:
+    return UpdateCustomer(
+        idempotency_key=key, id=str(payload["id"]), changes=dict(payload["changes"])
+    )
+
+
+def _entitlement(payload: Mapping[str, Any], key: str) -> SetEntitlement:
+    ends = payload.get("ends")
+    return SetEntitlement(
+        idempotency_key=key,
+        organization_id=str(payload["organization"]),
+        status=str(payload["status"]),
+        support_tier=payload.get("tier"),
+        ends=date.fromisoformat(ends) if ends else None,
+    )
+
+
+def _task(payload: Mapping[str, Any], key: str) -> CreateTask:
+    return CreateTask(
+        idempotency_key=key,
+        account_id=str(payload["account"]),
+        subject=str(payload["subject"]),
+        priority=str(payload.get("priority") or "Normal"),
+        description=payload.get("description"),
+    )
+
+
+def _note(payload: Mapping[str, Any], key: str) -> UpdateCase:
+    return UpdateCase(
+        idempotency_key=key,
+        id=str(payload["ticket"]),
+        fields={"comment": {"body": str(payload["body"]), "public": False}},
+    )
+
+
+def _id_of(result: Any) -> Any:
+    if isinstance(result, str):
+        return {"id": result}
+    return {"id": getattr(result, "id", None) or getattr(result, "organization_id", None)}
+
+
+def _flow(kind: str, *steps: tuple[str, System, str, Callable[..., Any]]) -> Flow:
+    return Flow(
+        kind=kind,
+        steps=tuple(
+            Step(name, system, _field(field), build, _id_of, optional=True)
+            for name, system, field, build in steps
+        ),
+        compensation={
+            name: "nothing to undo: a status or note is set again by the next event"
+            for name, *_ in steps
+        },  # fmt: skip
+    )
+
+
+EVENT_FLOWS: dict[str, Flow] = {
+    flow.kind: flow
+    for flow in (
+        _flow(
+            "invoiceFinalized",
+            ("crm_billing_status", System.CRM, "crm", _update),
+            ("support_billing_status", System.SUPPORT, "support", _update),
+        ),
+        _flow(
+            "invoicePaid",
+            ("crm_billing_status", System.CRM, "crm", _update),
+            ("support_billing_status", System.SUPPORT, "support", _update),
+            ("support_entitlement", System.SUPPORT, "entitlement", _entitlement),
+        ),
+        _flow(
+            "paymentFailed",
+            ("support_entitlement", System.SUPPORT, "entitlement", _entitlement),
+            ("crm_task", System.CRM, "task", _task),
+        ),
+        _flow(
+            "subscriptionEnded",
+            ("support_entitlement", System.SUPPORT, "entitlement", _entitlement),
+        ),
+        _flow("ticketEnriched", ("support_note", System.SUPPORT, "note", _note)),
+    )
+}
+
+
+def _operation_id(kind: str, system: str, event_id: str) -> str:
+    digest = hashlib.sha256(f"{kind}|{system}|{event_id}".encode()).hexdigest()[:24]
+    return f"op_evt_{digest}"
+
+
+def _entitlement_payload(
+    model: ReadModel, org: str | None, status: str, *, only_from: str | None = None
+) -> dict[str, Any] | None:
+    if not org:
+        return None
+    entry = model.record(System.SUPPORT, Kind.ENTITLEMENT, org)
+    current = entry.value if entry is not None and isinstance(entry.value, Entitlement) else None
+    if only_from is not None and (current is None or current.status != only_from):
+        return None
+    if current is not None and current.status == status:
+        return None  # already so: nothing to write
+    return {
+        "organization": org,
+        "status": status,
+        "tier": current.support_tier if current else None,
+        "ends": current.ends.isoformat() if current and current.ends else None,
+    }
+
+
+def _money(amount: Decimal | None, currency: str | None) -> str:
+    return f"{amount or 0:.2f} {(currency or '').upper()}".strip()
+
+
+class Reactions:
+    """What the read model's feeds call when events and changes are applied."""
+
+    def __init__(
+        self,
+        store: Store,
+        model: ReadModel,
+        ownership: OwnershipPolicy,
+        *,
+        submit: Submit | None = None,
+    ) -> None:
+        self.store = store
+        self.model = model
+        self.ownership = ownership
+        #: submit(mutation, input, idempotency key, correlation id): the write path
+        self.submit = submit
+        self.started = 0
+
+    # ------------------------------------------------------------ inside the unit
+
+    async def within(
+        self, tx: Transaction, *, system: System, events: Sequence[InboxEvent]
+    ) -> None:
+        """Start the flows ``events`` call for (in the transaction that applies them)."""
+        for event in events:
+            if event.processed_at is not None:
+                continue  # an echo of our own write, or already handled
+            envelope = event.payload if isinstance(event.payload, Mapping) else {}
+            if _is_echo(envelope):
+                await tx.mark_inbox_processed(event.system, event.event_id)
+                continue
+            for kind, customer, data in await self._plan(tx, system, envelope):
+                operation_id = _operation_id(kind, event.system, event.event_id)
+                if await tx.get_operation(operation_id) is not None:
+                    continue
+                await begin_saga(
+                    tx,
+                    EVENT_FLOWS[kind],
+                    operation_id=operation_id,
+                    correlation_id=f"event-{event.system}-{event.event_id}"[:120],
+                    client_id=EVENTS_CLIENT,
+                    aggregate_key=customer,
+                    input={**data, "event": {"system": event.system, "id": event.event_id,
+                                             "type": envelope.get("type")}},
+                )  # fmt: skip
+                self.started += 1
+            await tx.mark_inbox_processed(event.system, event.event_id)
+
+    async def _plan(
+        self, tx: Transaction, system: System, envelope: Mapping[str, Any]
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        kind = str(envelope.get("type") or "")
+        data = envelope.get("data") if isinstance(envelope.get("data"), Mapping) else {}
+        assert isinstance(data, Mapping)
+        if system is System.BILLING:
+            obj = (
+                (data.get("data") or {}).get("object")
+                if isinstance(data.get("data"), Mapping)
+                else None
+            )
+            if not isinstance(obj, Mapping):
+                return []
+            owner = obj.get("customer")
+            billing_id = str(owner["id"] if isinstance(owner, Mapping) else owner or "")
+            ids = await self._ids(tx, System.BILLING, billing_id)
+            if ids is None:
+                return []
+            canonical, linked = ids
+            crm, org = linked.get(System.CRM), linked.get(System.SUPPORT)
+            if kind == "billing.invoice.finalized":
+                return [("invoiceFinalized", canonical, {
+                    "crm": {"id": crm, "changes": {"billing_status": "open"}} if crm else None,
+                    "support": {"id": org, "changes": {"billing_status": "open"}} if org else None,
+                })]  # fmt: skip
+            if kind == "billing.invoice.paid":
+                return [("invoicePaid", canonical, {
+                    "crm": {"id": crm, "changes": {"billing_status": "paid"}} if crm else None,
+                    "support": {"id": org, "changes": {"billing_status": "paid"}} if org else None,
+                    "entitlement": _entitlement_payload(self.model, org, "active",
+                                                        only_from="at_risk"),
+                })]  # fmt: skip
+            if kind == "billing.invoice.payment_failed":
+                amount = obj.get("amount_remaining")
+                due = (
+                    _money(Decimal(amount) / 100, str(obj.get("currency") or ""))
+                    if isinstance(amount, int)
+                    else "an amount"
+                )
+                return [("paymentFailed", canonical, {
+                    "entitlement": _entitlement_payload(self.model, org, "at_risk"),
+                    "task": {
+                        "account": crm,
+                        "subject": f"Payment failed: invoice {obj.get('id')}",
+                        "priority": "High",
+                        "description": f"Billing could not collect {due} for invoice "
+                        f"{obj.get('id')}. Support marked the entitlement at risk.",
+                    } if crm else None,
+                })]  # fmt: skip
+            if kind == "billing.subscription.deleted":
+                return [("subscriptionEnded", canonical, {
+                    "entitlement": _entitlement_payload(self.model, org, "expired"),
+                })]  # fmt: skip
+            return []
+        if system is System.SUPPORT and kind == "support.ticket.created":
+            detail = data.get("detail") if isinstance(data.get("detail"), Mapping) else {}
+            assert isinstance(detail, Mapping)
+            org = detail.get("organization_id")
+            ticket = str(envelope.get("subject") or detail.get("id") or "")
+            if not org or not ticket:
+                return []
+            ids = await self._ids(tx, System.SUPPORT, str(org))
+            if ids is None:
+                return []
+            canonical, linked = ids
+            return [("ticketEnriched", canonical, {
+                "note": {"ticket": ticket, "body": self._ticket_note(linked)},
+            })]  # fmt: skip
+        return []
+
+    async def _ids(
+        self, tx: Transaction, system: System, native: str
+    ) -> tuple[str, dict[System, str]] | None:
+        if not native:
+            return None
+        canonical = await tx.resolve(system, native)
+        if canonical is None:
+            return None
+        xref = await tx.get_xref(canonical)
+        if xref is None:
+            return None
+        return xref.canonical_id, {s: v for s, v in xref.ids().items() if isinstance(s, System)}
+
+    def _ticket_note(self, linked: Mapping[System, str]) -> str:
+        model = self.model
+        lines = ["Crosswalk: what the other systems know about this customer"]
+        org = linked.get(System.SUPPORT)
+        entitlement = model.record(System.SUPPORT, Kind.ENTITLEMENT, org) if org else None
+        if entitlement is not None and isinstance(entitlement.value, Entitlement):
+            e = entitlement.value
+            ends = f", ends {e.ends.isoformat()}" if e.ends else ""
+            lines.append(f"- Entitlement: {e.status} ({e.support_tier or 'no tier'}{ends})")
+        else:
+            lines.append("- Entitlement: none on record")
+        billing = linked.get(System.BILLING)
+        view = model.slice(System.BILLING, Kind.INVOICE, billing, many=True) if billing else None
+        invoices = [i for i in (view.value if view else ()) if isinstance(i, Invoice)]
+        open_invoices = [i for i in invoices if i.status == "open"]
+        if open_invoices:
+            due = sum((i.amount_due or Decimal(0) for i in open_invoices), Decimal(0))
+            lines.append(
+                f"- Open invoices: {len(open_invoices)}, "
+                f"{_money(due, open_invoices[0].currency)} due"
+            )
+        else:
+            lines.append("- Open invoices: none")
+        erp = linked.get(System.ERP)
+        orders_view = model.slice(System.ERP, Kind.ORDER, erp, many=True) if erp else None
+        orders = [o for o in (orders_view.value if orders_view else ()) if isinstance(o, Order)]
+        if orders:
+            latest = max(orders, key=lambda o: (o.created_at is not None, o.created_at, o.id))
+            status = {"A": "open", "B": "in process", "C": "completed"}.get(
+                latest.status, latest.status
+            )
+            lines.append(f"- Latest ERP order: {latest.id}, {status}")
+        else:
+            lines.append("- Latest ERP order: none")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------ after the unit
+
+    async def after(self, system: System, applied: Sequence[Applied]) -> None:
+        """React to changes the read model took (webhook read-backs and catch-up pages).
+
+        Only changes to records the read model already held count: the initial load
+        (every record "created") changes nothing in the world."""
+        changed = [a for a in applied if not a.created and not a.deleted]
+        if system is System.CRM:
+            for change in changed:
+                if change.kind is not Kind.OPPORTUNITY or "is_won" not in change.changed_fields:
+                    continue
+                entry = self.model.record(System.CRM, Kind.OPPORTUNITY, change.id)
+                value = entry.value if entry is not None else None
+                if isinstance(value, Opportunity) and value.is_won and not value.erp_order_number:
+                    await self._closed_won(value)
+        fields = set(self.ownership.customer)
+        customers = sorted(
+            {
+                a.customer
+                for a in changed
+                if a.kind is Kind.CUSTOMER and fields.intersection(a.changed_fields)
+            }
+        )
+        for native in customers:
+            try:
+                await self._master_data(system, native)
+            except Exception:  # one customer's propagation never stops the feed
+                log.exception("master data of %s %s not propagated", system, native)
+
+    async def _closed_won(self, opportunity: Opportunity) -> None:
+        if self.submit is None:
+            return
+        try:
+            await self.submit(
+                "closeOpportunity",
+                {"opportunityId": opportunity.id, "closedInCrm": True},
+                f"closed-won:{opportunity.id}",
+                f"closed-won-{opportunity.id}",
+            )
+        except ValidationFailed as exc:
+            # already turned into an order (or being), or not a deal we can fulfil
+            log.info("closed-won %s not started: %s", opportunity.id, exc)
+        except Exception:  # a failed start is retried by the next event or catch-up pass
+            log.exception("closed-won %s could not be started", opportunity.id)
+
+    async def _master_data(self, system: System, native: str) -> None:
+        entry = self.model.record(system, Kind.CUSTOMER, native)
+        if entry is None or not isinstance(entry.value, Customer):
+            return
+        bp = native if system is System.ERP else entry.value.xref.erp
+        if not bp:
+            return
+        findings = [f for f in find_drift_for(self.model, self.ownership, bp) if f.field]
+        owned_here = [f for f in findings if self.ownership.customer.get(f.field or "") == system]
+        if owned_here:
+            written = await repair(
+                self.store, self.model, owned_here, correlation_id=f"master-{bp}"
+            )
+            if written:
+                outbox_signal(self.store).notify()
+        rejected = [f for f in findings if f.system == str(system) and f not in owned_here]
+        for finding in rejected:
+            await self.store.append_audit(
+                actor=EVENTS_CLIENT,
+                action="governance.rejected",
+                subject=f"{system}:{finding.record_id}",
+                correlation_id=f"master-{bp}",
+                detail={
+                    **finding.to_json(),
+                    "reason": f"{finding.field} is owned by "
+                    f"{self.ownership.customer.get(finding.field or '')}: not propagated",
+                },
+            )
+
+
+def _is_echo(envelope: Mapping[str, Any]) -> bool:
+    """A Stripe event caused by one of our own writes carries our idempotency key."""
+    data = envelope.get("data")
+    if not isinstance(data, Mapping):
+        return False
+    request = data.get("request")
+    key = request.get("idempotency_key") if isinstance(request, Mapping) else None
+    return isinstance(key, str) and key.startswith("op_")
