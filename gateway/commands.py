@@ -476,7 +476,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.json else None
             return await run_reconciliation(
                 model, feeds, policies.ownership, repair_drift=args.repair,
-                correlation_id=correlation, progress=bar,
+                correlation_id=correlation, progress=bar, trigger="cli",
             )  # fmt: skip
 
     try:

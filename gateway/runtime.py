@@ -18,12 +18,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 
 from actors import Systems
+from actors.messages import Priority
 from actors.systems import ConnectorFactory
 from gateway.canonical import System
 from gateway.governance.policies import Policies, load_policies
@@ -31,6 +33,7 @@ from gateway.processes.context import EVENTS_CLIENT, Caller
 from gateway.processes.discovery import discover
 from gateway.processes.dispatcher import Dispatcher
 from gateway.processes.reactions import Reactions, Submit
+from gateway.processes.reconcile import run_reconciliation
 from gateway.readmodel.feeds import Feeds, system_feeds
 from gateway.readmodel.model import ReadModel
 from gateway.readmodel.quota import Quota
@@ -119,6 +122,73 @@ async def _read_model_tasks(
             tg.start_soon(supervise, "read-through writer", model.write_read_throughs)
             if run_feeds:
                 tg.start_soon(supervise, "read-model feeds", feeds.run)
+
+
+async def _scheduled(runtime: Runtime, scope: anyio.CancelScope) -> None:
+    """Reconciliation and retention on their schedules (``policies/schedules.toml``)."""
+    with scope:
+        async with anyio.create_task_group() as tg:
+            if runtime.policies.schedules.reconcile.interval > 0:
+                tg.start_soon(supervise, "reconciliation", functools.partial(_reconciling, runtime))
+            if runtime.policies.schedules.retention.interval > 0:
+                tg.start_soon(supervise, "retention", functools.partial(_retention, runtime))
+
+
+async def _reconciling(runtime: Runtime) -> None:
+    schedule = runtime.policies.schedules.reconcile
+    assert runtime.read_model is not None
+    assert runtime.quota is not None
+    feeds = Feeds(
+        runtime.read_model,
+        runtime.systems,
+        runtime.quota,
+        runtime.policies.readmodel,
+        store_events=False,
+        purpose="reconcile",
+        priority=Priority.BATCH,
+    )
+    while True:
+        await anyio.sleep(schedule.interval)
+        report = await run_reconciliation(
+            runtime.read_model,
+            feeds,
+            runtime.policies.ownership,
+            repair_drift=schedule.repair,
+            correlation_id=f"reconcile-{int(time.time())}",
+            trigger="schedule",
+        )
+        log.info(
+            "reconciliation: %d customers, %d findings, %d repairs written",
+            report.customers,
+            len(report.findings),
+            len(report.repaired),
+        )
+
+
+async def _retention(runtime: Runtime) -> None:
+    """Purge what is past its keeping window, a batch per transaction, so a writer waits
+    at most one batch."""
+    schedule = runtime.policies.schedules.retention
+    store = runtime.store
+    while True:
+        now = datetime.now(UTC)
+        purged = 0
+        for purge in (
+            functools.partial(store.purge_inbox, before=now - timedelta(days=schedule.inbox_days)),
+            functools.partial(
+                store.purge_outbox, before=now - timedelta(days=schedule.outbox_days)
+            ),
+            functools.partial(store.purge_expired, now=now),
+        ):
+            while True:
+                count = await purge(limit=schedule.batch)
+                purged += count
+                if count < schedule.batch:
+                    break
+                await anyio.lowlevel.checkpoint()  # let waiting writers in between batches
+        if purged:
+            log.info("retention: %d old records purged", purged)
+        await anyio.sleep(schedule.interval)
 
 
 async def _discovery_loop(runtime: Runtime) -> None:
@@ -211,6 +281,9 @@ async def open_runtime(
         # written is read through again; a feed page not committed is read again)
         background = anyio.CancelScope()
         tg.start_soon(_read_model_tasks, read_model, feeds, settings.feeds, background)
+        scheduled = anyio.CancelScope()
+        if settings.feeds:
+            tg.start_soon(_scheduled, runtime, scheduled)
         dispatcher: Dispatcher | None = None
         if settings.dispatcher:
             dispatcher = Dispatcher(store, systems, policy=policies.outbox.dispatcher)
@@ -224,6 +297,7 @@ async def open_runtime(
             runtime.ready = False
             discovery.cancel()  # nothing to drain; it would hold shutdown till its next round
             background.cancel()
+            scheduled.cancel()
             if dispatcher is not None:
                 # stop leasing; deliveries in flight finish within the dispatcher's own
                 # deadline, and whatever is left is recovered by lease expiry on restart

@@ -20,6 +20,7 @@ from gateway.governance.ownership import OwnershipPolicy, load_ownership_policy
 from gateway.governance.profiles import SANDBOX
 from gateway.governance.readmodel import ReadModelPolicy, load_readmodel_policy
 from gateway.governance.reference import ReferenceData, load_reference
+from gateway.governance.schedules import Schedules, load_schedules
 from gateway.governance.systems import SystemsPolicy, load_systems_policy
 from gateway.governance.webhooks import WebhooksPolicy, load_webhooks_policy
 
@@ -36,6 +37,7 @@ class Policies:
     reference: ReferenceData
     outbox: OutboxPolicy
     readmodel: ReadModelPolicy
+    schedules: Schedules
 
 
 _FILES: dict[str, tuple[str, Callable[..., Any]]] = {
@@ -46,6 +48,7 @@ _FILES: dict[str, tuple[str, Callable[..., Any]]] = {
     "reference": ("reference.toml", load_reference),
     "outbox": ("outbox.toml", load_outbox_policy),
     "readmodel": ("readmodel.toml", load_readmodel_policy),
+    "schedules": ("schedules.toml", load_schedules),
 }
 #: the loaders whose secrets depend on the profile
 _PROFILED = {"systems", "webhooks"}

@@ -75,7 +75,7 @@ class ReadModelPolicy:
         return self.schedules.get(system, (self.catch_up_interval, self.min_gap))
 
 
-def _duration(table: PolicyTable, name: str, default: float) -> float:
+def duration(table: PolicyTable, name: str, default: float) -> float:
     if name not in table:
         return default
     value = table.get(name)
@@ -97,7 +97,7 @@ def load_readmodel_policy(path: Path | str) -> ReadModelPolicy:
     data.only({"freshness", "catch_up", "quota"})
     fresh = data.table("freshness", required=False)
     fresh.only({"default", *(str(s) for s in System)})
-    default = _duration(fresh, "default", 60.0)
+    default = duration(fresh, "default", 60.0)
     budgets: dict[tuple[System, str], float] = {}
     for system in System:
         if str(system) not in fresh:
@@ -106,23 +106,23 @@ def load_readmodel_policy(path: Path | str) -> ReadModelPolicy:
         per.only(GROUPS[system])
         for group in GROUPS[system]:
             if group in per:
-                budgets[(system, group)] = _duration(per, group, default)
+                budgets[(system, group)] = duration(per, group, default)
     catch = data.table("catch_up", required=False)
     catch.only({"interval", "min_gap", "page_size", *(str(s) for s in System)})
-    interval = _duration(catch, "interval", 15.0)
+    interval = duration(catch, "interval", 15.0)
     if interval <= 0:
         raise catch.fail("interval", "must be more than zero")
-    min_gap = _duration(catch, "min_gap", 1.0)
+    min_gap = duration(catch, "min_gap", 1.0)
     schedules: dict[System, tuple[float, float]] = {}
     for system in System:
         if str(system) not in catch:
             continue
         own = catch.table(str(system))
         own.only({"interval", "min_gap"})
-        own_interval = _duration(own, "interval", interval)
+        own_interval = duration(own, "interval", interval)
         if own_interval <= 0:
             raise own.fail("interval", "must be more than zero")
-        schedules[system] = (own_interval, _duration(own, "min_gap", min_gap))
+        schedules[system] = (own_interval, duration(own, "min_gap", min_gap))
     page_size = catch.integer("page_size", minimum=1, default=100)
     if page_size > 1000:
         raise catch.fail("page_size", f"must be at most 1000, got {page_size}")

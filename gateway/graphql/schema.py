@@ -16,6 +16,7 @@ import strawberry
 
 from gateway.graphql.lookups import LookupQuery
 from gateway.graphql.queries import ReadQuery
+from gateway.graphql.reconciliation import ReconciliationQuery
 
 __all__ = ["build_schema", "get_schema"]
 
@@ -39,7 +40,7 @@ def build_schema(*, write_path: bool = True) -> strawberry.Schema:
 
     ``write_path=False`` builds the read side alone (tests of the read path use it).
     """
-    bases: list[type] = [ReadQuery, LookupQuery]
+    bases: list[type] = [ReadQuery, LookupQuery, ReconciliationQuery]
     for module, name in (
         ()
         if not write_path

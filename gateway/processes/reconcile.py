@@ -26,6 +26,7 @@ import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from actors.messages import EnsureCustomer, UpdateCustomer
@@ -37,7 +38,7 @@ from gateway.readmodel.codec import decode, encode
 from gateway.readmodel.feeds import Feeds, Progress
 from gateway.readmodel.kinds import Kind
 from gateway.readmodel.model import ReadModel
-from gateway.store import Store
+from gateway.store import DriftFinding, Store
 
 __all__ = [
     "REPAIR_FLOWS",
@@ -334,9 +335,11 @@ async def run_reconciliation(
     repair_drift: bool = False,
     correlation_id: str = "reconcile",
     progress: Progress | None = None,
+    trigger: str | None = None,
 ) -> Report:
     """Bring ``model`` current through ``feeds`` (their quota share and priority), then
-    compare; with ``repair_drift`` write the repairs."""
+    compare; with ``repair_drift`` write the repairs; with ``trigger`` (``cli``,
+    ``schedule``) keep the run and its findings in the store."""
     started = time.time()
     incomplete: dict[str, str] = {}
     for system in System:
@@ -355,4 +358,18 @@ async def run_reconciliation(
         else []
     )
     customers = sum(1 for _ in model.records(System.ERP, Kind.CUSTOMER))
-    return Report(started, time.time(), customers, findings, repaired, incomplete)
+    report = Report(started, time.time(), customers, findings, repaired, incomplete)
+    if trigger is not None:
+        operations = {finding.key(): operation for finding, operation in repaired}
+        async with model.store.transaction() as tx:
+            await tx.record_reconciliation(
+                started_at=datetime.fromtimestamp(report.started_at, UTC),
+                finished_at=datetime.fromtimestamp(report.finished_at, UTC),
+                trigger=trigger,
+                customers=customers,
+                findings=[
+                    DriftFinding(**f.to_json(), repair=operations.get(f.key())) for f in findings
+                ],
+                incomplete=incomplete,
+            )
+    return report

@@ -53,6 +53,7 @@ from gateway.store.records import (
     UNSET,
     AuditEntry,
     CoverageRow,
+    DriftFinding,
     FeedRow,
     IdempotencyRecord,
     IdempotencyResult,
@@ -64,6 +65,7 @@ from gateway.store.records import (
     OutboxStatus,
     Page,
     ReadRow,
+    ReconciliationRun,
     SagaStep,
     StepStatus,
     Unset,
@@ -215,6 +217,18 @@ class Reader(ABC):
     @abstractmethod
     async def unapplied_events(self, *, limit: int = 100) -> list[InboxEvent]:
         """Inbox events the read model has not applied yet, oldest received first."""
+
+    # ------------------------------------------------------------ reconciliation
+
+    @abstractmethod
+    async def reconciliation_runs(self, *, limit: int = 20) -> list[ReconciliationRun]:
+        """The latest runs, newest first."""
+
+    @abstractmethod
+    async def reconciliation_findings(
+        self, run_id: int, *, limit: int = 100, after: int | None = None
+    ) -> Page[DriftFinding]:
+        """A run's findings in order; ``after`` is a previous page's ``next_cursor``."""
 
 
 class Transaction(Reader):
@@ -423,7 +437,7 @@ class Transaction(Reader):
         """Dead letter given up for good (unblocks its aggregate). False if it is not dead."""
 
     @abstractmethod
-    async def purge_outbox(self, *, before: datetime) -> int:
+    async def purge_outbox(self, *, before: datetime, limit: int | None = None) -> int:
         """Delete messages settled (done or discarded) before ``before``; returns how many.
         Pending, leased and dead messages are never purged."""
 
@@ -470,7 +484,7 @@ class Transaction(Reader):
         client may retry with the same key. False if there was none in flight."""
 
     @abstractmethod
-    async def purge_expired(self, *, now: datetime | None = None) -> int:
+    async def purge_expired(self, *, now: datetime | None = None, limit: int | None = None) -> int:
         """Delete expired idempotency records; returns how many."""
 
     # ------------------------------------------------------------ inbox, audit
@@ -493,7 +507,7 @@ class Transaction(Reader):
         """Mark a recorded event handled; False if unknown."""
 
     @abstractmethod
-    async def purge_inbox(self, *, before: datetime) -> int:
+    async def purge_inbox(self, *, before: datetime, limit: int | None = None) -> int:
         """Delete events processed before ``before``; returns how many. Keep events longer
         than the vendors' redelivery window, or a late redelivery is handled twice."""
 
@@ -572,6 +586,19 @@ class Transaction(Reader):
         now: datetime | None = None,
     ) -> None:
         """Store a change feed's position (with the records it covered, in one unit)."""
+
+    @abstractmethod
+    async def record_reconciliation(
+        self,
+        *,
+        started_at: datetime,
+        finished_at: datetime,
+        trigger: str,
+        customers: int,
+        findings: Sequence[DriftFinding],
+        incomplete: Mapping[str, str],
+    ) -> int:
+        """Store a run and its findings; returns the run's id."""
 
     @abstractmethod
     async def mark_applied(
@@ -770,6 +797,16 @@ class Store(ABC):
         async with self._shortcut_reader() as r:
             return await r.unapplied_events(limit=limit)
 
+    async def reconciliation_runs(self, *, limit: int = 20) -> list[ReconciliationRun]:
+        async with self._shortcut_reader() as r:
+            return await r.reconciliation_runs(limit=limit)
+
+    async def reconciliation_findings(
+        self, run_id: int, *, limit: int = 100, after: int | None = None
+    ) -> Page[DriftFinding]:
+        async with self._shortcut_reader() as r:
+            return await r.reconciliation_findings(run_id, limit=limit, after=after)
+
     async def get_inbox(self, system: str, event_id: str) -> InboxEvent | None:
         async with self._shortcut_reader() as r:
             return await r.get_inbox(system, event_id)
@@ -892,17 +929,17 @@ class Store(ABC):
         async with self.transaction() as tx:
             return [await tx.enqueue(m, now=now) for m in messages]
 
-    async def purge_expired(self, *, now: datetime | None = None) -> int:
+    async def purge_expired(self, *, now: datetime | None = None, limit: int | None = None) -> int:
         async with self.transaction() as tx:
-            return await tx.purge_expired(now=now)
+            return await tx.purge_expired(now=now, limit=limit)
 
-    async def purge_outbox(self, *, before: datetime) -> int:
+    async def purge_outbox(self, *, before: datetime, limit: int | None = None) -> int:
         async with self.transaction() as tx:
-            return await tx.purge_outbox(before=before)
+            return await tx.purge_outbox(before=before, limit=limit)
 
-    async def purge_inbox(self, *, before: datetime) -> int:
+    async def purge_inbox(self, *, before: datetime, limit: int | None = None) -> int:
         async with self.transaction() as tx:
-            return await tx.purge_inbox(before=before)
+            return await tx.purge_inbox(before=before, limit=limit)
 
     async def record_inbox(
         self, system: str, event_id: str, payload: JSON, *, now: datetime | None = None

@@ -31,6 +31,7 @@ __all__ = [
     "UNSET",
     "AuditEntry",
     "CoverageRow",
+    "DriftFinding",
     "FeedRow",
     "IdempotencyOutcome",
     "IdempotencyRecord",
@@ -45,6 +46,7 @@ __all__ = [
     "OutboxStatus",
     "Page",
     "ReadRow",
+    "ReconciliationRun",
     "SagaStep",
     "StepStatus",
     "Unset",
@@ -397,3 +399,34 @@ class FeedRow:
     cursor: str | None
     complete_at: datetime | None
     updated_at: datetime
+
+
+# ---------------------------------------------------------------- reconciliation
+
+
+@dataclass(frozen=True, slots=True)
+class DriftFinding:
+    """One drift a reconciliation found (the drift manifest's shape), and the repair
+    operation written for it, if any."""
+
+    kind: str
+    erp_bp: str | None
+    system: str
+    record_id: str | None
+    field: str | None
+    expected: str | None
+    actual: str | None
+    repair: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReconciliationRun:
+    id: int
+    started_at: datetime
+    finished_at: datetime
+    trigger: str  # "cli", "schedule", "api"
+    customers: int
+    findings: int
+    repaired: int
+    #: system -> why its feeds could not be read to the end
+    incomplete: dict[str, str]

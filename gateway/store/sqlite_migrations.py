@@ -214,6 +214,34 @@ CREATE TABLE read_feeds (
     PRIMARY KEY (system, feed)
 ) WITHOUT ROWID;
 """,
+    # Reconciliation runs and their findings (the drift manifest's shape), for
+    # Query.reconciliation and the SLO on data consistency.
+    6: """
+CREATE TABLE reconciliation_runs (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at    INTEGER NOT NULL,
+    finished_at   INTEGER NOT NULL,
+    trigger       TEXT NOT NULL,
+    customers     INTEGER NOT NULL,
+    findings      INTEGER NOT NULL,
+    repaired      INTEGER NOT NULL,
+    incomplete    TEXT NOT NULL
+);
+
+CREATE TABLE reconciliation_findings (
+    run_id     INTEGER NOT NULL REFERENCES reconciliation_runs (id) ON DELETE CASCADE,
+    position   INTEGER NOT NULL,
+    kind       TEXT NOT NULL,
+    erp_bp     TEXT,
+    system     TEXT NOT NULL,
+    record_id  TEXT,
+    field      TEXT,
+    expected   TEXT,
+    actual     TEXT,
+    repair     TEXT,
+    PRIMARY KEY (run_id, position)
+) WITHOUT ROWID;
+""",
 }
 
 LATEST_VERSION: Final = max(MIGRATIONS)

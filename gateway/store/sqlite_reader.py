@@ -21,6 +21,7 @@ from gateway.store.records import (
     JSON,
     AuditEntry,
     CoverageRow,
+    DriftFinding,
     FeedRow,
     IdempotencyRecord,
     IdempotencyState,
@@ -32,6 +33,7 @@ from gateway.store.records import (
     OutboxStatus,
     Page,
     ReadRow,
+    ReconciliationRun,
     SagaStep,
     StepStatus,
     XRefRecord,
@@ -523,6 +525,41 @@ class SQLiteReader(Reader):
             )
             for r in rows
         ]
+
+    # ------------------------------------------------------------ reconciliation
+
+    async def reconciliation_runs(self, *, limit: int = 20) -> list[ReconciliationRun]:
+        rows = await self._all(
+            "SELECT id, started_at, finished_at, trigger, customers, findings, repaired, "
+            "incomplete FROM reconciliation_runs ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            ReconciliationRun(
+                id=r[0],
+                started_at=from_micros(r[1]),
+                finished_at=from_micros(r[2]),
+                trigger=r[3],
+                customers=r[4],
+                findings=r[5],
+                repaired=r[6],
+                incomplete=load_json(r[7]),
+            )
+            for r in rows
+        ]
+
+    async def reconciliation_findings(
+        self, run_id: int, *, limit: int = 100, after: int | None = None
+    ) -> Page[DriftFinding]:
+        rows = await self._all(
+            "SELECT position, kind, erp_bp, system, record_id, field, expected, actual, repair "
+            "FROM reconciliation_findings WHERE run_id = ? AND position > ? "
+            "ORDER BY position LIMIT ?",
+            (run_id, -1 if after is None else after, limit + 1),
+        )
+        items = tuple(DriftFinding(*r[1:]) for r in rows[:limit])
+        more = len(rows) > limit
+        return Page(items, str(rows[limit - 1][0]) if more and limit > 0 else None)
 
 
 def _violation(exc: sqlite3.IntegrityError) -> ConstraintViolation:

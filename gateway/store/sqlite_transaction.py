@@ -8,7 +8,7 @@ processes on the same file: they wait on the lock (busy timeout) instead of inte
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +27,7 @@ from gateway.store.records import (
     JSON,
     UNSET,
     AuditEntry,
+    DriftFinding,
     IdempotencyOutcome,
     IdempotencyRecord,
     IdempotencyResult,
@@ -544,10 +545,11 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
         self.outbox_touched = self.outbox_touched or changed == 1
         return changed == 1
 
-    async def purge_outbox(self, *, before: datetime) -> int:
+    async def purge_outbox(self, *, before: datetime, limit: int | None = None) -> int:
         return await self._run(
-            "DELETE FROM outbox WHERE status IN ('done', 'discarded') AND updated_at < ?",
-            (to_micros(before),),
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox "
+            "WHERE status IN ('done', 'discarded') AND updated_at < ? LIMIT ?)",
+            (to_micros(before), -1 if limit is None else limit),
         )
 
     # ------------------------------------------------------------ idempotency
@@ -638,8 +640,12 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
         )
         return changed == 1
 
-    async def purge_expired(self, *, now: datetime | None = None) -> int:
-        return await self._run("DELETE FROM idempotency WHERE expires_at <= ?", (self._stamp(now),))
+    async def purge_expired(self, *, now: datetime | None = None, limit: int | None = None) -> int:
+        return await self._run(
+            "DELETE FROM idempotency WHERE (client_id, key) IN (SELECT client_id, key "
+            "FROM idempotency WHERE expires_at <= ? LIMIT ?)",
+            (self._stamp(now), -1 if limit is None else limit),
+        )
 
     # ------------------------------------------------------------ inbox, audit
 
@@ -667,11 +673,12 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
         )
         return changed == 1
 
-    async def purge_inbox(self, *, before: datetime) -> int:
+    async def purge_inbox(self, *, before: datetime, limit: int | None = None) -> int:
         return await self._run(
-            "DELETE FROM inbox WHERE processed_at IS NOT NULL AND processed_at < ? "
-            "AND applied_at IS NOT NULL",
-            (to_micros(before),),
+            "DELETE FROM inbox WHERE (system, event_id) IN (SELECT system, event_id FROM inbox "
+            "WHERE processed_at IS NOT NULL AND processed_at < ? AND applied_at IS NOT NULL "
+            "LIMIT ?)",
+            (to_micros(before), -1 if limit is None else limit),
         )
 
     async def append_audit(
@@ -791,3 +798,41 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
                     [at, system, event_id],
                 )
             )
+
+    async def record_reconciliation(
+        self,
+        *,
+        started_at: datetime,
+        finished_at: datetime,
+        trigger: str,
+        customers: int,
+        findings: Sequence[DriftFinding],
+        incomplete: Mapping[str, str],
+    ) -> int:
+        rows = await self._all(
+            "INSERT INTO reconciliation_runs (started_at, finished_at, trigger, customers, "
+            "findings, repaired, incomplete) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                to_micros(started_at),
+                to_micros(finished_at),
+                trigger,
+                customers,
+                len(findings),
+                sum(1 for f in findings if f.repair),
+                dump_json(dict(incomplete)),
+            ),
+        )
+        run_id = int(rows[0][0])
+        for position, f in enumerate(findings):
+            self._pending.append(
+                (
+                    "INSERT INTO reconciliation_findings (run_id, position, kind, erp_bp, "
+                    "system, record_id, field, expected, actual, repair) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        run_id, position, f.kind, f.erp_bp, f.system, f.record_id, f.field,
+                        f.expected, f.actual, f.repair,
+                    ],
+                )
+            )  # fmt: skip
+        return run_id

@@ -61,6 +61,24 @@ def test_reconcile_finds_the_planted_drift_and_nothing_else(stack: UpStack) -> N
     expected = {key(d): d for d in planted(stack)}
     for finding in report["findings"]:
         assert finding == expected[key(finding)]
+    # the run is kept: Query.reconciliation pages its findings
+    answer = httpx.post(
+        f"{stack.base}/graphql",
+        json={"query": "{ reconciliation { trigger customers findingsCount incomplete "
+                       "findings(first: 100) { totalCount nodes { kind erpBp system recordId "
+                       "field expected actual repair } } } }"},
+        headers={"Authorization": "Bearer demo-ops-key"},
+    ).json()  # fmt: skip
+    [run] = answer["data"]["reconciliation"]
+    assert (run["trigger"], run["customers"], run["incomplete"]) == ("cli", 60, [])
+    assert run["findingsCount"] == len(planted(stack))
+    shown = [
+        {k: n[c] for k, c in (("kind", "kind"), ("erp_bp", "erpBp"), ("system", "system"),
+                              ("record_id", "recordId"), ("field", "field"),
+                              ("expected", "expected"), ("actual", "actual"))}
+        for n in run["findings"]["nodes"]
+    ]  # fmt: skip
+    assert sorted(map(key, shown)) == sorted(map(key, planted(stack)))
 
 
 def test_drift_made_through_the_vendors_apis_is_found_then_repaired(stack: UpStack) -> None:

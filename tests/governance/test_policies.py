@@ -20,7 +20,11 @@ FILES = (
     "ownership.toml",
     "reference.toml",
     "outbox.toml",
+    "readmodel.toml",
+    "schedules.toml",
 )
+#: optional files: absent means the defaults
+OPTIONAL = ("outbox.toml", "readmodel.toml", "schedules.toml")
 
 
 @pytest.fixture
@@ -122,6 +126,20 @@ BROKEN = [
      "unknown key"),
     ("outbox.toml", "delivery_timeout = 10.0", "delivery_timeout = 40.0",
      "dispatcher.lease_seconds", "must exceed delivery_timeout"),
+    ("readmodel.toml", 'cases = "30s"', 'cases = "soon"', "freshness.support.cases",
+     "must be seconds or a duration like '60s', '5m', got 'soon'"),
+    ("readmodel.toml", 'cases = "30s"', 'tickets = "30s"', "freshness.support.tickets",
+     "unknown key"),
+    ("readmodel.toml", "interactive = 0.5", "interactive = 0.9", "quota.interactive",
+     "the shares add up to 1.40; they may not exceed 1"),
+    ("readmodel.toml", "catch_up = 0.2", "catch_up = 0", "quota.catch_up",
+     "must be more than zero"),
+    ("readmodel.toml", "page_size = 100", "page_size = 5000", "catch_up.page_size",
+     "must be at most 1000"),
+    ("schedules.toml", "inbox_days = 7", "inbox_days = 1", "retention.inbox_days",
+     "must be at least 3"),
+    ("schedules.toml", "repair = false", 'repair = "no"', "reconcile.repair",
+     "must be true or false, got 'no'"),
 ]  # fmt: skip
 
 
@@ -172,7 +190,7 @@ def test_undecodable_file_names_the_file(folder: Path, file: str) -> None:
     assert "not UTF-8" in problem.reason
 
 
-@pytest.mark.parametrize("file", [f for f in FILES if f != "outbox.toml"])
+@pytest.mark.parametrize("file", [f for f in FILES if f not in OPTIONAL])
 def test_missing_file_is_named(folder: Path, file: str) -> None:
     (folder / file).unlink()
     (problem,) = check_policies(folder)
@@ -180,9 +198,13 @@ def test_missing_file_is_named(folder: Path, file: str) -> None:
     assert problem.reason.startswith("file not found; ")
 
 
-def test_missing_outbox_file_means_the_defaults(folder: Path) -> None:
-    (folder / "outbox.toml").unlink()
-    assert load_policies(folder).outbox.dispatcher.workers == 64
+def test_missing_optional_files_mean_the_defaults(folder: Path) -> None:
+    for file in OPTIONAL:
+        (folder / file).unlink()
+    loaded = load_policies(folder)
+    assert loaded.outbox.dispatcher.workers == 64
+    assert loaded.readmodel.catch_up_interval == 15.0
+    assert loaded.schedules.retention.inbox_days == 7.0
 
 
 def test_unreadable_file_is_named(folder: Path) -> None:

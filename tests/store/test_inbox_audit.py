@@ -125,3 +125,19 @@ async def test_unapplied_events_leave_once_marked(store: Store) -> None:
     async with store.transaction() as tx:
         await tx.mark_applied([("billing", "evt_a")])
     assert [e.event_id for e in await store.unapplied_events()] == ["evt_b"]
+
+
+async def test_purges_go_in_batches_and_keep_what_is_not_due(
+    store: Store, clock: FakeClock
+) -> None:
+    async with store.transaction() as tx:
+        for n in range(7):
+            await tx.record_inbox("billing", f"evt_{n}", {"n": n})
+            await tx.mark_inbox_processed("billing", f"evt_{n}")
+        await tx.mark_applied([("billing", f"evt_{n}") for n in range(6)])  # evt_6: not yet
+    cutoff = clock.advance(60)
+    counts = []
+    while count := await store.purge_inbox(before=cutoff, limit=2):
+        counts.append(count)
+    assert counts == [2, 2, 2]
+    assert await store.get_inbox("billing", "evt_6") is not None
