@@ -211,6 +211,7 @@ class Reactions:
         #: submit(mutation, input, idempotency key, correlation id): the write path
         self.submit = submit
         self.started = 0
+        self._flows_written = False
 
     # ------------------------------------------------------------ inside the unit
 
@@ -240,6 +241,7 @@ class Reactions:
                                              "type": envelope.get("type")}},
                 )  # fmt: skip
                 self.started += 1
+                self._flows_written = True
             await tx.mark_inbox_processed(event.system, event.event_id)
 
     async def _plan(
@@ -369,6 +371,10 @@ class Reactions:
 
         Only changes to records the read model already held count: the initial load
         (every record "created") changes nothing in the world."""
+        if self._flows_written:
+            # the flows the events started are committed: wake the dispatcher now
+            self._flows_written = False
+            outbox_signal(self.store).notify()
         changed = [a for a in applied if not a.created and not a.deleted]
         if system is System.CRM:
             for change in changed:

@@ -148,6 +148,9 @@ class Feeds:
         #: the quota share and mailbox priority this instance's reads spend
         self.purpose = purpose
         self.priority = priority
+        #: shares whose free tokens it may take first (the catch-up borrows what the
+        #: interactive share leaves unused; reconciliation borrows nothing)
+        self.borrow: tuple[str, ...] = ("interactive",) if purpose == "catch_up" else ()
         self.systems = systems
         self.quota = quota
         self.policy = policy
@@ -277,7 +280,7 @@ class Feeds:
                 changes, source=Source.EVENTS, cover=cover, events=marks, within=within
             )
             applied += len(done)
-            if self.on_applied is not None and done:
+            if self.on_applied is not None:
                 await self.on_applied(system, done)
         # events of unknown systems are never read back: mark them so they do not return
         unknown = [
@@ -290,7 +293,7 @@ class Feeds:
     # ------------------------------------------------------------ reading back
 
     async def _ask(self, system: System, message: Any) -> Any:
-        if not await self.quota.take(system, self.purpose, within=ASK_TIMEOUT):
+        if not await self.quota.take(system, self.purpose, within=ASK_TIMEOUT, borrow=self.borrow):
             raise TimeoutError(f"{system}: no {self.purpose} quota free within {ASK_TIMEOUT:g} s")
         return await self.systems[system].ask(message, priority=self.priority, timeout=ASK_TIMEOUT)
 

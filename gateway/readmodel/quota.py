@@ -49,11 +49,24 @@ class Quota:
         self.spent[(system, purpose)] = self.spent.get((system, purpose), 0) + 1
         return True
 
-    async def take(self, system: System, purpose: str, *, within: float) -> bool:
-        """Wait up to ``within`` seconds for a token; False if none came."""
+    async def take(
+        self, system: System, purpose: str, *, within: float, borrow: tuple[str, ...] = ()
+    ) -> bool:
+        """Wait up to ``within`` seconds for a token; False if none came. With ``borrow``,
+        a token another share has free right now is taken before waiting for this one's
+        (the feeds borrow what interactive reads leave unused; those, when their own
+        share is spent, answer from the read model rather than wait)."""
         limiter = self._limiters.get((system, purpose))
         if limiter is None:
             return False
+        if borrow and not limiter.has_capacity():
+            for other in borrow:
+                lender = self._limiters.get((system, other))
+                if lender is not None and lender.has_capacity():
+                    await lender.acquire()  # free right now: no wait
+                    key = (system, f"{purpose}<-{other}")
+                    self.spent[key] = self.spent.get(key, 0) + 1
+                    return True
         with anyio.move_on_after(max(0.0, within)):
             await limiter.acquire()
             self.spent[(system, purpose)] = self.spent.get((system, purpose), 0) + 1
