@@ -187,7 +187,7 @@ async def run_size(args: argparse.Namespace, customers: int, quotas: dict[str, f
                 timeout=aiohttp.ClientTimeout(total=60), connector=connector
             ) as session:
                 loaded = await bench.wait_loaded(session)
-                ids = await bench.customer_ids(session)
+                ids = await bench.linked_customers(session)
                 print(f"\n== {customers} customers (read model loaded {loaded:.1f} s after start)")
                 per_s, p50, p99 = await webhooks_per_second(
                     bench, session, args.seconds, args.concurrency

@@ -174,6 +174,15 @@ class Bench:
                 return ids
             after = page["pageInfo"]["endCursor"]
 
+    async def linked_customers(self, session: aiohttp.ClientSession) -> list[str]:
+        """Customers linked in all four systems, once discovery has linked (nearly) all."""
+        deadline = time.monotonic() + 600
+        while True:
+            ids = await self.customer_ids(session)
+            if len(ids) >= 0.9 * self.args.customers or time.monotonic() > deadline:
+                return ids
+            await asyncio.sleep(2.0)
+
     async def stats(self, session: aiohttp.ClientSession) -> dict[str, int]:
         out = {}
         for system in SYSTEMS:
@@ -349,7 +358,7 @@ async def run(args: argparse.Namespace) -> None:
         try:
             async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
                 loaded = await bench.wait_loaded(session)
-                ids = await bench.customer_ids(session)
+                ids = await bench.linked_customers(session)
                 print(
                     f"crosswalk up: {args.customers} customers seeded, {len(ids)} linked in all "
                     f"four systems; read model loaded in {loaded:.1f} s after start-up"
