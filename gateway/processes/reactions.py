@@ -16,6 +16,8 @@ billing ``invoice.payment_failed`` ``paymentFailed``: entitlement ``at_risk``; a
                                    Task on the account for its owner
 billing ``customer.subscription    ``subscriptionEnded``: entitlement ``expired``
 .deleted``
+support ``ticket.status_changed``  ``caseStatusToCrm``: a CRM Task on the account
+                                   (open while the case is, completed once solved)
 support ``ticket.created``         ``ticketEnriched``: an internal note with the
                                    entitlement, open invoices and the latest order
 =================================  =====================================================
@@ -106,6 +108,7 @@ def _task(payload: Mapping[str, Any], key: str) -> CreateTask:
         account_id=str(payload["account"]),
         subject=str(payload["subject"]),
         priority=str(payload.get("priority") or "Normal"),
+        status=str(payload.get("status") or "Not Started"),
         description=payload.get("description"),
     )
 
@@ -162,6 +165,7 @@ EVENT_FLOWS: dict[str, Flow] = {
             ("support_entitlement", System.SUPPORT, "entitlement", _entitlement),
         ),
         _flow("ticketEnriched", ("support_note", System.SUPPORT, "note", _note)),
+        _flow("caseStatusToCrm", ("crm_task", System.CRM, "task", _task)),
     )
 }
 
@@ -299,6 +303,32 @@ class Reactions:
                     "entitlement": _entitlement_payload(self.model, org, "expired"),
                 })]  # fmt: skip
             return []
+        if system is System.SUPPORT and kind == "support.ticket.status_changed":
+            detail = data.get("detail") if isinstance(data.get("detail"), Mapping) else {}
+            change = data.get("event") if isinstance(data.get("event"), Mapping) else {}
+            assert isinstance(detail, Mapping)
+            assert isinstance(change, Mapping)
+            org = detail.get("organization_id")
+            ids = await self._ids(tx, System.SUPPORT, str(org)) if org else None
+            if ids is None or not ids[1].get(System.CRM):
+                return []
+            canonical, linked = ids
+            status = str(change.get("current") or detail.get("status") or "").lower()
+            closed = status in ("solved", "closed")
+            priority = str(detail.get("priority") or "").lower()
+            return [("caseStatusToCrm", canonical, {
+                "task": {
+                    "account": linked[System.CRM],
+                    "subject": f"Case {envelope.get('subject', '').rpartition(':')[2]} "
+                    f"{status}: {detail.get('subject') or ''}"[:255],
+                    "priority": "High" if priority in ("urgent", "high") and not closed
+                    else "Normal",
+                    "status": "Completed" if closed else "Not Started",
+                    "description": f"Support case status {change.get('previous') or '?'} -> "
+                    f"{status}. Sales: an open escalation on this account"
+                    if not closed else f"Support case {status}.",
+                },
+            })]  # fmt: skip
         if system is System.SUPPORT and kind == "support.ticket.created":
             detail = data.get("detail") if isinstance(data.get("detail"), Mapping) else {}
             assert isinstance(detail, Mapping)
