@@ -49,6 +49,7 @@ from actors.errors import (
 from actors.messages import (
     ChangedRecord,
     ChangePage,
+    EnsureBillingDocument,
     EnsureCustomer,
     EnsureSalesOrder,
     FindCustomerByXRef,
@@ -177,6 +178,8 @@ class ErpConnector(HttpConnector):
                 return await self._update_customer(message)
             case EnsureSalesOrder():
                 return await self._ensure_sales_order(message)
+            case EnsureBillingDocument():
+                return await self._ensure_billing_document(message)
             case _:
                 raise TypeError(
                     f"The ERP connector does not handle {type(message).__name__}; "
@@ -604,6 +607,31 @@ class ErpConnector(HttpConnector):
         if response.status != 201:
             self._fail(response, "create sales order")
         return self._order(self._d(response))
+
+    async def _ensure_billing_document(self, message: EnsureBillingDocument) -> Invoice:
+        """Post the billing document of a billing invoice unless one exists for it: always
+        checked first (one invoice may be reported by several events)."""
+        expression = (
+            f"PurchaseOrderByCustomer eq {_literal(message.billing_invoice)} "
+            f"and SoldToParty eq {_literal(message.customer_id)}"
+        )
+        found, _ = await self._walk(
+            f"{BD}/A_BillingDocument", [("$filter", expression), ("$format", "json")]
+        )
+        if found:
+            return self._invoice(found[0])
+        body = {
+            "SoldToParty": message.customer_id,
+            "PurchaseOrderByCustomer": message.billing_invoice,
+            "TotalNetAmount": str(message.net_amount),
+            "TaxAmount": str(message.tax_amount),
+            "TransactionCurrency": message.currency.upper(),
+            "AccountingPostingStatus": "C",
+        }
+        response = await self._write("POST", f"{BD}/A_BillingDocument", json=body)
+        if response.status != 201:
+            self._fail(response, "post billing document")
+        return self._invoice(self._d(response))
 
     # ------------------------------------------------------------------ HTTP and CSRF
 

@@ -294,6 +294,19 @@ class UpdateOpportunity(Write):
 
 
 @dataclass(frozen=True, slots=True)
+class EnsureBillingDocument(Write):
+    """ERP: the billing document of a billing invoice, posted -> Invoice. Check-before-create
+    on ``PurchaseOrderByCustomer`` = the billing invoice id (SAP has no idempotency key),
+    so a redelivery, or a second event about the same invoice, finds the first one."""
+
+    customer_id: str  # SoldToParty
+    billing_invoice: str  # in_..., stored as PurchaseOrderByCustomer
+    net_amount: Decimal
+    tax_amount: Decimal
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
 class CreateTask(Write):
     """CRM: a Task on an account for its owner -> the Task id (str). Upserted by
     ``Crosswalk_Key__c`` = the idempotency key, so a redelivery finds the first one."""

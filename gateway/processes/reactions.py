@@ -8,8 +8,9 @@ re-applies the batch, and the operations, keyed by the event, are not written tw
 =================================  =====================================================
 event                              flow (operation kind: steps)
 =================================  =====================================================
-billing ``invoice.finalized``      ``invoiceFinalized``: CRM ``Billing_Status__c`` open,
-                                   support organization ``billing_status`` open
+billing ``invoice.finalized``      ``invoiceFinalized``: the ERP billing document
+                                   posted (check-before-create on the invoice id), CRM
+                                   ``Billing_Status__c`` open, support ``billing_status``
 billing ``invoice.paid``           ``invoicePaid``: CRM billing status paid; an
                                    entitlement ``at_risk`` back to ``active``
 billing ``invoice.payment_failed`` ``paymentFailed``: entitlement ``at_risk``; a CRM
@@ -47,7 +48,13 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from actors.messages import CreateTask, SetEntitlement, UpdateCase, UpdateCustomer
+from actors.messages import (
+    CreateTask,
+    EnsureBillingDocument,
+    SetEntitlement,
+    UpdateCase,
+    UpdateCustomer,
+)
 from gateway.canonical import (
     Customer,
     Entitlement,
@@ -102,6 +109,17 @@ def _entitlement(payload: Mapping[str, Any], key: str) -> SetEntitlement:
     )
 
 
+def _post_document(payload: Mapping[str, Any], key: str) -> EnsureBillingDocument:
+    return EnsureBillingDocument(
+        idempotency_key=key,
+        customer_id=str(payload["customer"]),
+        billing_invoice=str(payload["invoice"]),
+        net_amount=Decimal(str(payload["net"])),
+        tax_amount=Decimal(str(payload["tax"])),
+        currency=str(payload["currency"]),
+    )
+
+
 def _task(payload: Mapping[str, Any], key: str) -> CreateTask:
     return CreateTask(
         idempotency_key=key,
@@ -146,6 +164,7 @@ EVENT_FLOWS: dict[str, Flow] = {
     for flow in (
         _flow(
             "invoiceFinalized",
+            ("erp_billing_document", System.ERP, "erp", _post_document),
             ("crm_billing_status", System.CRM, "crm", _update),
             ("support_billing_status", System.SUPPORT, "support", _update),
         ),
@@ -270,7 +289,21 @@ class Reactions:
             canonical, linked = ids
             crm, org = linked.get(System.CRM), linked.get(System.SUPPORT)
             if kind == "billing.invoice.finalized":
+                erp = linked.get(System.ERP)
+                total, tax = obj.get("total"), obj.get("tax") or 0
+                document = (
+                    {
+                        "customer": erp,
+                        "invoice": str(obj.get("id")),
+                        "net": str(Decimal(int(total) - int(tax)) / 100),
+                        "tax": str(Decimal(int(tax)) / 100),
+                        "currency": str(obj.get("currency") or "eur"),
+                    }
+                    if erp and isinstance(total, int)
+                    else None
+                )
                 return [("invoiceFinalized", canonical, {
+                    "erp": document,
                     "crm": {"id": crm, "changes": {"billing_status": "open"}} if crm else None,
                     "support": {"id": org, "changes": {"billing_status": "open"}} if org else None,
                 })]  # fmt: skip

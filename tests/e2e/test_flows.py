@@ -224,3 +224,38 @@ def test_our_own_writes_start_nothing_and_nothing_runs_twice(stack: UpStack) -> 
         "SELECT count(*) FROM operations WHERE kind = 'closeOpportunity'"
     ).fetchone()[0]
     assert quote_to_cash == 1
+
+
+def test_an_invoice_finalized_in_billing_is_posted_in_the_erp_once(stack: UpStack) -> None:
+    invoice, ids = open_invoice_of_linked_customer(stack, skip=3)
+    customer = invoice["customer"]
+    billing = url(stack, "billing", "/v1")
+    httpx.post(
+        f"{billing}/invoiceitems",
+        data={"customer": customer, "amount": "12345", "currency": invoice["currency"],
+              "description": "Consulting"},
+        headers=STRIPE,
+    ).raise_for_status()  # fmt: skip
+    draft = httpx.post(
+        f"{billing}/invoices",
+        data={"customer": customer, "pending_invoice_items_behavior": "include"},
+        headers=STRIPE,
+    ).json()
+    final = httpx.post(f"{billing}/invoices/{draft['id']}/finalize", headers=STRIPE)
+    assert final.status_code == 200, final.text
+
+    def documents() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = httpx.get(
+            url(stack, "erp", "/sap/opu/odata/sap/API_BILLING_DOCUMENT_SRV/A_BillingDocument"),
+            params={"$filter": f"PurchaseOrderByCustomer eq '{draft['id']}'", "$format": "json"},
+            auth=("sandbox", "sandbox"),
+        ).json()["d"]["results"]
+        return found
+
+    eventually(lambda: len(documents()) == 1)
+    [document] = documents()
+    assert document["SoldToParty"] == ids["erp"]
+    assert document["AccountingPostingStatus"] == "C"
+    assert document["TotalGrossAmount"] == "123.45"
+    eventually(lambda: account(stack, ids["crm"])["Billing_Status__c"] == "open")
+    eventually(lambda: organization_fields(stack, ids["support"])["billing_status"] == "open")

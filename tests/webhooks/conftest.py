@@ -72,6 +72,8 @@ async def running_gateway(
         store_url=f"sqlite:///{db}",
         policies_dir=ROOT / "policies",
         dispatcher=False,
+        # the receiver alone: no read model consumer handles (and marks) the events
+        feeds=False,
         discovery_interval=0,
         profile="sandbox",
     )
