@@ -9,6 +9,7 @@ import pytest
 
 from gateway.canonical import System
 from gateway.cli import main
+from gateway.governance.audit import AuditPolicy
 from gateway.governance.errors import PolicyError
 from gateway.governance.policies import check_policies, load_policies
 
@@ -20,6 +21,7 @@ FILES = (
     "ownership.toml",
     "reference.toml",
     "outbox.toml",
+    "audit.toml",
 )
 
 
@@ -122,6 +124,13 @@ BROKEN = [
      "unknown key"),
     ("outbox.toml", "delivery_timeout = 10.0", "delivery_timeout = 40.0",
      "dispatcher.lease_seconds", "must exceed delivery_timeout"),
+    ("audit.toml", "retention_days = 90", "retention_days = 0", "retention_days",
+     "must be at least 1, got 0"),
+    ("audit.toml", "batch = 500", 'batch = "lots"', "batch", "must be an integer, got 'lots'"),
+    ("audit.toml", "queue = 10000", "queue = 10000\nkeep_forever = true", "keep_forever",
+     "unknown key"),
+    ("audit.toml", "purge_interval = 3600.0", "purge_interval = -1.0", "purge_interval",
+     "must be a positive number"),
 ]  # fmt: skip
 
 
@@ -172,7 +181,7 @@ def test_undecodable_file_names_the_file(folder: Path, file: str) -> None:
     assert "not UTF-8" in problem.reason
 
 
-@pytest.mark.parametrize("file", [f for f in FILES if f != "outbox.toml"])
+@pytest.mark.parametrize("file", [f for f in FILES if f not in ("outbox.toml", "audit.toml")])
 def test_missing_file_is_named(folder: Path, file: str) -> None:
     (folder / file).unlink()
     (problem,) = check_policies(folder)
@@ -183,6 +192,16 @@ def test_missing_file_is_named(folder: Path, file: str) -> None:
 def test_missing_outbox_file_means_the_defaults(folder: Path) -> None:
     (folder / "outbox.toml").unlink()
     assert load_policies(folder).outbox.dispatcher.workers == 64
+
+
+def test_missing_audit_file_means_the_defaults(folder: Path) -> None:
+    (folder / "audit.toml").unlink()
+    audit = load_policies(folder).audit
+    assert (audit.retention_days, audit.batch) == (90, 500)
+
+
+def test_shipped_audit_policy_is_the_defaults() -> None:
+    assert load_policies(SHIPPED).audit == AuditPolicy()
 
 
 def test_unreadable_file_is_named(folder: Path) -> None:
