@@ -14,6 +14,7 @@ from typing import Any
 
 import strawberry
 
+from gateway.graphql.audit import AuditQuery
 from gateway.graphql.lookups import LookupQuery
 from gateway.graphql.queries import ReadQuery
 
@@ -39,7 +40,7 @@ def build_schema(*, write_path: bool = True) -> strawberry.Schema:
 
     ``write_path=False`` builds the read side alone (tests of the read path use it).
     """
-    bases: list[type] = [ReadQuery, LookupQuery]
+    bases: list[type] = [ReadQuery, LookupQuery, AuditQuery]
     for module, name in (
         ()
         if not write_path
