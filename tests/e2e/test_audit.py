@@ -244,3 +244,16 @@ def test_audit_log_pages_a_customers_history_newest_first(stack: UpStack) -> Non
     assert all(any(i in n["subject"] for i in names) for n in nodes), nodes
     refused = gql(stack, AUDIT_LOG, WIDGET, {"id": f"erp:{company.bp}"})
     assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+def test_metrics_count_the_audit_writers_entries(stack: UpStack) -> None:
+    read_360(stack, next(c for c in generate(CUSTOMERS).companies if c.in_support).bp, "m-1")
+    trace_until(stack, lambda e: bool(calls(e)), cid="m-1")
+    text = httpx.get(f"{stack.base}/metrics", headers={"Authorization": f"Bearer {OPS}"}).text
+    written = next(
+        float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith("crosswalk_audit_written_total ")
+    )
+    assert written >= 4
+    assert "crosswalk_audit_dropped_total 0.0" in text
