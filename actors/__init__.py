@@ -8,6 +8,7 @@ from actors._actor import Actor, Envelope, Reply
 from actors._breaker import AsyncBreaker
 from actors._cache import LastKnownGood
 from actors._stats import LATENCY_BUCKETS, ActorStats, StatsSnapshot, SystemState
+from actors.calls import CallObserver, VendorCall
 from actors.system import SystemActor
 from actors.systems import DEFAULT_CONNECTORS, ConnectorFactory, Systems
 
@@ -17,6 +18,7 @@ __all__ = [
     "Actor",
     "ActorStats",
     "AsyncBreaker",
+    "CallObserver",
     "ConnectorFactory",
     "Envelope",
     "LastKnownGood",
@@ -25,4 +27,5 @@ __all__ = [
     "SystemActor",
     "SystemState",
     "Systems",
+    "VendorCall",
 ]

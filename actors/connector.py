@@ -15,6 +15,7 @@ from __future__ import annotations
 import email.utils
 import math
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +25,8 @@ from typing import Any, Protocol, Self
 import aiohttp
 import orjson
 
-from actors.context import current_call, outgoing_headers
+from actors.calls import CallObserver, VendorCall, outcome_of
+from actors.context import current_attempt, current_call, outgoing_headers
 from actors.errors import LimitExceeded, MalformedResponse, SystemTimeout, SystemUnavailable
 from actors.messages import Message
 from gateway.canonical import System
@@ -98,6 +100,8 @@ class HttpConnector:
     #: awaited before every HTTP call; the system's actor sets it to its rate limiter, so
     #: the vendor's rate holds per call however many calls one message takes (fan-out)
     pace: Callable[[], Awaitable[None]] | None = None
+    #: told about every HTTP call once it ended (``actors.calls``); ``Systems`` sets it
+    observe: CallObserver | None = None
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -155,15 +159,63 @@ class HttpConnector:
             await self.pace()
         url = path if path.startswith("http") else self.endpoint.base_url + path
         body: bytes | None = None
-        hdrs = outgoing_headers(current_call())
+        call = current_call()
+        hdrs = outgoing_headers(call)
         if headers:
             hdrs.update(headers)
         if json is not None:
             body = orjson.dumps(json)
             hdrs.setdefault("Content-Type", "application/json")
+        sent = body if body is not None else data
+        observe = self.observe
+        if observe is None:
+            return await self._send(method, url, path, params, sent, hdrs)
+        at = time.time()
+        started = time.perf_counter()
+        status: int | None = None
+        outcome = "cancelled"
+        try:
+            response = await self._send(method, url, path, params, sent, hdrs)
+            status = response.status
+            outcome = outcome_of(status)
+            return response
+        except SystemTimeout:
+            outcome = "timeout"
+            raise
+        except SystemUnavailable:
+            outcome = "unavailable"
+            raise
+        except LimitExceeded:
+            outcome = "too_large"
+            raise
+        finally:
+            observe(
+                VendorCall(
+                    system=self.system.value,
+                    method=method.upper(),
+                    path=_bare_path(path),
+                    status=status,
+                    latency_ms=round((time.perf_counter() - started) * 1000, 3),
+                    attempt=current_attempt(),
+                    outcome=outcome,
+                    at=at,
+                    correlation_id=None if call is None else call.correlation_id,
+                    actor=None if call is None else call.actor,
+                )
+            )
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        params: Mapping[str, str] | list[tuple[str, str]] | None,
+        data: Mapping[str, str] | list[tuple[str, str]] | bytes | None,
+        headers: dict[str, str],
+    ) -> Response:
         try:
             async with self.session.request(
-                method, url, params=params, data=body if body is not None else data, headers=hdrs
+                method, url, params=params, data=data, headers=headers
             ) as resp:
                 return Response(resp.status, resp.headers, await self._read(resp, method, path))
         except TimeoutError as exc:
@@ -215,6 +267,13 @@ class HttpConnector:
 
     async def _ping(self) -> None:
         raise NotImplementedError
+
+
+def _bare_path(path: str) -> str:
+    """``path`` (or a full URL a vendor handed back for paging) without host or query."""
+    if path.startswith("http"):
+        return urllib.parse.urlsplit(path).path or "/"
+    return path.partition("?")[0]
 
 
 def retry_after_seconds(headers: Mapping[str, str], cap: float) -> float | None:

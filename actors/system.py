@@ -33,7 +33,7 @@ import logging
 import random
 import sys
 import time
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -47,7 +47,9 @@ from actors._cache import LastKnownGood
 from actors._coalesce import Coalescer
 from actors._retry import full_jitter, may_retry
 from actors._stats import ActorStats, StatsSnapshot, SystemState
+from actors.calls import CallObserver
 from actors.connector import Connector, HttpConnector
+from actors.context import reset_attempt, set_attempt
 from actors.errors import CrosswalkSystemError, SystemTimeout, Throttled
 from actors.messages import Message, Priority
 
@@ -86,6 +88,7 @@ class SystemActor:
         policy: SystemPolicy,
         *,
         rng: random.Random | None = None,
+        on_call: CallObserver | None = None,
     ) -> None:
         self.system = str(policy.system)
         self.policy = policy
@@ -118,6 +121,8 @@ class SystemActor:
         self._paced = isinstance(connector, HttpConnector)
         if isinstance(connector, HttpConnector):
             connector.pace = self._pace
+            if on_call is not None:
+                connector.observe = on_call
         self._paused_until = 0.0
         self._healthy: bool | None = None
         self._health_detail = "not pinged yet"
@@ -248,27 +253,40 @@ class SystemActor:
         message = envelope.message
         attempts = self.policy.retry.attempts if message.read else 1
         attempt = 1
-        while True:
-            try:
-                result = await self._call_once(message, envelope.deadline)
-            except CrosswalkSystemError as exc:
-                if isinstance(exc, Throttled) and exc.retry_after:
-                    # never longer than policy allows, whatever a connector passed on
-                    self._pause(min(exc.retry_after, self.policy.bounds.max_retry_after))
-                if attempt >= attempts or not may_retry(message, exc):
-                    raise
-                delay = full_jitter(
-                    attempt, base=self.policy.retry.base, cap=self.policy.retry.cap, rng=self._rng
-                )
-                if max(anyio.current_time() + delay, self._paused_until) >= envelope.deadline:
-                    raise  # no time left for another try: answer the real error now
-                self.stats.retries += 1
-                attempt += 1
-                await anyio.sleep(delay)
-            else:
-                if message.read:
-                    self._remember(message, result)
-                return result
+        # set only once a retry happens: the first try costs no context change
+        retrying: Token[int] | None = None
+        try:
+            while True:
+                try:
+                    result = await self._call_once(message, envelope.deadline)
+                except CrosswalkSystemError as exc:
+                    if isinstance(exc, Throttled) and exc.retry_after:
+                        # never longer than policy allows, whatever a connector passed on
+                        self._pause(min(exc.retry_after, self.policy.bounds.max_retry_after))
+                    if attempt >= attempts or not may_retry(message, exc):
+                        raise
+                    delay = full_jitter(
+                        attempt,
+                        base=self.policy.retry.base,
+                        cap=self.policy.retry.cap,
+                        rng=self._rng,
+                    )
+                    if max(anyio.current_time() + delay, self._paused_until) >= envelope.deadline:
+                        raise  # no time left for another try: answer the real error now
+                    self.stats.retries += 1
+                    attempt += 1
+                    if retrying is None:
+                        retrying = set_attempt(attempt)
+                    else:
+                        set_attempt(attempt)
+                    await anyio.sleep(delay)
+                else:
+                    if message.read:
+                        self._remember(message, result)
+                    return result
+        finally:
+            if retrying is not None:
+                reset_attempt(retrying)
 
     async def _call_once(self, message: Message, deadline: float) -> Any:
         ticket = self._breaker.admit()  # raises BreakerOpen without a call

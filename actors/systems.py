@@ -7,9 +7,10 @@
         erp = systems[System.ERP]
         customers = await erp.ask(GetCustomers(("1000042",)), priority=Priority.INTERACTIVE)
 
-Connectors are built by factories (``System -> callable(Endpoint) -> Connector``); the
-defaults import ``actors.erp.ErpConnector`` and its siblings only when called, and tests
-pass their own.
+``on_call`` is told about every vendor HTTP call (``actors.calls.VendorCall``): the
+gateway's audit trail hangs on it. Connectors are built by factories
+(``System -> callable(Endpoint) -> Connector``); the defaults import
+``actors.erp.ErpConnector`` and its siblings only when called, and tests pass their own.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from actors._gc import tune_gc
 from actors._stats import StatsSnapshot, SystemState
+from actors.calls import CallObserver
 from actors.connector import Connector, Endpoint
 from actors.system import SystemActor
 from gateway.canonical import System
@@ -68,8 +70,12 @@ class Systems:
         self,
         policy: SystemsPolicy,
         factories: Mapping[System, ConnectorFactory] | None = None,
+        *,
+        on_call: CallObserver | None = None,
     ) -> None:
         self.policy = policy
+        #: told about every vendor HTTP call any connector makes (``actors.calls``)
+        self.on_call = on_call
         given = dict(factories or {})
         self._factories = {s: given.get(s) or _default_factory(s) for s in policy.systems}
         self._actors: dict[System, SystemActor] = {}
@@ -97,7 +103,9 @@ class Systems:
         """Run every actor until ``stop()``; ready once all four are serving."""
         tune_gc()  # the process is about to serve reads: see actors._gc
         actors = {
-            system: SystemActor(self._factories[system](policy.endpoint()), policy)
+            system: SystemActor(
+                self._factories[system](policy.endpoint()), policy, on_call=self.on_call
+            )
             for system, policy in self.policy.systems.items()
         }
         try:

@@ -4,10 +4,13 @@
         runtime.store       # gateway.store.Store (SQLite or PostgreSQL)
         runtime.systems     # actors.Systems: the four system actors
         runtime.policies    # gateway.governance.policies.Policies
+        runtime.audit       # gateway.observability.audit.AuditWriter: vendor calls
 
 Opening loads and validates ``policies/`` first (a bad file stops start-up with the file,
 key and reason), then the store (migrations run), then the actors; background processes
 (the outbox dispatcher) run in the runtime's task group and stop before the actors do.
+The audit writer opens before the actors (their every vendor call is queued to it) and
+closes after them, with a final flush; the audit retention purge runs supervised.
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ from actors import Systems
 from actors.messages import Priority
 from actors.systems import ConnectorFactory
 from gateway.canonical import System
+from gateway.governance.audit import AuditPolicy
 from gateway.governance.policies import Policies, load_policies
+from gateway.observability.audit import AuditWriter, purge_audit
+from gateway.observability.correlation import working_for
 from gateway.processes.context import EVENTS_CLIENT, Caller
 from gateway.processes.discovery import discover
 from gateway.processes.dispatcher import Dispatcher
@@ -66,6 +72,24 @@ class Runtime:
     quota: Quota | None = None
     #: the event consumer and catch-up loops feeding the read model
     feeds: Feeds | None = None
+    #: writes every vendor call to the audit trail (None in runtimes assembled without one)
+    audit: AuditWriter | None = None
+
+
+async def _retention(store: Store, policy: AuditPolicy, scope: anyio.CancelScope) -> None:
+    with scope:
+        await supervise("audit retention", functools.partial(_retention_loop, store, policy))
+
+
+async def _retention_loop(store: Store, policy: AuditPolicy) -> None:
+    """Delete audit entries past ``retention_days``: at start, then every interval."""
+    while True:
+        purged = await purge_audit(
+            store, before=store.clock() - policy.retention, batch=policy.batch
+        )
+        if purged:
+            log.info("purged %d audit entries older than %d days", purged, policy.retention_days)
+        await anyio.sleep(policy.purge_interval)
 
 
 async def _discovery(runtime: Runtime, scope: anyio.CancelScope) -> None:
@@ -131,7 +155,7 @@ async def _scheduled(runtime: Runtime, scope: anyio.CancelScope) -> None:
             if runtime.policies.schedules.reconcile.interval > 0:
                 tg.start_soon(supervise, "reconciliation", functools.partial(_reconciling, runtime))
             if runtime.policies.schedules.retention.interval > 0:
-                tg.start_soon(supervise, "retention", functools.partial(_retention, runtime))
+                tg.start_soon(supervise, "retention", functools.partial(_purging, runtime))
 
 
 async def _reconciling(runtime: Runtime) -> None:
@@ -165,7 +189,7 @@ async def _reconciling(runtime: Runtime) -> None:
         )
 
 
-async def _retention(runtime: Runtime) -> None:
+async def _purging(runtime: Runtime) -> None:
     """Purge what is past its keeping window, a batch per transaction, so a writer waits
     at most one batch."""
     schedule = runtime.policies.schedules.retention
@@ -200,14 +224,15 @@ async def _discovery_loop(runtime: Runtime) -> None:
     """
     interval = runtime.settings.discovery_interval
     while True:
-        report = await discover(
-            runtime.store,
-            runtime.systems,
-            max_pages={
-                system: policy.bounds.max_pages
-                for system, policy in runtime.policies.systems.systems.items()
-            },
-        )
+        with working_for("discovery"):
+            report = await discover(
+                runtime.store,
+                runtime.systems,
+                max_pages={
+                    system: policy.bounds.max_pages
+                    for system, policy in runtime.policies.systems.systems.items()
+                },
+            )
         for system, reason in report.failed.items():
             log.warning("discovery could not list %s customers: %s", system, reason)
         if interval <= 0:
@@ -255,7 +280,8 @@ async def open_runtime(
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     async with (
         open_store(settings.resolved_store_url) as store,
-        Systems(policies.systems, connectors) as systems,
+        AuditWriter(store, capacity=policies.audit.queue) as audit,
+        Systems(policies.systems, connectors, on_call=audit.record) as systems,
         anyio.create_task_group() as tg,
     ):
         read_model = ReadModel(store, system_feeds())
@@ -273,6 +299,7 @@ async def open_runtime(
             read_model=read_model,
             quota=quota,
             feeds=feeds,
+            audit=audit,
         )
         reactions = Reactions(store, read_model, policies.ownership, submit=_submitter(runtime))
         feeds.on_events = reactions.within
@@ -290,12 +317,15 @@ async def open_runtime(
             await tg.start(_dispatching, dispatcher)
         discovery = anyio.CancelScope()
         tg.start_soon(_discovery, runtime, discovery, name="discovery")
+        retention = anyio.CancelScope()
+        tg.start_soon(_retention, store, policies.audit, retention, name="audit retention")
         runtime.ready = True
         try:
             yield runtime
         finally:
             runtime.ready = False
             discovery.cancel()  # nothing to drain; it would hold shutdown till its next round
+            retention.cancel()  # a purge cut short is finished by the next start's
             background.cancel()
             scheduled.cancel()
             if dispatcher is not None:

@@ -4,7 +4,8 @@ Starts, each in its own process on free loopback ports:
 
 - the four sandbox systems (one process, rate limits raised so they never throttle),
   every vendor call delayed by ``--latency-ms`` (chaos ``latency_ms``);
-- the gateway: real store, discovery sync, the four system actors, the GraphQL app
+- the gateway: real store, discovery sync, the four system actors (each vendor call
+  written to the audit trail, as ``gateway.runtime`` does), the GraphQL app
   (``gateway.graphql.app.create_graphql_app``) under uvicorn; the vendors' rate limits
   are lifted (the sandbox does not throttle here) and each actor's bulkhead is sized to
   64 calls like the floor's connection pools;
@@ -158,6 +159,7 @@ def run_gateway(data_dir: str, port: int, urls: dict[str, str], *, graphql: bool
     from gateway.governance.policies import load_policies
     from gateway.governance.systems import ENV_URLS, RatePolicy, load_systems_policy
     from gateway.graphql.app import create_graphql_app
+    from gateway.observability.audit import AuditWriter
     from gateway.processes.discovery import discover
     from gateway.store import open_store
 
@@ -190,7 +192,9 @@ def run_gateway(data_dir: str, port: int, urls: dict[str, str], *, graphql: bool
     async def main() -> None:
         async with (
             open_store(f"sqlite:///{data_dir}/gateway-{port}.db") as store,
-            Systems(systems_policy) as systems,
+            # as gateway.runtime wires it: every vendor call goes to the audit trail
+            AuditWriter(store, capacity=policies.audit.queue) as audit,
+            Systems(systems_policy, on_call=audit.record) as systems,
         ):
             report = await discover(store, systems)
             if report.failed:

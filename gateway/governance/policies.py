@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.governance.audit import AuditPolicy, load_audit_policy
 from gateway.governance.clients import ClientsPolicy, load_clients_policy
 from gateway.governance.errors import PolicyError
 from gateway.governance.outbox import OutboxPolicy, load_outbox_policy
@@ -38,6 +39,7 @@ class Policies:
     outbox: OutboxPolicy
     readmodel: ReadModelPolicy
     schedules: Schedules
+    audit: AuditPolicy
 
 
 _FILES: dict[str, tuple[str, Callable[..., Any]]] = {
@@ -49,6 +51,7 @@ _FILES: dict[str, tuple[str, Callable[..., Any]]] = {
     "outbox": ("outbox.toml", load_outbox_policy),
     "readmodel": ("readmodel.toml", load_readmodel_policy),
     "schedules": ("schedules.toml", load_schedules),
+    "audit": ("audit.toml", load_audit_policy),
 }
 #: the loaders whose secrets depend on the profile
 _PROFILED = {"systems", "webhooks"}

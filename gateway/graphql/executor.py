@@ -14,7 +14,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from inspect import isawaitable
 from typing import Any
 
@@ -34,6 +34,7 @@ from graphql import (
 from strawberry import Schema
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 
+from actors.context import CallContext, current_call, reset_call, set_call, trace_id_for
 from actors.errors import CrosswalkSystemError
 from gateway.governance.clients import Client, QueryLimits
 from gateway.graphql.context import Context
@@ -120,6 +121,15 @@ def format_error(error: GraphQLError, correlation_id: str | None = None) -> dict
     formatted["locations"] = [loc._asdict() for loc in error.locations or ()] or None
     formatted["path"] = error.path
     return {k: v for k, v in formatted.items() if v is not None}
+
+
+def _call_for(context: Context) -> CallContext:
+    """The request's call context, naming its client as the actor."""
+    call = current_call()
+    if call is None:  # executed without the HTTP middleware (tests, in-process callers)
+        cid = context.correlation_id
+        return CallContext(cid, trace_id_for(cid), actor=context.client.id)
+    return replace(call, actor=context.client.id)
 
 
 async def _within(awaitable: Awaitable[Any], seconds: float) -> Any:
@@ -407,16 +417,21 @@ class OperationRunner:
         self, document: DocumentNode, params: RequestParams, context: Context
     ) -> Outcome:
         """Execute a prepared operation; the request deadline bounds it."""
-        result: Any = execute(
-            self.graphql_schema,
-            document,
-            context_value=context,
-            variable_values=params.variables,
-            operation_name=params.operation_name,
-            **self._executor_kwargs,
-        )
-        if isawaitable(result):
-            result = await _within(result, context.remaining + _GRACE_SECONDS)
+        # the vendor calls this operation causes are the client's (the audit trail's actor)
+        token = set_call(_call_for(context))
+        try:
+            result: Any = execute(
+                self.graphql_schema,
+                document,
+                context_value=context,
+                variable_values=params.variables,
+                operation_name=params.operation_name,
+                **self._executor_kwargs,
+            )
+            if isawaitable(result):
+                result = await _within(result, context.remaining + _GRACE_SECONDS)
+        finally:
+            reset_call(token)
         if not isinstance(result, ExecutionResult):
             return Outcome(
                 {

@@ -14,6 +14,7 @@ from typing import Any
 
 import strawberry
 
+from gateway.graphql.audit import AuditQuery
 from gateway.graphql.lookups import LookupQuery
 from gateway.graphql.queries import ReadQuery
 from gateway.graphql.reconciliation import ReconciliationQuery
@@ -40,7 +41,7 @@ def build_schema(*, write_path: bool = True) -> strawberry.Schema:
 
     ``write_path=False`` builds the read side alone (tests of the read path use it).
     """
-    bases: list[type] = [ReadQuery, LookupQuery, ReconciliationQuery]
+    bases: list[type] = [ReadQuery, LookupQuery, ReconciliationQuery, AuditQuery]
     for module, name in (
         ()
         if not write_path

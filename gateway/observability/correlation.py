@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 from starlette.datastructures import MutableHeaders
@@ -25,6 +27,7 @@ __all__ = [
     "current_correlation_id",
     "current_trace",
     "new_correlation_id",
+    "working_for",
 ]
 
 _CORRELATION: ContextVar[str | None] = ContextVar("crosswalk_correlation_id", default=None)
@@ -70,6 +73,21 @@ def current_correlation_id() -> str | None:
 
 def current_trace() -> TraceContext | None:
     return _TRACE.get()
+
+
+@contextmanager
+def working_for(process: str) -> Iterator[str]:
+    """Run one round of a background process (``discovery``, ``catch-up``) under a new
+    correlation id, with ``crosswalk:<process>`` as the actor of the vendor calls it
+    makes: the audit trail then says who made them and groups each round. Yields the id."""
+    correlation_id = f"{process}-{new_correlation_id()}"
+    token = set_call(
+        CallContext(correlation_id, trace_id_for(correlation_id), actor=f"crosswalk:{process}")
+    )
+    try:
+        yield correlation_id
+    finally:
+        reset_call(token)
 
 
 class CorrelationMiddleware:

@@ -280,12 +280,43 @@ class _ReadModelCollector(Collector):
         yield from (spent, refused)
 
 
+class _AuditCollector(Collector):
+    """The vendor calls' audit writer: entries written, dropped and lost."""
+
+    def __init__(self, runtime: Callable[[], Runtime | None]) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        audit = getattr(self._runtime(), "audit", None)
+        if audit is None:
+            return
+        written = CounterMetricFamily(
+            "crosswalk_audit_written", "Vendor-call audit entries written to the store"
+        )
+        written.add_metric([], audit.written)
+        dropped = CounterMetricFamily(
+            "crosswalk_audit_dropped",
+            "Vendor calls not audited because the writer's queue was full (oldest first)",
+        )
+        dropped.add_metric([], audit.dropped)
+        failed = CounterMetricFamily(
+            "crosswalk_audit_failed", "Vendor-call audit entries lost to a failed store write"
+        )
+        failed.add_metric([], audit.failed)
+        queued = GaugeMetricFamily(
+            "crosswalk_audit_queued", "Vendor calls waiting for the audit writer"
+        )
+        queued.add_metric([], audit.queued)
+        yield from (written, dropped, failed, queued)
+
+
 def build_registry(
     runtime: Callable[[], Runtime | None],
 ) -> tuple[CollectorRegistry, GatewayMetrics]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_ActorCollector(runtime))
     registry.register(_ReadModelCollector(runtime))
+    registry.register(_AuditCollector(runtime))
     metrics = GatewayMetrics(registry)
     registry.register(_OutboxCollector(metrics))
     return registry, metrics

@@ -331,7 +331,8 @@ class Dispatcher:
         if operation is None or not operation.correlation_id:
             return None
         cid = operation.correlation_id
-        return CallContext(cid, trace_id_for(cid))
+        # the client whose mutation this delivery carries out is who the calls are for
+        return CallContext(cid, trace_id_for(cid), actor=operation.client_id)
 
     async def _succeed(
         self, flow: Flow, message: OutboxMessage, result: Any

@@ -229,8 +229,39 @@ async def dead_letter_step(
         f"Fix the cause, then replay dead letter {dead.id} (crosswalk outbox replay {dead.id}, "
         f"or the replayDeadLetter mutation)."
     )
-    return await tx.update_operation(
+    operation = await tx.update_operation(
         message.operation_id, status=OperationStatus.NEEDS_ATTENTION, error=explanation
+    )
+    await _audit_step(tx, operation, message, StepStatus.FAILED, None, reason)
+    return operation
+
+
+async def _audit_step(
+    tx: Transaction,
+    operation: Operation,
+    message: OutboxMessage,
+    status: StepStatus,
+    result: JSON,
+    error: str | None,
+) -> None:
+    """The step's outcome in the audit trail, under the operation's correlation id: its
+    result names what the step made (an order number, an invoice), so a trace by that key
+    finds the operation. Held back with the unit's other writes (no round trip)."""
+    await tx.add_audit(
+        actor=operation.client_id,
+        action="saga.step",
+        subject=f"operation:{operation.id}",
+        correlation_id=operation.correlation_id,
+        detail={
+            "step": message.step,
+            "system": message.system,
+            "status": status.value,
+            "result": result,
+            "error": error,
+            "message_id": message.id,
+            "attempt": message.attempts + 1,
+            "customer": operation.aggregate_key,
+        },
     )
 
 
@@ -265,6 +296,7 @@ async def _advance(
         error=error,
         add_attempt=add_attempt,
     )
+    await _audit_step(tx, operation, message, status, recorded, error)
     if step.links is not None and isinstance(recorded, Mapping):
         await _link(tx, operation, step.links(recorded))
     view = SagaView(operation.id, operation.input, results)

@@ -41,6 +41,7 @@ from actors.messages import (
 )
 from gateway.canonical import System
 from gateway.governance.readmodel import ReadModelPolicy
+from gateway.observability.correlation import working_for
 from gateway.readmodel.kinds import Kind, spec_for
 from gateway.readmodel.model import Applied, Change, ReadModel, Source, version_at
 from gateway.readmodel.quota import Quota
@@ -186,7 +187,8 @@ class Feeds:
         while True:
             began = anyio.current_time()
             try:
-                await self.catch_up(system)
+                with working_for("catch-up"):
+                    await self.catch_up(system)
             except Exception:  # the loop outlives any one pass
                 log.exception("catch-up of %s failed", system)
             # the next pass: at the interval, or sooner when nudged (never closer than
@@ -248,7 +250,8 @@ class Feeds:
                     await self._events_waiting.wait()
                 self._events_waiting = anyio.Event()
                 continue
-            await self.apply_events(events)
+            with working_for("events"):
+                await self.apply_events(events)
 
     async def apply_events(self, events: Sequence[InboxEvent]) -> int:
         """Read back what ``events`` name and apply it, marking them applied."""

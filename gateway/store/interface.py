@@ -58,6 +58,7 @@ from gateway.store.records import (
     IdempotencyRecord,
     IdempotencyResult,
     InboxEvent,
+    NewAudit,
     NewMessage,
     Operation,
     OperationStatus,
@@ -173,6 +174,31 @@ class Reader(ABC):
     @abstractmethod
     async def audit_for_subject(self, subject: str, *, limit: int = 100) -> list[AuditEntry]:
         """Audit entries about one subject (e.g. ``operation:<id>``), oldest first."""
+
+    @abstractmethod
+    async def audit_trace(
+        self, correlation_ids: Sequence[str], *, actor: str | None = None, limit: int = 1000
+    ) -> list[AuditEntry]:
+        """The entries of these correlation ids in time order (``at``, then id), at most
+        ``limit`` (the oldest); with ``actor``, only the entries that actor caused.
+
+        Time, not id alone: vendor calls are written in batches, so a call's id may be
+        higher than that of the saga step it served, while its ``at`` is when it began."""
+
+    @abstractmethod
+    async def audit_correlations(
+        self, keys: Sequence[str], *, actor: str | None = None, limit: int = 20
+    ) -> list[str]:
+        """The correlation ids of entries found by any of these business keys (see
+        ``records.audit_keys``), the most recently active first; with ``actor``, only
+        through entries that actor caused."""
+
+    @abstractmethod
+    async def audit_by_keys(
+        self, keys: Sequence[str], *, before: int | None = None, limit: int = 20
+    ) -> list[AuditEntry]:
+        """Entries found by any of these business keys, newest (highest id) first, with
+        ids below ``before`` when given: one page of a customer's history."""
 
     # ------------------------------------------------------------ cross-references
 
@@ -544,6 +570,25 @@ class Transaction(Reader):
             now=now,
         )
 
+    async def add_audits(self, entries: Sequence[NewAudit]) -> None:
+        """Append many entries at once (the audit writer's batches); a backend may hold
+        them back like ``add_audit``."""
+        for entry in entries:
+            await self.append_audit(
+                actor=entry.actor,
+                action=entry.action,
+                subject=entry.subject,
+                correlation_id=entry.correlation_id,
+                detail=entry.detail,
+                now=entry.at,
+            )
+
+    @abstractmethod
+    async def purge_audit(self, *, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest entries written before ``before`` (with
+        their keys); returns how many. Call it again while it returns ``limit``: small
+        units keep the writer free for everyone else between them."""
+
     # ------------------------------------------------------------ cross-references
 
     @abstractmethod
@@ -819,6 +864,24 @@ class Store(ABC):
         async with self._shortcut_reader() as r:
             return await r.audit_for_subject(subject, limit=limit)
 
+    async def audit_trace(
+        self, correlation_ids: Sequence[str], *, actor: str | None = None, limit: int = 1000
+    ) -> list[AuditEntry]:
+        async with self._shortcut_reader() as r:
+            return await r.audit_trace(correlation_ids, actor=actor, limit=limit)
+
+    async def audit_correlations(
+        self, keys: Sequence[str], *, actor: str | None = None, limit: int = 20
+    ) -> list[str]:
+        async with self._shortcut_reader() as r:
+            return await r.audit_correlations(keys, actor=actor, limit=limit)
+
+    async def audit_by_keys(
+        self, keys: Sequence[str], *, before: int | None = None, limit: int = 20
+    ) -> list[AuditEntry]:
+        async with self.reader() as r:  # several statements: one consistent view
+            return await r.audit_by_keys(keys, before=before, limit=limit)
+
     async def resolve(self, system: System, native_id: str) -> str | None:
         async with self._shortcut_reader() as r:
             return await r.resolve(system, native_id)
@@ -940,6 +1003,14 @@ class Store(ABC):
     async def purge_inbox(self, *, before: datetime, limit: int | None = None) -> int:
         async with self.transaction() as tx:
             return await tx.purge_inbox(before=before, limit=limit)
+
+    async def add_audits(self, entries: Sequence[NewAudit]) -> None:
+        async with self.transaction() as tx:
+            await tx.add_audits(entries)
+
+    async def purge_audit(self, *, before: datetime, limit: int) -> int:
+        async with self.transaction() as tx:
+            return await tx.purge_audit(before=before, limit=limit)
 
     async def record_inbox(
         self, system: str, event_id: str, payload: JSON, *, now: datetime | None = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,7 @@ __all__ = [
     "IdempotencyState",
     "InboxEvent",
     "MessageStatus",
+    "NewAudit",
     "NewMessage",
     "Operation",
     "OperationStatus",
@@ -51,6 +53,7 @@ __all__ = [
     "StepStatus",
     "Unset",
     "XRefRecord",
+    "audit_keys",
     "payload_fingerprint",
     "utcnow",
 ]
@@ -310,6 +313,47 @@ class AuditEntry:
     action: str
     subject: str
     detail: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class NewAudit:
+    """An audit entry to append (``Transaction.add_audits``); ``at=None`` means now."""
+
+    actor: str
+    action: str
+    subject: str
+    correlation_id: str | None = None
+    detail: JSON = None
+    at: datetime | None = None
+
+
+# a business key: an id-like token with a digit in it (in_1P9x..., 5000012, op_7f3a...),
+# found in an entry's subject and the strings of its detail; version tokens (v1, v59)
+# name an API, not a record
+_TOKEN = re.compile(r"[A-Za-z0-9_\-]{3,128}")
+_DIGIT = re.compile(r"[0-9]")
+_VERSION = re.compile(r"^v[0-9]+$")
+#: the most keys one entry is found by (a detail may carry a long list)
+MAX_AUDIT_KEYS = 32
+
+
+def audit_keys(subject: str, detail: JSON) -> list[str]:
+    """The business keys an audit entry is found by (``Reader.audit_correlations``): the
+    id-like tokens of its subject and of the strings in its detail, in order, at most
+    ``MAX_AUDIT_KEYS``."""
+    keys: dict[str, None] = {}
+    texts: list[Any] = [subject, detail]
+    while texts and len(keys) < MAX_AUDIT_KEYS:
+        value = texts.pop(0)
+        if isinstance(value, str):
+            for token in _TOKEN.findall(value):
+                if _DIGIT.search(token) and not _VERSION.match(token):
+                    keys[token] = None
+        elif isinstance(value, Mapping):
+            texts.extend(value.values())
+        elif isinstance(value, list | tuple):
+            texts.extend(value)
+    return list(keys)[:MAX_AUDIT_KEYS]
 
 
 # ---------------------------------------------------------------- cross-references

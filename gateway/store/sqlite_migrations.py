@@ -242,6 +242,23 @@ CREATE TABLE reconciliation_findings (
     PRIMARY KEY (run_id, position)
 ) WITHOUT ROWID;
 """,
+    # The audit trail by business key (an invoice, an order number, a case or operation
+    # id named in an entry's subject or detail: gateway.store.records.audit_keys), so a
+    # trace by key finds its correlation ids through an index; and by age, so retention
+    # deletes the oldest entries in small batches. An entry's keys go with it.
+    7: """
+CREATE TABLE audit_keys (
+    key       TEXT NOT NULL,
+    audit_id  INTEGER NOT NULL,
+    PRIMARY KEY (key, audit_id)
+) WITHOUT ROWID;
+CREATE INDEX audit_keys_by_entry ON audit_keys (audit_id);
+CREATE INDEX audit_by_time ON audit (at);
+
+CREATE TRIGGER audit_keys_on_delete AFTER DELETE ON audit BEGIN
+    DELETE FROM audit_keys WHERE audit_id = OLD.id;
+END;
+""",
 }
 
 LATEST_VERSION: Final = max(MIGRATIONS)

@@ -157,6 +157,8 @@ def idempotency_from_row(row: Row) -> IdempotencyRecord:
 
 
 AUDIT_COLUMNS: Final = "id, at, correlation_id, actor, action, subject, detail"
+#: past every audit id (SQLite's largest integer)
+_NO_ID: Final = 2**63 - 1
 
 
 def audit_from_row(row: Row) -> AuditEntry:
@@ -417,6 +419,64 @@ class SQLiteReader(Reader):
         rows = await self._all(
             f"SELECT {AUDIT_COLUMNS} FROM audit WHERE subject = ? ORDER BY id LIMIT ?",
             (subject, limit),
+        )
+        return [audit_from_row(r) for r in rows]
+
+    async def audit_trace(
+        self, correlation_ids: Sequence[str], *, actor: str | None = None, limit: int = 1000
+    ) -> list[AuditEntry]:
+        if not correlation_ids:
+            return []
+        marks = ", ".join("?" * len(correlation_ids))
+        where = f"correlation_id IN ({marks})"
+        params: list[Any] = list(correlation_ids)
+        if actor is not None:
+            where += " AND actor = ?"
+            params.append(actor)
+        rows = await self._all(
+            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE {where} ORDER BY at, id LIMIT ?",
+            (*params, limit),
+        )
+        return [audit_from_row(r) for r in rows]
+
+    async def audit_correlations(
+        self, keys: Sequence[str], *, actor: str | None = None, limit: int = 20
+    ) -> list[str]:
+        if not keys:
+            return []
+        marks = ", ".join("?" * len(keys))
+        where = f"k.key IN ({marks}) AND a.correlation_id IS NOT NULL"
+        params: list[Any] = list(keys)
+        if actor is not None:
+            where += " AND a.actor = ?"
+            params.append(actor)
+        rows = await self._all(
+            "SELECT a.correlation_id, max(a.id) AS last FROM audit_keys AS k "
+            f"JOIN audit AS a ON a.id = k.audit_id WHERE {where} "
+            "GROUP BY a.correlation_id ORDER BY last DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [str(r[0]) for r in rows]
+
+    async def audit_by_keys(
+        self, keys: Sequence[str], *, before: int | None = None, limit: int = 20
+    ) -> list[AuditEntry]:
+        # each key's newest ids through its own index range, merged here: one customer's
+        # history may be long, and only the page is ever read
+        found: set[int] = set()
+        for key in dict.fromkeys(keys):
+            rows = await self._all(
+                "SELECT audit_id FROM audit_keys WHERE key = ? AND audit_id < ? "
+                "ORDER BY audit_id DESC LIMIT ?",
+                (key, _NO_ID if before is None else before, limit),
+            )
+            found.update(int(r[0]) for r in rows)
+        ids = sorted(found, reverse=True)[:limit]
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        rows = await self._all(
+            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE id IN ({marks}) ORDER BY id DESC", ids
         )
         return [audit_from_row(r) for r in rows]
 

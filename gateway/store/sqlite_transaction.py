@@ -32,6 +32,7 @@ from gateway.store.records import (
     IdempotencyRecord,
     IdempotencyResult,
     IdempotencyState,
+    NewAudit,
     NewMessage,
     Operation,
     OperationStatus,
@@ -40,6 +41,7 @@ from gateway.store.records import (
     SagaStep,
     StepStatus,
     Unset,
+    audit_keys,
 )
 from gateway.store.sqlite_batch import Checked, RowCountMismatch
 from gateway.store.sqlite_reader import (
@@ -95,6 +97,12 @@ _UPSERT_STEP_SQL = (
 _AUDIT_SQL = (
     "INSERT INTO audit (at, correlation_id, actor, action, subject, detail) "
     "VALUES (?, ?, ?, ?, ?, ?)"
+)
+# right after an entry's insert: the keys it is found by (audit_keys is WITHOUT ROWID,
+# so its inserts leave last_insert_rowid() on the entry)
+_AUDIT_KEYS_SQL = (
+    "INSERT OR IGNORE INTO audit_keys (key, audit_id) "
+    "SELECT value, last_insert_rowid() FROM json_each(?)"
 )
 
 _ENQUEUE_SQL = (
@@ -697,6 +705,15 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
             f"{_AUDIT_SQL} RETURNING id", (at, correlation_id, actor, action, subject, encoded)
         )
         assert row is not None
+        keys = audit_keys(subject, detail)
+        if keys:
+            self._pending.append(
+                (
+                    "INSERT OR IGNORE INTO audit_keys (key, audit_id) "
+                    "SELECT value, ? FROM json_each(?)",
+                    (int(row[0]), dump_json(keys)),
+                )
+            )
         return AuditEntry(
             id=int(row[0]),
             at=from_micros(at),
@@ -717,11 +734,36 @@ class SQLiteTransaction(SQLiteXRefWrites, Transaction):
         detail: JSON = None,
         now: datetime | None = None,
     ) -> None:
+        self._queue_audit(self._stamp(now), actor, action, subject, correlation_id, detail)
+
+    async def add_audits(self, entries: Sequence[NewAudit]) -> None:
+        # Queued, not sent: a batch of the audit writer's entries is one round trip
+        for e in entries:
+            at = self._stamp(None) if e.at is None else to_micros(e.at)
+            self._queue_audit(at, e.actor, e.action, e.subject, e.correlation_id, e.detail)
+
+    def _queue_audit(
+        self,
+        at: int,
+        actor: str,
+        action: str,
+        subject: str,
+        correlation_id: str | None,
+        detail: JSON,
+    ) -> None:
         self._pending.append(
-            (
-                _AUDIT_SQL,
-                (self._stamp(now), correlation_id, actor, action, subject, dump_json(detail)),
-            )
+            (_AUDIT_SQL, (at, correlation_id, actor, action, subject, dump_json(detail)))
+        )
+        keys = audit_keys(subject, detail)
+        if keys:
+            self._pending.append((_AUDIT_KEYS_SQL, (dump_json(keys),)))
+
+    async def purge_audit(self, *, before: datetime, limit: int) -> int:
+        # the oldest first, through the time index: one small batch per call
+        return await self._run(
+            "DELETE FROM audit WHERE id IN "
+            "(SELECT id FROM audit WHERE at < ? ORDER BY at LIMIT ?)",
+            (to_micros(before), limit),
         )
 
     # ------------------------------------------------------------ the read model

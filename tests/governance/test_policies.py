@@ -9,6 +9,7 @@ import pytest
 
 from gateway.canonical import System
 from gateway.cli import main
+from gateway.governance.audit import AuditPolicy
 from gateway.governance.errors import PolicyError
 from gateway.governance.policies import check_policies, load_policies
 
@@ -22,9 +23,10 @@ FILES = (
     "outbox.toml",
     "readmodel.toml",
     "schedules.toml",
+    "audit.toml",
 )
 #: optional files: absent means the defaults
-OPTIONAL = ("outbox.toml", "readmodel.toml", "schedules.toml")
+OPTIONAL = ("outbox.toml", "readmodel.toml", "schedules.toml", "audit.toml")
 
 
 @pytest.fixture
@@ -140,6 +142,13 @@ BROKEN = [
      "must be at least 3"),
     ("schedules.toml", "repair = false", 'repair = "no"', "reconcile.repair",
      "must be true or false, got 'no'"),
+    ("audit.toml", "retention_days = 90", "retention_days = 0", "retention_days",
+     "must be at least 1, got 0"),
+    ("audit.toml", "batch = 500", 'batch = "lots"', "batch", "must be an integer, got 'lots'"),
+    ("audit.toml", "queue = 10000", "queue = 10000\nkeep_forever = true", "keep_forever",
+     "unknown key"),
+    ("audit.toml", "purge_interval = 3600.0", "purge_interval = -1.0", "purge_interval",
+     "must be a positive number"),
 ]  # fmt: skip
 
 
@@ -205,6 +214,16 @@ def test_missing_optional_files_mean_the_defaults(folder: Path) -> None:
     assert loaded.outbox.dispatcher.workers == 64
     assert loaded.readmodel.catch_up_interval == 15.0
     assert loaded.schedules.retention.inbox_days == 7.0
+
+
+def test_missing_audit_file_means_the_defaults(folder: Path) -> None:
+    (folder / "audit.toml").unlink()
+    audit = load_policies(folder).audit
+    assert (audit.retention_days, audit.batch) == (90, 500)
+
+
+def test_shipped_audit_policy_is_the_defaults() -> None:
+    assert load_policies(SHIPPED).audit == AuditPolicy()
 
 
 def test_unreadable_file_is_named(folder: Path) -> None:

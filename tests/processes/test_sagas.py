@@ -74,7 +74,12 @@ async def test_onboarding_runs_every_step_and_links_the_registry(
     assert isinstance(erp_call, m.EnsureCustomer)
     assert erp_call.customer.tax_id == "DE123456789"
     audit = await store.audit_for("corr-1")
-    assert [a.action for a in audit] == ["mutation.onboardCustomer"]
+    assert [a.action for a in audit] == ["mutation.onboardCustomer"] + ["saga.step"] * 4
+    assert [(a.detail["step"], a.detail["status"]) for a in audit[1:]] == [
+        (step, "SUCCEEDED")
+        for step in ("erp_partner", "crm_account", "billing_customer", "support_org")
+    ]
+    assert {a.actor for a in audit} == {audit[0].actor}
 
 
 async def test_close_opportunity_end_to_end(

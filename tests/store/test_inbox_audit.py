@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.store import Store
+from gateway.store import NewAudit, Store, audit_keys
 
 from .conftest import FakeClock
 from .helpers import message
@@ -141,3 +141,75 @@ async def test_purges_go_in_batches_and_keep_what_is_not_due(
         counts.append(count)
     assert counts == [2, 2, 2]
     assert await store.get_inbox("billing", "evt_6") is not None
+
+
+async def test_audit_batches_are_found_by_correlation_and_business_key(
+    store: Store, clock: FakeClock
+) -> None:
+    async with store.transaction() as tx:
+        await tx.add_audits(
+            [
+                NewAudit(
+                    actor="demo-widget",
+                    action="vendor.call",
+                    subject="billing:GET /v1/invoices/in_1Abc",
+                    correlation_id="corr-1",
+                    detail={"system": "billing", "path": "/v1/invoices/in_1Abc", "status": 200},
+                ),
+                NewAudit(actor="crosswalk", action="vendor.call", subject="erp:GET /x", at=None),
+                NewAudit(
+                    actor="demo-widget",
+                    action="saga.step",
+                    subject="operation:op_9",
+                    correlation_id="corr-2",
+                    detail={"result": {"order": "5000012", "invoices": ["in_1Abc"]}},
+                ),
+            ]
+        )
+    await store.append_audit(
+        actor="webhook:billing",
+        action="webhook.received",
+        subject="event:billing:evt_7",
+        correlation_id="corr-3",
+        detail={"subject": "in_1Abc"},
+    )
+    trail = await store.audit_trace(["corr-1", "corr-2"])
+    assert [e.action for e in trail] == ["vendor.call", "saga.step"]
+    assert trail[0].at == clock.now
+    assert await store.audit_correlations(["in_1Abc"]) == ["corr-3", "corr-2", "corr-1"]
+    assert await store.audit_correlations(["in_1Abc"], actor="demo-widget") == ["corr-2", "corr-1"]
+    assert await store.audit_correlations(["5000012"]) == ["corr-2"]
+    assert await store.audit_correlations(["v1", "GET"]) == []  # no business keys
+    assert [e.subject for e in await store.audit_trace(["corr-2"], actor="nobody")] == []
+
+    page = await store.audit_by_keys(["in_1Abc", "op_9"], limit=2)
+    assert [e.subject for e in page] == ["event:billing:evt_7", "operation:op_9"]
+    rest = await store.audit_by_keys(["in_1Abc", "op_9"], before=page[-1].id, limit=2)
+    assert [e.subject for e in rest] == ["billing:GET /v1/invoices/in_1Abc"]
+
+
+def test_audit_keys_are_id_like_tokens() -> None:
+    keys = audit_keys(
+        "erp:GET /sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder('5000012')",
+        {"method": "GET", "status": 200, "nested": [{"id": "cus_N1x"}], "v": "v59"},
+    )
+    assert keys == ["5000012", "cus_N1x"]
+
+
+async def test_purge_audit_deletes_only_old_entries_in_batches(
+    store: Store, clock: FakeClock
+) -> None:
+    for n in range(5):
+        await store.append_audit(
+            actor="a", action="old", subject=f"operation:op_{n}", correlation_id="old"
+        )
+    cutoff = clock.advance(60)
+    await store.append_audit(actor="a", action="new", subject="operation:op_0", correlation_id="n")
+    assert await store.purge_audit(before=cutoff, limit=2) == 2
+    assert await store.purge_audit(before=cutoff, limit=2) == 2
+    assert await store.purge_audit(before=cutoff, limit=2) == 1
+    assert await store.purge_audit(before=cutoff, limit=2) == 0
+    assert [e.action for e in await store.audit_trace(["old", "n"])] == ["new"]
+    # the purged entries' keys went with them
+    assert await store.audit_correlations(["op_0"]) == ["n"]
+    assert await store.audit_correlations(["op_3"]) == []
