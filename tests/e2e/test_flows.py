@@ -256,6 +256,7 @@ def test_an_invoice_finalized_in_billing_is_posted_in_the_erp_once(stack: UpStac
     [document] = documents()
     assert document["SoldToParty"] == ids["erp"]
     assert document["AccountingPostingStatus"] == "C"
-    assert document["TotalGrossAmount"] == "123.45"
+    total = final.json()["total"]  # the item plus the tax billing computed, in cents
+    assert document["TotalGrossAmount"] == f"{total / 100:.2f}"
     eventually(lambda: account(stack, ids["crm"])["Billing_Status__c"] == "open")
     eventually(lambda: organization_fields(stack, ids["support"])["billing_status"] == "open")
