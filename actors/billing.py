@@ -32,7 +32,10 @@ Writes:
   (B2B invoices the ERP posts), so the first invoice is finalized (``invoice.finalized``);
 - ``RenewSubscription``: ``POST /v1/subscriptions/{id}`` with ``billing_cycle_anchor=now``,
   ``proration_behavior=none`` and ``cancel_at_period_end=false``: Stripe starts a new
-  period now and invoices it at once; the merge of ``metadata`` records the renewal.
+  period now and invoices it at once; the merge of ``metadata`` records the renewal;
+- ``CreateCreditNote``: ``POST /v1/credit_notes`` with ``amount`` in cents (two-decimal
+  currencies) and ``metadata[crosswalk_key]``; a redelivery first lists the invoice's
+  credit notes (``invoice=``) and answers the one carrying its key.
 
 Error mapping: 429 -> ``Throttled`` (``retry_after = THROTTLE_PAUSE``: Stripe sends no
 hint); 409 (the same Idempotency-Key still in flight) -> ``Throttled`` (retry soon);
@@ -66,6 +69,7 @@ from actors.errors import (
 from actors.messages import (
     ChangedRecord,
     ChangePage,
+    CreateCreditNote,
     CreateSubscription,
     EnsureCustomer,
     FindCustomerByXRef,
@@ -199,6 +203,8 @@ class BillingConnector(HttpConnector):
                 return await self._create_subscription(message)
             case RenewSubscription():
                 return await self._renew_subscription(message)
+            case CreateCreditNote():
+                return await self._create_credit_note(message)
             case _:
                 raise TypeError(
                     f"The billing connector cannot handle {type(message).__name__}: it answers "
@@ -601,6 +607,48 @@ class BillingConnector(HttpConnector):
             idempotency_key=message.idempotency_key,
         )
         return self._subscription(doc)
+
+    async def _create_credit_note(self, message: CreateCreditNote) -> str:
+        amount = message.amount * 100
+        if amount != amount.to_integral_value() or amount <= 0:
+            raise Rejected(
+                self.system,
+                f"a credit note of {message.amount} is not a positive amount in whole cents",
+                details={"fields": ["amount"]},
+            )
+        if not message.first_delivery:
+            # past Stripe's 24-hour key window the Idempotency-Key is forgotten: a
+            # redelivery finds its credit note among the invoice's by the key it carries
+            notes = await self._walk("/v1/credit_notes", {"invoice": message.invoice_id})
+            earlier = [
+                n
+                for n in notes
+                if (n.get("metadata") or {}).get("crosswalk_key") == message.idempotency_key
+            ]
+            if earlier:
+                first = min(earlier, key=lambda n: (int(n.get("created") or 0), n["id"]))
+                if first.get("amount") != int(amount):
+                    raise Conflict(
+                        self.system,
+                        f"credit note {first['id']} was created under idempotency key "
+                        f"{message.idempotency_key!r} for another amount; use a new key",
+                    )
+                return str(first["id"])
+        params: dict[str, Any] = {
+            "invoice": message.invoice_id,
+            "amount": int(amount),
+            "metadata": {"crosswalk_key": message.idempotency_key},
+        }
+        if message.reason:
+            params["reason"] = message.reason
+        if message.memo:
+            params["memo"] = message.memo
+        doc = await self._call(
+            "POST", "/v1/credit_notes", params=params, idempotency_key=message.idempotency_key
+        )
+        if not isinstance(doc.get("id"), str):
+            raise MalformedResponse(self.system, "POST /v1/credit_notes answered no id")
+        return str(doc["id"])
 
     def _subscription(self, doc: Mapping[str, Any]) -> Subscription:
         try:

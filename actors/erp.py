@@ -2,7 +2,8 @@
 
 Customers are business partners (``API_BUSINESS_PARTNER``) read with their address, tax
 number and customer sales area expanded; orders are ``A_SalesOrder`` with ``to_Item``;
-invoices are ``A_BillingDocument``. Batched reads put many keys in one ``$filter`` as an
+invoices are ``A_BillingDocument``; credits are ``A_CreditMemoRequest``
+(``API_CREDIT_MEMO_REQUEST_SRV``). Batched reads put many keys in one ``$filter`` as an
 ``or`` chain (``SoldToParty eq 'a' or SoldToParty eq 'b'``), chunked so each URL stays
 under ~6 KB, and follow the server's ``__next`` links to the end. When the keys need
 several chunks, the chunks' first pages go out as one OData ``$batch`` request to the
@@ -15,8 +16,8 @@ SAP's protocol rules, handled here because the protocol demands the second call:
 - changes to existing entities send ``If-Match`` with the entity's ETag; a 412 re-reads
   the entity and tries once more;
 - SAP has no idempotency header: creates check first (``BusinessPartnerIDByExtSystem``
-  for partners, ``PurchaseOrderByCustomer`` for sales orders), so a repeated message finds
-  what the first one made.
+  for partners, ``PurchaseOrderByCustomer`` for sales orders and credit memo requests), so
+  a repeated message finds what the first one made.
 
 Answers map to ``actors.errors``: 503 with ``Retry-After`` -> Throttled; other 5xx ->
 SystemUnavailable; 404 -> NotFound; 409 and a second 412 -> Conflict; 400 -> Rejected
@@ -50,6 +51,7 @@ from actors.messages import (
     ChangedRecord,
     ChangePage,
     EnsureBillingDocument,
+    EnsureCreditMemoRequest,
     EnsureCustomer,
     EnsureSalesOrder,
     FindCustomerByXRef,
@@ -76,6 +78,7 @@ ROOT = "/sap/opu/odata/sap"
 BP = f"{ROOT}/API_BUSINESS_PARTNER"
 SO = f"{ROOT}/API_SALES_ORDER_SRV"
 BD = f"{ROOT}/API_BILLING_DOCUMENT_SRV"
+CMR = f"{ROOT}/API_CREDIT_MEMO_REQUEST_SRV"
 #: what a customer read expands: address (country), tax number, sales area (terms, currency)
 CUSTOMER_EXPAND = "to_BusinessPartnerAddress,to_BusinessPartnerTax,to_Customer/to_CustomerSalesArea"
 #: the sales area whose terms and currency are the customer's
@@ -180,6 +183,8 @@ class ErpConnector(HttpConnector):
                 return await self._ensure_sales_order(message)
             case EnsureBillingDocument():
                 return await self._ensure_billing_document(message)
+            case EnsureCreditMemoRequest():
+                return await self._ensure_credit_memo_request(message)
             case _:
                 raise TypeError(
                     f"The ERP connector does not handle {type(message).__name__}; "
@@ -633,6 +638,41 @@ class ErpConnector(HttpConnector):
             self._fail(response, "post billing document")
         return self._invoice(self._d(response))
 
+    async def _ensure_credit_memo_request(self, message: EnsureCreditMemoRequest) -> str:
+        if not message.first_delivery:  # no idempotency key at SAP: check before create
+            expression = (
+                f"PurchaseOrderByCustomer eq {_literal(message.purchase_order)} "
+                f"and SoldToParty eq {_literal(message.customer_id)}"
+            )
+            found, _ = await self._walk(
+                f"{CMR}/A_CreditMemoRequest",
+                [
+                    ("$filter", expression),
+                    ("$select", "CreditMemoRequest"),
+                    ("$format", "json"),
+                ],
+            )
+            if found:
+                return _credit_memo_request_id(found[0])
+        body: dict[str, Any] = {
+            "CreditMemoRequestType": "CR",
+            "SalesOrganization": SALES_AREA["SalesOrganization"],
+            "DistributionChannel": SALES_AREA["DistributionChannel"],
+            "OrganizationDivision": SALES_AREA["Division"],
+            "SoldToParty": message.customer_id,
+            "PurchaseOrderByCustomer": message.purchase_order,
+            "SDDocumentReason": message.reason,
+            # Edm.Decimal travels as a string, never as a JSON number
+            "TotalNetAmount": str(message.amount),
+            "TransactionCurrency": message.currency,
+        }
+        if message.billing_document:
+            body["ReferenceSDDocument"] = message.billing_document
+        response = await self._write("POST", f"{CMR}/A_CreditMemoRequest", json=body)
+        if response.status != 201:
+            self._fail(response, "create credit memo request")
+        return _credit_memo_request_id(self._d(response))
+
     # ------------------------------------------------------------------ HTTP and CSRF
 
     async def _call(
@@ -923,3 +963,10 @@ def _sap_error(response: Response) -> tuple[str, dict[str, object]]:
         if isinstance(detail, dict) and detail.get("propertyref"):
             fields[str(detail["propertyref"])] = detail.get("message") or text
     return str(text or error.get("code") or "error"), fields
+
+
+def _credit_memo_request_id(entity: Mapping[str, Any]) -> str:
+    number = entity.get("CreditMemoRequest")
+    if not isinstance(number, str) or not number:
+        raise MalformedResponse(System.ERP, "a credit memo request without CreditMemoRequest")
+    return number

@@ -269,6 +269,24 @@ class EnsureSalesOrder(Write):
 
 
 @dataclass(frozen=True, slots=True)
+class EnsureCreditMemoRequest(Write):
+    """ERP: a credit memo request unless one with this PurchaseOrderByCustomer exists for
+    the customer -> the CreditMemoRequest id (str).
+
+    ``customer_id`` is the SoldToParty, ``billing_document`` the ReferenceSDDocument,
+    ``reason`` the SDDocumentReason; ``amount`` is the net value in ``currency``. As for
+    sales orders, a ``first_delivery`` skips the lookup.
+    """
+
+    customer_id: str
+    purchase_order: str
+    amount: Decimal
+    currency: str
+    reason: str
+    billing_document: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CreateSubscription(Write):
     """billing: subscription with its invoice schedule -> Subscription (Idempotency-Key)."""
 
@@ -283,6 +301,22 @@ class RenewSubscription(Write):
 
     subscription_id: str
     metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CreateCreditNote(Write):
+    """billing: a credit note on an open or paid invoice -> the credit note id (str).
+
+    ``amount`` is in the invoice's currency units (Decimal("12.50")), ``reason`` one of
+    Stripe's (duplicate, fraudulent, order_change, product_unsatisfactory) or None. Sent
+    with the Idempotency-Key and stamped ``metadata[crosswalk_key]``, so a redelivery after
+    Stripe's 24-hour key window finds the first one among the invoice's credit notes.
+    """
+
+    invoice_id: str
+    amount: Decimal
+    reason: str | None = None
+    memo: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

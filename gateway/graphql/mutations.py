@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from decimal import Decimal
 from typing import Annotated, Any
 
 import strawberry
@@ -28,6 +29,7 @@ from gateway.processes.flows import COMMANDS
 from gateway.processes.replay import discard_dead_letter, replay_dead_letter
 
 __all__ = [
+    "CaseCreditInput",
     "CloseOpportunityInput",
     "EscalateCaseInput",
     "Mutation",
@@ -36,6 +38,7 @@ __all__ = [
     "OrderLineInput",
     "RenewSubscriptionInput",
     "ReplayResult",
+    "ResolveCaseInput",
 ]
 
 _KEY_HELP = (
@@ -113,6 +116,35 @@ class EscalateCaseInput:
     reason: str = strawberry.field(description="Why it is escalated.")
 
 
+@strawberry.input(description="A credit granted with a case's resolution.")
+class CaseCreditInput:
+    invoice_id: strawberry.ID = strawberry.field(
+        description="The billing invoice credited (in_...): finalized, open or paid."
+    )
+    amount: Decimal = strawberry.field(
+        description="Amount credited, in the invoice's currency (at most its total)."
+    )
+    reason: str = strawberry.field(
+        default="product_unsatisfactory",
+        description="Stripe's reason: duplicate, fraudulent, order_change or "
+        "product_unsatisfactory.",
+    )
+
+
+@strawberry.input(description="A support case to resolve (case-to-resolution's end).")
+class ResolveCaseInput:
+    customer_id: strawberry.ID = strawberry.field(
+        description="Canonical id or erp:/billing:/crm:/support: id."
+    )
+    case_id: strawberry.ID = strawberry.field(description="Support ticket id.")
+    resolution: str = strawberry.field(description="What was done: the ticket's last comment.")
+    credit: CaseCreditInput | None = strawberry.field(
+        default=None,
+        description="A credit for a billing dispute: a Stripe credit note and an ERP credit "
+        "memo request.",
+    )
+
+
 @strawberry.input(description="A billing subscription to renew (renewal-to-revenue).")
 class RenewSubscriptionInput:
     customer_id: strawberry.ID = strawberry.field(
@@ -169,6 +201,8 @@ def input_to_json(value: Any) -> Any:
         return [input_to_json(v) for v in value]
     if isinstance(value, enum.Enum):
         return value.value
+    if isinstance(value, Decimal):
+        return str(value)  # exact, and JSON (the idempotency fingerprint) has no decimals
     return value
 
 
@@ -276,6 +310,21 @@ class Mutation:
         idempotency_key: IdempotencyKeyArg = None,
     ) -> Operation:
         return await submit(info, "escalateCase", input, idempotency_key)
+
+    @typed(
+        strawberry.mutation(
+            description="Resolve a support case: with a credit, a Stripe credit note and an "
+            "ERP credit memo request first; then the ticket solved with the resolution "
+            "(needs case:write). The CRM account gets a Task from the support desk's event."
+        )
+    )
+    async def resolve_case(
+        self,
+        info: Info[Any, Any],
+        input: ResolveCaseInput,
+        idempotency_key: IdempotencyKeyArg = None,
+    ) -> Operation:
+        return await submit(info, "resolveCase", input, idempotency_key)
 
     @typed(
         strawberry.mutation(

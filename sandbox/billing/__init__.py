@@ -12,7 +12,8 @@ key answered with Stripe's 429, and signed webhook events (``Stripe-Signature``)
 Endpoints: ``/v1/customers`` (create, retrieve, update, delete, list, ``/search``),
 ``/v1/prices``, ``/v1/products``, ``/v1/subscriptions`` (create, retrieve, update, cancel,
 list), ``/v1/invoices`` (create, retrieve, update, list, ``/lines``, ``/finalize``,
-``/pay``, ``/void``, ``/mark_uncollectible``), ``/v1/invoiceitems`` and ``/v1/events``.
+``/pay``, ``/void``, ``/mark_uncollectible``), ``/v1/invoiceitems``, ``/v1/credit_notes``
+(create, retrieve, list, ``/void``) and ``/v1/events``.
 
 Sandbox extensions, documented where they act: ``metadata[sandbox_fail_payments]=true``
 on a customer declines its card (``_invoices``); every seeded price bills in eur, gbp,
@@ -29,6 +30,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from sandbox.app import SandboxConfig, build_app
+from sandbox.billing._credit_notes import credit_note_routes
 from sandbox.billing._customers import customer_routes
 from sandbox.billing._errors import BillingDialect
 from sandbox.billing._http import API_KEYS, Api, Edge, RateLimit, unknown_route
@@ -61,6 +63,7 @@ def create_app(
         *customer_routes(api),
         *subscription_routes(api),
         *invoice_routes(api),
+        *credit_note_routes(api),
         Route("/{path:path}", unknown_route, methods=_ALL_METHODS),
     ]
     app = build_app(

@@ -213,6 +213,7 @@ Handler = Callable[[Ctx], Awaitable[dict[str, Any]]]
 EXPANDABLE: dict[str, dict[str, str]] = {
     "subscription": {"customer": "customer", "latest_invoice": "invoice"},
     "invoice": {"customer": "customer", "subscription": "subscription"},
+    "credit_note": {"customer": "customer", "invoice": "invoice"},
     "price": {"product": "product"},
     "product": {"default_price": "price"},
     "line_item": {"subscription": "subscription"},

@@ -32,6 +32,7 @@ __all__ = [
     "new_id",
     "recompute_invoice",
     "seed",
+    "settle_invoice",
 ]
 
 #: the API version events are rendered in (subscription periods still on the subscription)
@@ -353,6 +354,8 @@ def invoice_doc(
         "paid": False,
         "period_end": end,
         "period_start": start,
+        "post_payment_credit_notes_amount": 0,
+        "pre_payment_credit_notes_amount": 0,
         "status": "draft",
         "status_transitions": {
             "finalized_at": None,
@@ -371,14 +374,21 @@ def invoice_doc(
 
 
 def recompute_invoice(doc: dict[str, Any]) -> None:
+    """Amounts from the lines; credit notes issued before payment lower ``amount_due``."""
     subtotal = sum(int(line["amount"]) for line in doc["lines"]["data"])
     tax = cents(Decimal(subtotal) * TAX_RATE / 100)
     total = subtotal + tax
     doc["subtotal"], doc["tax"], doc["total"] = subtotal, tax, total
-    doc["amount_due"] = total
+    settle_invoice(doc)
+
+
+def settle_invoice(doc: dict[str, Any]) -> None:
+    """``amount_due``/``_paid``/``_remaining`` from ``total``, status and pre-payment credits."""
+    due = int(doc["total"]) - int(doc.get("pre_payment_credit_notes_amount") or 0)
+    doc["amount_due"] = due
     paid = doc["status"] == "paid"
-    doc["amount_paid"] = total if paid else 0
-    doc["amount_remaining"] = 0 if paid or doc["status"] == "void" else total
+    doc["amount_paid"] = due if paid else 0
+    doc["amount_remaining"] = 0 if paid or doc["status"] == "void" else due
 
 
 # ---------------------------------------------------------------- the demo world

@@ -1,5 +1,5 @@
 """ERP sandbox: SAP S/4HANA OData V2 (``API_BUSINESS_PARTNER``, ``API_SALES_ORDER_SRV``,
-``API_BILLING_DOCUMENT_SRV``) under ``/sap/opu/odata/sap/``.
+``API_BILLING_DOCUMENT_SRV``, ``API_CREDIT_MEMO_REQUEST_SRV``) under ``/sap/opu/odata/sap/``.
 
     app = create_app(SandboxConfig.for_system("erp"))
 

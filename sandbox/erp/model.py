@@ -1,9 +1,10 @@
-"""The ERP sandbox's entity data model: three OData V2 services and their `$metadata`.
+"""The ERP sandbox's entity data model: four OData V2 services and their `$metadata`.
 
 The shapes follow SAP's published APIs (``API_BUSINESS_PARTNER``, ``API_SALES_ORDER_SRV``,
-``API_BILLING_DOCUMENT_SRV``), cut down to the properties Crosswalk and a generic client
-need. Every record is stored under its entity set's name, with values kept as they travel
-on the wire except dates, which are kept as epoch milliseconds:
+``API_BILLING_DOCUMENT_SRV``, ``API_CREDIT_MEMO_REQUEST_SRV``), cut down to the properties
+Crosswalk and a generic client need. Every record is stored under its entity set's name,
+with values kept as they travel on the wire except dates, which are kept as epoch
+milliseconds:
 
 - ``Edm.String``: str; ``Edm.Decimal``: str (a decimal string); ``Edm.Boolean``: bool;
 - ``Edm.DateTime`` / ``Edm.DateTimeOffset``: int milliseconds since the epoch, UTC.
@@ -163,6 +164,7 @@ def _bool(name: str, label: str = "") -> Prop:
 _BP = "API_BUSINESS_PARTNER"
 _SO = "API_SALES_ORDER_SRV"
 _BD = "API_BILLING_DOCUMENT_SRV"
+_CMR = "API_CREDIT_MEMO_REQUEST_SRV"
 
 BUSINESS_PARTNER = EntitySet(
     "A_BusinessPartner",
@@ -361,6 +363,34 @@ BILLING_DOCUMENT = EntitySet(
     ),
 )
 
+CREDIT_MEMO_REQUEST = EntitySet(
+    "A_CreditMemoRequest",
+    _CMR,
+    keys=("CreditMemoRequest",),
+    label="Credit Memo Request Header",
+    deletable=False,
+    number_range=("credit_memo_request", 60000000),
+    props=(
+        _s("CreditMemoRequest", 10, "Credit Memo Request", nullable=False, updatable=False),
+        _s("CreditMemoRequestType", 4, "Sales Document Type"),
+        _s("SalesOrganization", 4, "Sales Organization"),
+        _s("DistributionChannel", 2, "Distribution Channel"),
+        _s("OrganizationDivision", 2, "Division"),
+        _s("SoldToParty", 10, "Sold-to Party"),
+        _s("PurchaseOrderByCustomer", 35, "Customer Reference"),
+        _s("SDDocumentReason", 3, "Order Reason"),
+        _date("CreditMemoRequestDate", "Document Date"),
+        _date("CreationDate", "Created On", creatable=False, updatable=False),
+        _stamp("LastChangeDateTime", "Last Changed On"),
+        # creatable here, a sandbox extension: SAP prices a request from its items
+        # (to_Item); the sandbox takes the header's net value as given
+        _dec("TotalNetAmount", "Net Value"),
+        _s("TransactionCurrency", 5, "Document Currency"),
+        _s("ReferenceSDDocument", 10, "Reference Document"),
+        _s("OverallSDProcessStatus", 1, "Overall Status", creatable=False),
+    ),
+)
+
 SERVICES: dict[str, Service] = {
     _BP: Service(
         _BP,
@@ -375,6 +405,7 @@ SERVICES: dict[str, Service] = {
     ),
     _SO: Service(_SO, (SALES_ORDER, SALES_ORDER_ITEM), "Sales Order (A2X)"),
     _BD: Service(_BD, (BILLING_DOCUMENT,), "Billing Document (A2X)"),
+    _CMR: Service(_CMR, (CREDIT_MEMO_REQUEST,), "Credit Memo Request (A2X)"),
 }
 
 ENTITY_SETS: dict[str, EntitySet] = {s.name: s for svc in SERVICES.values() for s in svc.sets}

@@ -239,6 +239,7 @@ async def seed(state: SandboxState) -> None:
         "billing_document": max(
             (int(i) for i, _ in batches.get("A_BillingDocument", [])), default=90000000
         ),
+        "credit_memo_request": 60000000,
     }
     for name, top in tops.items():
         await state.store.next_number(name, start=top)

@@ -301,6 +301,46 @@ def _billing_document_rule(state: SandboxState, planned: _Planned) -> None:
     doc.setdefault("BillingDocumentDate", doc["CreationDate"])
 
 
+def _credit_memo_request_rule(state: SandboxState, planned: _Planned) -> None:
+    doc, es = planned.doc, planned.es
+    _require(doc, es, "SoldToParty", "TotalNetAmount", "SDDocumentReason")
+    if state.store.get("A_Customer", doc["SoldToParty"]) is None:
+        raise ODataError(
+            400,
+            f"Sold-to party {doc['SoldToParty']} is not a customer",
+            propertyref="SoldToParty",
+        )
+    if Decimal(doc["TotalNetAmount"]) <= 0:
+        raise ODataError(
+            400, "TotalNetAmount of a credit memo request must be above 0",
+            propertyref="TotalNetAmount",
+        )  # fmt: skip
+    reference = doc.get("ReferenceSDDocument")
+    if reference:
+        billed = state.store.get("A_BillingDocument", reference)
+        if billed is None:
+            raise ODataError(
+                400,
+                f"Reference document {reference} is not a billing document",
+                propertyref="ReferenceSDDocument",
+            )
+        if billed["SoldToParty"] != doc["SoldToParty"]:
+            raise ODataError(
+                400,
+                f"Billing document {reference} belongs to sold-to party "
+                f"{billed['SoldToParty']}, not {doc['SoldToParty']}",
+                propertyref="ReferenceSDDocument",
+            )
+    doc.setdefault("CreditMemoRequestType", "CR")
+    doc.setdefault("SalesOrganization", SALES_AREA["SalesOrganization"])
+    doc.setdefault("DistributionChannel", SALES_AREA["DistributionChannel"])
+    doc.setdefault("OrganizationDivision", SALES_AREA["Division"])
+    doc.setdefault("TransactionCurrency", "EUR")
+    doc.setdefault("CreditMemoRequestDate", doc["CreationDate"])
+    doc["TotalNetAmount"] = str(Decimal(doc["TotalNetAmount"]).quantize(Decimal("0.01")))
+    doc["OverallSDProcessStatus"] = "A"
+
+
 def _check_posting_status(doc: dict[str, Any]) -> None:
     if doc.get("AccountingPostingStatus") not in ("A", "B", "C"):
         raise ODataError(
@@ -321,6 +361,7 @@ _RULES: dict[str, Callable[[SandboxState, _Planned], None]] = {
     "A_Customer": _customer_rule,
     "A_SalesOrder": _sales_order_rule,
     "A_BillingDocument": _billing_document_rule,
+    "A_CreditMemoRequest": _credit_memo_request_rule,
     "A_BusinessPartnerTaxNumber": _bp_child_rule,
 }
 

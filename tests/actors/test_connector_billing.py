@@ -28,6 +28,7 @@ from actors.errors import (
     Throttled,
 )
 from actors.messages import (
+    CreateCreditNote,
     CreateSubscription,
     EnsureCustomer,
     FindCustomerByXRef,
@@ -464,3 +465,62 @@ def test_form_encoding_and_search_quoting() -> None:
         ("cancel_at_period_end", "false"),
     ]
     assert search_quote("O'Brien \\ Co") == "'O\\'Brien \\\\ Co'"
+
+
+async def test_create_credit_note_has_one_effect_and_a_redelivery_finds_it(
+    tmp_path: Path,
+) -> None:
+    invoice = next(
+        inv for c in DEMO.companies for s in c.subscriptions for inv in s.invoices
+        if inv.status == "open"
+    )  # fmt: skip
+    listing = "GET /v1/credit_notes"
+    creating = "POST /v1/credit_notes"
+    async with rig(tmp_path) as r:
+        message = CreateCreditNote(
+            "op-12:credit",
+            invoice.id,
+            Decimal("12.50"),
+            reason="order_change",
+            memo="One seat fewer",
+        )
+        before = await r.calls()
+        first = await r.connector.handle(dataclasses.replace(message, first_delivery=True))
+        after = await r.calls()
+        assert first.startswith("cn_")
+        assert after.get(listing, 0) == before.get(listing, 0)  # a first delivery: no lookup
+        assert after[creating] == before.get(creating, 0) + 1
+
+        again = await r.connector.handle(message)  # a redelivery: lists the invoice's first
+        later = await r.calls()
+        assert again == first
+        assert later[listing] == after.get(listing, 0) + 1
+        assert later[creating] == after[creating]  # found by its key: nothing posted
+
+        async with httpx.AsyncClient(
+            base_url=r.url, headers={"Authorization": f"Bearer {KEY}"}
+        ) as api:
+            notes = (await api.get("/v1/credit_notes", params={"invoice": invoice.id})).json()
+            assert [n["id"] for n in notes["data"]] == [first]
+            note = notes["data"][0]
+            assert note["amount"] == 1250
+            assert note["reason"] == "order_change"
+            assert note["memo"] == "One seat fewer"
+            assert note["metadata"] == {"crosswalk_key": "op-12:credit"}
+            stripe_invoice = (await api.get(f"/v1/invoices/{invoice.id}")).json()
+            assert stripe_invoice["amount_remaining"] == int(invoice.total * 100) - 1250
+
+        with pytest.raises(Conflict):
+            await r.connector.handle(dataclasses.replace(message, amount=Decimal("13")))
+        with pytest.raises(Rejected) as fraction:
+            await r.connector.handle(CreateCreditNote("op-13:credit", invoice.id, Decimal("0.005")))
+        assert fraction.value.details["fields"] == ["amount"]
+        with pytest.raises(Rejected) as too_much:
+            await r.connector.handle(
+                CreateCreditNote("op-14:credit", invoice.id, invoice.total, first_delivery=True)
+            )
+        assert too_much.value.details["fields"] == ["amount"]
+        with pytest.raises(Rejected):
+            await r.connector.handle(
+                CreateCreditNote("op-15:credit", "in_nothing", Decimal("1"), first_delivery=True)
+            )

@@ -25,6 +25,7 @@ from actors.errors import (
     Throttled,
 )
 from actors.messages import (
+    EnsureCreditMemoRequest,
     EnsureCustomer,
     EnsureSalesOrder,
     FindCustomerByXRef,
@@ -466,3 +467,61 @@ async def test_slow_answers_become_system_timeout(tmp_path):
         await http.put("/_sandbox/chaos", json={"latency_ms": [1000, 1000]})
         with pytest.raises(SystemTimeout):
             await erp.handle(GetCustomers(("1000001",)))
+
+
+async def test_ensure_credit_memo_request_is_check_before_create(tmp_path):
+    cmr_set = "GET /sap/opu/odata/sap/API_CREDIT_MEMO_REQUEST_SRV/A_CreditMemoRequest"
+    entity_set = "API_CREDIT_MEMO_REQUEST_SRV/A_CreditMemoRequest"
+    async with environment(tmp_path) as env:
+        [billed] = (
+            await env.http.get(
+                "/sap/opu/odata/sap/API_BILLING_DOCUMENT_SRV/A_BillingDocument",
+                params={"$top": "1", "$format": "json"},
+            )
+        ).json()["d"]["results"]
+        message = EnsureCreditMemoRequest(
+            "op-20:erp",
+            customer_id=billed["SoldToParty"],
+            purchase_order="CW-CREDIT-op-20",
+            billing_document=billed["BillingDocument"],
+            amount=Decimal("125.50"),
+            currency="EUR",
+            reason="002",
+        )
+        before = await env.routes()
+        first = await env.erp.handle(dataclasses.replace(message, first_delivery=True))
+        after = await env.routes()
+        assert delta(before, after, cmr_set) == 0  # a first delivery: no lookup
+        again = await env.erp.handle(message)  # a redelivery: looks first and finds it
+        assert delta(after, await env.routes(), cmr_set) == 1
+        assert again == first
+        expression = "PurchaseOrderByCustomer eq 'CW-CREDIT-op-20'"
+        assert await env.count(entity_set, expression) == 1
+        stored = (await env.http.get(f"/sap/opu/odata/sap/{entity_set}('{first}')")).json()["d"]
+        assert stored["SoldToParty"] == billed["SoldToParty"]
+        assert stored["ReferenceSDDocument"] == billed["BillingDocument"]
+        assert stored["TotalNetAmount"] == "125.50"
+        assert stored["TransactionCurrency"] == "EUR"
+        assert stored["SDDocumentReason"] == "002"
+        assert stored["CreditMemoRequestType"] == "CR"
+
+        plain = await env.erp.handle(
+            EnsureCreditMemoRequest(
+                "op-21:erp", billed["SoldToParty"], "CW-CREDIT-op-21", Decimal("10"), "EUR", "002"
+            )
+        )
+        assert plain != first
+        with pytest.raises(Rejected) as rejected:
+            await env.erp.handle(
+                EnsureCreditMemoRequest(
+                    "op-22:erp",
+                    billed["SoldToParty"],
+                    "CW-CREDIT-op-22",
+                    Decimal("10"),
+                    "EUR",
+                    "002",
+                    billing_document="99999999",
+                )
+            )
+        assert "ReferenceSDDocument" in rejected.value.details
+        assert await env.count(entity_set, "PurchaseOrderByCustomer eq 'CW-CREDIT-op-22'") == 0

@@ -260,3 +260,71 @@ def test_an_invoice_finalized_in_billing_is_posted_in_the_erp_once(stack: UpStac
     assert document["TotalGrossAmount"] == f"{total / 100:.2f}"
     eventually(lambda: account(stack, ids["crm"])["Billing_Status__c"] == "open")
     eventually(lambda: organization_fields(stack, ids["support"])["billing_status"] == "open")
+
+
+def test_resolving_a_dispute_credits_billing_and_the_erp_and_tells_the_crm(
+    stack: UpStack,
+) -> None:
+    invoice, ids = open_invoice_of_linked_customer(stack, skip=4)
+    ticket = httpx.post(
+        url(stack, "support", "/api/v2/tickets.json"),
+        json={"ticket": {"subject": "Charged twice", "comment": {"body": "Please refund"},
+                         "organization_id": int(ids["support"])}},
+        auth=ZENDESK,
+    ).json()["ticket"]  # fmt: skip
+    mutation = """mutation($input: ResolveCaseInput!) {
+      resolveCase(input: $input, idempotencyKey: "resolve-dispute-1") { id status } }"""
+    variables = {
+        "input": {
+            "customerId": f"billing:{invoice['customer']}",
+            "caseId": str(ticket["id"]),
+            "resolution": "Refunded the duplicate charge.",
+            "credit": {"invoiceId": invoice["id"], "amount": "10.00", "reason": "duplicate"},
+        }
+    }
+    answer = httpx.post(
+        f"{stack.base}/graphql",
+        json={"query": mutation, "variables": variables},
+        headers={"Authorization": "Bearer demo-widget-key"},
+    ).json()
+    assert "errors" not in answer, answer
+    operation = answer["data"]["resolveCase"]["id"]
+
+    def status() -> str:
+        body = httpx.post(
+            f"{stack.base}/graphql",
+            json={"query": f'{{ operation(id: "{operation}") {{ status }} }}'},
+            headers={"Authorization": "Bearer demo-widget-key"},
+        ).json()
+        found: str = body["data"]["operation"]["status"]
+        return found
+
+    eventually(lambda: status() == "SUCCEEDED")
+    notes = httpx.get(
+        url(stack, "billing", "/v1/credit_notes"), params={"invoice": invoice["id"]}, headers=STRIPE
+    ).json()["data"]
+    assert [(n["amount"], n["reason"]) for n in notes] == [(1000, "duplicate")]
+    memos = httpx.get(
+        url(stack, "erp", "/sap/opu/odata/sap/API_CREDIT_MEMO_REQUEST_SRV/A_CreditMemoRequest"),
+        params={"$filter": f"PurchaseOrderByCustomer eq '{ticket['id']}-credit'",
+                "$format": "json"},
+        auth=("sandbox", "sandbox"),
+    ).json()["d"]["results"]  # fmt: skip
+    assert len(memos) == 1
+    assert memos[0]["SoldToParty"] == ids["erp"]
+    assert memos[0]["TotalNetAmount"] == "10.00"
+    solved = httpx.get(url(stack, "support", f"/api/v2/tickets/{ticket['id']}.json"), auth=ZENDESK)
+    assert solved.json()["ticket"]["status"] == "solved"
+
+    def crm_tasks() -> list[str]:
+        body = httpx.get(
+            url(stack, "crm", "/services/data/v60.0/query"),
+            params={"q": f"SELECT Subject, Status FROM Task WHERE WhatId = '{ids['crm']}'"},
+            headers=SF,
+        ).json()
+        return [f"{t['Subject']}|{t['Status']}" for t in body["records"]]
+
+    eventually(
+        lambda: any(t.startswith(f"Case {ticket['id']} solved") and t.endswith("|Completed")
+                    for t in crm_tasks())
+    )  # fmt: skip
