@@ -295,7 +295,7 @@ async def test_describe_lists_the_fields(tmp_path: Path) -> None:
         assert opp_fields["AccountId"]["relationshipName"] == "Account"
         assert opp_fields["IsWon"]["updateable"] is False
         names = {o["name"] for o in (await api.get("/sobjects")).json()["sobjects"]}
-        assert names == {"Account", "Contact", "Opportunity"}
+        assert names == {"Account", "Contact", "Opportunity", "Task"}
 
 
 async def test_demo_world_rendering_honours_the_drift(tmp_path: Path) -> None:
