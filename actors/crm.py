@@ -4,7 +4,9 @@ Reads are SOQL (``GET /query``) with every value escaped by ``soql_quote`` /
 ``soql_like``, following ``nextRecordsUrl`` until ``done``. Batched reads put up to
 ``CHUNK`` ids in one ``IN (...)`` list. A customer's email is its billing contact's
 (``Contact.Crosswalk_Key__c = '<erp bp>-billing'``): the account and contact queries
-travel together in one ``/composite`` call.
+travel together in one ``/composite`` call. The change feeds' initial load of an object
+holding more than ``BULK_ABOVE`` records reads it through a Bulk API 2.0 query job
+(``/jobs/query``, CSV results read by ``actors.crm_bulk``; see ``_changes``).
 
 Writes: ``EnsureCustomer`` upserts the account by the external id ``ERP_Customer_Id__c``
 (``customer.xref.erp``) and the billing contact by ``Crosswalk_Key__c``, then reads the
