@@ -4,7 +4,9 @@ Reads are SOQL (``GET /query``) with every value escaped by ``soql_quote`` /
 ``soql_like``, following ``nextRecordsUrl`` until ``done``. Batched reads put up to
 ``CHUNK`` ids in one ``IN (...)`` list. A customer's email is its billing contact's
 (``Contact.Crosswalk_Key__c = '<erp bp>-billing'``): the account and contact queries
-travel together in one ``/composite`` call.
+travel together in one ``/composite`` call. The change feeds' initial load of an object
+holding more than ``BULK_ABOVE`` records reads it through a Bulk API 2.0 query job
+(``/jobs/query``, CSV results read by ``actors.crm_bulk``; see ``_changes``).
 
 Writes: ``EnsureCustomer`` upserts the account by the external id ``ERP_Customer_Id__c``
 (``customer.xref.erp``) and the billing contact by ``Crosswalk_Key__c``, then reads the
@@ -28,15 +30,30 @@ Error mapping (documented choices):
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
 
+import anyio
+
 from actors.connector import Endpoint, HttpConnector, Response
+from actors.crm_bulk import (
+    BULK_ABOVE,
+    BULK_PAGE,
+    POLL_CAP,
+    POLL_FIRST,
+    WAIT_SHARE,
+    CsvError,
+    FieldType,
+    rows_from_csv,
+)
 from actors.errors import (
     Conflict,
+    CrosswalkSystemError,
     MalformedResponse,
     NotFound,
     Rejected,
@@ -63,6 +80,8 @@ from actors.messages import (
 from gateway.canonical import Customer, Opportunity, System, XRef
 
 __all__ = ["CHUNK", "THROTTLE_PAUSE", "CrmConnector", "soql_like", "soql_quote"]
+
+log = logging.getLogger(__name__)
 
 BASE = "/services/data/v60.0"
 #: ids per ``IN (...)`` list: keeps the query well under Salesforce's URL length limits
@@ -108,6 +127,21 @@ CUSTOMER_FIELDS = {
     "owner": "Owner_Name__c",
     "billing_status": "Billing_Status__c",
 }
+#: the fields read here that are not text, for reading bulk query CSV
+FIELD_TYPES: dict[str, FieldType] = {
+    "Amount": "number",
+    "IsClosed": "boolean",
+    "IsWon": "boolean",
+    "LastModifiedDate": "datetime",
+    "SystemModstamp": "datetime",
+}
+#: what the change feeds read of each object
+_FEED_FIELDS = {
+    "Account": (*ACCOUNT_FIELDS, "SystemModstamp"),
+    "Opportunity": (*OPPORTUNITY_FIELDS, "SystemModstamp"),
+}
+_BILLING_CONTACTS = "SELECT AccountId, Email FROM Contact WHERE Crosswalk_Key__c LIKE '%-billing'"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SOQL_ESCAPES = {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _SOQL_ESCAPES.update({"\b": "\\b", "\f": "\\f"})
 
@@ -179,6 +213,10 @@ class CrmConnector(HttpConnector):
             "Accept": "application/json",
             "Sforce-Call-Options": f"client={endpoint.client_name}",
         }
+        #: initial loads of objects holding more records than this go through a bulk job
+        self.bulk_above = BULK_ABOVE
+        #: the longest wait, in seconds, for a bulk query job to complete
+        self.bulk_wait = endpoint.timeout * WAIT_SHARE
 
     # ---------------------------------------------------------------- dispatch
 
@@ -379,7 +417,15 @@ class CrmConnector(HttpConnector):
     async def _changes(self, feed: str, cursor: str | None) -> ChangePage:
         """SOQL on ``SystemModstamp`` (every record when there is no cursor) and
         ``/sobjects/{Type}/deleted/`` for what was deleted since. The cursor is the newest
-        ``SystemModstamp`` seen, read again with ``>=`` so none of its second is missed."""
+        ``SystemModstamp`` seen, read again with ``>=`` so none of its second is missed.
+
+        The initial load (no cursor) first asks ``SELECT COUNT() FROM <object>``: past
+        ``bulk_above`` records it lists them with a Bulk API 2.0 query job instead of
+        following ``nextRecordsUrl`` (one job, CSV sets of ``BULK_PAGE`` rows, see
+        ``_bulk_query``); the Account feed then reads the billing contacts' emails with a
+        second job rather than one composite call per ``CHUNK`` accounts. At or below
+        the threshold, and for every incremental read, SOQL serves: a job costs at least
+        four calls (create, poll, results, delete)."""
         obj = {"customers": "Account", "opportunities": "Opportunity"}.get(feed)
         if obj is None:
             raise Rejected(self.system, f"the CRM has no change feed {feed!r}")
@@ -389,24 +435,28 @@ class CrmConnector(HttpConnector):
             if since is None:
                 raise Rejected(self.system, f"cursor {cursor!r} was not made by this connector")
         now = datetime.now(UTC)
-        where = "Id != null" if since is None else f"SystemModstamp >= {_soql_time(since)}"
-        fields = (
-            ("Id", "SystemModstamp")
-            if obj == "Account"
-            else (*OPPORTUNITY_FIELDS, "SystemModstamp")
-        )
-        rows = await self._query(_select(fields, obj, where, " ORDER BY SystemModstamp, Id"))
+        records: list[ChangedRecord] = []
+        if since is None and await self._count(obj) > self.bulk_above:
+            rows = await self._bulk_listing(obj)
+            if obj == "Account":
+                emails = self._emails(await self._bulk_query(_BILLING_CONTACTS))
+                for row in rows:
+                    customer = self._customer(row, emails.get(str(row.get("Id"))))
+                    records.append(ChangedRecord("customer", customer.id, customer.id, customer))
+        else:
+            where = "Id != null" if since is None else f"SystemModstamp >= {_soql_time(since)}"
+            fields = ("Id", "SystemModstamp") if obj == "Account" else _FEED_FIELDS[obj]
+            rows = await self._query(_select(fields, obj, where, " ORDER BY SystemModstamp, Id"))
+            if obj == "Account":
+                ids = tuple(str(row["Id"]) for row in rows if row.get("Id"))
+                found = await self._get_customers(ids) if ids else {}
+                records.extend(ChangedRecord("customer", i, i, c) for i, c in found.items())
         newest = since
         for row in rows:
             stamp = _datetime(row.get("SystemModstamp"))
             if stamp is not None and (newest is None or stamp > newest):
                 newest = stamp
-        records: list[ChangedRecord] = []
-        if obj == "Account":
-            ids = tuple(str(row["Id"]) for row in rows if row.get("Id"))
-            found = await self._get_customers(ids) if ids else {}
-            records.extend(ChangedRecord("customer", i, i, c) for i, c in found.items())
-        else:
+        if obj == "Opportunity":
             for opp in map(self._opportunity, rows):
                 records.append(ChangedRecord("opportunity", opp.id, opp.account_id, opp))
         if since is not None:
@@ -414,6 +464,128 @@ class CrmConnector(HttpConnector):
         if newest is None:
             newest = now
         return ChangePage(tuple(records), f"ts:{newest.isoformat()}", False)
+
+    async def _count(self, obj: str) -> int:
+        body = await self._call("GET", _query_url(f"SELECT COUNT() FROM {obj}"))
+        total = body.get("totalSize") if isinstance(body, dict) else None
+        if not isinstance(total, int):
+            raise MalformedResponse(self.system, f"COUNT() of {obj} answered no totalSize")
+        return total
+
+    async def _bulk_listing(self, obj: str) -> list[dict[str, Any]]:
+        """Every record of ``obj`` through a query job, in the SOQL path's order (a job
+        without ORDER BY keeps Salesforce's PK chunking, so the order is made here)."""
+        rows = await self._bulk_query(f"SELECT {', '.join(_FEED_FIELDS[obj])} FROM {obj}")
+
+        def order(row: dict[str, Any]) -> tuple[datetime, str]:
+            return (_datetime(row.get("SystemModstamp")) or _EPOCH, str(row.get("Id")))
+
+        rows.sort(key=order)
+        return rows
+
+    # ---------------------------------------------------------------- bulk query jobs
+
+    async def _bulk_query(self, soql: str) -> list[dict[str, Any]]:
+        """Every row ``soql`` selects, through a Bulk API 2.0 query job: create it, read
+        its state with a doubling pause until ``JobComplete`` (at most ``bulk_wait``
+        seconds and ``max_pages`` reads), read the CSV sets by ``Sforce-Locator``, and
+        delete the job whatever happened (aborting it first if it had not completed).
+
+        A job that does not complete in time is ``SystemUnavailable``, retryable: the
+        next pass makes a new job. ``Failed`` or ``Aborted`` jobs are reported the same.
+        """
+        job = await self._call(
+            "POST",
+            f"{BASE}/jobs/query",
+            json={
+                "operation": "query",
+                "query": soql,
+                "contentType": "CSV",
+                "columnDelimiter": "COMMA",
+                "lineEnding": "LF",
+            },
+        )
+        job_id = job.get("id") if isinstance(job, dict) else None
+        if not isinstance(job_id, str) or not job_id:
+            raise MalformedResponse(self.system, "a new Bulk API query job came without an id")
+        complete = False
+        try:
+            await self._await_job(job_id)
+            complete = True
+            return await self._bulk_results(job_id)
+        finally:
+            # shielded: a cut deadline must not leave the job behind if a call can help
+            with anyio.move_on_after(self.endpoint.timeout, shield=True):
+                await self._drop_job(job_id, complete=complete)
+
+    async def _await_job(self, job_id: str) -> None:
+        path = f"{BASE}/jobs/query/{job_id}"
+        give_up = anyio.current_time() + self.bulk_wait
+        pause = POLL_FIRST
+        for _ in range(self.endpoint.max_pages):
+            info = await self._call("GET", path)
+            state = info.get("state") if isinstance(info, dict) else None
+            if state == "JobComplete":
+                return
+            if state in ("Failed", "Aborted"):
+                reason = info.get("errorMessage") or "no reason given"
+                raise SystemUnavailable(
+                    self.system, f"Bulk API query job {job_id} ended {state}: {reason}"
+                )
+            if not isinstance(state, str):
+                raise MalformedResponse(self.system, f"Bulk API query job {job_id}: no state")
+            if anyio.current_time() + pause > give_up:
+                break
+            await anyio.sleep(pause)
+            pause = min(pause * 2, POLL_CAP)
+        raise SystemUnavailable(
+            self.system,
+            f"Bulk API query job {job_id} did not complete within {self.bulk_wait:g} s; "
+            "the next pass starts a new job (a large org may need a longer systems.crm.timeout)",
+        )
+
+    async def _bulk_results(self, job_id: str) -> list[dict[str, Any]]:
+        path = f"{BASE}/jobs/query/{job_id}/results"
+        headers = {**self._headers, "Accept": "text/csv"}
+        rows: list[dict[str, Any]] = []
+        locator: str | None = None
+        for _ in range(self.endpoint.max_pages):
+            params = {"maxRecords": str(BULK_PAGE)}
+            if locator is not None:
+                params["locator"] = locator
+            response = await self.request("GET", path, params=params, headers=headers)
+            if not 200 <= response.status < 300:
+                self._raise_for(response.status, self._error_body(response), f"GET {path}")
+            try:
+                found = rows_from_csv(response.body, FIELD_TYPES)
+            except CsvError as exc:
+                raise MalformedResponse(
+                    self.system, f"{path}: unreadable CSV: {exc}", status=response.status
+                ) from None
+            said = response.headers.get("Sforce-NumberOfRecords")
+            if said is not None and said.isdigit() and int(said) != len(found):
+                raise MalformedResponse(
+                    self.system, f"{path}: Sforce-NumberOfRecords {said}, {len(found)} rows read"
+                )
+            rows.extend(found)
+            locator = response.headers.get("Sforce-Locator")
+            if not locator or locator == "null":
+                return rows
+        raise self.paging_limit(f"Bulk API query job {job_id}'s results")
+
+    async def _drop_job(self, job_id: str, *, complete: bool) -> None:
+        """Abort (if still running) and delete the job; a failure here is only logged:
+        the rows are read or the real error is on its way, and Salesforce deletes jobs
+        after seven days anyway."""
+        path = f"{BASE}/jobs/query/{job_id}"
+        try:
+            if not complete:
+                # Rejected: it completed (or failed) meanwhile; delete it all the same
+                with contextlib.suppress(Rejected):
+                    await self._call("PATCH", path, json={"state": "Aborted"})
+            await self._call("DELETE", path)
+        except CrosswalkSystemError as exc:
+            log.warning("could not delete Bulk API query job %s: %s", job_id, exc)
 
     async def _deleted(self, obj: str, since: datetime, now: datetime) -> list[ChangedRecord]:
         """``getDeleted`` over [since - 2 min, now]: Salesforce rounds both ends down to

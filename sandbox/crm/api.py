@@ -15,6 +15,7 @@ from urllib.parse import unquote
 import anyio
 
 from sandbox.app import SandboxState
+from sandbox.crm.bulk import BulkQueryJobs
 from sandbox.crm.calls import Answer, Call, not_allowed
 from sandbox.crm.composite import run_composite
 from sandbox.crm.describe import describe, describe_global, resources
@@ -34,9 +35,10 @@ def _now() -> datetime:
 class CrmApi:
     """The resources. One per app; ``reset`` forgets cursors (the store is reseeded apart)."""
 
-    def __init__(self, limits: ApiLimits, *, batch_size: int = 2000) -> None:
+    def __init__(self, limits: ApiLimits, *, batch_size: int = 2000, bulk_polls: int = 2) -> None:
         self.limits = limits
         self.queries = QueryRunner(batch_size=batch_size)
+        self.bulk = BulkQueryJobs(self.queries, polls_to_complete=bulk_polls)
         # writes run one at a time: a unique check and the insert it guards must not
         # interleave with another request's (two upserts of one external id, one record);
         # taken without a loop round trip when free
@@ -46,6 +48,7 @@ class CrmApi:
 
     def reset(self) -> None:
         self.queries.reset()
+        self.bulk.reset()
         self.log_started = _now()
 
     # ---------------------------------------------------------------- dispatch
@@ -77,6 +80,8 @@ class CrmApi:
                 if method != "GET":
                     raise not_allowed(method, "GET")
                 return self.queries.next_batch(locator)
+            case ["jobs", "query", *rest]:
+                return self.bulk.serve(state, method, rest, call.params, call.body)
             case ["composite"]:
                 if method != "POST":
                     raise not_allowed(method, "POST")

@@ -10,6 +10,9 @@
   events; ``Sforce-Query-Options: batchSize=<200..2000>`` sizes query batches;
   ``X-Sandbox-Allow-Duplicate: true`` (sandbox only) lets a create skip the unique check
   on external ids, to plant the duplicates that make an upsert answer 300.
+
+Bulk API 2.0 query jobs (``/jobs/query``, ``sandbox.crm.bulk``) go through the same auth,
+limits and chaos; their results are the one ``text/csv`` answer.
 """
 
 from __future__ import annotations
@@ -114,10 +117,12 @@ def create_app(
     daily_limit: int = 100_000,
     per_second: float = 200.0,
     burst: int = 400,
+    bulk_polls: int = 2,
 ) -> Starlette:
-    """The CRM sandbox. Tests may shrink ``batch_size`` (query paging) and the limits."""
+    """The CRM sandbox. Tests may shrink ``batch_size`` (query paging) and the limits, and
+    set ``bulk_polls``: how many reads of a Bulk API 2.0 query job it takes to complete."""
     limits = ApiLimits(daily=daily_limit, per_second=per_second, burst=burst)
-    api = CrmApi(limits, batch_size=batch_size)
+    api = CrmApi(limits, batch_size=batch_size, bulk_polls=bulk_polls)
     dialect = CrmDialect(limits)
 
     async def seed(state: SandboxState) -> None:
@@ -154,6 +159,8 @@ def create_app(
         headers.update(answer.headers)
         if request.method == "HEAD":
             return Response(status_code=answer.status, headers=headers)
+        if answer.media_type != "application/json":
+            return Response(answer.body, answer.status, headers, media_type=answer.media_type)
         return _json(answer.status, answer.body, headers)
 
     async def not_found(request: Request) -> Response:

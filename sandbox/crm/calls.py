@@ -13,8 +13,9 @@ __all__ = ["Answer", "Call", "not_allowed"]
 @dataclass(slots=True)
 class Answer:
     status: int
-    body: Any = None
+    body: Any = None  # JSON, or text when media_type says so
     headers: dict[str, str] = field(default_factory=dict)
+    media_type: str = "application/json"  # Bulk API 2.0 results are text/csv
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from sandbox.app import SandboxState
 from sandbox.crm.calls import Answer, Call
 from sandbox.crm.records import find, render
 from sandbox.crm.schema import BASE, ObjectDef, SalesforceError
-from sandbox.crm.soql import FieldPath, parse, run
+from sandbox.crm.soql import FieldPath, Query, parse, run
 
 __all__ = ["CURSOR_TTL", "MAX_CURSORS", "QueryRunner"]
 
@@ -52,6 +52,16 @@ class QueryRunner:
                 400, "MALFORMED_QUERY", "The q parameter is missing: pass q=SELECT ..."
             )
         query = parse(q)
+        if query.count:
+            total = len(self.select(state, query))
+            return Answer(200, {"totalSize": total, "done": True, "records": []})
+        batch = call.batch_size or self.batch_size
+        return Answer(200, self._page(self.select(state, query), 0, batch))
+
+    def select(self, state: SandboxState, query: Query) -> list[dict[str, Any]]:
+        """The rows ``query`` selects, projected as the REST answer shows them (with
+        ``attributes``, parents nested under their relationship name); for COUNT(), the
+        chosen records unprojected (only their number matters)."""
         cache: dict[tuple[str, str], dict[str, Any] | None] = {}
 
         def resolve(record: dict[str, Any], path: FieldPath) -> Any:
@@ -62,10 +72,8 @@ class QueryRunner:
 
         chosen = run(query, state.store.all(query.obj.name), resolve)
         if query.count:
-            return Answer(200, {"totalSize": len(chosen), "done": True, "records": []})
-        rows = [self._project(state, query.obj, r, query.fields, cache) for r in chosen]
-        batch = call.batch_size or self.batch_size
-        return Answer(200, self._page(rows, 0, batch))
+            return chosen
+        return [self._project(state, query.obj, r, query.fields, cache) for r in chosen]
 
     def _parent(
         self,
