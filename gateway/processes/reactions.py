@@ -35,8 +35,11 @@ After the batch commits (``after``), with the read model current:
   trail as ``governance.rejected`` (reconciliation reports it too).
 
 Echoes of Crosswalk's own writes start nothing: the webhook receiver stores Salesforce
-events whose ``changeOrigin`` names our client as already processed, and Stripe events
-carrying one of our idempotency keys (``op_...``) are recognised here.
+events whose ``changeOrigin`` names our client as already processed; Stripe events
+carrying one of our idempotency keys (``op_...``) and Zendesk tickets we opened
+(``external_id`` ``cw-...``, so ``openCase`` tickets get no second note) are recognised
+here. SAP's events carry only keys: an echo there costs one read-back and starts nothing,
+since no ERP event starts a flow that writes to the ERP.
 """
 
 from __future__ import annotations
@@ -508,10 +511,22 @@ class Reactions:
 
 
 def _is_echo(envelope: Mapping[str, Any]) -> bool:
-    """A Stripe event caused by one of our own writes carries our idempotency key."""
+    """Whether an event reports one of our own writes, by the stamp each vendor carries:
+    a Stripe event's request names our idempotency key (``op_...``); a Zendesk ticket we
+    opened carries our ``external_id`` (``cw-<operation>``). (Salesforce's echoes are
+    stored processed by the webhook receiver, from ``changeOrigin``; SAP's events carry
+    keys only, and start no flow that writes back to the ERP.)"""
     data = envelope.get("data")
     if not isinstance(data, Mapping):
         return False
     request = data.get("request")
     key = request.get("idempotency_key") if isinstance(request, Mapping) else None
-    return isinstance(key, str) and key.startswith("op_")
+    if isinstance(key, str) and key.startswith("op_"):
+        return True
+    detail = data.get("detail")
+    external = detail.get("external_id") if isinstance(detail, Mapping) else None
+    return (
+        str(envelope.get("type") or "") == "support.ticket.created"
+        and isinstance(external, str)
+        and external.startswith("cw-")
+    )

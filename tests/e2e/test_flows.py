@@ -328,3 +328,29 @@ def test_resolving_a_dispute_credits_billing_and_the_erp_and_tells_the_crm(
         lambda: any(t.startswith(f"Case {ticket['id']} solved") and t.endswith("|Completed")
                     for t in crm_tasks())
     )  # fmt: skip
+
+
+def test_a_case_crosswalk_opens_gets_no_note_of_its_own(stack: UpStack) -> None:
+    _, ids = open_invoice_of_linked_customer(stack, skip=5)
+    db = sqlite3.connect(stack.var_dir / "crosswalk.db")
+    count = "SELECT count(*) FROM operations WHERE kind = 'ticketEnriched'"
+    before = db.execute(count).fetchone()[0]
+    mutation = """mutation($input: OpenCaseInput!) { openCase(input: $input) { id } }"""
+    answer = httpx.post(
+        f"{stack.base}/graphql",
+        json={"query": mutation, "variables": {"input": {
+            "customerId": f"erp:{ids['erp']}", "subject": "Opened by Crosswalk",
+            "description": "From the widget"}}},
+        headers={"Authorization": "Bearer demo-widget-key"},
+    ).json()  # fmt: skip
+    assert "errors" not in answer, answer
+
+    def opened() -> bool:
+        row = db.execute(
+            "SELECT status FROM operations WHERE id = ?", (answer["data"]["openCase"]["id"],)
+        ).fetchone()
+        return bool(row) and row[0] == "SUCCEEDED"
+
+    eventually(opened)
+    time.sleep(1.5)  # the ticket.created webhook has been applied by now
+    assert db.execute(count).fetchone()[0] == before  # its ticket.created started nothing

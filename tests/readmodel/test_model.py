@@ -121,3 +121,16 @@ async def test_watchers_see_changes_of_their_customers_only(store: Store) -> Non
         await model.apply([change("void", 3.0)], source=Source.EVENTS)
         update = changes.receive_nowait()
         assert update.changed_fields == ("status",)
+
+
+def test_echo_stamps_of_each_vendor_are_recognised() -> None:
+    from gateway.processes.reactions import _is_echo
+
+    ours = {"type": "billing.invoice.paid", "data": {"request": {"idempotency_key": "op_1.x"}}}
+    theirs = {"type": "billing.invoice.paid", "data": {"request": {"idempotency_key": None}}}
+    opened = {"type": "support.ticket.created", "data": {"detail": {"external_id": "cw-op_9"}}}
+    by_agent = {"type": "support.ticket.created", "data": {"detail": {"external_id": None}}}
+    assert _is_echo(ours)
+    assert _is_echo(opened)
+    assert not _is_echo(theirs)
+    assert not _is_echo(by_agent)
