@@ -50,6 +50,8 @@ __all__ = ["Runtime", "open_runtime"]
 
 log = logging.getLogger(__name__)
 
+#: the first wait before a discovery round that could not list a system is tried again
+DISCOVERY_RETRY_FIRST = 5.0
 #: how long background processes may take to finish what they hold at shutdown
 SHUTDOWN_GRACE = 10.0
 #: a crashed background task is restarted after this back-off, doubled per crash in a row
@@ -218,11 +220,14 @@ async def _purging(runtime: Runtime) -> None:
 async def _discovery_loop(runtime: Runtime) -> None:
     """Keep the cross-reference registry filled: at start, then every interval.
 
-    Runs at BATCH priority, so a portal's reads always go first; a system that is down is
-    simply tried again next round. Shutdown cancels it at once (a partial round loses
-    nothing: every link it made is its own transaction).
+    Runs at BATCH priority, so a portal's reads always go first. A round in which a system
+    could not be listed (down, or not up yet: `crosswalk up` seeding thousands of demo
+    customers) is tried again soon, after 5 s doubling up to the interval, rather than a
+    whole interval later. Shutdown cancels it at once (a partial round loses nothing:
+    every link it made is its own transaction).
     """
     interval = runtime.settings.discovery_interval
+    retry = DISCOVERY_RETRY_FIRST
     while True:
         with working_for("discovery"):
             report = await discover(
@@ -235,8 +240,13 @@ async def _discovery_loop(runtime: Runtime) -> None:
             )
         for system, reason in report.failed.items():
             log.warning("discovery could not list %s customers: %s", system, reason)
+        if report.failed and (interval <= 0 or retry < interval):
+            await anyio.sleep(retry)
+            retry = min(retry * 2, interval if interval > 0 else RESTART_MAX_DELAY * 10)
+            continue
         if interval <= 0:
             return
+        retry = DISCOVERY_RETRY_FIRST
         await anyio.sleep(interval)
 
 
