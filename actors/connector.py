@@ -25,6 +25,7 @@ from typing import Any, Protocol, Self
 import aiohttp
 import orjson
 
+from actors import tracing
 from actors.calls import CallObserver, VendorCall, outcome_of
 from actors.context import current_attempt, current_call, outgoing_headers
 from actors.errors import LimitExceeded, MalformedResponse, SystemTimeout, SystemUnavailable
@@ -167,9 +168,33 @@ class HttpConnector:
             body = orjson.dumps(json)
             hdrs.setdefault("Content-Type", "application/json")
         sent = body if body is not None else data
+        if tracing.enabled():
+            attributes = {
+                "http.request.method": method,
+                "url.path": path.partition("?")[0][:200],
+                "crosswalk.system": str(self.system),
+            }
+            if call is not None:
+                attributes["crosswalk.correlation_id"] = call.correlation_id
+            with tracing.span(f"HTTP {method} {self.system}", attributes) as span:
+                response = await self._observed(method, url, path, params, sent, hdrs)
+                span.set_attribute("http.response.status_code", response.status)
+                return response
+        return await self._observed(method, url, path, params, sent, hdrs)
+
+    async def _observed(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        params: Mapping[str, str] | list[tuple[str, str]] | None,
+        sent: Mapping[str, str] | list[tuple[str, str]] | bytes | None,
+        hdrs: dict[str, str],
+    ) -> Response:
         observe = self.observe
         if observe is None:
             return await self._send(method, url, path, params, sent, hdrs)
+        call = current_call()
         at = time.time()
         started = time.perf_counter()
         status: int | None = None

@@ -41,6 +41,7 @@ import anyio
 from aiolimiter import AsyncLimiter
 from anyio.abc import TaskGroup, TaskStatus
 
+from actors import tracing
 from actors._actor import Actor, Envelope
 from actors._breaker import AsyncBreaker, Ticket, counts_as_failure
 from actors._cache import LastKnownGood
@@ -49,7 +50,7 @@ from actors._retry import full_jitter, may_retry
 from actors._stats import ActorStats, StatsSnapshot, SystemState
 from actors.calls import CallObserver
 from actors.connector import Connector, HttpConnector
-from actors.context import reset_attempt, set_attempt
+from actors.context import current_call, reset_attempt, set_attempt
 from actors.errors import CrosswalkSystemError, SystemTimeout, Throttled
 from actors.messages import Message, Priority
 
@@ -179,6 +180,17 @@ class SystemActor:
     ) -> Any:
         """Send ``message`` and wait for the answer (see the module docstring)."""
         deadline = self._actor.deadline_for(timeout, deadline)
+        if tracing.enabled():
+            name = f"actor.{self.system} {type(message).__name__}"
+            attributes = {"crosswalk.system": str(self.system), "crosswalk.priority": priority.name}
+            call = current_call()
+            if call is not None:
+                attributes["crosswalk.correlation_id"] = call.correlation_id
+            with tracing.span(name, attributes):
+                return await self._ask(message, priority, deadline)
+        return await self._ask(message, priority, deadline)
+
+    async def _ask(self, message: Message, priority: Priority, deadline: float) -> Any:
         if not message.read:
             return await self._actor.ask(message, priority=priority, deadline=deadline)
         return await self._coalescer.run(

@@ -120,11 +120,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.governance.errors import PolicyError
     from gateway.governance.profiles import SANDBOX, SANDBOX_WARNING
     from gateway.observability.logs import configure_logging
+    from gateway.observability.tracing import configure_tracing
     from gateway.settings import Settings
     from sandbox.runner import QuietServer
 
     _die_with_parent()
     configure_logging()
+    configure_tracing()
     for system in SYSTEMS:
         url = getattr(args, f"{system}_url", None)
         if url:

@@ -34,6 +34,7 @@ from graphql import (
 from strawberry import Schema
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 
+from actors import tracing
 from actors.context import CallContext, current_call, reset_call, set_call, trace_id_for
 from actors.errors import CrosswalkSystemError
 from gateway.governance.clients import Client, QueryLimits
@@ -341,7 +342,20 @@ class OperationRunner:
                 self.observe(params.operation_name, "unknown", "rejected", 0.0)
             return prepared
         document, operation = prepared
-        outcome = await self.execute(document, params, context)
+        if tracing.enabled():
+            name = operation.name.value if operation.name else params.operation_name
+            attributes = {
+                "graphql.operation.type": operation.operation.value,
+                "graphql.operation.name": name or "",
+                "crosswalk.correlation_id": context.correlation_id,
+                "crosswalk.client": client.id,
+            }
+            with tracing.span(
+                f"graphql {operation.operation.value} {name or ''}".strip(), attributes
+            ):
+                outcome = await self.execute(document, params, context)
+        else:
+            outcome = await self.execute(document, params, context)
         if self.observe is not None:
             result = (
                 "rejected"

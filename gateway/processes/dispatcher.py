@@ -59,6 +59,7 @@ import anyio
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from actors import tracing
 from actors.context import CallContext, reset_call, set_call, trace_id_for
 from actors.errors import ActorStopped, BreakerOpen, CrosswalkSystemError, Throttled
 from actors.messages import Message, Priority, Write
@@ -268,6 +269,18 @@ class Dispatcher:
         """Deliver one message and record the outcome; answers the next message this
         worker leased in the same transaction (after a success), if any, and whether that
         lease found nothing due."""
+        if tracing.enabled():
+            attributes: dict[str, str | int | float | bool] = {
+                "crosswalk.operation": message.operation_id or "",
+                "crosswalk.step": message.step,
+                "crosswalk.system": message.system,
+                "crosswalk.attempt": message.attempts + 1,
+            }
+            with tracing.span(f"outbox {message.type}", attributes):
+                return await self._deliver_one(message)
+        return await self._deliver_one(message)
+
+    async def _deliver_one(self, message: OutboxMessage) -> tuple[OutboxMessage | None, bool]:
         flow = self.flows.get(message.type.partition("/")[0])
         try:
             if flow is None:
