@@ -57,6 +57,9 @@ class StatsSnapshot:
     latency_buckets: tuple[tuple[float, int], ...]  # cumulative (le, count), +Inf last
     latency_sum: float
     latency_count: int
+    #: calls that waited for the system's rate limiter, and the seconds they waited
+    throttle_waits: int = 0
+    throttle_wait_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,8 @@ class ActorStats:
         self.coalesced = 0
         self.expired = 0
         self.restarts = 0
+        self.throttle_waits = 0
+        self.throttle_wait_seconds = 0.0
         self.shed: dict[Priority, int] = dict.fromkeys(Priority, 0)
         self.transitions: dict[str, int] = {}
         self._bucket_counts = [0] * (len(LATENCY_BUCKETS) + 1)
@@ -131,4 +136,6 @@ class ActorStats:
             latency_buckets=tuple(cumulative),
             latency_sum=self._latency_sum,
             latency_count=self._latency_count,
+            throttle_waits=self.throttle_waits,
+            throttle_wait_seconds=self.throttle_wait_seconds,
         )

@@ -382,6 +382,8 @@ class SystemActor:
         if self._limiter.has_capacity():
             await self._limiter.acquire()  # a token is free: no wait
             return
+        self.stats.throttle_waits += 1
+        began = time.perf_counter()
         try:
             await self._limiter.acquire()
         except BaseException:
@@ -390,6 +392,8 @@ class SystemActor:
             if pacing is not None:
                 pacing.cut = True
             raise
+        finally:
+            self.stats.throttle_wait_seconds += time.perf_counter() - began
 
     def _timeout(self, message: Message, budget: float) -> SystemTimeout:
         return SystemTimeout(

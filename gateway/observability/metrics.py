@@ -98,6 +98,16 @@ class _ActorCollector(Collector):
             "Breaker state changes",
             labels=["system", "transition"],
         )
+        throttle_waits = CounterMetricFamily(
+            "crosswalk_throttle_waits",
+            "Upstream calls that waited for the system's rate limiter",
+            labels=["system"],
+        )
+        throttle_seconds = CounterMetricFamily(
+            "crosswalk_throttle_wait_seconds",
+            "Seconds upstream calls waited for the system's rate limiter",
+            labels=["system"],
+        )
         latency = HistogramMetricFamily(
             "crosswalk_upstream_latency_seconds",
             "Upstream call latency",
@@ -124,9 +134,11 @@ class _ActorCollector(Collector):
                 for le, count in snap.latency_buckets
             ]
             latency.add_metric([s], buckets, snap.latency_sum)
+            throttle_waits.add_metric([s], snap.throttle_waits)
+            throttle_seconds.add_metric([s], snap.throttle_wait_seconds)
         yield from (
             calls, failures, retries, coalesced, expired, shed, depth, in_flight, breaker,
-            transitions, latency,
+            transitions, latency, throttle_waits, throttle_seconds,
         )  # fmt: skip
 
 
@@ -156,6 +168,8 @@ class GatewayMetrics:
         self._names: set[str] = set()
         self.outbox: OutboxStatus | None = None
         self.outbox_read_at = 0.0
+        #: the latest reconciliation run's id and its findings per kind
+        self.reconciliation: tuple[int, dict[str, int]] | None = None
 
     def operation_label(self, name: str | None) -> str:
         if not name:
@@ -181,6 +195,13 @@ class GatewayMetrics:
             return
         try:
             self.outbox = await runtime.store.outbox_status()
+            runs = await runtime.store.reconciliation_runs(limit=1)
+            if runs and (self.reconciliation is None or self.reconciliation[0] != runs[0].id):
+                page = await runtime.store.reconciliation_findings(runs[0].id, limit=100_000)
+                kinds: dict[str, int] = {}
+                for finding in page.items:
+                    kinds[finding.kind] = kinds.get(finding.kind, 0) + 1
+                self.reconciliation = (runs[0].id, kinds)
         except StoreError as exc:  # a busy store must not fail the scrape: keep the last
             log.warning("metrics: outbox figures not refreshed: %s", exc)
             return
@@ -218,6 +239,15 @@ class _OutboxCollector(Collector):
             age = max(0.0, self._metrics.outbox_read_at - status.oldest_open.timestamp())
         oldest.add_metric([], age)
         yield from (backlog, dead, oldest)
+        findings = GaugeMetricFamily(
+            "crosswalk_reconciliation_findings",
+            "Drift the latest reconciliation run found, by kind",
+            labels=["kind"],
+        )
+        if self._metrics.reconciliation is not None:
+            for kind, count in sorted(self._metrics.reconciliation[1].items()):
+                findings.add_metric([kind], count)
+        yield findings
 
 
 class _ReadModelCollector(Collector):

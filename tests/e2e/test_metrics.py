@@ -34,6 +34,8 @@ FAMILIES = {
     "crosswalk_in_flight",
     "crosswalk_breaker_state",
     "crosswalk_breaker_transitions",
+    "crosswalk_throttle_waits",
+    "crosswalk_throttle_wait_seconds",
     # the outbox
     "crosswalk_outbox_messages",
     "crosswalk_outbox_dead_letters",
@@ -46,6 +48,8 @@ FAMILIES = {
     "crosswalk_read_model_events_applied",
     "crosswalk_read_model_feed_failing",
     "crosswalk_quota_calls",
+    # reconciliation
+    "crosswalk_reconciliation_findings",
 }
 
 
