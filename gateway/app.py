@@ -31,6 +31,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from actors.systems import ConnectorFactory, Systems
 from gateway.canonical import System
+from gateway.console import console_routes
 from gateway.governance.clients import ClientsPolicy
 from gateway.governance.policies import Policies
 from gateway.graphql.auth import Authenticator
@@ -66,7 +67,7 @@ class OpsRoutes:
         self._runtime = runtime
         self.registry, self.gateway_metrics = build_registry(runtime)
 
-    def _refusal(self, request: Request) -> Response | None:
+    def refusal(self, request: Request) -> Response | None:
         """None if the caller may see ops details, else the 401/403 answer."""
         if self.open:
             return None
@@ -88,7 +89,7 @@ class OpsRoutes:
         return None
 
     async def metrics(self, request: Request, *, authenticated: bool = True) -> Response:
-        refusal = self._refusal(request) if authenticated else None
+        refusal = self.refusal(request) if authenticated else None
         if refusal is not None:
             return refusal
         await self.gateway_metrics.refresh(self._runtime())
@@ -96,7 +97,7 @@ class OpsRoutes:
 
     async def slo(self, request: Request) -> Response:
         """Every objective of ``policies/slo.toml`` now (``gateway.observability.slo``)."""
-        refusal = self._refusal(request)
+        refusal = self.refusal(request)
         if refusal is not None:
             return refusal
         current = self._runtime()
@@ -118,7 +119,7 @@ class OpsRoutes:
         status = 200 if ready else 503
         body: dict[str, object] = {"status": "ready" if ready else "starting"}
         details = not authenticated or (
-            request.headers.get("authorization") is not None and self._refusal(request) is None
+            request.headers.get("authorization") is not None and self.refusal(request) is None
         )
         if ready and (details or self.open) and current is not None:
             body["systems"] = [
@@ -291,6 +292,7 @@ def create_app(
         WebSocketRoute("/graphql", graphql),
         Route("/graphql/assets/{name}", graphiql_asset, methods=["GET"]),
         Route("/webhooks/{system}", webhooks, methods=["POST"]),
+        *console_routes(settings, policies, ops.refusal),
     ]
     app = Starlette(
         routes=routes, middleware=[Middleware(CorrelationMiddleware)], lifespan=lifespan
