@@ -136,6 +136,15 @@ def test_console_signs_in_shows_tiles_runs_chaos_and_replays(
         browser.wait_for(
             "document.querySelectorAll('#dead-letters .list li').length === 1", timeout=GUARD
         )
+        # the customer 360 of the onboarded customer, following its events live
+        about = httpx.post(
+            f"{stack.base}/graphql",
+            json={
+                "query": "query($id: ID!) { operation(id: $id) { customerId correlationId } }",
+                "variables": {"id": operation},
+            },
+            headers=OPS_HEADERS,
+        ).json()["data"]["operation"]
         _chaos(stack, "support", error_rate=0.0)
         browser.evaluate("document.querySelector('#dead-letters .replay').click(); true")
         browser.wait_for(
@@ -153,6 +162,44 @@ def test_console_signs_in_shows_tiles_runs_chaos_and_replays(
                 break
             assert time.monotonic() < deadline, body
             time.sleep(0.2)
+        # the customer 360 follows the customer's changes live: a case opened for it
+        # reaches the page through the support webhook and the read model
+        browser.evaluate(
+            "{ const f = document.querySelector('#customer form');"
+            f"f.id.value = {about['customerId']!r}; f.requestSubmit(); }} true"
+        )
+        browser.wait_for(
+            "document.querySelectorAll('#customer .badge').length === 4", timeout=GUARD
+        )
+        assert about["customerId"] in browser.evaluate(
+            "document.querySelector('#customer .summary').textContent"
+        )
+        browser.wait_for(
+            f"document.querySelector('#customer').dataset.following === {about['customerId']!r}"
+        )
+        case = """mutation($id: ID!) { openCase(input: {customerId: $id,
+          subject: "Console live event", description: "from the console test"}) { id } }"""
+        opened = httpx.post(
+            f"{stack.base}/graphql",
+            json={"query": case, "variables": {"id": about["customerId"]}},
+            headers=WIDGET,
+        )
+        assert "errors" not in opened.json(), opened.text
+        event = browser.wait_for(
+            "document.querySelector('#customer .events li')?.textContent", timeout=GUARD
+        )
+        assert "support." in event, event
+        # the onboarding's trace, drawn as lanes per system
+        browser.evaluate(
+            "{ const t = document.querySelector('#trace form');"
+            f"t.value.value = {about['correlationId']!r}; t.requestSubmit(); }} true"
+        )
+        lanes = browser.wait_for(
+            "(() => { const l = [...document.querySelectorAll('#trace .lane')]"
+            ".map(e => e.dataset.lane); return l.length > 1 ? l : null; })()",
+            timeout=GUARD,
+        )
+        assert {"ERP", "SUPPORT"} <= set(lanes), lanes
     gateway = urlsplit(stack.base).netloc
     outside = [u for u in browser.requests if urlsplit(u).netloc not in (gateway, "")]
     assert outside == [], outside

@@ -154,6 +154,7 @@ function follow(customerId) {
     const data = JSON.parse(message.data);
     if (data.type === "connection_ack") {
       ws.send(JSON.stringify({ id: "events", type: "subscribe", payload: { query: EVENTS, variables: { id: customerId } } }));
+      $("#customer").dataset.following = customerId;
     } else if (data.type === "ping") {
       ws.send(JSON.stringify({ type: "pong" }));
     } else if (data.type === "next" && data.payload.data) {
