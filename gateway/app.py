@@ -2,7 +2,9 @@
 
 ``/graphql`` (GraphQL over HTTP, GraphiQL, graphql-transport-ws), ``/healthz`` (the
 process is alive), ``/readyz`` (the runtime is open: store and actors), ``/metrics``
-(Prometheus). Every answer carries ``X-Correlation-ID`` and ``traceparent``.
+(Prometheus), ``/slo`` (the objectives of ``policies/slo.toml`` now, with burn rates;
+same access rule as ``/metrics``), ``/console`` (the operations console). Every answer
+carries ``X-Correlation-ID`` and ``traceparent``.
 
 The ops endpoints tell an outsider a lot (queue depths, breakers, traffic), so by default
 (``[ops] access = "ops"`` in ``policies/clients.toml``) ``/metrics`` needs
@@ -29,6 +31,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from actors.systems import ConnectorFactory, Systems
 from gateway.canonical import System
+from gateway.console import console_routes
 from gateway.governance.clients import ClientsPolicy
 from gateway.governance.policies import Policies
 from gateway.graphql.auth import Authenticator
@@ -36,6 +39,7 @@ from gateway.graphql.errors import CodedError, ErrorCode
 from gateway.graphql.ide import asset_response
 from gateway.observability.correlation import CorrelationMiddleware
 from gateway.observability.metrics import build_registry
+from gateway.observability.slo import WINDOWS, CallCounters, evaluate
 from gateway.readmodel.feeds import Feeds
 from gateway.readmodel.model import ReadModel
 from gateway.readmodel.quota import Quota
@@ -63,7 +67,7 @@ class OpsRoutes:
         self._runtime = runtime
         self.registry, self.gateway_metrics = build_registry(runtime)
 
-    def _refusal(self, request: Request) -> Response | None:
+    def refusal(self, request: Request) -> Response | None:
         """None if the caller may see ops details, else the 401/403 answer."""
         if self.open:
             return None
@@ -85,11 +89,29 @@ class OpsRoutes:
         return None
 
     async def metrics(self, request: Request, *, authenticated: bool = True) -> Response:
-        refusal = self._refusal(request) if authenticated else None
+        refusal = self.refusal(request) if authenticated else None
         if refusal is not None:
             return refusal
         await self.gateway_metrics.refresh(self._runtime())
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def slo(self, request: Request) -> Response:
+        """Every objective of ``policies/slo.toml`` now (``gateway.observability.slo``)."""
+        refusal = self.refusal(request)
+        if refusal is not None:
+            return refusal
+        current = self._runtime()
+        if current is None or not current.ready:
+            return _json({"status": "starting", "objectives": []}, status=503)
+        lags = {system: _lag(current, system) for system in System}
+        statuses = await evaluate(current.policies.slo, current.store, current.slo, lags)
+        return _json(
+            {
+                "ok": all(s.ok for s in statuses),
+                "windows": list(WINDOWS),
+                "objectives": [s.to_json() for s in statuses],
+            }
+        )
 
     async def readyz(self, request: Request, *, authenticated: bool = True) -> Response:
         current = self._runtime()
@@ -97,7 +119,7 @@ class OpsRoutes:
         status = 200 if ready else 503
         body: dict[str, object] = {"status": "ready" if ready else "starting"}
         details = not authenticated or (
-            request.headers.get("authorization") is not None and self._refusal(request) is None
+            request.headers.get("authorization") is not None and self.refusal(request) is None
         )
         if ready and (details or self.open) and current is not None:
             body["systems"] = [
@@ -127,6 +149,13 @@ class OpsRoutes:
                 Route("/readyz", readyz, methods=["GET"]),
             ]
         )
+
+
+def _lag(runtime: Runtime, system: System) -> float | None:
+    """Seconds since the read model's copy of ``system`` was last complete."""
+    model = runtime.read_model
+    complete = None if model is None else model.complete_at(system)
+    return None if complete is None else max(0.0, time.time() - complete)
 
 
 def _sync(runtime: Runtime, system: str) -> dict[str, object]:
@@ -187,6 +216,10 @@ class _LateRuntime:
     def feeds(self) -> Feeds | None:
         return self._runtime().feeds
 
+    @property
+    def slo(self) -> CallCounters | None:
+        return self._runtime().slo
+
 
 def create_app(
     settings: Settings,
@@ -235,6 +268,9 @@ def create_app(
     async def metrics(request: Request) -> Response:
         return await ops.metrics(request)
 
+    async def slo(request: Request) -> Response:
+        return await ops.slo(request)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_runtime(settings, connectors=connectors, policies=policies) as rt:
@@ -251,10 +287,12 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/slo", slo, methods=["GET"]),
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Route("/graphql/assets/{name}", graphiql_asset, methods=["GET"]),
         Route("/webhooks/{system}", webhooks, methods=["POST"]),
+        *console_routes(settings, policies, ops.refusal),
     ]
     app = Starlette(
         routes=routes, middleware=[Middleware(CorrelationMiddleware)], lifespan=lifespan

@@ -35,6 +35,7 @@ from gateway.governance.audit import AuditPolicy
 from gateway.governance.policies import Policies, load_policies
 from gateway.observability.audit import AuditWriter, purge_audit
 from gateway.observability.correlation import working_for
+from gateway.observability.slo import CallCounters
 from gateway.processes.context import EVENTS_CLIENT, Caller
 from gateway.processes.discovery import discover
 from gateway.processes.dispatcher import Dispatcher
@@ -76,6 +77,8 @@ class Runtime:
     feeds: Feeds | None = None
     #: writes every vendor call to the audit trail (None in runtimes assembled without one)
     audit: AuditWriter | None = None
+    #: samples of the actors' call counters, for the SLO burn rates (gateway.observability.slo)
+    slo: CallCounters | None = None
 
 
 async def _retention(store: Store, policy: AuditPolicy, scope: anyio.CancelScope) -> None:
@@ -92,6 +95,11 @@ async def _retention_loop(store: Store, policy: AuditPolicy) -> None:
         if purged:
             log.info("purged %d audit entries older than %d days", purged, policy.retention_days)
         await anyio.sleep(policy.purge_interval)
+
+
+async def _sampling(counters: CallCounters, scope: anyio.CancelScope) -> None:
+    with scope:
+        await supervise("slo sampling", counters.run)
 
 
 async def _discovery(runtime: Runtime, scope: anyio.CancelScope) -> None:
@@ -301,6 +309,7 @@ async def open_runtime(
             policies.readmodel.quota,
         )
         feeds = Feeds(read_model, systems, quota, policies.readmodel)
+        counters = CallCounters(systems.snapshots)
         runtime = Runtime(
             settings=settings,
             policies=policies,
@@ -310,6 +319,7 @@ async def open_runtime(
             quota=quota,
             feeds=feeds,
             audit=audit,
+            slo=counters,
         )
         reactions = Reactions(store, read_model, policies.ownership, submit=_submitter(runtime))
         feeds.on_events = reactions.within
@@ -329,12 +339,15 @@ async def open_runtime(
         tg.start_soon(_discovery, runtime, discovery, name="discovery")
         retention = anyio.CancelScope()
         tg.start_soon(_retention, store, policies.audit, retention, name="audit retention")
+        sampling = anyio.CancelScope()
+        tg.start_soon(_sampling, counters, sampling, name="slo sampling")
         runtime.ready = True
         try:
             yield runtime
         finally:
             runtime.ready = False
             discovery.cancel()  # nothing to drain; it would hold shutdown till its next round
+            sampling.cancel()
             retention.cancel()  # a purge cut short is finished by the next start's
             background.cancel()
             scheduled.cancel()

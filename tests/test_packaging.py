@@ -20,3 +20,13 @@ def test_graphiql_assets_ship_as_package_data() -> None:
     static = ROOT / "gateway" / "graphql" / "static"
     for name in ("graphiql.html", "graphiql.min.js", "react.production.min.js"):
         assert (static / name).is_file(), name
+
+
+def test_console_files_ship_as_package_data() -> None:
+    from gateway.console import ASSETS
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert config["tool"]["setuptools"]["package-data"]["gateway.console"] == ["static/*"]
+    static = ROOT / "gateway" / "console" / "static"
+    for name in ASSETS:
+        assert (static / name).is_file(), name

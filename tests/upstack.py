@@ -5,6 +5,8 @@
         stack.ports["erp"]  # the sandbox systems' ports
         stack.output        # what it printed up to "Press Ctrl-C to stop."
 
+``env`` adds environment variables (``CROSSWALK_POLICIES`` for another policy folder).
+
 Leaving the block sends SIGINT and waits for the stack to stop (SIGKILL after 30 s).
 """
 
@@ -15,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +41,9 @@ class UpStack:
 
 
 @contextmanager
-def running_up(tmp_path: Path, *, customers: int = 20) -> Iterator[UpStack]:
+def running_up(
+    tmp_path: Path, *, customers: int = 20, env: Mapping[str, str] | None = None
+) -> Iterator[UpStack]:
     ports = {name: free_port() for name in ("gw", *SYSTEMS)}
     var_dir = tmp_path / "var"
     cmd = [
@@ -54,7 +58,7 @@ def running_up(tmp_path: Path, *, customers: int = 20) -> Iterator[UpStack]:
     # output goes to a file, not a pipe nobody drains once the stack is up
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 90

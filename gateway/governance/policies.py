@@ -22,6 +22,7 @@ from gateway.governance.profiles import SANDBOX
 from gateway.governance.readmodel import ReadModelPolicy, load_readmodel_policy
 from gateway.governance.reference import ReferenceData, load_reference
 from gateway.governance.schedules import Schedules, load_schedules
+from gateway.governance.slo import SloPolicy, load_slo_policy
 from gateway.governance.systems import SystemsPolicy, load_systems_policy
 from gateway.governance.webhooks import WebhooksPolicy, load_webhooks_policy
 
@@ -40,6 +41,7 @@ class Policies:
     readmodel: ReadModelPolicy
     schedules: Schedules
     audit: AuditPolicy
+    slo: SloPolicy
 
 
 _FILES: dict[str, tuple[str, Callable[..., Any]]] = {
@@ -52,6 +54,7 @@ _FILES: dict[str, tuple[str, Callable[..., Any]]] = {
     "readmodel": ("readmodel.toml", load_readmodel_policy),
     "schedules": ("schedules.toml", load_schedules),
     "audit": ("audit.toml", load_audit_policy),
+    "slo": ("slo.toml", load_slo_policy),
 }
 #: the loaders whose secrets depend on the profile
 _PROFILED = {"systems", "webhooks"}

@@ -19,6 +19,8 @@ from gateway.graphql.types import (
     Edge,
     FeedStatus,
     PageInfo,
+    SloObjective,
+    SloState,
     SyncState,
     SystemStatus,
     check_first,
@@ -26,6 +28,7 @@ from gateway.graphql.types import (
     encode_cursor,
     resolver,
 )
+from gateway.observability.slo import system_slos
 from gateway.readmodel.model import ReadModel
 from gateway.store.errors import StoreError
 from gateway.store.records import XRefRecord
@@ -150,6 +153,7 @@ class ReadQuery:
                 queue_depth=state.queue_depth,
                 p50_latency_ms=state.p50_latency_ms,
                 sync=sync_state(context, System(state.system)),
+                slo=slo_state(context, System(state.system)),
             )
             for state in context.runtime.systems.states()
         ]
@@ -157,6 +161,33 @@ class ReadQuery:
 
 def _moment(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def slo_state(context: Context, system: System) -> SloState | None:
+    """What ``Query.systems`` shows of ``system``'s objectives (policies/slo.toml)."""
+    policy = getattr(context.runtime.policies, "slo", None)  # runtimes assembled without
+    if policy is None:
+        return None
+    model: ReadModel | None = getattr(context.runtime, "read_model", None)
+    complete = None if model is None else model.complete_at(system)
+    lag = None if complete is None else max(0.0, time.time() - complete)
+    statuses = system_slos(policy, getattr(context.runtime, "slo", None), system, lag)
+    if not statuses:
+        return None
+    return SloState(
+        ok=all(s.ok for s in statuses),
+        objectives=[
+            SloObjective(
+                objective=s.objective,
+                target=s.target,
+                value=s.value,
+                burn_rate_5m=s.burn_rates.get("5m"),
+                burn_rate_1h=s.burn_rates.get("1h"),
+                ok=s.ok,
+            )
+            for s in statuses
+        ],
+    )
 
 
 def sync_state(context: Context, system: System) -> SyncState | None:

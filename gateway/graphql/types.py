@@ -503,6 +503,28 @@ class SyncState:
     feeds: list[FeedStatus] = field(description="Each change feed's position.")
 
 
+@strawberry.type(description="One service level objective of policies/slo.toml now.")
+class SloObjective:
+    objective: str = field(
+        description="availability (share of upstream calls that succeed) or "
+        "sync_lag_seconds (age of the read model's copy)."
+    )
+    target: float = field(description="The objective's value in policies/slo.toml.")
+    value: float | None = field(description="The current value; null before any measurement.")
+    burn_rate_5m: float | None = field(
+        description="Error rate over the last 5 minutes divided by the error budget "
+        "(1 - target); null without traffic or for thresholds like sync_lag_seconds."
+    )
+    burn_rate_1h: float | None = field(description="The same over the last hour.")
+    ok: bool = field(description="Whether the current value meets the objective.")
+
+
+@strawberry.type(description="A system's service level objectives.")
+class SloState:
+    ok: bool = field(description="Whether every objective is met.")
+    objectives: list[SloObjective] = field(description="Each objective.")
+
+
 @strawberry.type(description="Health of one system as its actor sees it.")
 class SystemStatus:
     system: SystemName = field(description="The system.")
@@ -519,4 +541,8 @@ class SystemStatus:
         default=None,
         description="How current the read model's copy of this system is (null when the "
         "gateway runs without a read model).",
+    )
+    slo: SloState | None = field(
+        default=None,
+        description="Its objectives of policies/slo.toml (null when it has none).",
     )

@@ -24,9 +24,10 @@ FILES = (
     "readmodel.toml",
     "schedules.toml",
     "audit.toml",
+    "slo.toml",
 )
 #: optional files: absent means the defaults
-OPTIONAL = ("outbox.toml", "readmodel.toml", "schedules.toml", "audit.toml")
+OPTIONAL = ("outbox.toml", "readmodel.toml", "schedules.toml", "audit.toml", "slo.toml")
 
 
 @pytest.fixture
@@ -149,6 +150,16 @@ BROKEN = [
      "unknown key"),
     ("audit.toml", "purge_interval = 3600.0", "purge_interval = -1.0", "purge_interval",
      "must be a positive number"),
+    ("slo.toml", "availability = 0.995", "availability = 1.5", "systems.erp.availability",
+     "must be a share below 1"),
+    ("slo.toml", "[systems.erp]", "[systems.sap]", "systems.sap",
+     "unknown key; expected one of billing, crm, erp, support"),
+    ("slo.toml", "sync_lag_seconds = 60", "sync_lag_seconds = -1",
+     "systems.erp.sync_lag_seconds", "must be a positive number"),
+    ("slo.toml", "success_rate = 0.99", "success_rate = 0.99\nspeed = 1",
+     "flows.onboardCustomer.speed", "unknown key"),
+    ("slo.toml", "max_findings = 0", "max_findings = -1", "data_consistency.max_findings",
+     "must be at least 0"),
 ]  # fmt: skip
 
 
@@ -220,6 +231,19 @@ def test_missing_audit_file_means_the_defaults(folder: Path) -> None:
     (folder / "audit.toml").unlink()
     audit = load_policies(folder).audit
     assert (audit.retention_days, audit.batch) == (90, 500)
+
+
+def test_missing_slo_file_means_no_objectives(folder: Path) -> None:
+    (folder / "slo.toml").unlink()
+    slo = load_policies(folder).slo
+    assert (slo.systems, slo.flows, slo.max_findings) == ({}, {}, None)
+
+
+def test_shipped_slo_policy_has_objectives_for_every_system() -> None:
+    slo = load_policies(SHIPPED).slo
+    assert set(slo.systems) == set(System)
+    assert slo.systems[System.ERP].availability == 0.995
+    assert slo.flows["onboardCustomer"].success_rate == 0.99
 
 
 def test_shipped_audit_policy_is_the_defaults() -> None:
