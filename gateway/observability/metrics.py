@@ -29,6 +29,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gateway.canonical import System
+from gateway.observability.slo import SloStatus, evaluate
 from gateway.store import MessageStatus, OutboxStatus, StoreError
 
 if TYPE_CHECKING:
@@ -170,6 +171,8 @@ class GatewayMetrics:
         self.outbox_read_at = 0.0
         #: the latest reconciliation run's id and its findings per kind
         self.reconciliation: tuple[int, dict[str, int]] | None = None
+        #: every objective of policies/slo.toml at the last scrape
+        self.slos: list[SloStatus] = []
 
     def operation_label(self, name: str | None) -> str:
         if not name:
@@ -206,6 +209,19 @@ class GatewayMetrics:
             log.warning("metrics: outbox figures not refreshed: %s", exc)
             return
         self.outbox_read_at = time.time()
+        policy = getattr(runtime.policies, "slo", None)
+        if policy is not None:
+            model = getattr(runtime, "read_model", None)
+            lags: dict[System, float | None] = {}
+            for system in System:
+                complete = model.complete_at(system) if model is not None else None
+                lags[system] = None if complete is None else max(0.0, time.time() - complete)
+            try:
+                self.slos = await evaluate(
+                    policy, runtime.store, getattr(runtime, "slo", None), lags
+                )
+            except StoreError as exc:
+                log.warning("metrics: SLO figures not refreshed: %s", exc)
 
 
 class _OutboxCollector(Collector):
@@ -248,6 +264,24 @@ class _OutboxCollector(Collector):
             for kind, count in sorted(self._metrics.reconciliation[1].items()):
                 findings.add_metric([kind], count)
         yield findings
+        ok = GaugeMetricFamily(
+            "crosswalk_slo_ok",
+            "1 when the objective holds now (policies/slo.toml)",
+            labels=["scope", "name", "objective"],
+        )
+        burn = GaugeMetricFamily(
+            "crosswalk_slo_burn_rate",
+            "Error-budget burn rate over the window (1 spends the budget exactly)",
+            labels=["scope", "name", "objective", "window"],
+        )
+        for objective in self._metrics.slos:
+            labels = [objective.scope, objective.name, objective.objective]
+            ok.add_metric(labels, 1.0 if objective.ok else 0.0)
+            for window, rate in objective.burn_rates.items():
+                if rate is not None:
+                    burn.add_metric([*labels, window], rate)
+        yield ok
+        yield burn
 
 
 class _ReadModelCollector(Collector):

@@ -48,8 +48,10 @@ FAMILIES = {
     "crosswalk_read_model_events_applied",
     "crosswalk_read_model_feed_failing",
     "crosswalk_quota_calls",
-    # reconciliation
+    # reconciliation and the SLOs
     "crosswalk_reconciliation_findings",
+    "crosswalk_slo_ok",
+    "crosswalk_slo_burn_rate",
 }
 
 
