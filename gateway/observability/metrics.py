@@ -209,7 +209,7 @@ class GatewayMetrics:
             log.warning("metrics: outbox figures not refreshed: %s", exc)
             return
         self.outbox_read_at = time.time()
-        policy = getattr(runtime.policies, "slo", None)
+        policy = getattr(getattr(runtime, "policies", None), "slo", None)
         if policy is not None:
             model = getattr(runtime, "read_model", None)
             lags: dict[System, float | None] = {}

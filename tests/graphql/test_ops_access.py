@@ -130,6 +130,9 @@ class _Store:
     async def outbox_status(self) -> OutboxStatus:
         return OutboxStatus(counts={})
 
+    async def reconciliation_runs(self, *, limit: int = 20) -> list[Any]:
+        return []
+
 
 @dataclasses.dataclass
 class _Ready:
