@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import strawberry
@@ -199,6 +199,25 @@ async def load_operation(info: Info[Any, Any], operation_id: str) -> Operation |
     return Operation.from_view(view)
 
 
+@strawberry.type(description="One system's outbox messages by state.")
+class OutboxBacklog:
+    system: str = strawberry.field(description="The system the messages go to.")
+    pending: int = strawberry.field(description="Waiting for delivery.")
+    leased: int = strawberry.field(description="Being delivered now.")
+    dead: int = strawberry.field(description="Failed for good: waiting for an operator.")
+    done: int = strawberry.field(description="Delivered (until retention purges them).")
+
+
+@strawberry.type(description="The outbox backlog.")
+class OutboxSummary:
+    systems: list[OutboxBacklog] = strawberry.field(description="Per system.")
+    pending: int = strawberry.field(description="Waiting for delivery, every system.")
+    dead: int = strawberry.field(description="Dead letters, every system.")
+    oldest_open_age_seconds: float | None = strawberry.field(
+        description="How long the oldest message still waiting for delivery has waited."
+    )
+
+
 @strawberry.type
 class OperationQueries:
     """Query fields of the write path; ``Query`` inherits them."""
@@ -207,6 +226,35 @@ class OperationQueries:
     async def operation(self, info: Info[Any, Any], id: strawberry.ID) -> Operation | None:
         require_scope(info, "operation:read")
         return await load_operation(info, str(id))
+
+    @typed(
+        strawberry.field(
+            description="The outbox backlog per system (needs ops): messages waiting "
+            "(pending), being delivered (leased) and dead, and the oldest waiting one's age."
+        )
+    )
+    async def outbox(self, info: Info[Any, Any]) -> OutboxSummary:
+        require_scope(info, "ops")
+        status = await info.context.runtime.store.outbox_status()
+        rows = [
+            OutboxBacklog(
+                system=system,
+                pending=counts.get(MessageStatus.PENDING, 0),
+                leased=counts.get(MessageStatus.LEASED, 0),
+                dead=counts.get(MessageStatus.DEAD, 0),
+                done=counts.get(MessageStatus.DONE, 0),
+            )
+            for system, counts in sorted(status.counts.items())
+        ]
+        oldest = status.oldest_open
+        return OutboxSummary(
+            systems=rows,
+            pending=status.total(MessageStatus.PENDING),
+            dead=status.total(MessageStatus.DEAD),
+            oldest_open_age_seconds=None
+            if oldest is None
+            else max(0.0, (datetime.now(UTC) - oldest).total_seconds()),
+        )
 
     @typed(
         strawberry.field(

@@ -136,6 +136,12 @@ def test_console_signs_in_shows_tiles_runs_chaos_and_replays(
         browser.wait_for(
             "document.querySelectorAll('#dead-letters .list li').length === 1", timeout=GUARD
         )
+        # the backlog shows the dead letter on support's row
+        browser.wait_for(
+            "(() => { const r = document.querySelector('#outbox tr[data-system=support]');"
+            " return r !== null && r.children[3].textContent === '1'; })()",
+            timeout=GUARD,
+        )
         # the customer 360 of the onboarded customer, following its events live
         about = httpx.post(
             f"{stack.base}/graphql",
@@ -223,3 +229,4 @@ def test_a_reader_key_sees_refused_panels_say_why(stack: UpStack) -> None:
         )
         assert "deadletter:replay" in refused
         assert browser.evaluate("document.querySelector('#slo').classList.contains('refused')")
+        assert browser.wait_for("document.querySelector('#outbox').classList.contains('refused')")

@@ -68,6 +68,22 @@ async function refreshSlo() {
     cell(o.burn_rates["5m"]), cell(o.burn_rates["1h"]), cell(o.ok ? "yes" : "NO"))));
 }
 
+// ------------------------------------------------------------------- outbox
+const OUTBOX = `{ outbox { pending dead oldestOpenAgeSeconds systems { system pending leased dead done } } }`;
+
+async function refreshOutbox() {
+  const body = await gql(OUTBOX);
+  if (refused("outbox", body)) return;
+  const box = body.data.outbox;
+  const cell = (v) => el("td", {}, String(v));
+  $("#outbox tbody").replaceChildren(...box.systems.map((r) => el("tr", { "data-system": r.system },
+    cell(r.system), cell(r.pending), cell(r.leased), cell(r.dead), cell(r.done))));
+  const age = box.oldestOpenAgeSeconds;
+  $("#outbox .oldest").textContent = age === null
+    ? "Nothing waiting for delivery."
+    : `${box.pending} waiting; the oldest for ${age.toFixed(1)} s.`;
+}
+
 // ------------------------------------------------------------- dead letters
 const DEAD = `{ deadLetters(first: 50) { items { id system step type customerId attempts reason } } }`;
 
@@ -205,7 +221,7 @@ async function start() {
   $("#panels").hidden = false;
   $("#sign-out").hidden = false;
   await setUpChaos();
-  const tick = () => Promise.allSettled([refreshSystems(), refreshDeadLetters(), refreshSlo()]);
+  const tick = () => Promise.allSettled([refreshSystems(), refreshOutbox(), refreshDeadLetters(), refreshSlo()]);
   await tick();
   timer = setInterval(tick, REFRESH_MS);
   document.body.dataset.ready = "true";
