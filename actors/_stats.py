@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import statistics
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -60,6 +61,10 @@ class StatsSnapshot:
     #: calls that waited for the system's rate limiter, and the seconds they waited
     throttle_waits: int = 0
     throttle_wait_seconds: float = 0.0
+    #: how long the breaker has been open now (None while closed), and how long the last
+    #: outage lasted from opening to closing again (None before the first one)
+    open_for_seconds: float | None = None
+    last_recovery_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,8 @@ class ActorStats:
         self.restarts = 0
         self.throttle_waits = 0
         self.throttle_wait_seconds = 0.0
+        self._opened_at: float | None = None
+        self.last_recovery: float | None = None
         self.shed: dict[Priority, int] = dict.fromkeys(Priority, 0)
         self.transitions: dict[str, int] = {}
         self._bucket_counts = [0] * (len(LATENCY_BUCKETS) + 1)
@@ -104,6 +111,13 @@ class ActorStats:
     def transition(self, old: str, new: str) -> None:
         key = f"{old}->{new}"
         self.transitions[key] = self.transitions.get(key, 0) + 1
+        # an outage runs from the breaker's first opening to its closing again (half-open
+        # trials that fail and re-open it are the same outage)
+        if new == "open" and self._opened_at is None:
+            self._opened_at = time.monotonic()
+        elif new == "closed" and self._opened_at is not None:
+            self.last_recovery = time.monotonic() - self._opened_at
+            self._opened_at = None
 
     def p50(self) -> float | None:
         return statistics.median(self._recent) if self._recent else None
@@ -138,4 +152,8 @@ class ActorStats:
             latency_count=self._latency_count,
             throttle_waits=self.throttle_waits,
             throttle_wait_seconds=self.throttle_wait_seconds,
+            open_for_seconds=None
+            if self._opened_at is None
+            else time.monotonic() - self._opened_at,
+            last_recovery_seconds=self.last_recovery,
         )

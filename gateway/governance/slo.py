@@ -7,6 +7,7 @@ empty list. Every key is checked and unknown keys are refused
     [systems.erp]
     availability = 0.995      # share of upstream calls that succeed
     sync_lag_seconds = 60     # the read model's copy is at most this old
+    recovery_seconds = 120    # an outage (breaker open) ends within this long
 
     [flows.onboardCustomer]   # an operation kind
     success_rate = 0.99       # SUCCEEDED among finished operations over the window
@@ -33,6 +34,7 @@ __all__ = ["FlowObjectives", "SloPolicy", "SystemObjectives", "load_slo_policy"]
 class SystemObjectives:
     availability: float | None = None
     sync_lag_seconds: float | None = None
+    recovery_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +67,14 @@ def load_slo_policy(path: Path | str) -> SloPolicy:
     systems: dict[System, SystemObjectives] = {}
     for name in systems_table:
         table = systems_table.table(name)
-        table.only({"availability", "sync_lag_seconds"})
+        table.only({"availability", "sync_lag_seconds", "recovery_seconds"})
         systems[System(name)] = SystemObjectives(
             availability=_ratio(table, "availability") if "availability" in table else None,
             sync_lag_seconds=(
                 table.number("sync_lag_seconds") if "sync_lag_seconds" in table else None
+            ),
+            recovery_seconds=(
+                table.number("recovery_seconds") if "recovery_seconds" in table else None
             ),
         )
     flows_table = data.table("flows", required=False)

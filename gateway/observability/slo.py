@@ -85,6 +85,15 @@ class CallCounters:
     def _now(self) -> dict[str, tuple[int, int]]:
         return {s.system: (s.calls, s.failures) for s in self._snapshots()}
 
+    def recovery(self, system: str) -> float | None:
+        """The current outage's length if the breaker is open, else the last one's."""
+        for snap in self._snapshots():
+            if snap.system == system:
+                if snap.open_for_seconds is not None:
+                    return snap.open_for_seconds
+                return snap.last_recovery_seconds
+        return None
+
     def sample(self) -> None:
         self._samples.append((self._clock(), self._now()))
 
@@ -144,6 +153,21 @@ def system_slos(
                 value,
                 rates,
                 value is None or value >= target,
+            )  # fmt: skip
+        )
+    if objectives.recovery_seconds is not None:
+        target = objectives.recovery_seconds
+        took = counters.recovery(system) if counters else None
+        took = None if took is None else round(took, 3)
+        statuses.append(
+            SloStatus(
+                "system",
+                system,
+                "recovery_seconds",
+                target,
+                took,
+                dict.fromkeys(WINDOWS),
+                took is None or took <= target,
             )  # fmt: skip
         )
     if objectives.sync_lag_seconds is not None:

@@ -84,3 +84,29 @@ async def test_flow_success_rate_and_consistency_come_from_the_store(store: Any)
     assert (flow.name, flow.value, flow.ok) == ("onboardCustomer", 0.75, True)
     assert flow.burn_rates == {"5m": 0.5, "1h": 0.5}  # 25 % errors / 50 % budget
     assert (data.objective, data.value, data.ok) == ("max_findings", None, True)
+
+
+def test_recovery_time_runs_from_the_breaker_opening_to_its_closing() -> None:
+    from actors._stats import ActorStats
+
+    stats = ActorStats("crm")
+    snap = lambda: stats.snapshot(  # noqa: E731
+        breaker_state="closed", mailbox_depth={}, in_flight=0
+    )
+    assert snap().open_for_seconds is None
+    assert snap().last_recovery_seconds is None
+    stats.transition("closed", "open")
+    stats.transition("open", "half_open")
+    stats.transition("half_open", "open")  # a failed trial: the same outage
+    assert snap().open_for_seconds is not None
+    stats.transition("open", "half_open")
+    stats.transition("half_open", "closed")
+    closed = snap()
+    assert closed.open_for_seconds is None
+    assert closed.last_recovery_seconds is not None
+    assert closed.last_recovery_seconds >= 0
+    counters = CallCounters(lambda: [snap()])
+    assert counters.recovery("crm") == closed.last_recovery_seconds
+    policy = SloPolicy(systems={System.CRM: SystemObjectives(recovery_seconds=120)})
+    [status] = system_slos(policy, counters, System.CRM, None)
+    assert (status.objective, status.ok) == ("recovery_seconds", True)
