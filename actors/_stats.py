@@ -77,6 +77,7 @@ class SystemState:
     breaker: str  # "closed" | "open" | "half_open"
     queue_depth: int
     p50_latency_ms: float | None  # median of recent upstream calls; None before any call
+    p99_latency_ms: float | None = None  # 99th percentile of the same recent calls
 
 
 class ActorStats:
@@ -121,6 +122,12 @@ class ActorStats:
 
     def p50(self) -> float | None:
         return statistics.median(self._recent) if self._recent else None
+
+    def p99(self) -> float | None:
+        if not self._recent:
+            return None
+        ordered = sorted(self._recent)
+        return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
     def snapshot(
         self,

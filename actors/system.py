@@ -243,6 +243,7 @@ class SystemActor:
     @property
     def state(self) -> SystemState:
         p50 = self.stats.p50()
+        p99 = self.stats.p99()
         return SystemState(
             system=self.system,
             healthy=self._healthy,
@@ -250,6 +251,7 @@ class SystemActor:
             breaker=self._breaker.state,
             queue_depth=len(self._actor.mailbox),
             p50_latency_ms=None if p50 is None else p50 * 1000,
+            p99_latency_ms=None if p99 is None else p99 * 1000,
         )
 
     def snapshot(self) -> StatsSnapshot:

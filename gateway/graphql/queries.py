@@ -19,6 +19,7 @@ from gateway.graphql.types import (
     Edge,
     FeedStatus,
     PageInfo,
+    QuotaUse,
     SloObjective,
     SloState,
     SyncState,
@@ -152,6 +153,8 @@ class ReadQuery:
                 breaker=state.breaker,
                 queue_depth=state.queue_depth,
                 p50_latency_ms=state.p50_latency_ms,
+                p99_latency_ms=state.p99_latency_ms,
+                quota=quota_use(context, System(state.system)),
                 sync=sync_state(context, System(state.system)),
                 slo=slo_state(context, System(state.system)),
             )
@@ -161,6 +164,17 @@ class ReadQuery:
 
 def _moment(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def quota_use(context: Context, system: System) -> QuotaUse | None:
+    """Calls in the last minute against the policy rate (from the SLO call counters)."""
+    counters = getattr(context.runtime, "slo", None)
+    systems = getattr(getattr(context.runtime, "policies", None), "systems", None)
+    if counters is None or systems is None or system not in systems.systems:
+        return None
+    calls, _ = counters.window(str(system), 60.0)
+    limit = systems.systems[system].rate.per_second * 60
+    return QuotaUse(calls_last_minute=calls, limit_per_minute=limit, used=round(calls / limit, 4))
 
 
 def slo_state(context: Context, system: System) -> SloState | None:

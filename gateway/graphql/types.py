@@ -35,6 +35,7 @@ __all__ = [
     "OrderItemRecord",
     "OrderRecord",
     "PageInfo",
+    "QuotaUse",
     "SourceFreshness",
     "SubscriptionItemRecord",
     "SubscriptionRecord",
@@ -525,6 +526,13 @@ class SloState:
     objectives: list[SloObjective] = field(description="Each objective.")
 
 
+@strawberry.type(description="A system's quota use over the last minute.")
+class QuotaUse:
+    calls_last_minute: int = field(description="Upstream calls made in the last 60 s.")
+    limit_per_minute: float = field(description="The policy rate times 60.")
+    used: float = field(description="calls_last_minute / limit_per_minute (1 = all of it).")
+
+
 @strawberry.type(description="Health of one system as its actor sees it.")
 class SystemStatus:
     system: SystemName = field(description="The system.")
@@ -536,6 +544,15 @@ class SystemStatus:
     queue_depth: int = field(description="Messages waiting in the actor's mailbox.")
     p50_latency_ms: float | None = field(
         description="Median latency of recent upstream calls in milliseconds."
+    )
+    p99_latency_ms: float | None = field(
+        default=None,
+        description="99th percentile latency of recent upstream calls in milliseconds.",
+    )
+    quota: QuotaUse | None = field(
+        default=None,
+        description="Upstream calls in the last minute against the policy rate "
+        "(policies/systems.toml).",
     )
     sync: SyncState | None = field(
         default=None,

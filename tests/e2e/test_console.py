@@ -98,6 +98,11 @@ def test_console_signs_in_shows_tiles_runs_chaos_and_replays(
             timeout=GUARD,
         )
         assert browser.evaluate("document.querySelectorAll('.panel.refused').length") == 0
+        # each tile shows the system's quota use against its policy rate
+        quota = browser.evaluate(
+            "document.querySelector('.tile[data-system=\"support\"] .quota').textContent"
+        )
+        assert "/ 700 a min" in quota
 
         # billing down through the chaos panel; reads that need billing open its breaker
         browser.evaluate(

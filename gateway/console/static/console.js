@@ -38,7 +38,8 @@ function refused(panel, body) {
 
 // ------------------------------------------------------------------ systems
 const SYSTEMS = `{ systems { system healthy healthDetail breaker queueDepth p50LatencyMs
-  sync { lagSeconds loaded } slo { ok } } }`;
+  p99LatencyMs quota { callsLastMinute limitPerMinute used } sync { lagSeconds loaded }
+  slo { ok } } }`;
 
 const fmt = (n, unit = "") => (n === null || n === undefined ? "–" : `${Math.round(n)}${unit}`);
 
@@ -51,7 +52,10 @@ async function refreshSystems() {
   }, el("h3", {}, s.system), el("dl", {},
     el("dt", {}, "health"), el("dd", {}, s.healthy === null ? "unknown" : s.healthy ? "healthy" : `down: ${s.healthDetail}`),
     el("dt", {}, "breaker"), el("dd", {}, s.breaker),
-    el("dt", {}, "p50"), el("dd", {}, fmt(s.p50LatencyMs, " ms")),
+    el("dt", {}, "p50 / p99"), el("dd", {}, `${fmt(s.p50LatencyMs)} / ${fmt(s.p99LatencyMs, " ms")}`),
+    el("dt", {}, "quota"), el("dd", { class: "quota" }, s.quota
+      ? `${s.quota.callsLastMinute} / ${Math.round(s.quota.limitPerMinute)} a min (${Math.round(s.quota.used * 100)}%)`
+      : "–"),
     el("dt", {}, "queue"), el("dd", {}, String(s.queueDepth)),
     el("dt", {}, "sync lag"), el("dd", {}, s.sync ? (s.sync.loaded ? fmt(s.sync.lagSeconds, " s") : "loading") : "–"),
     el("dt", {}, "SLO"), el("dd", {}, s.slo ? (s.slo.ok ? "ok" : "breached") : "–"),
