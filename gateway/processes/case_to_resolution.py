@@ -43,7 +43,13 @@ from gateway.processes.errors import ValidationFailed
 from gateway.processes.payloads import iso_date
 from gateway.processes.saga import Flow, SagaView, Step
 
-__all__ = ["ESCALATE_FLOW", "OPEN_FLOW", "validate_escalate", "validate_open"]
+__all__ = [
+    "ESCALATE_FLOW",
+    "OPEN_FLOW",
+    "find_open_case",
+    "validate_escalate",
+    "validate_open",
+]
 
 _TYPES = ("problem", "incident", "question", "task")
 _PRIORITIES = ("low", "normal", "high", "urgent")
@@ -110,14 +116,9 @@ async def validate_escalate(ctx: CommandContext, data: Mapping[str, Any]) -> Acc
         raise ValidationFailed(problems.items)
     organization = customer.ids[System.SUPPORT]
     case_id = str(data["caseId"]).strip()
-    cases: tuple[Case, ...] = (await ctx.ask(System.SUPPORT, GetCases((organization,)))).get(
-        organization, ()
+    case = await find_open_case(
+        ctx, problems, data, organization, closed="{status}; open a new case instead"
     )
-    case = next((c for c in cases if c.id == case_id), None)
-    if case is None:
-        problems.add("caseId", f"customer {data['customerId']} has no case {case_id!r}")
-    elif case.status in _CLOSED:
-        problems.add("caseId", f"case {case_id} is {case.status}; open a new case instead")
     if problems or case is None:
         raise ValidationFailed(problems.items)
     accepted = {
@@ -136,6 +137,28 @@ async def validate_escalate(ctx: CommandContext, data: Mapping[str, Any]) -> Acc
         links=dict(customer.ids),
         name=customer.name,
     )
+
+
+async def find_open_case(
+    ctx: CommandContext,
+    problems: Problems,
+    data: Mapping[str, Any],
+    organization: str,
+    *,
+    closed: str,
+) -> Case | None:
+    """The customer's case ``data["caseId"]`` if it is still open; else a problem on
+    ``caseId`` (no such case, or ``closed`` with the case's status filled in)."""
+    case_id = str(data["caseId"]).strip()
+    cases: tuple[Case, ...] = (await ctx.ask(System.SUPPORT, GetCases((organization,)))).get(
+        organization, ()
+    )
+    case = next((c for c in cases if c.id == case_id), None)
+    if case is None:
+        problems.add("caseId", f"customer {data['customerId']} has no case {case_id!r}")
+    elif case.status in _CLOSED:
+        problems.add("caseId", f"case {case_id} is " + closed.format(status=case.status))
+    return case
 
 
 def _ids(ids: Mapping[System, str]) -> dict[str, str | None]:

@@ -35,12 +35,12 @@ from actors.messages import (
     CreateCreditNote,
     EnsureCreditMemoRequest,
     GetBillingDocuments,
-    GetCases,
     GetInvoices,
     UpdateCase,
 )
-from gateway.canonical import Case, Invoice, System
+from gateway.canonical import Invoice, System
 from gateway.canonical.validation import Problems, check_required
+from gateway.processes.case_to_resolution import find_open_case
 from gateway.processes.context import Accepted, CommandContext
 from gateway.processes.customers import resolve_customer
 from gateway.processes.errors import ValidationFailed
@@ -50,7 +50,6 @@ __all__ = ["FLOW", "validate"]
 
 KIND = "resolveCase"
 REASONS = ("duplicate", "fraudulent", "order_change", "product_unsatisfactory")
-_CLOSED = ("solved", "closed")
 #: SAP order reason for a credit after a complaint
 SAP_REASON = "002"
 
@@ -89,14 +88,7 @@ async def validate(ctx: CommandContext, data: Mapping[str, Any]) -> Accepted:
         raise ValidationFailed(problems.items)
     organization = customer.ids[System.SUPPORT]
     case_id = str(data["caseId"]).strip()
-    cases: tuple[Case, ...] = (await ctx.ask(System.SUPPORT, GetCases((organization,)))).get(
-        organization, ()
-    )
-    case = next((c for c in cases if c.id == case_id), None)
-    if case is None:
-        problems.add("caseId", f"customer {data['customerId']} has no case {case_id!r}")
-    elif case.status in _CLOSED:
-        problems.add("caseId", f"case {case_id} is already {case.status}")
+    await find_open_case(ctx, problems, data, organization, closed="already {status}")
     accepted: dict[str, Any] = {
         "request": dict(data),
         "customerId": data["customerId"],
