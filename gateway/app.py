@@ -17,7 +17,6 @@ port (``ops_app``, started by ``crosswalk serve``) that only a monitoring networ
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
@@ -153,23 +152,21 @@ class OpsRoutes:
 
 def _lag(runtime: Runtime, system: System) -> float | None:
     """Seconds since the read model's copy of ``system`` was last complete."""
-    model = runtime.read_model
-    complete = None if model is None else model.complete_at(system)
-    return None if complete is None else max(0.0, time.time() - complete)
+    model = getattr(runtime, "read_model", None)
+    return None if model is None else model.lag(system)
 
 
 def _sync(runtime: Runtime, system: str) -> dict[str, object]:
     """The read model's lag for /readyz: a lagging feed is reported, never "not ready"
     (reads still answer from the read model, marked stale past their budget)."""
-    model = getattr(runtime, "read_model", None)
-    if model is None:
+    if getattr(runtime, "read_model", None) is None:
         return {}
-    complete = model.complete_at(System(system))
-    lag = None if complete is None else round(max(0.0, time.time() - complete), 3)
+    lag = _lag(runtime, System(system))
+    lag = None if lag is None else round(lag, 3)
     interval = runtime.policies.readmodel.catch_up_interval
     return {
         "read_model": {
-            "loaded": complete is not None,
+            "loaded": lag is not None,
             "lag_seconds": lag,
             "lagging": lag is None or lag > 2 * interval,
         }

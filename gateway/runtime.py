@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 #: the first wait before a discovery round that could not list a system is tried again
 DISCOVERY_RETRY_FIRST = 5.0
+#: the longest such wait when discovery has no interval of its own (start-up only)
+DISCOVERY_RETRY_MAX = 600.0
 #: how long background processes may take to finish what they hold at shutdown
 SHUTDOWN_GRACE = 10.0
 #: a crashed background task is restarted after this back-off, doubled per crash in a row
@@ -250,7 +252,7 @@ async def _discovery_loop(runtime: Runtime) -> None:
             log.warning("discovery could not list %s customers: %s", system, reason)
         if report.failed and (interval <= 0 or retry < interval):
             await anyio.sleep(retry)
-            retry = min(retry * 2, interval if interval > 0 else RESTART_MAX_DELAY * 10)
+            retry = min(retry * 2, interval if interval > 0 else DISCOVERY_RETRY_MAX)
             continue
         if interval <= 0:
             return

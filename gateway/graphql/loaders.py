@@ -25,18 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import anyio
 
 from actors.errors import CrosswalkSystemError
-from actors.messages import (
-    GetBillingDocuments,
-    GetCases,
-    GetCustomers,
-    GetEntitlements,
-    GetInvoices,
-    GetOpportunities,
-    GetOrders,
-    GetSubscriptions,
-    Message,
-    Priority,
-)
+from actors.messages import Message, Priority
 from gateway.canonical import (
     Case,
     Customer,
@@ -390,55 +379,51 @@ class Loaders:
         budget = policy.budget(spec.system, group) if policy is not None else 60.0
         return budget if self.max_age is None else min(budget, self.max_age)
 
-    # DataLoaders are built on first use: a request that reads cases alone builds one
-    def _loader(self, name: str, system: System, build: Callable[..., Message]) -> Any:
+    # DataLoaders are built on first use: a request that reads cases alone builds one.
+    # Each is one of the read model's slices (gateway.readmodel.kinds.SLICES): its system,
+    # its batched message, and what the read model keeps of its records.
+    def _loader(self, name: str) -> Any:
         loader = self._loaders.get(name)
         if loader is None:
+            spec = slice_of(name)
+            assert spec is not None, f"no slice named {name!r}"
             loader = self._loaders[name] = SystemLoader(
-                self.context, self, system, build, slice_of(name)
+                self.context, self, spec.system, spec.build, spec
             )
         return loader
 
     def customers(self, system: System) -> SystemLoader[Customer]:
         """GetCustomers of ``system``, keyed by its native customer id."""
-        loader: SystemLoader[Customer] = self._loader(f"customers:{system}", system, GetCustomers)
+        loader: SystemLoader[Customer] = self._loader(f"customers:{system}")
         return loader
 
     @property
     def orders(self) -> SystemLoader[tuple[Order, ...]]:
-        return self._loader("orders", System.ERP, GetOrders)  # type: ignore[no-any-return]
+        return self._loader("orders")  # type: ignore[no-any-return]
 
     @property
     def billing_documents(self) -> SystemLoader[tuple[Invoice, ...]]:
-        return self._loader(  # type: ignore[no-any-return]
-            "billing_documents", System.ERP, GetBillingDocuments
-        )
+        return self._loader("billing_documents")  # type: ignore[no-any-return]
 
     @property
     def invoices(self) -> SystemLoader[tuple[Invoice, ...]]:
-        return self._loader("invoices", System.BILLING, GetInvoices)  # type: ignore[no-any-return]
+        return self._loader("invoices")  # type: ignore[no-any-return]
 
     @property
     def subscriptions(self) -> SystemLoader[tuple[Subscription, ...]]:
-        return self._loader(  # type: ignore[no-any-return]
-            "subscriptions", System.BILLING, GetSubscriptions
-        )
+        return self._loader("subscriptions")  # type: ignore[no-any-return]
 
     @property
     def opportunities(self) -> SystemLoader[tuple[Opportunity, ...]]:
-        return self._loader(  # type: ignore[no-any-return]
-            "opportunities", System.CRM, GetOpportunities
-        )
+        return self._loader("opportunities")  # type: ignore[no-any-return]
 
     @property
     def cases(self) -> SystemLoader[tuple[Case, ...]]:
-        return self._loader("cases", System.SUPPORT, GetCases)  # type: ignore[no-any-return]
+        return self._loader("cases")  # type: ignore[no-any-return]
 
     @property
     def entitlements(self) -> SystemLoader[Entitlement]:
-        return self._loader(  # type: ignore[no-any-return]
-            "entitlements", System.SUPPORT, GetEntitlements
-        )
+        return self._loader("entitlements")  # type: ignore[no-any-return]
 
     async def settled(self, keys: Sequence[tuple[System, str]]) -> None:
         """Wait until every load started so far for these keys has finished."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -183,8 +182,7 @@ def slo_state(context: Context, system: System) -> SloState | None:
     if policy is None:
         return None
     model: ReadModel | None = getattr(context.runtime, "read_model", None)
-    complete = None if model is None else model.complete_at(system)
-    lag = None if complete is None else max(0.0, time.time() - complete)
+    lag = None if model is None else model.lag(system)
     statuses = system_slos(policy, getattr(context.runtime, "slo", None), system, lag)
     if not statuses:
         return None
@@ -214,7 +212,7 @@ def sync_state(context: Context, system: System) -> SyncState | None:
     return SyncState(
         loaded=complete is not None,
         complete_at=_moment(complete),
-        lag_seconds=None if complete is None else max(0.0, time.time() - complete),
+        lag_seconds=model.lag(system),
         last_event_at=_moment(model.last_event_at.get(system)),
         events_applied=model.events_applied.get(system, 0),
         records=model.count(system),

@@ -212,10 +212,7 @@ class GatewayMetrics:
         policy = getattr(getattr(runtime, "policies", None), "slo", None)
         if policy is not None:
             model = getattr(runtime, "read_model", None)
-            lags: dict[System, float | None] = {}
-            for system in System:
-                complete = model.complete_at(system) if model is not None else None
-                lags[system] = None if complete is None else max(0.0, time.time() - complete)
+            lags = {s: None if model is None else model.lag(s) for s in System}
             try:
                 self.slos = await evaluate(
                     policy, runtime.store, getattr(runtime, "slo", None), lags
@@ -315,11 +312,10 @@ class _ReadModelCollector(Collector):
             "1 when the feed's last catch-up pass stopped short",
             labels=["system", "feed"],
         )
-        now = time.time()
         for system in System:
-            complete = model.complete_at(system)
-            if complete is not None:
-                lag.add_metric([str(system)], max(0.0, now - complete))
+            behind = model.lag(system)
+            if behind is not None:
+                lag.add_metric([str(system)], behind)
             records.add_metric([str(system)], model.count(system))
             events.add_metric([str(system)], model.events_applied.get(system, 0))
         for (system, feed), state in model.feeds.items():

@@ -53,8 +53,9 @@ log = logging.getLogger(__name__)
 
 #: inbox events taken per batch
 EVENT_BATCH = 100
-#: how often the consumer looks for new events when none woke it
-EVENT_POLL = 0.1
+#: how often the consumer looks for events no in-process arrival woke it for (another
+#: process's webhook receiver); this process's receiver wakes it at once
+EVENT_POLL = 1.0
 #: longest wait for one actor answer
 ASK_TIMEOUT = 30.0
 #: pages one feed may read in one pass (the rest waits for the next pass)
@@ -240,6 +241,9 @@ class Feeds:
 
     async def _consume_events(self) -> None:
         while True:
+            # a fresh event before the read: an arrival during the read wakes the wait
+            # below instead of being lost (the poll only covers other processes' events)
+            self._events_waiting = anyio.Event()
             try:
                 events = await self.model.store.unapplied_events(limit=EVENT_BATCH)
             except Exception:
@@ -248,22 +252,21 @@ class Feeds:
             if not events:
                 with anyio.move_on_after(EVENT_POLL):
                     await self._events_waiting.wait()
-                self._events_waiting = anyio.Event()
                 continue
             with working_for("events"):
                 await self.apply_events(events)
 
     async def apply_events(self, events: Sequence[InboxEvent]) -> int:
         """Read back what ``events`` name and apply it, marking them applied."""
+        known = {str(s): s for s in System}
         by_system: dict[System, list[InboxEvent]] = {}
+        unknown: list[tuple[str, str]] = []
         for event in events:
-            try:
-                system = System(event.system)
-            except ValueError:
-                system = None
+            system = known.get(event.system)
             if system is None:
-                continue
-            by_system.setdefault(system, []).append(event)
+                unknown.append((event.system, event.event_id))
+            else:
+                by_system.setdefault(system, []).append(event)
         applied = 0
         for system, batch in by_system.items():
             records = [r for e in batch for r in records_named_by(e)]
@@ -286,9 +289,6 @@ class Feeds:
             if self.on_applied is not None:
                 await self.on_applied(system, done)
         # events of unknown systems are never read back: mark them so they do not return
-        unknown = [
-            (e.system, e.event_id) for e in events if e.system not in {str(s) for s in System}
-        ]
         if unknown:
             await self.model.apply([], source=Source.EVENTS, events=unknown)
         return applied

@@ -172,6 +172,8 @@ class ReadModel:
         self._records: dict[tuple[System, Kind, str], Entry] = {}
         self._by_customer: dict[tuple[System, Kind, str], set[str]] = {}
         self._coverage: dict[tuple[System, Kind, str], float] = {}
+        #: live (not deleted) records per system
+        self._live: dict[System, int] = {}
         self.feeds: dict[tuple[System, str], FeedState] = {
             (system, name): FeedState(system, name)
             for system, names in feeds.items()
@@ -236,6 +238,9 @@ class ReadModel:
             self._by_customer.get((system, kind, old.customer), set()).discard(record_id)
         self._records[key] = entry
         self._by_customer.setdefault((system, kind, entry.customer), set()).add(record_id)
+        was_live = old is not None and not old.deleted
+        if was_live != (not entry.deleted):
+            self._live[system] = self._live.get(system, 0) + (-1 if was_live else 1)
 
     # ------------------------------------------------------------ reads
 
@@ -248,11 +253,9 @@ class ReadModel:
 
     def slice(self, system: System, kind: Kind, customer: str, *, many: bool) -> SliceView | None:
         """The customer's records of ``kind`` if the read model knows them whole, else None."""
-        covered = self._coverage.get((system, kind, customer))
-        complete = self.complete_at(system)
-        if covered is None and complete is None:
+        as_of = self.as_of(system, kind, customer)
+        if as_of is None:
             return None
-        as_of = max(covered or 0.0, complete or 0.0)
         ids = self._by_customer.get((system, kind, customer), ())
         entries = [self._records[(system, kind, i)] for i in ids]
         live = [e for e in entries if not e.deleted]
@@ -273,9 +276,18 @@ class ReadModel:
                 yield record_id, entry
 
     def count(self, system: System) -> int:
-        return sum(1 for (s, _, _), e in self._records.items() if s is system and not e.deleted)
+        """Live records held (kept as records change: ``Query.systems`` and every metrics
+        scrape ask)."""
+        return self._live.get(system, 0)
+
+    def lag(self, system: System) -> float | None:
+        """Seconds since every feed of ``system`` was last known complete (None before the
+        initial load finished): what ``Query.systems``, ``/readyz``, SLOs and metrics show."""
+        complete = self.complete_at(system)
+        return None if complete is None else max(0.0, self.clock() - complete)
 
     def as_of(self, system: System, kind: Kind, customer: str) -> float | None:
+        """Since when ``customer``'s slice of ``kind`` is known complete (None: unknown)."""
         covered = self._coverage.get((system, kind, customer))
         complete = self.complete_at(system)
         if covered is None and complete is None:

@@ -183,6 +183,17 @@ XREF_SELECT: Final = (
 )
 
 
+def inbox_from_row(row: Row) -> InboxEvent:
+    """An inbox row: system, event_id, received_at, payload, processed_at."""
+    return InboxEvent(
+        system=row[0],
+        event_id=row[1],
+        received_at=from_micros(row[2]),
+        payload=load_json(row[3]),
+        processed_at=_opt_dt(row[4]),
+    )
+
+
 def xref_from_row(row: Row) -> XRefRecord:
     aliases = row[8].split("\x1f") if len(row) > 8 and row[8] else ()
     return XRefRecord(
@@ -398,15 +409,7 @@ class SQLiteReader(Reader):
             "WHERE system = ? AND event_id = ?",
             (system, event_id),
         )
-        if row is None:
-            return None
-        return InboxEvent(
-            system=row[0],
-            event_id=row[1],
-            received_at=from_micros(row[2]),
-            payload=load_json(row[3]),
-            processed_at=_opt_dt(row[4]),
-        )
+        return None if row is None else inbox_from_row(row)
 
     async def audit_for(self, correlation_id: str) -> list[AuditEntry]:
         rows = await self._all(
@@ -575,16 +578,7 @@ class SQLiteReader(Reader):
             "WHERE applied_at IS NULL ORDER BY received_at LIMIT ?",
             (limit,),
         )
-        return [
-            InboxEvent(
-                system=r[0],
-                event_id=r[1],
-                received_at=from_micros(r[2]),
-                payload=load_json(r[3]),
-                processed_at=_opt_dt(r[4]),
-            )
-            for r in rows
-        ]
+        return [inbox_from_row(r) for r in rows]
 
     # ------------------------------------------------------------ reconciliation
 
