@@ -430,10 +430,12 @@ class ReadModel:
         else:
             self._through_pending += 1
 
-    async def read_throughs_written(self) -> None:
-        """Wait until every read-through offered so far is written (or dropped)."""
-        while self._through_pending > 0:
-            await self._through_written.wait()
+    async def read_throughs_written(self, *, within: float) -> None:
+        """Wait until every read-through offered so far is written (or dropped);
+        TimeoutError after ``within`` seconds."""
+        with anyio.fail_after(within):
+            while self._through_pending > 0:
+                await self._through_written.wait()
 
     async def write_read_throughs(self) -> None:
         """Write queued read-throughs, many per transaction, until cancelled."""

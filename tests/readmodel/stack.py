@@ -3,7 +3,6 @@ model with its feeds, behind the GraphQL app (the read side)."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -169,10 +168,3 @@ async def open_rm_stack(
             tg.start_soon(model.write_read_throughs)
             yield RMStack(urls, runtime, http, sandbox, tg)
             tg.cancel_scope.cancel()
-
-
-def with_budgets(base: ReadModelPolicy, **seconds: float) -> ReadModelPolicy:
-    """``base`` with every freshness budget at ``default`` seconds."""
-    return dataclasses.replace(
-        base, default_budget=seconds.get("default", base.default_budget), budgets={}
-    )
