@@ -84,7 +84,7 @@ from actors.messages import (
     RenewSubscription,
     UpdateCustomer,
 )
-from gateway.canonical import Customer, Invoice, Subscription, SubscriptionItem, System, XRef
+from canonical import Customer, Invoice, Subscription, SubscriptionItem, System, XRef
 
 __all__ = [
     "FAN_OUT",

@@ -1,7 +1,7 @@
 """The connector contract, and the HTTP plumbing every connector shares.
 
 A connector owns one system's wire format: it turns ``actors.messages`` into that vendor's
-HTTP calls and the answers into ``gateway.canonical`` records. It knows nothing of
+HTTP calls and the answers into ``canonical`` records. It knows nothing of
 priorities, breakers or retries: the actor around it does that. It does map every failure
 to an ``actors.errors`` class, because only the connector knows what the vendor meant
 (Salesforce's 403 ``REQUEST_LIMIT_EXCEEDED`` is a throttle, not a permission problem).
@@ -30,7 +30,7 @@ from actors.calls import CallObserver, VendorCall, outcome_of
 from actors.context import current_attempt, current_call, outgoing_headers
 from actors.errors import LimitExceeded, MalformedResponse, SystemTimeout, SystemUnavailable
 from actors.messages import Message
-from gateway.canonical import System
+from canonical import System
 
 __all__ = ["Connector", "Endpoint", "HttpConnector", "Response", "retry_after_seconds"]
 

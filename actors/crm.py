@@ -77,7 +77,7 @@ from actors.messages import (
     UpdateCustomer,
     UpdateOpportunity,
 )
-from gateway.canonical import Customer, Opportunity, System, XRef
+from canonical import Customer, Opportunity, System, XRef
 
 __all__ = ["CHUNK", "THROTTLE_PAUSE", "CrmConnector", "soql_like", "soql_quote"]
 

@@ -68,7 +68,7 @@ from actors.messages import (
     UpdateCustomer,
 )
 from actors.odata_batch import BatchFormatError, build_get_batch, parse_batch_answer
-from gateway.canonical.models import Customer, Invoice, Order, OrderItem, System, XRef
+from canonical.models import Customer, Invoice, Order, OrderItem, System, XRef
 
 __all__ = ["ErpConnector", "or_chunks"]
 

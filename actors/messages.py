@@ -24,7 +24,7 @@ from datetime import date
 from decimal import Decimal
 from typing import ClassVar, Generic, TypeVar
 
-from gateway.canonical import Customer
+from canonical import Customer
 
 T = TypeVar("T")
 

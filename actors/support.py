@@ -51,7 +51,7 @@ from actors.messages import (
     UpdateCase,
     UpdateCustomer,
 )
-from gateway.canonical.models import Case, Customer, Entitlement, System, XRef
+from canonical.models import Case, Customer, Entitlement, System, XRef
 
 __all__ = ["SupportConnector"]
 

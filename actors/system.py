@@ -56,7 +56,7 @@ from actors.messages import Message, Priority
 
 if TYPE_CHECKING:
     # only for annotations: gateway.governance.systems imports actors.connector
-    from gateway.governance.systems import SystemPolicy
+    from actors.policy import SystemPolicy
 
 __all__ = ["SystemActor"]
 

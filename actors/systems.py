@@ -29,11 +29,11 @@ from actors._stats import StatsSnapshot, SystemState
 from actors.calls import CallObserver
 from actors.connector import Connector, Endpoint
 from actors.system import SystemActor
-from gateway.canonical import System
+from canonical import System
 
 if TYPE_CHECKING:
     # only for annotations: gateway.governance.systems imports actors.connector
-    from gateway.governance.systems import SystemsPolicy
+    from actors.policy import SystemsPolicy
 
 __all__ = ["DEFAULT_CONNECTORS", "ConnectorFactory", "Systems"]
 

@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from actors.systems import ConnectorFactory, Systems
-from gateway.canonical import System
+from canonical import System
 from gateway.console import console_routes
 from gateway.governance.clients import ClientsPolicy
 from gateway.governance.policies import Policies

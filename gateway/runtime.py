@@ -30,7 +30,7 @@ from anyio.abc import TaskStatus
 from actors import Systems
 from actors.messages import Priority
 from actors.systems import ConnectorFactory
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.audit import AuditPolicy
 from gateway.governance.policies import Policies, load_policies
 from gateway.observability.audit import AuditWriter, purge_audit

@@ -36,7 +36,7 @@ from actors import SystemActor
 from actors.connector import Connector, Endpoint, HttpConnector
 from actors.errors import CrosswalkSystemError
 from actors.messages import GetCustomers, Message, Priority
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.systems import RatePolicy, RetryPolicy, SystemPolicy
 
 SERVER = r"""

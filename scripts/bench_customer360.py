@@ -155,7 +155,7 @@ def run_gateway(data_dir: str, port: int, urls: dict[str, str], *, graphql: bool
     import uvicorn
 
     from actors import Systems
-    from gateway.canonical import System
+    from canonical import System
     from gateway.governance.policies import load_policies
     from gateway.governance.systems import ENV_URLS, RatePolicy, load_systems_policy
     from gateway.graphql.app import create_graphql_app
@@ -215,7 +215,7 @@ def run_gateway(data_dir: str, port: int, urls: dict[str, str], *, graphql: bool
 def actors_only(systems: Any) -> Any:
     """The four reads through the actors, without GraphQL: where the gateway's time goes."""
     from actors.messages import GetCases, GetCustomers, GetSubscriptions, Priority
-    from gateway.canonical import System
+    from canonical import System
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

@@ -168,7 +168,7 @@ def reconcile_seconds(bench: Bench) -> tuple[float, int]:
     }
     began = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "reconcile", "--json", "--var-dir", str(bench.var)],
+        [sys.executable, "-m", "crosswalk", "reconcile", "--json", "--var-dir", str(bench.var)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     seconds = time.perf_counter() - began

@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from actors import Systems  # noqa: E402
 from actors.errors import CrosswalkSystemError  # noqa: E402
-from gateway.canonical import System  # noqa: E402
+from canonical import System  # noqa: E402
 from gateway.governance.outbox import load_outbox_policy  # noqa: E402
 from gateway.governance.reference import load_reference  # noqa: E402
 from gateway.governance.systems import ENV_URLS, load_systems_policy  # noqa: E402

@@ -124,7 +124,7 @@ class Bench:
 
     def start(self) -> subprocess.Popen[bytes]:
         cmd = [
-            sys.executable, "-m", "gateway.cli", "up", "--fresh",
+            sys.executable, "-m", "crosswalk", "up", "--fresh",
             "--port", str(self.ports["gw"]), "--var-dir", str(self.var),
             "--customers", str(self.args.customers),
             *(f"--{s}-port={self.ports[s]}" for s in SYSTEMS),

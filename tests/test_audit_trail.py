@@ -11,7 +11,7 @@ import pytest
 from actors.calls import VendorCall
 from actors.connector import Endpoint, HttpConnector
 from actors.context import CallContext, reset_call, set_call
-from gateway.canonical import System
+from canonical import System
 from gateway.observability.audit import AuditWriter, purge_audit, vendor_call_entry
 from gateway.store import Store, open_store
 from tests.servers import free_port

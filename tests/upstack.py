@@ -47,7 +47,7 @@ def running_up(
     ports = {name: free_port() for name in ("gw", *SYSTEMS)}
     var_dir = tmp_path / "var"
     cmd = [
-        sys.executable, "-m", "gateway.cli", "up",
+        sys.executable, "-m", "crosswalk", "up",
         "--port", str(ports["gw"]),
         "--var-dir", str(var_dir),
         "--customers", str(customers),

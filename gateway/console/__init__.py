@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.policies import Policies
 from gateway.governance.profiles import SANDBOX
 from gateway.settings import Settings

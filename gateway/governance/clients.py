@@ -66,7 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from gateway.canonical import System
+from canonical import System
 from gateway.governance._toml import PolicyTable, read_policy
 
 __all__ = [

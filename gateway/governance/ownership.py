@@ -9,7 +9,7 @@
     [fallback]
     order = ["erp", "crm", "billing", "support"]   # who may fill a field its owner lacks
 
-Every field of ``gateway.canonical.Customer`` that carries business data must have an
+Every field of ``canonical.Customer`` that carries business data must have an
 owner (``system``, ``id`` and ``xref`` are bookkeeping and ``updated_at`` is per record).
 Any problem raises ``PolicyError(file, key, reason)``.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from gateway.canonical import Customer, System
+from canonical import Customer, System
 from gateway.governance._toml import read_policy
 
 __all__ = ["OWNED_CUSTOMER_FIELDS", "OwnershipPolicy", "load_ownership_policy"]

@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.canonical import System
+from canonical import System
 from gateway.governance._toml import PolicyTable, read_policy
 
 __all__ = ["GROUPS", "QuotaShares", "ReadModelPolicy", "load_readmodel_policy"]

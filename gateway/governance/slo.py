@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.canonical import System
+from canonical import System
 from gateway.governance._toml import PolicyTable, read_policy
 
 __all__ = ["FlowObjectives", "SloPolicy", "SystemObjectives", "load_slo_policy"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from gateway.canonical import System
+from canonical import System
 from gateway.governance._toml import PolicyTable, read_policy
 from gateway.governance.profiles import PROFILES, SANDBOX
 

@@ -22,7 +22,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from gateway.canonical import System
+from canonical import System
 from gateway.graphql.context import Context, require_scope
 from gateway.graphql.errors import CodedError, ErrorCode
 from gateway.graphql.identity import resolve_customer

@@ -25,7 +25,7 @@ from graphql import (
 )
 from strawberry.types import Info
 
-from gateway.canonical import Customer, Invoice, System
+from canonical import Customer, Invoice, System
 from gateway.governance.ownership import OwnershipPolicy
 from gateway.graphql.context import Context, require_scope
 from gateway.graphql.errors import CodedError

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from gateway.canonical import Customer, System
+from canonical import Customer, System
 from gateway.graphql.context import Context
 from gateway.graphql.errors import CodedError, ErrorCode
 from gateway.processes.discovery import customer_links

@@ -26,7 +26,7 @@ import anyio
 
 from actors.errors import CrosswalkSystemError
 from actors.messages import Message, Priority
-from gateway.canonical import (
+from canonical import (
     Case,
     Customer,
     Entitlement,

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.types import Info
 
-from gateway.canonical import Case, Invoice, Order, System
+from canonical import Case, Invoice, Order, System
 from gateway.graphql.context import Context, require_scope
 from gateway.graphql.customer import Customer360, _join_invoices
 from gateway.graphql.errors import CodedError, ErrorCode

@@ -25,7 +25,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.clients import Client
 from gateway.graphql.context import require_scope
 from gateway.graphql.errors import CodedError, ErrorCode

@@ -8,7 +8,7 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
-from gateway.canonical import System
+from canonical import System
 from gateway.graphql.context import Context, require_scope
 from gateway.graphql.customer import Customer360
 from gateway.graphql.errors import CodedError, ErrorCode

@@ -18,7 +18,7 @@ import anyio
 import strawberry
 from strawberry.types import Info
 
-from gateway.canonical import System
+from canonical import System
 from gateway.graphql.context import require_scope
 from gateway.graphql.errors import CodedError, ErrorCode
 from gateway.graphql.identity import resolve_customer

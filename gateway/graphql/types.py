@@ -1,6 +1,6 @@
 """GraphQL object types of the read side: records, connections, freshness, system status.
 
-These are plain values built from canonical records (``gateway.canonical``); the types
+These are plain values built from canonical records (``canonical``); the types
 with resolvers (``Customer360``, ``GoldenRecord``) live in ``gateway.graphql.customer``.
 """
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import strawberry
 
-from gateway.canonical import Case, Entitlement, Opportunity, Order, Subscription, System
+from canonical import Case, Entitlement, Opportunity, Order, Subscription, System
 from gateway.graphql.errors import CodedError, ErrorCode
 
 __all__ = [

@@ -28,7 +28,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from gateway.canonical import System
+from canonical import System
 from gateway.observability.slo import SloStatus, evaluate
 from gateway.store import MessageStatus, OutboxStatus, StoreError
 

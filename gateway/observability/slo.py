@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 
 from actors import StatsSnapshot
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.slo import SloPolicy
 from gateway.store.records import OperationStatus
 

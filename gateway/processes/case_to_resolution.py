@@ -35,8 +35,8 @@ from actors.messages import (
     GetOrders,
     UpdateCase,
 )
-from gateway.canonical import Case, System
-from gateway.canonical.validation import Problems, check_required
+from canonical import Case, System
+from canonical.validation import Problems, check_required
 from gateway.processes.context import Accepted, CommandContext
 from gateway.processes.customers import resolve_customer
 from gateway.processes.errors import ValidationFailed

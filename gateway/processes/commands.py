@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.reference import ReferenceData
 from gateway.processes.context import Accepted, Caller, CommandContext, SystemsLike
 from gateway.processes.errors import IdempotencyConflict, IdempotencyMismatch, ValidationFailed

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from actors.messages import Message, Priority
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.reference import ReferenceData
 from gateway.processes.exclusive import Exclusive
 from gateway.store import Store

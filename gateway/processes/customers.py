@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from actors.errors import NotFound
 from actors.messages import FindCustomerByXRef, GetCustomers
-from gateway.canonical import Customer, System
-from gateway.canonical.validation import Problems
+from canonical import Customer, System
+from canonical.validation import Problems
 from gateway.processes.context import CommandContext
 
 __all__ = ["ResolvedCustomer", "parse_customer_id", "resolve_customer"]

@@ -25,7 +25,7 @@ import anyio
 
 from actors.errors import CrosswalkSystemError, LimitExceeded
 from actors.messages import ListCustomers, Page, Priority
-from gateway.canonical import Customer, System
+from canonical import Customer, System
 from gateway.store.errors import XRefConflict
 
 __all__ = ["DiscoveryReport", "customer_links", "discover"]

@@ -63,7 +63,7 @@ from actors import tracing
 from actors.context import CallContext, reset_call, set_call, trace_id_for
 from actors.errors import ActorStopped, BreakerOpen, CrosswalkSystemError, Throttled
 from actors.messages import Message, Priority, Write
-from gateway.canonical import System
+from canonical import System
 from gateway.processes.context import SystemsLike
 from gateway.processes.flows import FLOWS
 from gateway.processes.policy import DispatchPolicy

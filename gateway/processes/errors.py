@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.canonical.validation import FieldProblem
+from canonical.validation import FieldProblem
 
 __all__ = [
     "CommandError",

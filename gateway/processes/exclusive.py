@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.canonical.validation import FieldProblem
+from canonical.validation import FieldProblem
 from gateway.store import Operation, OperationStatus, Reader, Store
 
 __all__ = ["Exclusive", "find_blocker"]

@@ -30,8 +30,8 @@ from typing import Any
 
 from actors.errors import CrosswalkSystemError
 from actors.messages import EnsureCustomer, FindCustomers, FindCustomersByTaxId
-from gateway.canonical import Customer, System
-from gateway.canonical.validation import (
+from canonical import Customer, System
+from canonical.validation import (
     Problems,
     check_country,
     check_currency,

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from gateway.canonical import Customer, System, XRef
+from canonical import Customer, System, XRef
 
 __all__ = ["customer_from_payload", "customer_payload", "iso_date", "parse_date"]
 

@@ -42,8 +42,8 @@ from actors.messages import (
     SetEntitlement,
     UpdateOpportunity,
 )
-from gateway.canonical import Opportunity, Order, Subscription, System
-from gateway.canonical.validation import (
+from canonical import Opportunity, Order, Subscription, System
+from canonical.validation import (
     Problems,
     check_country,
     check_owned,

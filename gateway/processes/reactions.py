@@ -58,7 +58,7 @@ from actors.messages import (
     UpdateCase,
     UpdateCustomer,
 )
-from gateway.canonical import (
+from canonical import (
     Customer,
     Entitlement,
     Invoice,

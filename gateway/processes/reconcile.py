@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from actors.messages import EnsureCustomer, UpdateCustomer
-from gateway.canonical import Customer, System, XRef
+from canonical import Customer, System, XRef
 from gateway.governance.ownership import OwnershipPolicy
 from gateway.processes.saga import Flow, SagaView, Step, begin_saga
 from gateway.processes.signal import outbox_signal

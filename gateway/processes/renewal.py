@@ -30,8 +30,8 @@ from typing import Any
 
 from actors.errors import NotFound
 from actors.messages import EnsureSalesOrder, GetOpportunity, GetSubscriptions, RenewSubscription
-from gateway.canonical import Opportunity, Order, Subscription, System
-from gateway.canonical.validation import Problems, check_required
+from canonical import Opportunity, Order, Subscription, System
+from canonical.validation import Problems, check_required
 from gateway.processes.context import Accepted, CommandContext
 from gateway.processes.customers import resolve_customer
 from gateway.processes.errors import ValidationFailed

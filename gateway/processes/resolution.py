@@ -38,8 +38,8 @@ from actors.messages import (
     GetInvoices,
     UpdateCase,
 )
-from gateway.canonical import Invoice, System
-from gateway.canonical.validation import Problems, check_required
+from canonical import Invoice, System
+from canonical.validation import Problems, check_required
 from gateway.processes.case_to_resolution import find_open_case
 from gateway.processes.context import Accepted, CommandContext
 from gateway.processes.customers import resolve_customer

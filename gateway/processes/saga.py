@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from actors.messages import Message, Priority
-from gateway.canonical import System
+from canonical import System
 from gateway.store import (
     NewMessage,
     Operation,

@@ -16,7 +16,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from gateway import canonical
+import canonical
 
 __all__ = ["decode", "encode"]
 

@@ -39,7 +39,7 @@ from actors.messages import (
     GetOpportunity,
     Priority,
 )
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.readmodel import ReadModelPolicy
 from gateway.observability.correlation import working_for
 from gateway.readmodel.kinds import Kind, spec_for

@@ -23,7 +23,7 @@ from actors.messages import (
     GetSubscriptions,
     Message,
 )
-from gateway.canonical import (
+from canonical import (
     Case,
     Customer,
     Entitlement,

@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from gateway.canonical import System
+from canonical import System
 from gateway.readmodel.codec import decode, encode
 from gateway.readmodel.kinds import Kind, identify
 from gateway.store import ReadRow, Store, Transaction

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import anyio
 from aiolimiter import AsyncLimiter
 
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.readmodel import QuotaShares
 
 __all__ = ["PURPOSES", "Quota"]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from actors import Systems
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.policies import Policies
 from gateway.readmodel.feeds import Feeds, system_feeds
 from gateway.readmodel.model import ReadModel

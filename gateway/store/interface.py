@@ -44,7 +44,7 @@ from typing import Self, TypeVar
 
 import anyio
 
-from gateway.canonical import System
+from canonical import System
 from gateway.store.errors import RecordNotFound, StaleOperation
 from gateway.store.notify import OperationNotifier, OperationWatch
 from gateway.store.records import (

@@ -24,7 +24,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import orjson
 
-from gateway.canonical import System, XRef
+from canonical import System, XRef
 
 __all__ = [
     "DEFAULT_IDEMPOTENCY_TTL",

@@ -14,7 +14,7 @@ from typing import Any, Final
 import aiosqlite
 import orjson
 
-from gateway.canonical import System
+from canonical import System
 from gateway.store.errors import ConstraintViolation, StoreError
 from gateway.store.interface import Reader
 from gateway.store.records import (

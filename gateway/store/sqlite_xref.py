@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from gateway.canonical import System
+from canonical import System
 from gateway.store.errors import XRefConflict
 from gateway.store.records import XRefRecord
 from gateway.store.sqlite_reader import (

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.canonical import System
+from canonical import System
 from gateway.webhooks.errors import EventInvalid
 
 __all__ = ["OWN_CLIENT", "CanonicalEvent", "map_event"]

@@ -28,7 +28,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.webhooks import WebhooksPolicy
 from gateway.observability.correlation import current_correlation_id
 from gateway.store import Store, StoreError

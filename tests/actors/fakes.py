@@ -14,7 +14,7 @@ from aiohttp import web
 from actors.connector import Endpoint, HttpConnector
 from actors.errors import NotFound, Rejected, SystemUnavailable, Throttled
 from actors.messages import GetCustomers, Message
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.systems import (
     BreakerPolicy,
     CachePolicy,

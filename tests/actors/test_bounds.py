@@ -18,7 +18,7 @@ from actors.billing import BillingConnector
 from actors.connector import Endpoint, HttpConnector, retry_after_seconds
 from actors.errors import LimitExceeded
 from actors.messages import Page
-from gateway.canonical import Customer, System
+from canonical import Customer, System
 from gateway.governance.errors import PolicyError
 from gateway.governance.systems import load_systems_policy
 from gateway.processes.discovery import discover

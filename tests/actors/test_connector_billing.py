@@ -42,7 +42,7 @@ from actors.messages import (
     RenewSubscription,
     UpdateCustomer,
 )
-from gateway.canonical import Customer, Invoice, Subscription, System, XRef
+from canonical import Customer, Invoice, Subscription, System, XRef
 from sandbox.app import SandboxConfig
 from sandbox.billing import create_app
 from sandbox.demo import generate

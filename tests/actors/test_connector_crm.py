@@ -43,7 +43,7 @@ from actors.messages import (
     UpdateCustomer,
     UpdateOpportunity,
 )
-from gateway.canonical import Customer, Opportunity, System, XRef
+from canonical import Customer, Opportunity, System, XRef
 from sandbox.app import SandboxConfig
 from sandbox.crm import create_app
 from sandbox.demo import generate

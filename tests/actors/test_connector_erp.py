@@ -39,7 +39,7 @@ from actors.messages import (
     Page,
     UpdateCustomer,
 )
-from gateway.canonical import Customer, Invoice, Order, System
+from canonical import Customer, Invoice, Order, System
 from sandbox.app import SandboxConfig
 from sandbox.erp import create_app
 from tests.servers import serve

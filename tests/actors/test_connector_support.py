@@ -35,7 +35,7 @@ from actors.messages import (
     UpdateCustomer,
 )
 from actors.support import SupportConnector
-from gateway.canonical.models import Case, Customer, Entitlement, System, XRef
+from canonical.models import Case, Customer, Entitlement, System, XRef
 from sandbox.app import SandboxConfig
 from sandbox.demo import generate
 from sandbox.support import create_app

@@ -13,7 +13,7 @@ from actors.connector import Endpoint
 from actors.errors import ActorStopped
 from actors.messages import GetCustomers, Priority
 from actors.systems import DEFAULT_CONNECTORS
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.systems import load_systems_policy
 from tests.actors.fakes import FakeConnector
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from actors.connector import Endpoint
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.errors import PolicyError
 from gateway.governance.systems import load_systems_policy
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.canonical import System
+from canonical import System
 from tests.chaos.world import Sandbox, World, serve_sandboxes
 
 

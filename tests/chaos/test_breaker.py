@@ -12,7 +12,7 @@ import pytest
 from actors import SystemActor
 from actors.errors import BreakerOpen, SystemUnavailable
 from actors.messages import GetCustomers, Priority
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.systems import BreakerPolicy, RetryPolicy
 from tests.chaos.world import World, ask_all, until_time
 from tests.servers import free_port

@@ -7,7 +7,7 @@ import pytest
 
 from actors.errors import BreakerOpen, MalformedResponse, SystemTimeout
 from actors.messages import Priority
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.systems import BreakerPolicy, RetryPolicy
 from tests.chaos.world import World, until
 

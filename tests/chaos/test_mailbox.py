@@ -13,7 +13,7 @@ import pytest
 from actors import Systems
 from actors.errors import ActorStopped, SystemTimeout, Throttled
 from actors.messages import Message, Priority
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.systems import RetryPolicy
 from tests.chaos.world import World, outcome, until
 

@@ -11,7 +11,7 @@ import pytest
 from actors import billing, crm
 from actors.errors import Throttled
 from actors.messages import GetCustomers, Priority
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.systems import RatePolicy, RetryPolicy
 from tests.chaos.world import World, ask_all
 

@@ -24,7 +24,7 @@ import httpx
 
 from actors import SystemActor, Systems
 from actors.messages import GetCustomers, Message, Priority
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.systems import ENV_URLS, SystemsPolicy, load_systems_policy
 from sandbox import billing, crm, erp, support
 from sandbox.app import SandboxConfig

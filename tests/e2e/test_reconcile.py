@@ -35,7 +35,7 @@ def reconcile(stack: UpStack, *flags: str) -> tuple[int, dict[str, Any] | str]:
         **{f"CROSSWALK_{s.upper()}_URL": f"http://127.0.0.1:{stack.ports[s]}" for s in SYSTEMS},
     }
     done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "reconcile", "--var-dir", str(stack.var_dir), *flags],
+        [sys.executable, "-m", "crosswalk", "reconcile", "--var-dir", str(stack.var_dir), *flags],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode in (0, 1), done.stderr

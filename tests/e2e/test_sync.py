@@ -28,7 +28,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]
     ports = {system: free_port() for system in SYSTEMS}
     data = tmp_path_factory.mktemp("sync-sandbox")
     cmd = [
-        sys.executable, "-m", "gateway.cli", "sandbox", "--no-webhooks",
+        sys.executable, "-m", "crosswalk", "sandbox", "--no-webhooks",
         "--data-dir", str(data), "--customers", "120",
         *(f"--{s}-port={ports[s]}" for s in SYSTEMS),
     ]  # fmt: skip
@@ -54,7 +54,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]
 
 def sync_command(ports: dict[str, int], var: Path) -> list[str]:
     return [
-        sys.executable, "-m", "gateway.cli", "sync", "--profile", "sandbox",
+        sys.executable, "-m", "crosswalk", "sync", "--profile", "sandbox",
         "--var-dir", str(var),
         *(f"--{s}-url=http://127.0.0.1:{ports[s]}" for s in SYSTEMS),
     ]  # fmt: skip

@@ -60,7 +60,7 @@ def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-
 def test_up_starts_answers_and_stops_cleanly(tmp_path: Path, stop_signal: signal.Signals) -> None:
     ports = {name: free_port() for name in ("gw", "erp", "billing", "crm", "support")}
     cmd = [
-        sys.executable, "-m", "gateway.cli", "up",
+        sys.executable, "-m", "crosswalk", "up",
         "--port", str(ports["gw"]),
         "--var-dir", str(tmp_path / "var"),
         "--customers", "20",

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.canonical import System
-from gateway.cli import main
+from canonical import System
+from crosswalk.cli import main
 from gateway.governance.audit import AuditPolicy
 from gateway.governance.errors import PolicyError
 from gateway.governance.policies import check_policies, load_policies

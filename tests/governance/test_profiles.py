@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
+from crosswalk.cli import main
 from gateway.governance.errors import PolicyError
 from gateway.governance.policies import check_policies, load_policies
 from tests.servers import free_port

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.canonical import System
+from canonical import System
 from gateway.governance._toml import PolicyTable
 from gateway.governance.errors import PolicyError
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from actors import Systems
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.clients import load_clients_policy
 from gateway.governance.systems import ENV_URLS, SystemsPolicy, load_systems_policy
 from gateway.graphql.app import create_graphql_app

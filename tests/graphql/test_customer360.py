@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.canonical import System
+from canonical import System
 from tests.graphql.conftest import PORTAL
 from tests.graphql.stack import Stack, open_stack
 

@@ -19,7 +19,7 @@ import anyio
 from actors import messages as m
 from actors.errors import NotFound
 from actors.messages import Message, Priority
-from gateway.canonical import (
+from canonical import (
     Case,
     Customer,
     Entitlement,

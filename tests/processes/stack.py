@@ -20,7 +20,7 @@ import anyio
 import httpx
 
 from actors import Systems
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.reference import load_reference
 from gateway.governance.systems import ENV_URLS, SystemsPolicy, load_systems_policy
 from gateway.processes.commands import WritePath

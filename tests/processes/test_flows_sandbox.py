@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.canonical import System
+from canonical import System
 from gateway.processes.context import Caller
 from gateway.processes.errors import ValidationFailed
 from gateway.store import OperationStatus

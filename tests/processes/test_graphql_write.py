@@ -12,7 +12,7 @@ import pytest
 
 from actors import messages as m
 from actors.errors import Rejected
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.clients import Client
 from gateway.governance.policies import load_policies
 from gateway.graphql.context import Context

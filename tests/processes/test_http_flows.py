@@ -85,12 +85,12 @@ def test_every_flow_over_http_with_the_widget_key(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     demo = generate(20)
     sandbox_cmd = [
-        sys.executable, "-m", "gateway.cli", "sandbox", "--data-dir", str(tmp_path / "sandbox"),
+        sys.executable, "-m", "crosswalk", "sandbox", "--data-dir", str(tmp_path / "sandbox"),
         "--customers", "20", "--fresh", "--no-webhooks",
         *(f"--{s}-port={p}" for s, p in ports.items()),
     ]  # fmt: skip
     gateway_cmd = [
-        sys.executable, "-m", "gateway.cli", "serve", "--port", str(port),
+        sys.executable, "-m", "crosswalk", "serve", "--port", str(port),
         "--store", f"sqlite:///{tmp_path / 'gw.db'}", "--var-dir", str(tmp_path / "var"),
         "--policies", str(ROOT / "policies"), "--profile", "sandbox",
         *(f"--{s}-url=http://127.0.0.1:{p}" for s, p in ports.items()),

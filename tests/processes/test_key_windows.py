@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from actors import messages as m
-from gateway.canonical import System
+from canonical import System
 from tests.processes.stack import sandbox_stack
 
 pytestmark = pytest.mark.anyio

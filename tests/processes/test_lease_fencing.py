@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from actors import messages as m
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.reference import ReferenceData
 from gateway.processes.commands import WritePath
 from gateway.processes.context import Caller

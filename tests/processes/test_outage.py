@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.systems import BreakerPolicy
 from gateway.processes.context import Caller
 from gateway.store import MessageStatus, OperationStatus, StepStatus

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def crosswalk(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
+        [sys.executable, "-m", "crosswalk", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

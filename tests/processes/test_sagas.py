@@ -8,7 +8,7 @@ import pytest
 from actors import messages as m
 from actors.errors import BreakerOpen, Rejected, SystemUnavailable
 from actors.messages import Priority
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.reference import ReferenceData
 from gateway.processes import outbox_cli, quote_to_cash
 from gateway.processes.commands import WritePath

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.reference import ReferenceData
 from gateway.processes.commands import WritePath
 from gateway.processes.context import Caller

@@ -15,7 +15,7 @@ import httpx
 from anyio.abc import TaskGroup
 
 from actors import Systems
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.clients import ClientsPolicy, load_clients_policy
 from gateway.governance.readmodel import ReadModelPolicy, load_readmodel_policy
 from gateway.governance.reference import ReferenceData, load_reference

@@ -14,7 +14,7 @@ import anyio
 import pytest
 import websockets
 
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.readmodel import load_readmodel_policy
 from gateway.graphql.app import create_graphql_app
 from gateway.readmodel.kinds import Kind

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.canonical import Invoice, System
+from canonical import Invoice, System
 from gateway.readmodel.kinds import Kind
 from gateway.readmodel.model import Change, ReadModel, Source, version_at
 from gateway.store import Store, open_store

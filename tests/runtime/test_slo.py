@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from actors import StatsSnapshot
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.slo import FlowObjectives, SloPolicy, SystemObjectives
 from gateway.observability.slo import CallCounters, evaluate, system_slos
 from gateway.store import open_store

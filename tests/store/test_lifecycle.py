@@ -9,7 +9,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from gateway.canonical import System
+from canonical import System
 from gateway.store import (
     ConstraintViolation,
     MessageStatus,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.canonical import System, XRef
+from canonical import System, XRef
 from gateway.store import Store, XRefConflict, XRefRecord
 
 from .conftest import FakeClock

@@ -18,8 +18,8 @@ import httpx
 import orjson
 import pytest
 
+from canonical import System
 from gateway.app import create_app
-from gateway.canonical import System
 from gateway.governance.systems import ENV_URLS
 from gateway.settings import Settings
 from gateway.store import Store, open_store

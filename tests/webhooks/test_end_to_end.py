@@ -18,7 +18,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from gateway.canonical import System
+from canonical import System
 from sandbox import billing, crm, erp, support
 from sandbox.app import SandboxConfig
 from sandbox.webhooks import WebhookStats

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.canonical import System
+from canonical import System
 from gateway.webhooks import EventInvalid, map_event
 from tests.webhooks.samples import (
     salesforce_opportunity_updated,

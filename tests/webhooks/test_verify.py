@@ -7,7 +7,7 @@ import time
 import pytest
 from starlette.datastructures import Headers
 
-from gateway.canonical import System
+from canonical import System
 from gateway.governance.webhooks import WebhookPolicy
 from gateway.webhooks import (
     SignatureError,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from gateway.governance.reference import ReferenceData
+from canonical.reference import ReferenceData
 
 __all__ = [
     "DEFAULT_OWNERS",

@@ -1,6 +1,6 @@
 """The canonical model: the shapes every system's records are translated into."""
 
-from gateway.canonical.models import (
+from canonical.models import (
     Case,
     Customer,
     Entitlement,

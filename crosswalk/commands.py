@@ -1,4 +1,4 @@
-"""What each ``crosswalk`` subcommand does. Parsing lives in ``gateway.cli``."""
+"""What each ``crosswalk`` subcommand does. Parsing lives in ``crosswalk.cli``."""
 
 from __future__ import annotations
 
@@ -222,13 +222,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     ports = {s: getattr(args, f"{s}_port") for s in SYSTEMS}
     commands: list[tuple[str, list[str], str]] = []
     for system in SYSTEMS:
-        cmd = [python, "-m", "gateway.cli", "sandbox", "--only", system]
+        cmd = [python, "-m", "crosswalk", "sandbox", "--only", system]
         cmd += ["--data-dir", str(var_dir / "sandbox"), "--gateway-url", gateway_url]
         cmd += [f"--{system}-port", str(ports[system]), *common]
         commands.append(
             (f"sandbox {system}", cmd, f"http://127.0.0.1:{ports[system]}/_sandbox/chaos")
         )
-    serve = [python, "-m", "gateway.cli", "serve", "--host", args.host, "--port", str(args.port)]
+    serve = [python, "-m", "crosswalk", "serve", "--host", args.host, "--port", str(args.port)]
     serve += ["--var-dir", str(var_dir), "--policies", str(args.policies)]
     # the sandbox systems take the committed demo secrets: say so before anything starts
     serve += ["--profile", "sandbox"]
@@ -405,7 +405,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     """Fill the read model from the systems (resumable; see gateway.readmodel.sync)."""
     from actors import Systems
-    from gateway.canonical import System
+    from canonical import System
     from gateway.governance.errors import PolicyError
     from gateway.governance.policies import load_policies
     from gateway.readmodel.sync import sync

@@ -181,7 +181,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from gateway import commands
+    from crosswalk import commands
 
     handler = getattr(commands, f"cmd_{args.command}")
     code: int = handler(args)
