@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -13,7 +11,7 @@ from actors.connector import Endpoint, HttpConnector
 from actors.context import CallContext, reset_call, set_call
 from canonical import System
 from gateway.observability.audit import AuditWriter, purge_audit, vendor_call_entry
-from gateway.store import Store, open_store
+from gateway.store import Store
 from tests.servers import free_port
 
 pytestmark = pytest.mark.anyio
@@ -32,12 +30,6 @@ def call(n: int, *, correlation_id: str | None = "corr-1") -> VendorCall:
         correlation_id=correlation_id,
         actor="demo-widget",
     )
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with open_store(f"sqlite:///{tmp_path / 'audit.db'}") as opened:
-        yield opened
 
 
 def test_an_entry_names_the_call() -> None:

@@ -25,8 +25,8 @@ from pathlib import Path
 import httpx
 
 from tests.servers import free_port
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = ("erp", "billing", "crm", "support")
 
 

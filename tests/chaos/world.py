@@ -30,8 +30,8 @@ from sandbox import billing, crm, erp, support
 from sandbox.app import SandboxConfig
 from sandbox.demo import DemoData, generate, sf_id
 from tests.servers import serve
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 CUSTOMERS = 20
 
 # The sandboxes' own built-in rate limits are lifted so that only the chaos switches (and

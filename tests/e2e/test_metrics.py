@@ -11,7 +11,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.upstack import ROOT, running_up
+from tests.support.paths import ROOT
+from tests.upstack import running_up
 
 pytestmark = [pytest.mark.slow]
 

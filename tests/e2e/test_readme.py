@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.upstack import ROOT, SYSTEMS, UpStack, running_up
+from tests.support.paths import ROOT
+from tests.upstack import SYSTEMS, UpStack, running_up
 
 pytestmark = [pytest.mark.slow]
 

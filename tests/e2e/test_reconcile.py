@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.upstack import ROOT, SYSTEMS, UpStack, running_up
+from tests.support.paths import ROOT
+from tests.upstack import SYSTEMS, UpStack, running_up
 
 pytestmark = [pytest.mark.slow]
 

@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from tests.servers import free_port
-from tests.upstack import ROOT, SYSTEMS
+from tests.support.paths import ROOT
+from tests.upstack import SYSTEMS
 
 pytestmark = [pytest.mark.slow]
 

@@ -13,10 +13,9 @@ import httpx
 import pytest
 
 from tests.servers import free_port
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _children(pid: int) -> set[int]:

@@ -12,8 +12,8 @@ from crosswalk.cli import main
 from gateway.governance.audit import AuditPolicy
 from gateway.governance.errors import PolicyError
 from gateway.governance.policies import check_policies, load_policies
+from tests.support.paths import POLICIES as SHIPPED
 
-SHIPPED = Path(__file__).parents[2] / "policies"
 FILES = (
     "systems.toml",
     "clients.toml",

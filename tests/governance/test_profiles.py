@@ -10,8 +10,7 @@ from crosswalk.cli import main
 from gateway.governance.errors import PolicyError
 from gateway.governance.policies import check_policies, load_policies
 from tests.servers import free_port
-
-SHIPPED = Path(__file__).resolve().parents[2] / "policies"
+from tests.support.paths import POLICIES as SHIPPED
 
 SECRETS = {
     "CROSSWALK_ERP_WEBHOOK_SECRET": "erp-production-secret",

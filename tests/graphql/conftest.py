@@ -18,9 +18,8 @@ import pytest
 from gateway.governance.clients import ClientsPolicy, load_clients_policy
 from gateway.graphql.app import create_graphql_app
 from gateway.graphql.schema import build_schema
-from gateway.store import open_store
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 PORTAL = {"Authorization": "Bearer demo-portal-key"}
 WIDGET = {"Authorization": "Bearer demo-widget-key"}
 OPS = {"Authorization": "Bearer demo-ops-key"}
@@ -72,12 +71,6 @@ def read_schema() -> Any:
 @pytest.fixture
 def clients_policy() -> ClientsPolicy:
     return load_clients_policy(ROOT / "policies" / "clients.toml")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Any]:
-    async with open_store(f"sqlite:///{tmp_path / 'crosswalk.db'}") as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -26,8 +26,9 @@ from gateway.graphql.app import create_graphql_app
 from gateway.processes.discovery import DiscoveryReport, discover
 from gateway.store import open_store
 from sandbox.app import SandboxConfig
-from tests.graphql.conftest import ROOT, Policies, Runtime, Settings, read_schema
+from tests.graphql.conftest import Policies, Runtime, Settings, read_schema
 from tests.servers import serve
+from tests.support.paths import ROOT
 
 
 def systems_policy(urls: dict[System, str], **changes: Any) -> SystemsPolicy:

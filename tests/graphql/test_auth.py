@@ -17,6 +17,7 @@ from gateway.governance.clients import hash_api_key, load_clients_policy
 from gateway.governance.errors import PolicyError
 from gateway.graphql.app import create_graphql_app
 from tests.graphql.conftest import PORTAL, Policies, Runtime, read_schema
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.anyio
 
@@ -238,8 +239,6 @@ def test_bad_policy_files_name_file_key_and_reason(tmp_path: Path, text: str, ke
 
 
 def test_shipped_policy_has_the_three_demo_keys_hashed() -> None:
-    from tests.graphql.conftest import ROOT
-
     policy = load_clients_policy(ROOT / "policies" / "clients.toml")
     text = (ROOT / "policies" / "clients.toml").read_text()
     for key in ("demo-portal-key", "demo-widget-key", "demo-ops-key"):

@@ -13,9 +13,10 @@ import pytest
 from gateway.governance.clients import ClientsPolicy, QueryLimits, hash_api_key, load_clients_policy
 from gateway.graphql.app import create_graphql_app
 from gateway.graphql.ratelimit import RateLimiter
-from tests.graphql.conftest import ROOT, Runtime, read_schema
+from tests.graphql.conftest import Runtime, read_schema
 from tests.graphql.transports import over_http, over_ws
 from tests.servers import serve
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.anyio
 

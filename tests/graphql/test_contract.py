@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.graphql.contract import breaking_changes, check_schema, export_schema, undocumented
-from tests.graphql.conftest import ROOT
+from tests.support.paths import ROOT
 
 OLD = '''
 """Root."""

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.graphql.conftest import OPS, ROOT
+from tests.graphql.conftest import OPS
 from tests.graphql.stack import open_stack
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.anyio
 

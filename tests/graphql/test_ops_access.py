@@ -21,10 +21,11 @@ from gateway.graphql.app import create_graphql_app
 from gateway.graphql.schema import get_schema
 from gateway.settings import Settings
 from gateway.store import OutboxStatus
-from tests.graphql.conftest import ROOT, Runtime
+from tests.graphql.conftest import Runtime
 from tests.graphql.transports import over_http, over_ws
 from tests.ops import OPS_HEADERS, ops_client
 from tests.servers import serve
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.anyio
 

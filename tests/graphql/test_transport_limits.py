@@ -16,9 +16,10 @@ from gateway.governance.clients import Client, ClientsPolicy, hash_api_key, load
 from gateway.graphql.app import create_graphql_app
 from gateway.graphql.persisted import PersistedOperations
 from gateway.graphql.schema import get_schema
-from tests.graphql.conftest import ROOT, Runtime
+from tests.graphql.conftest import Runtime
 from tests.graphql.transports import Answer, over_http, over_ws
 from tests.servers import serve
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.anyio
 

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from gateway.governance.reference import ReferenceData, load_reference
-from gateway.store import Store, open_store
 from tests.processes.fakes import FakeSystems, World
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
 
 
 @pytest.fixture
 def reference() -> ReferenceData:
     return load_reference(ROOT / "policies" / "reference.toml")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with open_store(f"sqlite:///{tmp_path / 'gw.db'}") as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -31,8 +31,7 @@ from sandbox import billing, crm, erp, support
 from sandbox.app import SandboxConfig
 from sandbox.demo import DemoData, generate
 from tests.servers import serve
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
 
 #: policy for tests: quick retries and defers, short leases
 TEST_DISPATCH = DispatchPolicy(

@@ -31,10 +31,10 @@ import pytest
 from gateway.store import open_store
 from sandbox.demo import generate
 from tests.servers import free_port
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 CUSTOMERS = 450
 MUTATIONS = 300
 CLIENTS = 16

@@ -4,7 +4,6 @@ or argument, Query.operation, Query.deadLetters, replayDeadLetter, Subscription.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -20,10 +19,10 @@ from gateway.graphql.schema import build_schema
 from gateway.store import OperationStatus, Store
 from tests.processes.fakes import FakeSystems, World
 from tests.processes.helpers import dispatching, wait_for
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = build_schema()
 WIDGET = Client(
     "demo-widget",

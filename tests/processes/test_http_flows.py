@@ -15,8 +15,9 @@ import pytest
 import websockets
 
 from sandbox.demo import generate
-from tests.processes.test_crash import ROOT, _process, _wait
+from tests.processes.test_crash import _process, _wait
 from tests.servers import free_port
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.slow
 

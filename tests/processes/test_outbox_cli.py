@@ -10,10 +10,9 @@ import pytest
 
 from gateway.store import MessageStatus, OperationStatus, StepStatus, open_store
 from tests.store.helpers import create_operation, message
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.anyio
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def crosswalk(*args: str) -> subprocess.CompletedProcess[str]:

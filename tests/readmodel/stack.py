@@ -26,9 +26,10 @@ from gateway.readmodel.model import ReadModel
 from gateway.readmodel.quota import Quota
 from gateway.store import Store, open_store
 from sandbox.app import SandboxConfig
-from tests.graphql.conftest import ROOT, Settings, read_schema
+from tests.graphql.conftest import Settings, read_schema
 from tests.graphql.stack import systems_policy
 from tests.servers import serve
+from tests.support.paths import ROOT
 
 PORTAL = {"Authorization": "Bearer demo-portal-key"}
 

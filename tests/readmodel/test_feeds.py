@@ -19,9 +19,9 @@ from gateway.governance.readmodel import load_readmodel_policy
 from gateway.graphql.app import create_graphql_app
 from gateway.readmodel.kinds import Kind
 from gateway.webhooks.events import map_event
-from tests.graphql.conftest import ROOT
 from tests.readmodel.stack import RMStack, open_rm_stack
 from tests.servers import serve
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.anyio
 

@@ -3,26 +3,18 @@ coverage, restart."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from canonical import Invoice, System
 from gateway.readmodel.kinds import Kind
 from gateway.readmodel.model import Change, ReadModel, Source, version_at
-from gateway.store import Store, open_store
+from gateway.store import Store
 
 pytestmark = pytest.mark.anyio
 
 FEEDS = {System.BILLING: ("events",), System.ERP: ("orders",)}
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with open_store(f"sqlite:///{tmp_path / 'rm.db'}") as opened:
-        yield opened
 
 
 def invoice(status: str, invoice_id: str = "in_1", customer: str = "cus_1") -> Invoice:

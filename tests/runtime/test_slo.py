@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,16 +10,9 @@ from actors import StatsSnapshot
 from canonical import System
 from gateway.governance.slo import FlowObjectives, SloPolicy, SystemObjectives
 from gateway.observability.slo import CallCounters, evaluate, system_slos
-from gateway.store import open_store
 from gateway.store.records import OperationStatus
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Any]:
-    async with open_store(f"sqlite:///{tmp_path / 'crosswalk.db'}") as opened:
-        yield opened
 
 
 class Clock:

@@ -11,10 +11,9 @@ import gateway.runtime as runtime_module
 from gateway.processes.discovery import DiscoveryReport
 from gateway.runtime import open_runtime, supervise
 from gateway.settings import Settings
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.anyio
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_supervise_restarts_a_crashed_task_with_back_off() -> None:

@@ -24,8 +24,7 @@ from gateway.governance.systems import ENV_URLS
 from gateway.settings import Settings
 from gateway.store import Store, open_store
 from tests.servers import free_port, serve
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
 
 
 @dataclass

@@ -14,6 +14,7 @@ from starlette.routing import Route
 from gateway.governance.webhooks import load_webhooks_policy
 from gateway.store import Store, open_store
 from gateway.webhooks import MAX_BODY, webhook_endpoint
+from tests.support.paths import POLICIES
 from tests.webhooks.conftest import Gateway, running_gateway
 from tests.webhooks.samples import (
     dumps,
@@ -218,7 +219,7 @@ async def test_hostile_input_never_gets_a_500(gw: Gateway) -> None:
 
 
 async def test_a_store_that_cannot_record_asks_the_vendor_to_retry(tmp_path: Path) -> None:
-    policy = load_webhooks_policy(Path(__file__).resolve().parents[2] / "policies/webhooks.toml")
+    policy = load_webhooks_policy(POLICIES / "webhooks.toml")
     async with open_store(f"sqlite:///{tmp_path / 'closed.db'}") as store:
         pass  # closed on leaving: every transaction now fails with StoreClosed
 
