@@ -1,8 +1,15 @@
 """A small in-memory world of four fake system actors, for unit tests of the write path.
 
 Each fake actor answers the messages the flows send with canonical records, records every
-call (system, message) in order, and can be told to fail: ``fail(system, error, times)``.
-Writes are idempotent by key, as the real connectors are.
+call (system, message) in order, duplicates included, and can be told to fail:
+``fail(system, error, times)``.
+
+Writes are de-duplicated only where the real systems de-duplicate them: billing and
+support honour the Idempotency-Key the connectors send with every write; for the ERP and
+the CRM only a redelivery (``first_delivery`` false) finds the effect of an earlier
+delivery (the connector's check-before-create). A write marked ``first_delivery`` skips
+that check, as the connectors do, so delivering it twice to the ERP makes two sales
+orders, and a test's "exactly one order" can fail.
 """
 
 from __future__ import annotations
@@ -39,11 +46,14 @@ class World:
 
     customers: dict[System, dict[str, Customer]] = field(default_factory=dict)
     opportunities: dict[str, Opportunity] = field(default_factory=dict)
-    orders: dict[str, Order] = field(default_factory=dict)  # by purchase order
+    #: every sales order created, by the ERP's own order number (see ``order_for``)
+    orders: dict[str, Order] = field(default_factory=dict)
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     entitlements: dict[str, Entitlement] = field(default_factory=dict)
     cases: dict[str, Case] = field(default_factory=dict)
+    #: every call that reached a fake actor, in order, repeated writes included
     calls: list[tuple[System, Message]] = field(default_factory=list)
+    #: what a write answered, by idempotency key: a redelivery's lookup of its own effect
     by_key: dict[str, Any] = field(default_factory=dict)
     counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -70,6 +80,12 @@ class World:
             System.SUPPORT, org, "active", "premium", date(2027, 1, 1)
         )
 
+    def order_for(self, purchase_order: str) -> Order:
+        """The one sales order for ``purchase_order``; fails when there are none or several."""
+        found = [o for o in self.orders.values() if o.purchase_order == purchase_order]
+        assert len(found) == 1, f"{len(found)} sales orders for {purchase_order}: {found}"
+        return found[0]
+
     def add_opportunity(
         self,
         opp_id: str,
@@ -93,6 +109,9 @@ class World:
 
 
 Failure = Callable[[Message], BaseException | None]
+
+#: systems whose vendor keeps the Idempotency-Key a connector sends (Stripe, Zendesk)
+KEYED = frozenset({System.BILLING, System.SUPPORT})
 
 
 class FakeActor:
@@ -131,12 +150,14 @@ class FakeActor:
                     self.world.calls.append((self.system, message))
                     raise error
         self.world.calls.append((self.system, message))
-        key = getattr(message, "idempotency_key", None)
-        if key is not None and key in self.world.by_key:
+        if not isinstance(message, m.Write):
+            return self._answer(message)
+        key = message.idempotency_key
+        checked = self.system in KEYED or not message.first_delivery
+        if checked and key in self.world.by_key:
             return self.world.by_key[key]
         result = self._answer(message)
-        if key is not None:
-            self.world.by_key[key] = result
+        self.world.by_key[key] = result
         return result
 
     def _answer(self, message: Message) -> Any:
@@ -175,12 +196,15 @@ class FakeActor:
                 )
                 here[native] = customer
                 return customer
-            case m.EnsureSalesOrder(customer_id=bp, purchase_order=po, items=items, currency=cur):
-                if po not in w.orders:
-                    w.orders[po] = Order(
-                        System.ERP, str(5100000 + next(w.counter)), bp, po, "A", Decimal("1"), cur
-                    )
-                return w.orders[po]
+            case m.EnsureSalesOrder(customer_id=bp, purchase_order=po, currency=cur):
+                earlier = [o for o in w.orders.values() if o.purchase_order == po]
+                if earlier and not message.first_delivery:  # the connector's check
+                    return earlier[0]
+                order = Order(
+                    System.ERP, str(5100000 + next(w.counter)), bp, po, "A", Decimal("1"), cur
+                )
+                w.orders[order.id] = order
+                return order
             case m.CreateSubscription(customer_id=cus, items=items, metadata=meta):
                 sub = Subscription(
                     System.BILLING,

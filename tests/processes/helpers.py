@@ -1,4 +1,5 @@
-"""Helpers shared by the write-path tests: run a dispatcher, wait for an operation."""
+"""Helpers shared by the write-path tests: run a dispatcher, wait for an operation, and the
+caller, statuses and onboarding input the saga tests share."""
 
 from __future__ import annotations
 
@@ -8,9 +9,36 @@ from typing import Any
 
 import anyio
 
+from gateway.processes.commands import WritePath
+from gateway.processes.context import Caller
 from gateway.processes.dispatcher import Dispatcher
 from gateway.processes.policy import DispatchPolicy
+from gateway.processes.views import OperationView
 from gateway.store import Operation, OperationStatus, Store
+
+WIDGET = Caller("demo-widget", "crm")
+DONE = (OperationStatus.SUCCEEDED,)
+STUCK = (OperationStatus.NEEDS_ATTENTION,)
+ONBOARD = {
+    "name": "Nordwind Logistics GmbH",
+    "taxId": "DE 123 456 789",
+    "country": "DE",
+    "paymentTerms": "NT30",
+}
+
+
+async def close_opportunity(
+    write: WritePath, opportunity: str, *, key: str, correlation: str = "c"
+) -> OperationView:
+    """Submit ``closeOpportunity`` for ``opportunity`` as the widget client."""
+    return await write.submit(
+        "closeOpportunity",
+        {"opportunityId": opportunity},
+        caller=WIDGET,
+        idempotency_key=key,
+        correlation_id=correlation,
+    )
+
 
 FAST = DispatchPolicy(
     workers=8,
