@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from canonical import System
-from tests.chaos.world import Sandbox, World, serve_sandboxes
+from tests.chaos.world import CUSTOMERS, World
+from tests.support.sandboxes import Sandbox, serve_sandboxes
 
 
 @pytest.fixture(scope="package")
@@ -24,7 +25,8 @@ def anyio_backend() -> str:
 async def sandboxes(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[dict[System, Sandbox]]:
-    async with serve_sandboxes(tmp_path_factory.mktemp("chaos")) as served:
+    data_dir = tmp_path_factory.mktemp("chaos")
+    async with serve_sandboxes(data_dir, customers=CUSTOMERS, lifted=True) as served:
         yield served
 
 

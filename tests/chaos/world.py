@@ -1,6 +1,9 @@
-"""The chaos tests' world: the four real sandbox systems on loopback, and helpers to drive them.
+"""The chaos tests' world: the four real sandbox systems on loopback (served by
+tests/support/sandboxes.py, their own rate limits lifted), and helpers to drive them.
 
-    sandboxes = await stack.enter_async_context(serve_sandboxes(tmp_dir))  # once per package
+    sandboxes = await stack.enter_async_context(
+        serve_sandboxes(tmp_dir, customers=CUSTOMERS, lifted=True)
+    )  # once per package
     world = World(sandboxes, demo)
     async with world.systems(System.CRM, workers=1) as systems:  # real connectors, fresh actors
         await world[System.CRM].chaos(outage=True)
@@ -14,86 +17,20 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 
 from actors import SystemActor, Systems
 from actors.messages import GetCustomers, Message, Priority
 from canonical import System
-from gateway.governance.systems import ENV_URLS, SystemsPolicy, load_systems_policy
-from sandbox import billing, crm, erp, support
-from sandbox.app import SandboxConfig
+from gateway.governance.systems import SystemsPolicy
 from sandbox.demo import DemoData, generate, sf_id
-from tests.servers import serve
-from tests.support.paths import ROOT
+from tests.support.sandboxes import LIFTED, Sandbox, systems_policy, urls
 
 CUSTOMERS = 20
-
-# The sandboxes' own built-in rate limits are lifted so that only the chaos switches (and
-# the actor's policy) decide what the tests see.
-_APPS: dict[System, Callable[[SandboxConfig], Any]] = {
-    System.ERP: lambda c: erp.create_app(c, rate=10_000.0, burst=10_000),
-    System.BILLING: lambda c: billing.create_app(c, rate_per_second=10_000.0, rate_burst=10_000.0),
-    System.CRM: lambda c: crm.create_app(c, per_second=10_000.0, burst=10_000),
-    System.SUPPORT: lambda c: support.create_app(c, rate_limit=1_000_000),
-}
-
-
-@dataclass
-class Sandbox:
-    """One served sandbox system and its control endpoints (``/_sandbox/*``)."""
-
-    system: System
-    url: str
-    http: httpx.AsyncClient
-
-    async def chaos(self, **settings: object) -> None:
-        answer = await self.http.put(f"{self.url}/_sandbox/chaos", json=settings)
-        assert answer.status_code == 200, answer.text
-
-    async def reset(self) -> None:
-        answer = await self.http.post(f"{self.url}/_sandbox/reset")
-        assert answer.status_code == 200, answer.text
-
-    async def stats(self) -> dict[str, Any]:
-        answer = await self.http.get(f"{self.url}/_sandbox/stats")
-        assert answer.status_code == 200, answer.text
-        stats: dict[str, Any] = answer.json()
-        return stats
-
-    async def requests(self) -> int:
-        """Vendor calls the system has received since the last reset."""
-        return int((await self.stats())["requests"])
-
-    async def until_requests(self, count: int, *, within: float = 5.0) -> None:
-        """Wait until the system has received ``count`` vendor calls since the last reset."""
-        with anyio.fail_after(within):
-            while await self.requests() < count:  # noqa: ASYNC110 - another process's count
-                await anyio.sleep(0.005)
-
-    async def timestamps(self) -> list[float]:
-        """When each vendor call arrived (``time.monotonic``, the clock anyio uses too)."""
-        return [float(t) for t in (await self.stats())["timestamps"]]
-
-
-@asynccontextmanager
-async def serve_sandboxes(data_dir: Path) -> AsyncIterator[dict[System, Sandbox]]:
-    """All four sandbox apps on free loopback ports, data in ``data_dir``, no webhooks."""
-    async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0))
-        sandboxes = {}
-        for system, factory in _APPS.items():
-            config = SandboxConfig.for_system(
-                system.value, data_dir=data_dir, gateway_url=None, customers=CUSTOMERS
-            )
-            url = await stack.enter_async_context(serve(factory(config)))
-            sandboxes[system] = Sandbox(system, url, http)
-        yield sandboxes
 
 
 @dataclass
@@ -144,19 +81,9 @@ class World:
         """The shipped policy pointed at the sandboxes, rates lifted, no pings; ``changes``
         gives SystemPolicy fields to replace, per system.
         """
-        changes = changes or {}
-        environ = {ENV_URLS[s]: box.url for s, box in self.sandboxes.items()}
-        shipped = load_systems_policy(ROOT / "policies" / "systems.toml", environ=environ)
-        systems = {}
-        for system, policy in shipped.systems.items():
-            lifted = dataclasses.replace(
-                policy,
-                rate=dataclasses.replace(policy.rate, per_second=10_000.0, burst=10_000),
-                health_interval=0.0,
-                timeout=5.0,
-            )
-            systems[system] = dataclasses.replace(lifted, **changes.get(system, {}))
-        return dataclasses.replace(shipped, systems=systems)
+        return systems_policy(
+            urls(self.sandboxes), rate=float(LIFTED), timeout=5.0, per_system=changes
+        )
 
     @asynccontextmanager
     async def systems(self, target: System | None = None, **changes: Any) -> AsyncIterator[Systems]:

@@ -133,7 +133,7 @@ async def test_search_by_name_and_system_id(stack: Stack) -> None:
 
 async def test_fifty_customers_cost_a_handful_of_upstream_calls(tmp_path: Path) -> None:
     async with open_stack(tmp_path, customers=50) as stack:
-        before = {s: await stack.stats(s) for s in System}
+        before = {s: await stack.requests(s) for s in System}
         body = await _query(
             stack,
             "{ customers(first: 50) { nodes { id invoices { nodes { id posted } } "
@@ -142,7 +142,7 @@ async def test_fifty_customers_cost_a_handful_of_upstream_calls(tmp_path: Path) 
         )
         assert "errors" not in body, body.get("errors")
         assert len(body["data"]["customers"]["nodes"]) == 50
-        calls = {s: await stack.stats(s) - before[s] for s in System}
+        calls = {s: await stack.requests(s) - before[s] for s in System}
         # where the vendor batches (OData or-filters, SOQL IN, Zendesk show_many) fifty
         # customers cost one or two calls per kind of record ...
         assert calls[System.ERP] <= 4, calls  # customers + billing documents

@@ -34,7 +34,7 @@ def open_opportunities(stack: Stack) -> list[tuple[str, str]]:
 
 
 async def erp_orders_for(stack: Stack, purchase_order: str) -> list[dict[str, object]]:
-    answer = await stack.http.get(
+    answer = await stack.sandbox.get(
         f"{stack.urls[System.ERP]}/sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder",
         params={"$filter": f"PurchaseOrderByCustomer eq '{purchase_order}'", "$format": "json"},
         auth=ERP_AUTH,
@@ -65,7 +65,7 @@ async def test_close_opportunity_against_the_sandbox(tmp_path: Path) -> None:
         assert len(orders) == 1
         order_id = orders[0]["SalesOrder"]
         opp = (
-            await stack.http.get(
+            await stack.sandbox.get(
                 f"{stack.urls[System.CRM]}/services/data/v60.0/sobjects/Opportunity/{opp_id}",
                 headers=CRM_AUTH,
             )
@@ -74,7 +74,7 @@ async def test_close_opportunity_against_the_sandbox(tmp_path: Path) -> None:
         assert opp["StageName"] == "Closed Won"
         company = next(c for c in stack.demo.companies if c.bp == bp)
         subs = (
-            await stack.http.get(
+            await stack.sandbox.get(
                 f"{stack.urls[System.BILLING]}/v1/subscriptions",
                 params={"customer": company.billing_id, "limit": 100},
                 headers=BILLING_AUTH,
@@ -84,7 +84,7 @@ async def test_close_opportunity_against_the_sandbox(tmp_path: Path) -> None:
         assert len(ours) == 1
         assert ours[0]["metadata"]["crm_opportunity_id"] == opp_id
         org = (
-            await stack.http.get(
+            await stack.sandbox.get(
                 f"{stack.urls[System.SUPPORT]}/api/v2/organizations/{company.support_id}",
                 auth=SUPPORT_AUTH,
             )
@@ -118,7 +118,7 @@ async def test_onboard_customer_against_the_sandbox(tmp_path: Path) -> None:
         bp = xref.erp
         assert bp is not None
         partner = (
-            await stack.http.get(
+            await stack.sandbox.get(
                 f"{stack.urls[System.ERP]}/sap/opu/odata/sap/API_BUSINESS_PARTNER/A_BusinessPartner('{bp}')",
                 params={"$format": "json"},
                 auth=ERP_AUTH,
@@ -126,21 +126,21 @@ async def test_onboard_customer_against_the_sandbox(tmp_path: Path) -> None:
         ).json()["d"]
         assert partner["BusinessPartnerIDByExtSystem"] == done.input["externalId"]
         account = (
-            await stack.http.get(
+            await stack.sandbox.get(
                 f"{stack.urls[System.CRM]}/services/data/v60.0/sobjects/Account/ERP_Customer_Id__c/{bp}",
                 headers=CRM_AUTH,
             )
         ).json()
         assert account["Id"] == xref.crm
         customer = (
-            await stack.http.get(
+            await stack.sandbox.get(
                 f"{stack.urls[System.BILLING]}/v1/customers/{xref.billing}", headers=BILLING_AUTH
             )
         ).json()
         assert customer["metadata"]["erp_bp"] == bp
         assert customer["metadata"]["crm_account_id"] == xref.crm
         org = (
-            await stack.http.get(
+            await stack.sandbox.get(
                 f"{stack.urls[System.SUPPORT]}/api/v2/organizations/{xref.support}",
                 auth=SUPPORT_AUTH,
             )
@@ -211,7 +211,7 @@ async def test_open_and_escalate_case_against_the_sandbox(tmp_path: Path) -> Non
         assert done.status is OperationStatus.SUCCEEDED, done.error
         ticket_id = done.result["create_case"]["id"]
         ticket = (
-            await stack.http.get(
+            await stack.sandbox.get(
                 f"{stack.urls[System.SUPPORT]}/api/v2/tickets/{ticket_id}", auth=SUPPORT_AUTH
             )
         ).json()["ticket"]
@@ -240,7 +240,7 @@ async def test_open_and_escalate_case_against_the_sandbox(tmp_path: Path) -> Non
         )
         assert done.status is OperationStatus.SUCCEEDED, done.error
         ticket = (
-            await stack.http.get(
+            await stack.sandbox.get(
                 f"{stack.urls[System.SUPPORT]}/api/v2/tickets/{ticket_id}", auth=SUPPORT_AUTH
             )
         ).json()["ticket"]
@@ -278,7 +278,7 @@ async def test_renew_subscription_against_the_sandbox(tmp_path: Path) -> None:
         orders = await erp_orders_for(stack, order["purchase_order"])
         assert [o["SalesOrder"] for o in orders] == [order["id"]]
         org = (
-            await stack.http.get(
+            await stack.sandbox.get(
                 f"{stack.urls[System.SUPPORT]}/api/v2/organizations/{company.support_id}",
                 auth=SUPPORT_AUTH,
             )

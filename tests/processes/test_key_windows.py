@@ -53,7 +53,7 @@ async def test_subscription_and_ticket_redelivered_after_the_key_window(tmp_path
         )
         assert again.id == first.id  # type: ignore[attr-defined]
         subs = (
-            await stack.http.get(
+            await stack.sandbox.get(
                 f"{stack.urls[System.BILLING]}/v1/subscriptions",
                 params={"customer": company.billing_id, "status": "all", "limit": 100},
                 headers=BILLING_AUTH,
@@ -75,7 +75,7 @@ async def test_subscription_and_ticket_redelivered_after_the_key_window(tmp_path
         )
         assert reopened.id == opened.id  # type: ignore[attr-defined]
         tickets = (
-            await stack.http.get(
+            await stack.sandbox.get(
                 f"{stack.urls[System.SUPPORT]}/api/v2/tickets",
                 params={"external_id": "cw-op_late"},
                 auth=SUPPORT_AUTH,

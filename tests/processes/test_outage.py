@@ -79,7 +79,7 @@ async def test_billing_outage_during_a_burst(tmp_path: Path) -> None:
             assert len(orders) == 1
             company = next(c for c in stack.demo.companies if c.bp == bp)
             subs = (
-                await stack.http.get(
+                await stack.sandbox.get(
                     f"{stack.urls[System.BILLING]}/v1/subscriptions",
                     params={"customer": company.billing_id, "limit": 100},
                     headers=BILLING_AUTH,

@@ -1,11 +1,11 @@
-"""The four sandbox systems over loopback HTTP, real actors, a real store, and the read
-model with its feeds, behind the GraphQL app (the read side)."""
+"""The loopback sandbox stack (tests/support/stack.py: the four sandbox systems over
+loopback HTTP, real actors, a real store) with discovery run, and the read model with its
+feeds, behind the GraphQL app (the read side, called in-process)."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,14 +24,11 @@ from gateway.processes.discovery import discover
 from gateway.readmodel.feeds import Feeds, system_feeds
 from gateway.readmodel.model import ReadModel
 from gateway.readmodel.quota import Quota
-from gateway.store import Store, open_store
-from sandbox.app import SandboxConfig
-from tests.graphql.conftest import Settings, read_schema
-from tests.graphql.stack import systems_policy
-from tests.servers import serve
-from tests.support.paths import ROOT
-
-PORTAL = {"Authorization": "Bearer demo-portal-key"}
+from gateway.store import Store
+from tests.graphql.conftest import PORTAL, Settings, read_schema
+from tests.support.gateway import in_process
+from tests.support.paths import POLICIES
+from tests.support.stack import SandboxStack, sandbox_stack
 
 CUSTOMER_360 = """
 query($id: ID!, $maxAge: Int) {
@@ -56,7 +53,7 @@ class Policies:
     clients: ClientsPolicy
     readmodel: ReadModelPolicy
     reference: ReferenceData
-    folder: Path = ROOT / "policies"
+    folder: Path = POLICIES
 
 
 @dataclass
@@ -71,11 +68,10 @@ class Runtime:
 
 
 @dataclass
-class RMStack:
-    urls: dict[System, str]
+class RMStack(SandboxStack):
     runtime: Runtime
+    #: the GraphQL app's client (in-process)
     http: httpx.AsyncClient
-    sandbox: httpx.AsyncClient
     tg: TaskGroup
 
     @property
@@ -85,15 +81,6 @@ class RMStack:
     @property
     def feeds(self) -> Feeds:
         return self.runtime.feeds
-
-    async def requests(self, system: System) -> int:
-        response = await self.sandbox.get(f"{self.urls[system]}/_sandbox/stats")
-        count: int = response.json()["requests"]
-        return count
-
-    async def chaos(self, system: System, **settings: Any) -> None:
-        response = await self.sandbox.put(f"{self.urls[system]}/_sandbox/chaos", json=settings)
-        response.raise_for_status()
 
     async def read(self, customer: str, **variables: Any) -> dict[str, Any]:
         response = await self.http.post(
@@ -133,39 +120,30 @@ async def open_rm_stack(
     policy: ReadModelPolicy | None = None,
     **system_changes: Any,
 ) -> AsyncIterator[RMStack]:
-    async with AsyncExitStack() as stack:
-        urls: dict[System, str] = {}
-        for system in System:
-            module = importlib.import_module(f"sandbox.{system.value}")
-            config = SandboxConfig.for_system(
-                system.value, data_dir=tmp_path / "sandbox", gateway_url=None, customers=customers
-            )
-            urls[system] = await stack.enter_async_context(serve(module.create_app(config)))
-        store = await stack.enter_async_context(open_store(f"sqlite:///{tmp_path / 'cw.db'}"))
-        systems_p = systems_policy(urls, **system_changes)
-        systems = await stack.enter_async_context(Systems(systems_p))
+    """``system_changes``: SystemPolicy fields replaced for every system."""
+    async with sandbox_stack(tmp_path, customers=customers, **system_changes) as base:
+        store, systems = base.store, base.systems
         await discover(store, systems)
-        readmodel = policy or load_readmodel_policy(ROOT / "policies" / "readmodel.toml")
-        clients = load_clients_policy(ROOT / "policies" / "clients.toml")
+        readmodel = policy or load_readmodel_policy(POLICIES / "readmodel.toml")
+        clients = load_clients_policy(POLICIES / "clients.toml")
         model = ReadModel(store, system_feeds())
         await model.load()
-        quota = Quota({s: p.rate.per_second for s, p in systems_p.systems.items()}, readmodel.quota)
+        rates = {s: p.rate.per_second for s, p in systems.policy.systems.items()}
+        quota = Quota(rates, readmodel.quota)
         feeds = Feeds(model, systems, quota, readmodel)
         runtime = Runtime(
             Settings(),
-            Policies(clients, readmodel, load_reference(ROOT / "policies" / "reference.toml")),
+            Policies(clients, readmodel, load_reference(POLICIES / "reference.toml")),
             store,
             systems,
             model,
             quota,
             feeds,
         )
-        app = create_graphql_app(runtime, schema=read_schema())
-        http = await stack.enter_async_context(
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway")
-        )
-        sandbox = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-        async with anyio.create_task_group() as tg:
+        async with (
+            in_process(create_graphql_app(runtime, schema=read_schema())) as http,
+            anyio.create_task_group() as tg,
+        ):
             tg.start_soon(model.write_read_throughs)
-            yield RMStack(urls, runtime, http, sandbox, tg)
+            yield RMStack(base.sandboxes, store, systems, runtime, http, tg)
             tg.cancel_scope.cancel()

@@ -23,7 +23,7 @@ from sandbox import billing, crm, erp, support
 from sandbox.app import SandboxConfig
 from sandbox.webhooks import WebhookStats
 from tests.servers import free_port, serve
-from tests.webhooks.conftest import Gateway, InboxRow, running_gateway
+from tests.support.gateway import Gateway, InboxRow, running_gateway
 
 pytestmark = pytest.mark.anyio
 

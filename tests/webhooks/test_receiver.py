@@ -14,8 +14,8 @@ from starlette.routing import Route
 from gateway.governance.webhooks import load_webhooks_policy
 from gateway.store import Store, open_store
 from gateway.webhooks import MAX_BODY, webhook_endpoint
+from tests.support.gateway import Gateway
 from tests.support.paths import POLICIES
-from tests.webhooks.conftest import Gateway, running_gateway
 from tests.webhooks.samples import (
     dumps,
     salesforce_opportunity_updated,
@@ -36,25 +36,21 @@ SAMPLES = {
 }
 
 
-@pytest.fixture
-async def gw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    async with running_gateway(tmp_path, monkeypatch) as gateway:
-        yield gateway
-
-
-async def _post(gw: Gateway, system: str, body: bytes, **headers: str) -> httpx.Response:
-    return await gw.http.post(
+async def _post(
+    served_gateway: Gateway, system: str, body: bytes, **headers: str
+) -> httpx.Response:
+    return await served_gateway.http.post(
         f"/webhooks/{system}", content=body, headers={**signed(system, body), **headers}
     )
 
 
 @pytest.mark.parametrize("system", ["billing", "support", "crm", "erp"])
 async def test_a_signed_event_is_recorded_once_with_an_audit_entry(
-    gw: Gateway, system: str
+    served_gateway: Gateway, system: str
 ) -> None:
     payload = SAMPLES[system]()
     body = dumps(payload)
-    first = await _post(gw, system, body, **{"X-Correlation-ID": f"corr-{system}-1"})
+    first = await _post(served_gateway, system, body, **{"X-Correlation-ID": f"corr-{system}-1"})
     assert first.status_code == 200, first.text
     answer = first.json()
     assert answer["received"] is True
@@ -62,36 +58,36 @@ async def test_a_signed_event_is_recorded_once_with_an_audit_entry(
     event_id, event_type = answer["event"]["id"], answer["event"]["type"]
     assert event_type.startswith(f"{system}.")
 
-    stored = await gw.store.get_inbox(system, event_id)
+    stored = await served_gateway.store.get_inbox(system, event_id)
     assert stored is not None
     assert stored.processed_at is None  # waiting for a propagation process
     assert stored.payload["specversion"] == "1.0"
     assert stored.payload["type"] == event_type
     assert stored.payload["data"] == payload
-    audit = await gw.store.audit_for(f"corr-{system}-1")
+    audit = await served_gateway.store.audit_for(f"corr-{system}-1")
     assert [(a.action, a.subject) for a in audit] == [
         ("webhook.received", f"event:{system}:{event_id}")
     ]
     assert audit[0].actor == f"webhook:{system}"
 
     # the vendor retries (a lost answer): acknowledged, nothing new stored
-    again = await _post(gw, system, body, **{"X-Correlation-ID": f"corr-{system}-2"})
+    again = await _post(served_gateway, system, body, **{"X-Correlation-ID": f"corr-{system}-2"})
     assert again.status_code == 200
     assert again.json() == {
         "received": True,
         "duplicate": True,
         "event": {"id": event_id, "type": event_type},
     }
-    assert len(await gw.inbox(system)) == 1
-    assert await gw.store.audit_for(f"corr-{system}-2") == []
+    assert len(await served_gateway.inbox(system)) == 1
+    assert await served_gateway.store.audit_for(f"corr-{system}-2") == []
 
 
-async def test_concurrent_redeliveries_store_one_event(gw: Gateway) -> None:
+async def test_concurrent_redeliveries_store_one_event(served_gateway: Gateway) -> None:
     body = dumps(stripe_invoice_finalized("evt_concurrent"))
     answers: list[bool] = []
 
     async def deliver() -> None:
-        response = await _post(gw, "billing", body)
+        response = await _post(served_gateway, "billing", body)
         assert response.status_code == 200
         answers.append(response.json()["duplicate"])
 
@@ -99,33 +95,33 @@ async def test_concurrent_redeliveries_store_one_event(gw: Gateway) -> None:
         for _ in range(8):
             tg.start_soon(deliver)
     assert sorted(answers) == [False] + [True] * 7
-    assert [row.event_id for row in await gw.inbox("billing")] == ["evt_concurrent"]
+    assert [row.event_id for row in await served_gateway.inbox("billing")] == ["evt_concurrent"]
 
 
-async def test_an_echo_of_our_own_write_is_stored_processed(gw: Gateway) -> None:
+async def test_an_echo_of_our_own_write_is_stored_processed(served_gateway: Gateway) -> None:
     body = dumps(salesforce_opportunity_updated(client="crosswalk"))
-    response = await _post(gw, "crm", body, **{"X-Correlation-ID": "corr-echo"})
+    response = await _post(served_gateway, "crm", body, **{"X-Correlation-ID": "corr-echo"})
     assert response.status_code == 200
     assert response.json()["duplicate"] is False
-    (row,) = await gw.inbox("crm")
+    (row,) = await served_gateway.inbox("crm")
     assert row.processed
-    (entry,) = await gw.store.audit_for("corr-echo")
+    (entry,) = await served_gateway.store.audit_for("corr-echo")
     assert entry.action == "webhook.echo_ignored"
     assert entry.detail["echo"] is True
 
 
-async def test_a_generated_correlation_id_is_echoed_and_audited(gw: Gateway) -> None:
-    response = await _post(gw, "erp", dumps(sap_billing_document_created()))
+async def test_a_generated_correlation_id_is_echoed_and_audited(served_gateway: Gateway) -> None:
+    response = await _post(served_gateway, "erp", dumps(sap_billing_document_created()))
     correlation = response.headers["X-Correlation-ID"]
-    (entry,) = await gw.store.audit_for(correlation)
+    (entry,) = await served_gateway.store.audit_for(correlation)
     assert entry.action == "webhook.received"
 
 
-async def test_unknown_system(gw: Gateway) -> None:
-    response = await gw.http.post("/webhooks/netsuite", content=b"{}")
+async def test_unknown_system(served_gateway: Gateway) -> None:
+    response = await served_gateway.http.post("/webhooks/netsuite", content=b"{}")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "UNKNOWN_SYSTEM"
-    assert (await gw.http.get("/webhooks/billing")).status_code == 405
+    assert (await served_gateway.http.get("/webhooks/billing")).status_code == 405
 
 
 BAD_SIGNATURES = [
@@ -138,28 +134,32 @@ BAD_SIGNATURES = [
 ]
 
 
-async def test_bad_or_missing_signature_is_401_and_stores_nothing(gw: Gateway) -> None:
+async def test_bad_or_missing_signature_is_401_and_stores_nothing(served_gateway: Gateway) -> None:
     for system, headers, code in BAD_SIGNATURES:
         body = dumps(SAMPLES[system]())
-        response = await gw.http.post(f"/webhooks/{system}", content=body, headers=headers)
+        response = await served_gateway.http.post(
+            f"/webhooks/{system}", content=body, headers=headers
+        )
         assert response.status_code == 401, (system, headers)
         assert response.json()["error"]["code"] == code
-        assert await gw.inbox(system) == []
+        assert await served_gateway.inbox(system) == []
 
 
-async def test_tampered_and_expired_deliveries_are_401(gw: Gateway) -> None:
+async def test_tampered_and_expired_deliveries_are_401(served_gateway: Gateway) -> None:
     body = dumps(stripe_invoice_finalized())
     headers = signed("billing", body)
-    tampered = await gw.http.post("/webhooks/billing", content=body + b" ", headers=headers)
+    tampered = await served_gateway.http.post(
+        "/webhooks/billing", content=body + b" ", headers=headers
+    )
     assert tampered.json()["error"]["code"] == "SignatureInvalid"
     old = {"Stripe-Signature": stripe_header(body, "whsec_crosswalk_sandbox", t=1_000_000)}
-    expired = await gw.http.post("/webhooks/billing", content=body, headers=old)
+    expired = await served_gateway.http.post("/webhooks/billing", content=body, headers=old)
     assert expired.status_code == 401
     assert expired.json()["error"]["code"] == "SignatureExpired"
-    assert await gw.inbox("billing") == []
+    assert await served_gateway.inbox("billing") == []
 
 
-async def test_signed_garbage_is_400(gw: Gateway) -> None:
+async def test_signed_garbage_is_400(served_gateway: Gateway) -> None:
     for body, code in [
         (b"not json", "NOT_JSON"),
         (b"", "NOT_JSON"),
@@ -167,27 +167,31 @@ async def test_signed_garbage_is_400(gw: Gateway) -> None:
         (b"[]", "EVENT_INVALID"),
         (b"\xff\xfe", "NOT_JSON"),
     ]:
-        response = await _post(gw, "support", body)
+        response = await _post(served_gateway, "support", body)
         assert response.status_code == 400, body
         assert response.json()["error"]["code"] == code
-    assert await gw.inbox("support") == []
+    assert await served_gateway.inbox("support") == []
 
 
-async def test_a_body_over_one_mib_is_413(gw: Gateway) -> None:
+async def test_a_body_over_one_mib_is_413(served_gateway: Gateway) -> None:
     big = b" " * (MAX_BODY + 1)
-    declared = await gw.http.post("/webhooks/erp", content=big, headers=signed("erp", big))
+    declared = await served_gateway.http.post(
+        "/webhooks/erp", content=big, headers=signed("erp", big)
+    )
     assert declared.status_code == 413
 
     async def chunks() -> Any:  # no Content-Length: the limit holds while reading
         for _ in range(17):
             yield b" " * 65536
 
-    streamed = await gw.http.post("/webhooks/erp", content=chunks(), headers=signed("erp", b""))
+    streamed = await served_gateway.http.post(
+        "/webhooks/erp", content=chunks(), headers=signed("erp", b"")
+    )
     assert streamed.status_code == 413
-    assert await gw.inbox("erp") == []
+    assert await served_gateway.inbox("erp") == []
 
 
-async def test_hostile_input_never_gets_a_500(gw: Gateway) -> None:
+async def test_hostile_input_never_gets_a_500(served_gateway: Gateway) -> None:
     far = dumps({**stripe_invoice_finalized(), "created": 10**15})
     crm = salesforce_opportunity_updated()
     crm["data"]["payload"]["ChangeEventHeader"]["commitTimestamp"] = 10**18
@@ -211,11 +215,13 @@ async def test_hostile_input_never_gets_a_500(gw: Gateway) -> None:
         ),
     ]
     for system, body, headers in cases:
-        response = await gw.http.post(f"/webhooks/{system}", content=body, headers=headers)
+        response = await served_gateway.http.post(
+            f"/webhooks/{system}", content=body, headers=headers
+        )
         assert response.status_code in (400, 401), (system, body[:60], response.text)
         assert response.json()["error"]["message"]
     for system in SAMPLES:
-        assert await gw.inbox(system) == []
+        assert await served_gateway.inbox(system) == []
 
 
 async def test_a_store_that_cannot_record_asks_the_vendor_to_retry(tmp_path: Path) -> None:
@@ -232,7 +238,7 @@ async def test_a_store_that_cannot_record_asks_the_vendor_to_retry(tmp_path: Pat
             routes=[Route("/webhooks/{system}", webhook_endpoint(policy, getter), methods=["POST"])]
         )
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://served_gateway") as http:
             response = await http.post("/webhooks/erp", content=body, headers=signed("erp", body))
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "5"
