@@ -111,7 +111,7 @@ async def dispatch(store: Store, owner: str, total_messages: int, done: list[int
 
 
 class Phase:
-    """Wall and CPU time of one phase (CPU of the whole process, aiosqlite threads included:
+    """Wall and CPU time of one phase (CPU of the whole process, the connection threads included:
     steadier than wall time when other processes share the machine)."""
 
     def __init__(self) -> None:

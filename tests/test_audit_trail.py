@@ -11,7 +11,7 @@ from actors.connector import Endpoint, HttpConnector
 from actors.context import CallContext, reset_call, set_call
 from canonical import System
 from gateway.observability.audit import AuditWriter, purge_audit, vendor_call_entry
-from gateway.store import Store
+from gateway.store import NewAudit, Store
 from tests.servers import free_port
 
 pytestmark = pytest.mark.anyio
@@ -57,7 +57,7 @@ async def test_a_full_queue_drops_the_oldest_and_counts_them(store: Store) -> No
         writer.record(call(n))
     assert (writer.queued, writer.dropped) == (3, 2)
     assert await writer.flush() == 3
-    trail = await store.audit_for("corr-1")
+    trail = await store.audit_trace(["corr-1"])
     assert [e.subject for e in trail] == [f"erp:GET /orders/{n}" for n in (2, 3, 4)]
     assert writer.written == 3
 
@@ -67,7 +67,7 @@ async def test_batches_are_bounded_and_leaving_flushes_what_is_left(store: Store
         for n in range(5):
             writer.record(call(n))
     assert writer.written == 5
-    assert len(await store.audit_for("corr-1")) == 5
+    assert len(await store.audit_trace(["corr-1"])) == 5
     writer.record(call(9))  # after the final flush: counted, not kept
     assert writer.dropped == 1
     with pytest.raises(RuntimeError, match="Cannot reopen"):
@@ -83,7 +83,9 @@ async def test_retention_purges_only_old_entries_in_batches(store: Store) -> Non
     await writer.flush()
     for n in range(5):
         await store.append_audit(
-            actor="a", action="old", subject=f"operation:op_{n}", correlation_id="old", now=old
+            NewAudit(
+                actor="a", action="old", subject=f"operation:op_{n}", correlation_id="old", at=old
+            )
         )
     batches: list[int] = []
     real = store.purge_audit
@@ -97,8 +99,8 @@ async def test_retention_purges_only_old_entries_in_batches(store: Store) -> Non
     cutoff = datetime.now(UTC) - timedelta(days=90)
     assert await purge_audit(store, before=cutoff, batch=2) == 5
     assert batches == [2, 2, 1]
-    assert await store.audit_for("old") == []
-    assert len(await store.audit_for("corr-1")) == 7
+    assert await store.audit_trace(["old"]) == []
+    assert len(await store.audit_trace(["corr-1"])) == 7
 
 
 async def test_the_connector_reports_every_call_with_its_context() -> None:

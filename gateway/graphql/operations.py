@@ -281,7 +281,7 @@ class OperationQueries:
                 extensions={"fields": [{"field": "after", "reason": "not a cursor"}]},
             ) from None
         store = info.context.runtime.store
-        page = await store.list_dead(limit=first + 1, after=cursor)
+        page = await store.list_messages(status=MessageStatus.DEAD, limit=first + 1, after=cursor)
         items = [m for m in page[:first] if m.status is MessageStatus.DEAD]
         more = len(page) > first
         return DeadLetterConnection(

@@ -8,7 +8,7 @@
 One store transaction per call would cost more than the call's own bookkeeping, so
 ``record`` (the actors' ``on_call`` hook: it runs inline, once per call) only appends the
 call to a bounded in-memory queue, and one writer task drains the queue every
-``interval`` seconds into one transaction per batch (``Transaction.add_audits``). When the
+``interval`` seconds into one transaction per batch (``Transaction.append_audit``). When the
 store falls behind and the queue is full, the oldest call is dropped and counted
 (``dropped``, exported as ``crosswalk_audit_dropped_total``): the trail may lose entries
 under overload, the calls never wait for it.
@@ -123,7 +123,7 @@ class AuditWriter:
             batch = [queue.popleft() for _ in range(min(len(queue), self.max_batch))]
             entries = [vendor_call_entry(c) for c in batch]
             try:
-                await self.store.add_audits(entries)
+                await self.store.append_audit(*entries)
             except StoreError as exc:
                 self.failed += len(entries)
                 log.warning("%d vendor-call audit entries not written: %s", len(entries), exc)

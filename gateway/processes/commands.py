@@ -44,6 +44,7 @@ from gateway.processes.views import OperationView, operation_view
 from gateway.store import (
     IdempotencyOutcome,
     IdempotencyState,
+    NewAudit,
     Store,
     Transaction,
     payload_fingerprint,
@@ -140,12 +141,14 @@ class WritePath:
                     await tx.complete_idempotent(
                         slot[0], slot[1], view.to_json(), operation_id=operation_id
                     )
-                await tx.add_audit(
-                    actor=caller.client_id,
-                    action=f"mutation.{kind}",
-                    subject=f"operation:{operation_id}",
-                    correlation_id=correlation_id,
-                    detail={"idempotency_key": idempotency_key, "customer": aggregate},
+                await tx.append_audit(
+                    NewAudit(
+                        actor=caller.client_id,
+                        action=f"mutation.{kind}",
+                        subject=f"operation:{operation_id}",
+                        correlation_id=correlation_id,
+                        detail={"idempotency_key": idempotency_key, "customer": aggregate},
+                    )
                 )
         finally:
             if slot is not None:

@@ -35,7 +35,7 @@ async def dead(store: Store) -> str:
     lines: list[str] = []
     after: int | None = None
     while True:
-        page = await store.list_dead(limit=100, after=after)
+        page = await store.list_messages(status=MessageStatus.DEAD, limit=100, after=after)
         if not page:
             break
         for m in page:

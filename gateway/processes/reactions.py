@@ -74,7 +74,7 @@ from gateway.processes.saga import Flow, SagaView, Step, begin_saga
 from gateway.processes.signal import outbox_signal
 from gateway.readmodel.kinds import Kind
 from gateway.readmodel.model import Applied, ReadModel
-from gateway.store import InboxEvent, Store, Transaction
+from gateway.store import InboxEvent, NewAudit, Store, Transaction
 
 __all__ = ["EVENTS_CLIENT", "EVENT_FLOWS", "Reactions"]
 
@@ -498,15 +498,17 @@ class Reactions:
         rejected = [f for f in findings if f.system == str(system) and f not in owned_here]
         for finding in rejected:
             await self.store.append_audit(
-                actor=EVENTS_CLIENT,
-                action="governance.rejected",
-                subject=f"{system}:{finding.record_id}",
-                correlation_id=f"master-{bp}",
-                detail={
-                    **finding.to_json(),
-                    "reason": f"{finding.field} is owned by "
-                    f"{self.ownership.customer.get(finding.field or '')}: not propagated",
-                },
+                NewAudit(
+                    actor=EVENTS_CLIENT,
+                    action="governance.rejected",
+                    subject=f"{system}:{finding.record_id}",
+                    correlation_id=f"master-{bp}",
+                    detail={
+                        **finding.to_json(),
+                        "reason": f"{finding.field} is owned by "
+                        f"{self.ownership.customer.get(finding.field or '')}: not propagated",
+                    },
+                )
             )
 
 

@@ -38,7 +38,7 @@ from gateway.readmodel.codec import decode, encode
 from gateway.readmodel.feeds import Feeds, Progress
 from gateway.readmodel.kinds import Kind
 from gateway.readmodel.model import ReadModel
-from gateway.store import DriftFinding, Store
+from gateway.store import DriftFinding, NewAudit, Store
 
 __all__ = [
     "REPAIR_FLOWS",
@@ -288,12 +288,14 @@ async def repair(
                 aggregate_key=aggregate,
                 input=data,
             )
-            await tx.add_audit(
-                actor=CLIENT,
-                action="reconcile.repair",
-                subject=f"operation:{operation_id}",
-                correlation_id=correlation_id,
-                detail=finding.to_json(),
+            await tx.append_audit(
+                NewAudit(
+                    actor=CLIENT,
+                    action="reconcile.repair",
+                    subject=f"operation:{operation_id}",
+                    correlation_id=correlation_id,
+                    detail=finding.to_json(),
+                )
             )
         written.append((finding, operation_id))
     if written:

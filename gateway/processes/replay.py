@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from gateway.processes.signal import outbox_signal
 from gateway.processes.views import OperationView, load_operation_view
-from gateway.store import MessageStatus, OperationStatus, StepStatus, Store, Transaction
+from gateway.store import MessageStatus, NewAudit, OperationStatus, StepStatus, Store, Transaction
 
 __all__ = ["discard_dead_letter", "replay_all", "replay_dead_letter"]
 
@@ -50,7 +50,7 @@ async def replay_all(store: Store) -> int:
     """Replay every dead letter; returns how many."""
     count = 0
     while True:
-        dead = await store.list_dead(limit=100)
+        dead = await store.list_messages(status=MessageStatus.DEAD, limit=100)
         if not dead:
             break
         async with store.transaction() as tx:
@@ -62,27 +62,30 @@ async def replay_all(store: Store) -> int:
 
 
 async def _replay(tx: Transaction, message_id: int) -> bool:
-    message = await tx.get_message(message_id)
-    if message is None or message.status is not MessageStatus.DEAD:
+    message = await tx.replay(message_id)
+    if message is None:  # no such dead letter
         return False
-    await tx.replay(message_id)
     if message.operation_id is None:
         return True
     await tx.upsert_step(message.operation_id, message.step, status=StepStatus.PENDING, error=None)
     others = [
         m
-        for m in await tx.messages_for(message.operation_id)
-        if m.status is MessageStatus.DEAD and m.id != message_id
+        for m in await tx.list_messages(
+            operation_id=message.operation_id, status=MessageStatus.DEAD
+        )
+        if m.id != message_id
     ]
     operation = await tx.get_operation(message.operation_id)
     if operation is not None and operation.status is OperationStatus.NEEDS_ATTENTION and not others:
         await tx.update_operation(operation.id, status=OperationStatus.RUNNING, error=None)
     await tx.append_audit(
-        actor="operator",
-        action="outbox.replay",
-        subject=f"operation:{message.operation_id}",
-        correlation_id=operation.correlation_id if operation else None,
-        detail={"message_id": message_id, "step": message.step},
+        NewAudit(
+            actor="operator",
+            action="outbox.replay",
+            subject=f"operation:{message.operation_id}",
+            correlation_id=operation.correlation_id if operation else None,
+            detail={"message_id": message_id, "step": message.step},
+        )
     )
     return True
 
@@ -100,10 +103,9 @@ async def discard_dead_letter(
 
 
 async def _discard(tx: Transaction, message_id: int, *, actor: str, reason: str) -> bool:
-    message = await tx.get_message(message_id)
-    if message is None or message.status is not MessageStatus.DEAD:
+    message = await tx.discard(message_id)
+    if message is None:  # no such dead letter
         return False
-    await tx.discard(message_id)
     operation = None
     if message.operation_id is not None:
         why = f"step {message.step} discarded by {actor}: {reason}"
@@ -118,10 +120,12 @@ async def _discard(tx: Transaction, message_id: int, *, actor: str, reason: str)
         ):
             await tx.update_operation(operation.id, status=OperationStatus.FAILED, error=why)
     await tx.append_audit(
-        actor=actor,
-        action="outbox.discard",
-        subject=f"operation:{message.operation_id}" if message.operation_id else "outbox",
-        correlation_id=operation.correlation_id if operation else None,
-        detail={"message_id": message_id, "step": message.step, "reason": reason},
+        NewAudit(
+            actor=actor,
+            action="outbox.discard",
+            subject=f"operation:{message.operation_id}" if message.operation_id else "outbox",
+            correlation_id=operation.correlation_id if operation else None,
+            detail={"message_id": message_id, "step": message.step, "reason": reason},
+        )
     )
     return True

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from actors.messages import Message, Priority
 from canonical import System
 from gateway.store import (
+    NewAudit,
     NewMessage,
     Operation,
     OperationStatus,
@@ -150,14 +151,26 @@ async def begin_saga(
     )
     # every row of the start carries the operation's own moment, so it is known here
     at = operation.created_at
-    steps = await tx.add_steps(operation_id, [step.name for step in flow.steps], now=at)
+    names = [step.name for step in flow.steps]
+    await tx.add_steps(operation_id, names, now=at)
     view = SagaView(operation_id, operation.input, {})
     more, skipped = await _enqueue_from(tx, flow, operation, view, 0, now=at)
     steps = [
-        replace(step, status=StepStatus.SKIPPED) if step.name in skipped else step for step in steps
+        SagaStep(
+            operation_id=operation_id,
+            name=name,
+            status=StepStatus.SKIPPED if name in skipped else StepStatus.PENDING,
+            attempts=0,
+            result=None,
+            error=None,
+            updated_at=at,
+        )
+        for name in names
     ]
     if not more:
-        operation = await tx.advance_operation(operation, status=OperationStatus.SUCCEEDED)
+        updated = await tx.update_operation(operation, status=OperationStatus.SUCCEEDED)
+        assert updated is not None  # an update of a given record answers it
+        operation = updated
     return operation, steps
 
 
@@ -180,7 +193,7 @@ async def succeed_step(
     to skip the read; the update then checks the row is still that version and raises
     ``StaleOperation`` if not (roll back, and call again without ``known``). With it the
     whole unit, the caller's next lease included, is one round trip."""
-    await tx.settle_done(message.id, owner)
+    await tx.complete(message.id, owner)
     step = flow.step(message.step)
     recorded = step.record(result)
     return await _advance(
@@ -200,7 +213,7 @@ async def skip_step(
     tx: Transaction, flow: Flow, message: OutboxMessage, owner: str, reason: str
 ) -> Operation:
     """An optional step failed for good: complete the message, mark it skipped, go on."""
-    await tx.settle_done(message.id, owner)
+    await tx.complete(message.id, owner)
     step = flow.step(message.step)
     return await _advance(
         tx, flow, message, step, None, StepStatus.SKIPPED, error=reason, add_attempt=True
@@ -217,7 +230,7 @@ async def dead_letter_step(
     for an operator to fix the cause and replay the dead letter; the operation shows
     ``NEEDS_ATTENTION`` with the reason and what the policy did.
     """
-    dead = await tx.dead_letter(message.id, owner, reason=reason)
+    await tx.dead_letter(message.id, owner, reason=reason)
     if message.operation_id is None:
         return None
     await tx.upsert_step(
@@ -226,12 +239,17 @@ async def dead_letter_step(
     policy = flow.compensation.get(message.step, "earlier steps are kept; later steps wait")
     explanation = (
         f"step {message.step} ({message.system}) failed: {reason}. Compensation: {policy}. "
-        f"Fix the cause, then replay dead letter {dead.id} (crosswalk outbox replay {dead.id}, "
+        f"Fix the cause, then replay dead letter {message.id} (crosswalk outbox replay "
+        f"{message.id}, "
         f"or the replayDeadLetter mutation)."
     )
     operation = await tx.update_operation(
         message.operation_id, status=OperationStatus.NEEDS_ATTENTION, error=explanation
     )
+    if operation is None:
+        raise LookupError(
+            f"outbox message {message.id} names unknown operation {message.operation_id}"
+        )
     await _audit_step(tx, operation, message, StepStatus.FAILED, None, reason)
     return operation
 
@@ -247,21 +265,23 @@ async def _audit_step(
     """The step's outcome in the audit trail, under the operation's correlation id: its
     result names what the step made (an order number, an invoice), so a trace by that key
     finds the operation. Held back with the unit's other writes (no round trip)."""
-    await tx.add_audit(
-        actor=operation.client_id,
-        action="saga.step",
-        subject=f"operation:{operation.id}",
-        correlation_id=operation.correlation_id,
-        detail={
-            "step": message.step,
-            "system": message.system,
-            "status": status.value,
-            "result": result,
-            "error": error,
-            "message_id": message.id,
-            "attempt": message.attempts + 1,
-            "customer": operation.aggregate_key,
-        },
+    await tx.append_audit(
+        NewAudit(
+            actor=operation.client_id,
+            action="saga.step",
+            subject=f"operation:{operation.id}",
+            correlation_id=operation.correlation_id,
+            detail={
+                "step": message.step,
+                "system": message.system,
+                "status": status.value,
+                "result": result,
+                "error": error,
+                "message_id": message.id,
+                "attempt": message.attempts + 1,
+                "customer": operation.aggregate_key,
+            },
+        )
     )
 
 
@@ -288,7 +308,7 @@ async def _advance(
     results = dict(operation.result or {})
     if status is StepStatus.SUCCEEDED:
         results[step.name] = recorded
-    await tx.record_step(
+    await tx.upsert_step(
         operation.id,
         step.name,
         status=status,
@@ -302,13 +322,15 @@ async def _advance(
     view = SagaView(operation.id, operation.input, results)
     index = flow.steps.index(step)
     more, _ = await _enqueue_from(tx, flow, operation, view, index + 1)
-    return await tx.advance_operation(
+    updated = await tx.update_operation(
         operation,
         status=OperationStatus.RUNNING if more else OperationStatus.SUCCEEDED,
         result=results,
         error=None,
         verify=known is not None,
     )
+    assert updated is not None  # an update of a given record answers it
+    return updated
 
 
 async def _enqueue_from(
@@ -326,10 +348,10 @@ async def _enqueue_from(
     for step in flow.steps[index:]:
         payload = step.prepare(view)
         if payload is None:
-            await tx.record_step(operation.id, step.name, status=StepStatus.SKIPPED, now=now)
+            await tx.upsert_step(operation.id, step.name, status=StepStatus.SKIPPED, now=now)
             skipped.add(step.name)
             continue
-        await tx.add_message(
+        await tx.enqueue(
             NewMessage(
                 operation_id=operation.id,
                 step=step.name,

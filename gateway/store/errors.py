@@ -7,7 +7,7 @@ The tree::
     +-- UnsupportedStoreURL     ``open_store`` got a URL whose scheme has no backend (ValueError)
     +-- StoreBusy               the write lock was not free within the timeout (TimeoutError)
     +-- MigrationError          the database schema is newer than this code, or a migration failed
-    +-- RecordNotFound          a record that does not exist (LookupError)
+    +-- StaleOperation          an operation changed since the version a unit was given
     +-- LeaseLost               an outbox message is no longer leased by the caller
     +-- ConstraintViolation     a write broke a uniqueness or reference rule (ValueError)
     +-- IdempotencyStateError   complete_idempotent on a record that was never begun
@@ -21,7 +21,6 @@ __all__ = [
     "IdempotencyStateError",
     "LeaseLost",
     "MigrationError",
-    "RecordNotFound",
     "StoreBusy",
     "StoreClosed",
     "StoreError",
@@ -54,16 +53,12 @@ class MigrationError(StoreError):
     """The schema could not be brought to the version this code expects."""
 
 
-class RecordNotFound(StoreError, LookupError):
-    """The record asked for does not exist."""
-
-
 class StaleOperation(StoreError):
     """An operation changed since the version a unit of work was given to update.
 
-    Raised by ``Transaction.advance_operation(..., verify=True)`` when the stored row is no
-    longer the remembered version (another process or transaction changed it). The unit
-    must be rolled back and redone from a fresh read.
+    Raised by ``Transaction.update_operation(operation, ...)`` when the stored row is no
+    longer that version (with ``verify=True``: another process or transaction changed it)
+    or no longer there. The unit must be rolled back and redone from a fresh read.
     """
 
 

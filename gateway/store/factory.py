@@ -30,7 +30,7 @@ def open_store(
     """An unopened store for ``url``; use it as ``async with open_store(url) as store:``."""
     scheme, _, rest = url.partition("://")
     if scheme == "sqlite":
-        from gateway.store.sqlite import SQLiteStore
+        from gateway.store.sqlite.store import SQLiteStore
 
         if not rest.startswith("/"):
             raise UnsupportedStoreURL(

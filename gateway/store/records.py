@@ -317,7 +317,7 @@ class AuditEntry:
 
 @dataclass(frozen=True, slots=True)
 class NewAudit:
-    """An audit entry to append (``Transaction.add_audits``); ``at=None`` means now."""
+    """An audit entry to append (``Transaction.append_audit``); ``at=None`` means now."""
 
     actor: str
     action: str

@@ -31,7 +31,7 @@ from starlette.responses import Response
 from canonical import System
 from gateway.governance.webhooks import WebhooksPolicy
 from gateway.observability.correlation import current_correlation_id
-from gateway.store import Store, StoreError
+from gateway.store import NewAudit, Store, StoreError
 from gateway.webhooks.errors import EventInvalid, SignatureError
 from gateway.webhooks.events import OWN_CLIENT, CanonicalEvent, map_event
 from gateway.webhooks.verify import verify_request
@@ -100,11 +100,13 @@ async def record_event(
         if not await tx.record_inbox(system, event.id, event.envelope()):
             return Receipt(event, duplicate=True)
         await tx.append_audit(
-            actor=f"webhook:{system}",
-            action="webhook.echo_ignored" if event.echo else "webhook.received",
-            subject=f"event:{system}:{event.id}",
-            correlation_id=correlation_id,
-            detail={"type": event.type, "subject": event.subject, "echo": event.echo},
+            NewAudit(
+                actor=f"webhook:{system}",
+                action="webhook.echo_ignored" if event.echo else "webhook.received",
+                subject=f"event:{system}:{event.id}",
+                correlation_id=correlation_id,
+                detail={"type": event.type, "subject": event.subject, "echo": event.echo},
+            )
         )
         if event.echo:
             await tx.mark_inbox_processed(system, event.id)

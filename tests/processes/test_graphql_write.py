@@ -16,7 +16,7 @@ from gateway.governance.clients import Client
 from gateway.governance.policies import load_policies
 from gateway.graphql.context import Context
 from gateway.graphql.schema import build_schema
-from gateway.store import OperationStatus, Store
+from gateway.store import MessageStatus, OperationStatus, Store
 from tests.processes.fakes import FakeSystems, World
 from tests.processes.helpers import dispatching, wait_for
 from tests.support.paths import ROOT
@@ -214,7 +214,7 @@ async def test_discarding_a_dead_letter_fails_its_operation_and_unblocks_the_cus
         assert forbidden.errors[0].extensions["code"] == "FORBIDDEN"
         empty = await run(runtime, DISCARD, {"id": dead_id, "reason": "  "}, client=OPS)
         assert empty.errors[0].extensions["code"] == "VALIDATION_FAILED"
-        assert (await store.list_dead()) != []
+        assert (await store.list_messages(status=MessageStatus.DEAD)) != []
         answer = await run(
             runtime, DISCARD, {"id": dead_id, "reason": "stamped by hand in the CRM"}, client=OPS
         )
@@ -232,7 +232,7 @@ async def test_discarding_a_dead_letter_fails_its_operation_and_unblocks_the_cus
     assert again.data["discardDeadLetter"]["discarded"] is False
     audit = [
         e
-        for e in await store.audit_for_subject(f"operation:{op_id}")
+        for e in await store.audit_trace(subject=f"operation:{op_id}")
         if e.action == "outbox.discard"
     ]
     assert len(audit) == 1

@@ -71,7 +71,7 @@ async def test_billing_outage_during_a_burst(tmp_path: Path) -> None:
         assert (await stack.store.outbox_status()).total(MessageStatus.DEAD) == 0
         retries = 0
         for view in views:
-            for message in await stack.store.messages_for(view.id):
+            for message in await stack.store.list_messages(operation_id=view.id):
                 retries = max(retries, message.attempts)
         assert retries < TEST_DISPATCH.max_attempts
         for opp_id, bp in opportunities:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.store import MessageStatus, OperationStatus, StepStatus, open_store
-from tests.store.helpers import create_operation, message
+from tests.store.helpers import create_operation, enqueued_id, message
 from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.anyio
@@ -33,8 +33,8 @@ async def test_discard_from_the_cli_needs_a_reason_and_fails_the_operation(
         async with store.transaction() as tx:
             await create_operation(tx, "op_1", aggregate="cust-1")
             await tx.add_steps("op_1", ["erp_order"])
-            dead_id = await tx.enqueue(message("cust-1", "erp_order", operation_id="op_1"))
-            blocked = await tx.enqueue(message("cust-1", "next"))
+            dead_id = await enqueued_id(tx, message("cust-1", "erp_order", operation_id="op_1"))
+            blocked = await enqueued_id(tx, message("cust-1", "next"))
         await store.lease("w", limit=10, lease_seconds=30)
         await store.dead_letter(dead_id, "w", reason="rejected: credit block")
 
@@ -59,7 +59,7 @@ async def test_discard_from_the_cli_needs_a_reason_and_fails_the_operation(
         # the customer's queue moves on
         leased = await store.lease("w", limit=10, lease_seconds=30)
         assert [m.id for m in leased] == [blocked]
-        audit = await store.audit_for_subject("operation:op_1")
+        audit = await store.audit_trace(subject="operation:op_1")
         assert [(e.action, e.actor, e.detail["reason"]) for e in audit] == [
             ("outbox.discard", "operator (cli)", "customer withdrew")
         ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from gateway.store import NewMessage, Operation, Transaction
+from gateway.store import NewMessage, Operation, Store, Transaction
 
 
 def message(
@@ -41,3 +41,16 @@ async def create_operation(
         aggregate_key=aggregate,
         input={"name": "Acme GmbH", "country": "DE"},
     )
+
+
+async def enqueued_id(target: Store | Transaction, new: NewMessage) -> int:
+    """Enqueue ``new`` and answer its id (``enqueue`` answers nothing; a test that needs
+    the id reads it back: the newest message of its aggregate, step and key)."""
+    await target.enqueue(new)
+    ids = [
+        m.id
+        for m in await target.list_messages(limit=1_000_000)
+        if (m.aggregate_key, m.step, m.idempotency_key)
+        == (new.aggregate_key, new.step, new.idempotency_key)
+    ]
+    return max(ids)

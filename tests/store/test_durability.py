@@ -54,7 +54,7 @@ async def _check_committed(store: Store, committed: set[str]) -> None:
         op = await store.get_operation(op_id)
         assert op is not None, f"committed operation {op_id} was lost"
         assert [s.name for s in await store.get_steps(op_id)] == ["erp", "billing"]
-        assert [m.step for m in await store.messages_for(op_id)] == ["erp", "billing"]
+        assert [m.step for m in await store.list_messages(operation_id=op_id)] == ["erp", "billing"]
         record = await store.get_idempotency("child", op_id)
         assert record is not None
         assert record.state is IdempotencyState.COMPLETED

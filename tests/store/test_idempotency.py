@@ -49,7 +49,9 @@ async def test_new_then_conflict_then_replay_then_mismatch(store: Store) -> None
 
     response = {"operation": {"id": "op-1", "status": "PENDING"}}
     async with store.transaction() as tx:
-        done = await tx.complete_idempotent("widget", "k1", response)
+        await tx.complete_idempotent("widget", "k1", response)
+        done = await tx.get_idempotency("widget", "k1")
+    assert done is not None
     assert done.state is IdempotencyState.COMPLETED
 
     async with store.transaction() as tx:
@@ -65,14 +67,16 @@ async def test_claim_and_complete_in_one_transaction_then_replay(store: Store) -
     async with store.transaction() as tx:
         claim = await tx.begin_idempotent("widget", "k1", FP)
         await create_operation(tx, "op-1")
-        done = await tx.complete_idempotent("widget", "k1", response, operation_id="op-1")
+        await tx.complete_idempotent("widget", "k1", response, operation_id="op-1")
     assert claim.outcome is IdempotencyOutcome.NEW
+    done = await store.get_idempotency("widget", "k1")
+    assert done is not None
     assert (done.state, done.operation_id, done.response) == (
         IdempotencyState.COMPLETED,
         "op-1",
         response,
     )
-    assert await store.get_idempotency("widget", "k1") == done
+    assert done.expires_at == claim.record.expires_at
     async with store.transaction() as tx:
         replay = await tx.begin_idempotent("widget", "k1", FP)
     assert replay.outcome is IdempotencyOutcome.REPLAY

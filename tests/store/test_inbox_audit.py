@@ -35,33 +35,41 @@ async def test_inbox_records_each_event_once(store: Store, clock: FakeClock) -> 
 
 
 async def test_audit_by_correlation_and_subject(store: Store, clock: FakeClock) -> None:
-    first = await store.append_audit(
-        actor="demo-widget",
-        action="closeOpportunity.accepted",
-        subject="operation:op-1",
-        correlation_id="corr-1",
-        detail={"opportunity": "006A"},
+    await store.append_audit(
+        NewAudit(
+            actor="demo-widget",
+            action="closeOpportunity.accepted",
+            subject="operation:op-1",
+            correlation_id="corr-1",
+            detail={"opportunity": "006A"},
+        )
     )
     clock.advance(1)
     async with store.transaction() as tx:
         await tx.append_audit(
-            actor="dispatcher",
-            action="step.succeeded",
-            subject="operation:op-1",
-            correlation_id="corr-1",
-            detail={"step": "erp.order"},
+            NewAudit(
+                actor="dispatcher",
+                action="step.succeeded",
+                subject="operation:op-1",
+                correlation_id="corr-1",
+                detail={"step": "erp.order"},
+            )
         )
-        await tx.append_audit(actor="ops", action="replay", subject="outbox:7")
-    trail = await store.audit_for("corr-1")
+        await tx.append_audit(NewAudit(actor="ops", action="replay", subject="outbox:7"))
+    trail = await store.audit_trace(["corr-1"])
     assert [e.action for e in trail] == ["closeOpportunity.accepted", "step.succeeded"]
-    assert trail[0] == first
+    assert (trail[0].actor, trail[0].subject, trail[0].detail) == (
+        "demo-widget",
+        "operation:op-1",
+        {"opportunity": "006A"},
+    )
     assert trail[1].at == clock.now
-    assert [e.actor for e in await store.audit_for_subject("operation:op-1")] == [
+    assert [e.actor for e in await store.audit_trace(subject="operation:op-1")] == [
         "demo-widget",
         "dispatcher",
     ]
-    assert [e.detail for e in await store.audit_for_subject("outbox:7")] == [None]
-    assert len(await store.audit_for_subject("operation:op-1", limit=1)) == 1
+    assert [e.detail for e in await store.audit_trace(subject="outbox:7")] == [None]
+    assert len(await store.audit_trace(subject="operation:op-1", limit=1)) == 1
 
 
 async def test_purge_inbox_drops_only_old_processed_events(store: Store, clock: FakeClock) -> None:
@@ -147,8 +155,8 @@ async def test_audit_batches_are_found_by_correlation_and_business_key(
     store: Store, clock: FakeClock
 ) -> None:
     async with store.transaction() as tx:
-        await tx.add_audits(
-            [
+        await tx.append_audit(
+            *[
                 NewAudit(
                     actor="demo-widget",
                     action="vendor.call",
@@ -167,11 +175,13 @@ async def test_audit_batches_are_found_by_correlation_and_business_key(
             ]
         )
     await store.append_audit(
-        actor="webhook:billing",
-        action="webhook.received",
-        subject="event:billing:evt_7",
-        correlation_id="corr-3",
-        detail={"subject": "in_1Abc"},
+        NewAudit(
+            actor="webhook:billing",
+            action="webhook.received",
+            subject="event:billing:evt_7",
+            correlation_id="corr-3",
+            detail={"subject": "in_1Abc"},
+        )
     )
     trail = await store.audit_trace(["corr-1", "corr-2"])
     assert [e.action for e in trail] == ["vendor.call", "saga.step"]
@@ -201,10 +211,12 @@ async def test_purge_audit_deletes_only_old_entries_in_batches(
 ) -> None:
     for n in range(5):
         await store.append_audit(
-            actor="a", action="old", subject=f"operation:op_{n}", correlation_id="old"
+            NewAudit(actor="a", action="old", subject=f"operation:op_{n}", correlation_id="old")
         )
     cutoff = clock.advance(60)
-    await store.append_audit(actor="a", action="new", subject="operation:op_0", correlation_id="n")
+    await store.append_audit(
+        NewAudit(actor="a", action="new", subject="operation:op_0", correlation_id="n")
+    )
     assert await store.purge_audit(before=cutoff, limit=2) == 2
     assert await store.purge_audit(before=cutoff, limit=2) == 2
     assert await store.purge_audit(before=cutoff, limit=2) == 1

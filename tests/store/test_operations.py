@@ -11,7 +11,6 @@ from gateway.store import (
     Operation,
     OperationStatus,
     Reader,
-    RecordNotFound,
     StaleOperation,
     StepStatus,
     Store,
@@ -33,6 +32,7 @@ async def test_create_get_update(store: Store, clock: FakeClock) -> None:
     clock.advance(5)
     async with store.transaction() as tx:
         running = await tx.update_operation("op-1", status=OperationStatus.RUNNING)
+    assert running is not None
     assert running.status is OperationStatus.RUNNING
     assert running.updated_at == clock.now
     assert running.created_at == created.created_at
@@ -42,17 +42,18 @@ async def test_create_get_update(store: Store, clock: FakeClock) -> None:
             "op-1", status=OperationStatus.NEEDS_ATTENTION, error="billing: card declined"
         )
         done = await tx.update_operation("op-1", result={"erp_order": "5000001"})
+    assert done is not None
     assert done.status is OperationStatus.NEEDS_ATTENTION  # kept: not given
     assert (done.error, done.result) == ("billing: card declined", {"erp_order": "5000001"})
 
     async with store.transaction() as tx:
         cleared = await tx.update_operation("op-1", status=OperationStatus.RUNNING, error=None)
+    assert cleared is not None
     assert cleared.error is None
     assert cleared.result == {"erp_order": "5000001"}
 
     async with store.transaction() as tx:
-        with pytest.raises(RecordNotFound):
-            await tx.update_operation("nope", status=OperationStatus.FAILED)
+        assert await tx.update_operation("nope", status=OperationStatus.FAILED) is None
 
 
 async def test_list_operations_filters_and_pages(store: Store) -> None:
@@ -227,9 +228,10 @@ async def test_verified_advance_applies_to_the_remembered_version_only(
     assert remembered is not None
     clock.advance(1)
     async with store.transaction() as tx:
-        advanced = await tx.advance_operation(
+        advanced = await tx.update_operation(
             remembered, status=OperationStatus.RUNNING, result={"a": 1}, verify=True
         )
+    assert advanced is not None
     assert await store.get_operation("op-v") == advanced
     # the row moved on (another writer): the remembered version no longer applies
     clock.advance(1)
@@ -238,16 +240,16 @@ async def test_verified_advance_applies_to_the_remembered_version_only(
 
     async def advance(version: Operation) -> None:
         async with store.transaction() as tx:
-            await tx.advance_operation(version, status=OperationStatus.SUCCEEDED, verify=True)
+            await tx.update_operation(version, status=OperationStatus.SUCCEEDED, verify=True)
 
     with pytest.raises(StaleOperation):
         await advance(advanced)
     current = await store.get_operation("op-v")
     assert current is not None
     assert (current.status, current.result) == (OperationStatus.RUNNING, {"a": 2})
-    # a missing operation is still "not found", verified or not
+    # a given record whose row is gone is stale too, verified or not
     gone = dataclasses.replace(advanced, id="op-gone")
-    with pytest.raises(RecordNotFound, match="op-gone"):
+    with pytest.raises(StaleOperation, match="op-gone"):
         await advance(gone)
 
 

@@ -14,14 +14,14 @@ from gateway.store import (
     LeaseLost,
     MessageStatus,
     OperationStatus,
-    RecordNotFound,
+    StaleOperation,
     StepStatus,
     Store,
     open_store,
 )
 
 from .conftest import FakeClock
-from .helpers import create_operation, message
+from .helpers import create_operation, enqueued_id, message
 
 pytestmark = pytest.mark.anyio
 
@@ -30,10 +30,10 @@ async def test_lease_keeps_order_per_aggregate_and_runs_aggregates_in_parallel(
     store: Store,
 ) -> None:
     async with store.transaction() as tx:
-        a1 = await tx.enqueue(message("a", "1"))
-        b1 = await tx.enqueue(message("b", "1"))
-        a2 = await tx.enqueue(message("a", "2"))
-        c1 = await tx.enqueue(message("c", "1"))
+        a1 = await enqueued_id(tx, message("a", "1"))
+        b1 = await enqueued_id(tx, message("b", "1"))
+        a2 = await enqueued_id(tx, message("a", "2"))
+        c1 = await enqueued_id(tx, message("c", "1"))
 
     first = await store.lease("w", limit=10, lease_seconds=30)
     # One head per aggregate: a2 waits behind a1.
@@ -51,10 +51,10 @@ async def test_lease_respects_limit_priority_and_availability(
 ) -> None:
     later = clock.now + timedelta(seconds=60)
     async with store.transaction() as tx:
-        slow = await tx.enqueue(message("a", "1", priority=3))
-        urgent = await tx.enqueue(message("b", "1", priority=0))
-        future = await tx.enqueue(message("c", "1", available_at=later))
-        behind_future = await tx.enqueue(message("c", "2"))
+        slow = await enqueued_id(tx, message("a", "1", priority=3))
+        urgent = await enqueued_id(tx, message("b", "1", priority=0))
+        future = await enqueued_id(tx, message("c", "1", available_at=later))
+        behind_future = await enqueued_id(tx, message("c", "2"))
     leased = await store.lease("w", limit=1, lease_seconds=600)
     assert [m.id for m in leased] == [urgent]
     leased = await store.lease("w", limit=10, lease_seconds=600)
@@ -66,7 +66,7 @@ async def test_lease_respects_limit_priority_and_availability(
 
 
 async def test_expired_lease_is_recovered_by_another_owner(store: Store, clock: FakeClock) -> None:
-    msg_id = await store.enqueue(message("a", "1"))
+    msg_id = await enqueued_id(store, message("a", "1"))
     [held] = await store.lease("dead-worker", limit=1, lease_seconds=30)
     assert held.lease_expires_at == clock.now + timedelta(seconds=30)
     clock.advance(29)
@@ -80,32 +80,35 @@ async def test_expired_lease_is_recovered_by_another_owner(store: Store, clock: 
 
     with pytest.raises(LeaseLost, match="live-worker"):
         await store.complete(msg_id, "dead-worker")
-    done = await store.complete(msg_id, "live-worker")
-    assert done.status is MessageStatus.DONE
+    await store.complete(msg_id, "live-worker")
+    assert (await store.get_message(msg_id)).status is MessageStatus.DONE  # type: ignore[union-attr]
 
 
 async def test_owner_may_settle_its_own_expired_lease_if_nobody_took_it(
     store: Store, clock: FakeClock
 ) -> None:
-    msg_id = await store.enqueue(message("a", "1"))
+    msg_id = await enqueued_id(store, message("a", "1"))
     await store.lease("w", limit=1, lease_seconds=1)
     clock.advance(10)
-    assert (await store.complete(msg_id, "w")).status is MessageStatus.DONE
+    await store.complete(msg_id, "w")
+    assert (await store.get_message(msg_id)).status is MessageStatus.DONE  # type: ignore[union-attr]
 
 
 async def test_settling_unknown_or_unleased_messages_fails(store: Store) -> None:
-    with pytest.raises(RecordNotFound):
+    with pytest.raises(LeaseLost, match="no such message"):
         await store.complete(999, "w")
-    msg_id = await store.enqueue(message("a", "1"))
+    msg_id = await enqueued_id(store, message("a", "1"))
     with pytest.raises(LeaseLost, match="pending"):
         await store.complete(msg_id, "w")
 
 
 async def test_retry_later_counts_attempts_and_waits(store: Store, clock: FakeClock) -> None:
-    msg_id = await store.enqueue(message("a", "1"))
+    msg_id = await enqueued_id(store, message("a", "1"))
     await store.lease("w", limit=1, lease_seconds=30)
     retry_at = clock.now + timedelta(seconds=5)
-    msg = await store.retry_later(msg_id, "w", error="HTTP 503", available_at=retry_at)
+    await store.retry_later(msg_id, "w", error="HTTP 503", available_at=retry_at)
+    msg = await store.get_message(msg_id)
+    assert msg is not None
     assert (msg.status, msg.attempts, msg.last_error) == (MessageStatus.PENDING, 1, "HTTP 503")
     assert msg.lease_owner is None
     assert await store.lease("w", limit=1, lease_seconds=30) == []
@@ -117,12 +120,14 @@ async def test_retry_later_counts_attempts_and_waits(store: Store, clock: FakeCl
 
 
 async def test_defer_does_not_count_an_attempt(store: Store, clock: FakeClock) -> None:
-    msg_id = await store.enqueue(message("a", "1"))
+    msg_id = await enqueued_id(store, message("a", "1"))
     for _ in range(5):
         await store.lease("w", limit=1, lease_seconds=30)
-        msg = await store.defer(
+        await store.defer(
             msg_id, "w", available_at=clock.now + timedelta(seconds=1), reason="breaker open"
         )
+        msg = await store.get_message(msg_id)
+        assert msg is not None
         assert msg.attempts == 0
         assert msg.status is MessageStatus.PENDING
         clock.advance(1)
@@ -131,25 +136,29 @@ async def test_defer_does_not_count_an_attempt(store: Store, clock: FakeClock) -
 
 async def test_dead_letter_blocks_its_aggregate_until_replayed(store: Store) -> None:
     async with store.transaction() as tx:
-        a1 = await tx.enqueue(message("a", "1", system="billing"))
-        a2 = await tx.enqueue(message("a", "2"))
-        b1 = await tx.enqueue(message("b", "1"))
+        a1 = await enqueued_id(tx, message("a", "1", system="billing"))
+        a2 = await enqueued_id(tx, message("a", "2"))
+        b1 = await enqueued_id(tx, message("b", "1"))
     await store.lease("w", limit=10, lease_seconds=30)
     await store.retry_later(a1, "w", error="503", available_at=store.clock())
     await store.lease("w", limit=10, lease_seconds=30)
-    dead = await store.dead_letter(a1, "w", reason="card_declined: not retryable")
+    await store.dead_letter(a1, "w", reason="card_declined: not retryable")
+    dead = await store.get_message(a1)
+    assert dead is not None
     assert (dead.status, dead.attempts) == (MessageStatus.DEAD, 2)
     await store.complete(b1, "w")
 
     assert await store.lease("w", limit=10, lease_seconds=30) == []  # a2 is blocked
-    assert [m.id for m in await store.list_dead()] == [a1]
+    assert [m.id for m in await store.list_messages(status=MessageStatus.DEAD)] == [a1]
     status = await store.outbox_status()
     assert status.counts["billing"] == {MessageStatus.DEAD: 1}
     assert status.total(MessageStatus.DEAD) == 1
     assert status.total(MessageStatus.PENDING) == 1
 
-    assert await store.replay(a1) is True
-    assert await store.replay(a1) is False  # no longer dead
+    replayed_now = await store.replay(a1)
+    assert replayed_now is not None
+    assert (replayed_now.id, replayed_now.status) == (a1, MessageStatus.PENDING)
+    assert await store.replay(a1) is None  # no longer dead
     [replayed] = await store.lease("w", limit=10, lease_seconds=30)
     assert (replayed.id, replayed.attempts) == (a1, 0)
     await store.complete(a1, "w")
@@ -160,13 +169,15 @@ async def test_discarded_dead_letter_unblocks_and_replay_all(store: Store) -> No
     ids = {}
     async with store.transaction() as tx:
         for agg in ("a", "b", "c"):
-            ids[agg, 1] = await tx.enqueue(message(agg, "1"))
-            ids[agg, 2] = await tx.enqueue(message(agg, "2"))
+            ids[agg, 1] = await enqueued_id(tx, message(agg, "1"))
+            ids[agg, 2] = await enqueued_id(tx, message(agg, "2"))
     for m in await store.lease("w", limit=10, lease_seconds=30):
         await store.dead_letter(m.id, "w", reason="broken")
-    assert len(await store.list_dead()) == 3
-    assert await store.discard(ids["a", 1]) is True
-    assert await store.discard(ids["a", 1]) is False
+    assert len(await store.list_messages(status=MessageStatus.DEAD)) == 3
+    discarded = await store.discard(ids["a", 1])
+    assert discarded is not None
+    assert discarded.status is MessageStatus.DISCARDED
+    assert await store.discard(ids["a", 1]) is None
     assert [m.id for m in await store.lease("w", limit=10, lease_seconds=30)] == [ids["a", 2]]
     assert await store.replay_all() == 2
     leased = await store.lease("w", limit=10, lease_seconds=30)
@@ -176,7 +187,7 @@ async def test_discarded_dead_letter_unblocks_and_replay_all(store: Store) -> No
 async def test_complete_commits_with_the_next_step_or_not_at_all(store: Store) -> None:
     async with store.transaction() as tx:
         await create_operation(tx, "op-1")
-        first = await tx.enqueue(message("cust-1", "erp", operation_id="op-1"))
+        first = await enqueued_id(tx, message("cust-1", "erp", operation_id="op-1"))
     [leased] = await store.lease("w", limit=1, lease_seconds=30)
     assert leased.id == first
 
@@ -191,12 +202,14 @@ async def test_complete_commits_with_the_next_step_or_not_at_all(store: Store) -
 
     with pytest.raises(Crash):
         await complete_then_crash()
-    assert [m.status for m in await store.messages_for("op-1")] == [MessageStatus.LEASED]
+    assert [m.status for m in await store.list_messages(operation_id="op-1")] == [
+        MessageStatus.LEASED
+    ]
 
     async with store.transaction() as tx:
         await tx.complete(first, "w")
         await tx.enqueue(message("cust-1", "crm", operation_id="op-1"))
-    messages = await store.messages_for("op-1")
+    messages = await store.list_messages(operation_id="op-1")
     assert [(m.step, m.status) for m in messages] == [
         ("erp", MessageStatus.DONE),
         ("crm", MessageStatus.PENDING),
@@ -224,7 +237,7 @@ async def test_concurrent_leasers_on_two_stores_keep_order_and_never_double_leas
             for agg, _ in plan:
                 seq = counters[agg]
                 counters[agg] += 1
-                seq_of[await tx.enqueue(message(agg, str(seq)))] = (agg, seq)
+                seq_of[await enqueued_id(tx, message(agg, str(seq)))] = (agg, seq)
 
         total = len(plan)
         leased_log: dict[str, list[int]] = defaultdict(list)
@@ -320,7 +333,7 @@ async def test_lease_matches_a_model_under_random_operations(
         if action < 0.3:
             agg, prio = f"agg-{rng.randrange(6)}", rng.randrange(3)
             at = clock.now + timedelta(seconds=rng.choice([0, 0, 5]))
-            mid = await store.enqueue(message(agg, "s", priority=prio, available_at=at))
+            mid = await enqueued_id(store, message(agg, "s", priority=prio, available_at=at))
             model[mid] = {"agg": agg, "prio": prio, "status": "pending", "at": at}
         elif action < 0.55:
             limit = rng.randrange(1, 5)
@@ -366,8 +379,9 @@ async def test_a_message_for_an_unknown_operation_is_refused(store: Store) -> No
 
 
 async def test_enqueue_many_and_get_message(store: Store, clock: FakeClock) -> None:
-    ids = await store.enqueue_many([message("a", "1"), message("a", "2", system="crm")])
-    assert ids == sorted(ids)
+    await store.enqueue(message("a", "1"), message("a", "2", system="crm"))
+    ids = [m.id for m in await store.list_messages()]
+    assert len(ids) == 2
     second = await store.get_message(ids[1])
     assert second is not None
     assert (second.step, second.system, second.status) == ("2", "crm", MessageStatus.PENDING)
@@ -377,17 +391,19 @@ async def test_enqueue_many_and_get_message(store: Store, clock: FakeClock) -> N
 
 async def test_purge_outbox_drops_only_old_settled_messages(store: Store, clock: FakeClock) -> None:
     async with store.transaction() as tx:
-        done = await tx.enqueue(message("a", "1"))
-        dead = await tx.enqueue(message("b", "1"))
-        discarded = await tx.enqueue(message("c", "1"))
-        pending = await tx.enqueue(message("d", "1", available_at=clock.now + timedelta(hours=1)))
+        done = await enqueued_id(tx, message("a", "1"))
+        dead = await enqueued_id(tx, message("b", "1"))
+        discarded = await enqueued_id(tx, message("c", "1"))
+        pending = await enqueued_id(
+            tx, message("d", "1", available_at=clock.now + timedelta(hours=1))
+        )
     await store.lease("w", limit=10, lease_seconds=30)
     await store.complete(done, "w")
     await store.dead_letter(dead, "w", reason="broken")
     await store.dead_letter(discarded, "w", reason="broken")
     await store.discard(discarded)
     cutoff = clock.advance(60)
-    recent = await store.enqueue(message("a", "2"))
+    recent = await enqueued_id(store, message("a", "2"))
     [leased] = await store.lease("w", limit=10, lease_seconds=30)
     assert leased.id == recent
     await store.complete(recent, "w")
@@ -402,30 +418,29 @@ async def test_purge_outbox_drops_only_old_settled_messages(store: Store, clock:
     assert [m.id for m in await store.lease("w", limit=10, lease_seconds=30)] == [dead]
 
 
-async def test_answerless_writes_settle_like_their_answering_twins(
-    store: Store, clock: FakeClock
-) -> None:
-    """settle_done, record_step, add_message and advance_operation (which a backend may
-    hold back until the unit's next statement) leave what complete, upsert_step, enqueue
-    and update_operation leave, and answer the operation a read returns."""
+async def test_held_back_writes_leave_what_a_read_returns(store: Store, clock: FakeClock) -> None:
+    """complete, upsert_step, enqueue and update_operation of a record read in the unit
+    (which a backend may hold back until the unit's next statement) leave what a read
+    returns, and update_operation answers the operation a read returns."""
     async with store.transaction() as tx:
         operation = await create_operation(tx, "op-quiet", aggregate="q")
         await tx.add_steps("op-quiet", ["one", "two"])
-        await tx.add_message(message("q", "one", operation_id="op-quiet"))
+        await tx.enqueue(message("q", "one", operation_id="op-quiet"))
     [leased] = await store.lease("w", limit=1, lease_seconds=30)
     assert (leased.step, leased.payload) == ("one", {"aggregate": "q", "step": "one"})
 
     clock.advance(1)
     async with store.transaction() as tx:
-        await tx.settle_done(leased.id, "w")
+        await tx.complete(leased.id, "w")
         current = await tx.get_operation("op-quiet")
         assert current is not None
-        await tx.record_step("op-quiet", "one", status=StepStatus.SUCCEEDED, result={"n": 1})
-        await tx.add_message(message("q", "two", operation_id="op-quiet"))
-        advanced = await tx.advance_operation(
+        await tx.upsert_step("op-quiet", "one", status=StepStatus.SUCCEEDED, result={"n": 1})
+        await tx.enqueue(message("q", "two", operation_id="op-quiet"))
+        advanced = await tx.update_operation(
             current, status=OperationStatus.RUNNING, result={"one": {"n": 1}}, error=None
         )
         [follow] = await tx.lease("w", limit=1, lease_seconds=30)
+    assert advanced is not None
     assert advanced == await store.get_operation("op-quiet")
     assert advanced.updated_at == clock.now
     assert advanced.created_at == operation.created_at
@@ -446,40 +461,40 @@ async def test_held_back_completion_of_a_lost_lease_rolls_the_unit_back(
 ) -> None:
     async with store.transaction() as tx:
         await create_operation(tx, "op-lost", aggregate="l")
-        msg_id = await tx.enqueue(message("l", "1", operation_id="op-lost"))
+        msg_id = await enqueued_id(tx, message("l", "1", operation_id="op-lost"))
     await store.lease("dead-worker", limit=1, lease_seconds=30)
     clock.advance(31)
     await store.lease("live-worker", limit=1, lease_seconds=30)
 
     async def complete_then_read() -> None:
         async with store.transaction() as tx:
-            await tx.settle_done(msg_id, "dead-worker")
-            await tx.add_message(message("l", "2", operation_id="op-lost"))
+            await tx.complete(msg_id, "dead-worker")
+            await tx.enqueue(message("l", "2", operation_id="op-lost"))
             await tx.get_operation("op-lost")  # the held-back completion goes out here
 
     async def complete_last() -> None:
         async with store.transaction() as tx:
-            await tx.add_message(message("l", "3", operation_id="op-lost"))
-            await tx.settle_done(msg_id, "dead-worker")  # fails at the unit's end
+            await tx.enqueue(message("l", "3", operation_id="op-lost"))
+            await tx.complete(msg_id, "dead-worker")  # fails at the unit's end
 
     async def complete_unknown() -> None:
         async with store.transaction() as tx:
-            await tx.settle_done(999, "w")
+            await tx.complete(999, "w")
 
     async def advance_unknown() -> None:
         async with store.transaction() as tx:
             operation = await tx.get_operation("op-lost")
             assert operation is not None
             gone = dataclasses.replace(operation, id="op-gone")
-            await tx.advance_operation(gone, status=OperationStatus.SUCCEEDED)
+            await tx.update_operation(gone, status=OperationStatus.SUCCEEDED)
 
     with pytest.raises(LeaseLost, match="live-worker"):
         await complete_then_read()
     with pytest.raises(LeaseLost, match="live-worker"):
         await complete_last()
-    with pytest.raises(RecordNotFound):
+    with pytest.raises(LeaseLost, match="no such message"):
         await complete_unknown()
-    with pytest.raises(RecordNotFound, match="op-gone"):
+    with pytest.raises(StaleOperation, match="op-gone"):
         await advance_unknown()
     held = await store.get_message(msg_id)
     assert (held.status, held.lease_owner) == (MessageStatus.LEASED, "live-worker")

@@ -18,12 +18,11 @@ from gateway.store import (
     StepStatus,
     Store,
     Transaction,
-    sqlite_held,
 )
-from gateway.store.sqlite import SQLiteStore
+from gateway.store.sqlite import SQLiteStore, held
 
 from .conftest import FakeClock
-from .helpers import create_operation, message
+from .helpers import create_operation, enqueued_id, message
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +32,7 @@ async def _leased_step(store: Store, op_id: str, aggregate: str) -> int:
     async with store.transaction() as tx:
         await create_operation(tx, op_id, aggregate=aggregate)
         await tx.add_steps(op_id, ["one", "two"])
-    msg_id = await store.enqueue(message(aggregate, "one", operation_id=op_id))
+    msg_id = await enqueued_id(store, message(aggregate, "one", operation_id=op_id))
     leased = await store.lease(f"w-{op_id}", limit=1, lease_seconds=60)
     assert [m.id for m in leased] == [msg_id]
     return msg_id
@@ -41,17 +40,19 @@ async def _leased_step(store: Store, op_id: str, aggregate: str) -> int:
 
 def _step_done(op_id: str, msg_id: int, owner: str, known: Operation | None) -> object:
     async def work(tx: Transaction) -> Operation:
-        await tx.settle_done(msg_id, owner)
-        await tx.record_step(op_id, "one", status=StepStatus.SUCCEEDED, result={"n": 1})
-        await tx.add_message(message(f"agg-{op_id}", "two", operation_id=op_id))
+        await tx.complete(msg_id, owner)
+        await tx.upsert_step(op_id, "one", status=StepStatus.SUCCEEDED, result={"n": 1})
+        await tx.enqueue(message(f"agg-{op_id}", "two", operation_id=op_id))
         operation = known or await tx.get_operation(op_id)
         assert operation is not None
-        return await tx.advance_operation(
+        updated = await tx.update_operation(
             operation,
             status=OperationStatus.RUNNING,
             result={"one": {"n": 1}},
             verify=known is not None,
         )
+        assert updated is not None
+        return updated
 
     return work
 
@@ -92,13 +93,13 @@ async def test_concurrent_units_all_commit_and_a_missed_one_alone_fails(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     batches: list[int] = []
-    real_run_units = sqlite_held._run_units
+    real_run_units = held._run_units
 
     def counted(raw: Any, prefix: str, units: Any, progress: list[int]) -> Any:
         batches.append(len(units))
         return real_run_units(raw, prefix, units, progress)
 
-    monkeypatch.setattr(sqlite_held, "_run_units", counted)
+    monkeypatch.setattr(held, "_run_units", counted)
     ids = {f"op-{n}": await _leased_step(store, f"op-{n}", f"agg-op-{n}") for n in range(40)}
     # op-13's lease was taken over; op-27's operation was changed by another writer
     await store.defer(ids["op-13"], "w-op-13", available_at=store.clock())
@@ -138,9 +139,9 @@ async def test_concurrent_units_all_commit_and_a_missed_one_alone_fails(
     untouched = await store.get_operation("op-27")
     assert untouched is not None
     assert (untouched.status, untouched.error) == (OperationStatus.PENDING, "changed elsewhere")
-    held = await store.get_message(ids["op-13"])
-    assert held is not None
-    assert (held.status, held.lease_owner) == (MessageStatus.LEASED, "thief")
+    taken = await store.get_message(ids["op-13"])
+    assert taken is not None
+    assert (taken.status, taken.lease_owner) == (MessageStatus.LEASED, "thief")
 
 
 async def test_cancelled_callers_do_not_strand_the_units_queued_with_them(

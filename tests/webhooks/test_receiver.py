@@ -64,7 +64,7 @@ async def test_a_signed_event_is_recorded_once_with_an_audit_entry(
     assert stored.payload["specversion"] == "1.0"
     assert stored.payload["type"] == event_type
     assert stored.payload["data"] == payload
-    audit = await served_gateway.store.audit_for(f"corr-{system}-1")
+    audit = await served_gateway.store.audit_trace([f"corr-{system}-1"])
     assert [(a.action, a.subject) for a in audit] == [
         ("webhook.received", f"event:{system}:{event_id}")
     ]
@@ -79,7 +79,7 @@ async def test_a_signed_event_is_recorded_once_with_an_audit_entry(
         "event": {"id": event_id, "type": event_type},
     }
     assert len(await served_gateway.inbox(system)) == 1
-    assert await served_gateway.store.audit_for(f"corr-{system}-2") == []
+    assert await served_gateway.store.audit_trace([f"corr-{system}-2"]) == []
 
 
 async def test_concurrent_redeliveries_store_one_event(served_gateway: Gateway) -> None:
@@ -105,7 +105,7 @@ async def test_an_echo_of_our_own_write_is_stored_processed(served_gateway: Gate
     assert response.json()["duplicate"] is False
     (row,) = await served_gateway.inbox("crm")
     assert row.processed
-    (entry,) = await served_gateway.store.audit_for("corr-echo")
+    (entry,) = await served_gateway.store.audit_trace(["corr-echo"])
     assert entry.action == "webhook.echo_ignored"
     assert entry.detail["echo"] is True
 
@@ -113,7 +113,7 @@ async def test_an_echo_of_our_own_write_is_stored_processed(served_gateway: Gate
 async def test_a_generated_correlation_id_is_echoed_and_audited(served_gateway: Gateway) -> None:
     response = await _post(served_gateway, "erp", dumps(sap_billing_document_created()))
     correlation = response.headers["X-Correlation-ID"]
-    (entry,) = await served_gateway.store.audit_for(correlation)
+    (entry,) = await served_gateway.store.audit_trace([correlation])
     assert entry.action == "webhook.received"
 
 

@@ -47,7 +47,7 @@ async def test_breaker_open_defers_without_spending_attempts(
         await wait_for(store, view.id, DONE)
     assert dispatcher.deferred == 20 > FAST.max_attempts
     assert dispatcher.dead == 0
-    messages = await store.messages_for(view.id)
+    messages = await store.list_messages(operation_id=view.id)
     assert all(msg.attempts == 0 for msg in messages)
 
 
@@ -70,7 +70,7 @@ async def test_rejected_dead_letters_then_replay_completes(
         assert "support_entitlement" in stuck.error
         assert "organization is suspended" in stuck.error
         assert "Compensation" in stuck.error
-        dead = await store.list_dead()
+        dead = await store.list_messages(status=MessageStatus.DEAD)
         assert [d.step for d in dead] == ["support_entitlement"]
         assert "1 dead letter" in await outbox_cli.dead(store)
         assert "dead" in await outbox_cli.status(store)
@@ -113,7 +113,7 @@ async def test_retryable_failures_back_off_then_dead_letter(
         stuck = await wait_for(store, doomed.id, STUCK)
     assert stuck.error is not None
     assert f"gave up after {FAST.max_attempts} attempts" in stuck.error
-    dead = await store.list_dead()
+    dead = await store.list_messages(status=MessageStatus.DEAD)
     assert dead[0].attempts == FAST.max_attempts
     assert dead[0].status is MessageStatus.DEAD
 
@@ -137,7 +137,7 @@ async def test_failure_that_leaves_the_breaker_open_spends_no_attempt(
         await wait_for(store, view.id, DONE)
     assert dispatcher.dead == 0
     assert dispatcher.deferred == 3 * FAST.max_attempts
-    assert all(msg.attempts == 0 for msg in await store.messages_for(view.id))
+    assert all(msg.attempts == 0 for msg in await store.list_messages(operation_id=view.id))
 
 
 async def test_outbox_cli_replay_reports(
@@ -154,7 +154,7 @@ async def test_outbox_cli_replay_reports(
     view = await close_opportunity(write, "006C", key="k")
     async with dispatching(store, systems):
         await wait_for(store, view.id, STUCK)
-        dead = await store.list_dead()
+        dead = await store.list_messages(status=MessageStatus.DEAD)
         assert "not a dead letter" in await outbox_cli.replay(store, 999_999)
         assert "nothing replayed" in await outbox_cli.replay(store, None)
         report = await outbox_cli.replay(store, None, all=True)
@@ -197,7 +197,7 @@ async def test_stop_drains_the_delivery_in_flight(
             await erp.entered.wait()
         dispatcher.stop()
         erp.gate.set()  # the call answers after the stop: its outcome is still recorded
-    messages = await store.messages_for(view.id)
+    messages = await store.list_messages(operation_id=view.id)
     assert messages[0].status is MessageStatus.DONE
     steps = {s.name: s.status for s in await store.get_steps(view.id)}
     assert steps["erp_partner"] is StepStatus.SUCCEEDED

@@ -56,7 +56,7 @@ async def test_onboarding_runs_every_step_and_links_the_registry(
     erp_call = next(msg for _, msg in world.calls if isinstance(msg, m.Write))
     assert isinstance(erp_call, m.EnsureCustomer)
     assert erp_call.customer.tax_id == "DE123456789"
-    audit = await store.audit_for("corr-1")
+    audit = await store.audit_trace(["corr-1"])
     assert [a.action for a in audit] == ["mutation.onboardCustomer"] + ["saga.step"] * 4
     assert [(a.detail["step"], a.detail["status"]) for a in audit[1:]] == [
         (step, "SUCCEEDED")

@@ -1,4 +1,4 @@
-"""The SQLite store backend (aiosqlite): the embedded default.
+"""The SQLite store backend: the embedded default.
 
 Durability. The database runs in WAL mode with ``synchronous=FULL``: ``COMMIT`` returns
 only after the write-ahead log has been fsynced. So:
@@ -16,7 +16,7 @@ anyway, and one connection keeps the lock queue in this process fair and cheap. 
 SQLite transaction starts with ``BEGIN IMMEDIATE``, so it holds SQLite's write lock for its
 whole length and read-then-write logic cannot interleave with another process on the same
 file (that process waits up to ``busy_timeout``). Units of work that queue up for the
-writer share one commit (group commit, ``gateway.store.sqlite_writer``), each in its own
+writer share one commit (group commit, ``gateway.store.sqlite.writer``), each in its own
 savepoint, so the fsync cost is paid once per batch rather than once per unit. Reads use
 a small pool of read-only connections which, in WAL mode, never block and are never
 blocked by the writer.
@@ -32,21 +32,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-import aiosqlite
 import anyio
 
 from gateway.store.errors import MigrationError, StoreClosed
 from gateway.store.interface import Reader, Store, Transaction
 from gateway.store.records import OutboxMessage, utcnow
-from gateway.store.sqlite_held import HeldTransaction, HeldUnits, NeedsAnswer
-from gateway.store.sqlite_migrations import LATEST_VERSION, MIGRATIONS, statements
-from gateway.store.sqlite_reader import SQLiteReader, to_micros
-from gateway.store.sqlite_transaction import (
-    SQLiteTransaction,
-    lease_statement,
-    leased_messages,
-)
-from gateway.store.sqlite_writer import GroupCommitWriter, begin_immediate
+from gateway.store.sqlite.connection import Connection, connect
+from gateway.store.sqlite.held import HeldTransaction, HeldUnits, NeedsAnswer
+from gateway.store.sqlite.migrations import LATEST_VERSION, MIGRATIONS, statements
+from gateway.store.sqlite.outbox import lease_statement, leased_messages
+from gateway.store.sqlite.reads import SQLiteReader
+from gateway.store.sqlite.rows import to_micros
+from gateway.store.sqlite.transaction import SQLiteTransaction
+from gateway.store.sqlite.writer import GroupCommitWriter, begin_immediate
 
 __all__ = ["SQLiteStore"]
 
@@ -87,7 +85,7 @@ class SQLiteStore(Store):
         self._state = _State.UNOPENED
         self._writer: GroupCommitWriter | None = None
         self._reader_count = readers
-        self._free_readers: list[aiosqlite.Connection] = []
+        self._free_readers: list[Connection] = []
         self._reader_slots = anyio.Semaphore(readers)
         self._held = HeldUnits(self._the_writer, busy_timeout)
 
@@ -110,7 +108,7 @@ class SQLiteStore(Store):
         try:
             conn = await self._connect()
             self._writer = GroupCommitWriter(conn, self.path, busy_timeout=self.busy_timeout)
-            mode = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+            mode = await conn.fetchall("PRAGMA journal_mode = WAL")
             if next(iter(mode))[0] != "wal":
                 raise MigrationError(f"{self.path}: could not switch the journal to WAL mode")
             await self._migrate(conn)
@@ -147,8 +145,8 @@ class SQLiteStore(Store):
         for conn in connections:
             await conn.close()
 
-    async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+    async def _connect(self) -> Connection:
+        conn = await connect(self.path, busy_timeout=self.busy_timeout)
         try:
             for pragma in (
                 "PRAGMA synchronous = FULL",
@@ -162,7 +160,7 @@ class SQLiteStore(Store):
             raise
         return conn
 
-    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+    async def _migrate(self, conn: Connection) -> None:
         """Apply pending migrations in one transaction (other processes wait on the lock)."""
         await begin_immediate(conn, self.path, self.busy_timeout)
         try:
@@ -170,9 +168,7 @@ class SQLiteStore(Store):
                 "CREATE TABLE IF NOT EXISTS schema_version ("
                 "version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
             )
-            rows = await conn.execute_fetchall(
-                "SELECT coalesce(max(version), 0) FROM schema_version"
-            )
+            rows = await conn.fetchall("SELECT coalesce(max(version), 0) FROM schema_version")
             current = int(next(iter(rows))[0])
             if current > LATEST_VERSION:
                 raise MigrationError(
@@ -230,7 +226,7 @@ class SQLiteStore(Store):
         lease_limit: int = 0,
         lease_seconds: float = 30.0,
     ) -> tuple[_T, list[OutboxMessage]]:
-        # Held back and batched with other such units (``sqlite_held``) when ``work``
+        # Held back and batched with other such units (``held``) when ``work``
         # needs no answer; otherwise, or when its writes missed (a lease lost, an
         # operation changed since), an ordinary transaction gives the exact outcome.
         self._require_open()
@@ -281,7 +277,7 @@ class SQLiteStore(Store):
             yield SQLiteReader(conn, self.clock)
 
     @asynccontextmanager
-    async def _read_connection(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _read_connection(self) -> AsyncIterator[Connection]:
         self._require_open()
         async with self._reader_slots:
             conn = self._free_readers.pop()

@@ -1,4 +1,4 @@
-"""Reads against one SQLite connection, and the row <-> record conversions.
+"""Reads against one SQLite connection.
 
 Used on a pooled read connection by ``SQLiteStore.reader()`` and, through
 ``SQLiteTransaction``, on the writer connection inside a transaction.
@@ -7,24 +7,19 @@ Used on a pooled read connection by ``SQLiteStore.reader()`` and, through
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Collection, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
 from typing import Any, Final
-
-import aiosqlite
-import orjson
 
 from canonical import System
 from gateway.store.errors import ConstraintViolation, StoreError
 from gateway.store.interface import Reader
 from gateway.store.records import (
-    JSON,
     AuditEntry,
     CoverageRow,
     DriftFinding,
     FeedRow,
     IdempotencyRecord,
-    IdempotencyState,
     InboxEvent,
     MessageStatus,
     Operation,
@@ -35,192 +30,43 @@ from gateway.store.records import (
     ReadRow,
     ReconciliationRun,
     SagaStep,
-    StepStatus,
     XRefRecord,
 )
-from gateway.store.sqlite_batch import RowCountMismatch, Statement, run_statements
-
-__all__ = ["SQLiteReader", "from_micros", "to_micros"]
-
-Row = Sequence[Any]
-
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICRO: Final = timedelta(microseconds=1)
-
-
-def to_micros(moment: datetime) -> int:
-    """Aware datetime -> integer microseconds since the epoch (exact, unlike a float)."""
-    if moment.tzinfo is None:
-        raise ValueError(f"naive datetime {moment.isoformat()}: pass an aware UTC datetime")
-    return (moment - _EPOCH) // _MICRO
-
-
-def from_micros(value: int) -> datetime:
-    return _EPOCH + value * _MICRO
-
-
-def _opt_dt(value: int | None) -> datetime | None:
-    return None if value is None else from_micros(value)
-
-
-def dump_json(value: JSON) -> str:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
-def load_json(value: str | None) -> JSON:
-    return None if value is None else orjson.loads(value)
-
-
-OPERATION_COLUMNS: Final = (
-    "id, kind, status, correlation_id, client_id, aggregate_key, input, result, error, "
-    "created_at, updated_at"
+from gateway.store.sqlite.batch import RowCountMismatch, Statement, run_statements
+from gateway.store.sqlite.connection import Connection, Row
+from gateway.store.sqlite.rows import (
+    AUDIT_COLUMNS,
+    IDEMPOTENCY_COLUMNS,
+    MESSAGE_COLUMNS,
+    OPERATION_COLUMNS,
+    STEP_COLUMNS,
+    XREF_SELECT,
+    audit_from_row,
+    from_micros,
+    idempotency_from_row,
+    inbox_from_row,
+    load_json,
+    message_from_row,
+    operation_from_row,
+    opt_dt,
+    step_from_row,
+    system_column,
+    to_micros,
+    xref_from_row,
 )
 
+__all__ = ["SQLiteReader"]
 
-def operation_from_row(row: Row) -> Operation:
-    return Operation(
-        id=row[0],
-        kind=row[1],
-        status=OperationStatus(row[2]),
-        correlation_id=row[3],
-        client_id=row[4],
-        aggregate_key=row[5],
-        input=load_json(row[6]),
-        result=load_json(row[7]),
-        error=row[8],
-        created_at=from_micros(row[9]),
-        updated_at=from_micros(row[10]),
-    )
-
-
-STEP_COLUMNS: Final = "operation_id, name, status, attempts, result, error, updated_at"
-
-
-def step_from_row(row: Row) -> SagaStep:
-    return SagaStep(
-        operation_id=row[0],
-        name=row[1],
-        status=StepStatus(row[2]),
-        attempts=row[3],
-        result=load_json(row[4]),
-        error=row[5],
-        updated_at=from_micros(row[6]),
-    )
-
-
-MESSAGE_COLUMNS: Final = (
-    "id, operation_id, step, aggregate_key, system, type, payload, idempotency_key, priority, "
-    "status, attempts, available_at, lease_owner, lease_expires_at, last_error, created_at, "
-    "updated_at, deliveries"
-)
-
-
-def message_from_row(row: Row) -> OutboxMessage:
-    return OutboxMessage(
-        id=row[0],
-        operation_id=row[1],
-        step=row[2],
-        aggregate_key=row[3],
-        system=row[4],
-        type=row[5],
-        payload=load_json(row[6]),
-        idempotency_key=row[7],
-        priority=row[8],
-        status=MessageStatus(row[9]),
-        attempts=row[10],
-        available_at=from_micros(row[11]),
-        lease_owner=row[12],
-        lease_expires_at=_opt_dt(row[13]),
-        last_error=row[14],
-        created_at=from_micros(row[15]),
-        updated_at=from_micros(row[16]),
-        deliveries=row[17],
-    )
-
-
-IDEMPOTENCY_COLUMNS: Final = (
-    "client_id, key, fingerprint, state, operation_id, response, created_at, expires_at"
-)
-
-
-def idempotency_from_row(row: Row) -> IdempotencyRecord:
-    return IdempotencyRecord(
-        client_id=row[0],
-        key=row[1],
-        fingerprint=row[2],
-        state=IdempotencyState(row[3]),
-        operation_id=row[4],
-        response=load_json(row[5]),
-        created_at=from_micros(row[6]),
-        expires_at=from_micros(row[7]),
-    )
-
-
-AUDIT_COLUMNS: Final = "id, at, correlation_id, actor, action, subject, detail"
-#: past every audit id (SQLite's largest integer)
 _NO_ID: Final = 2**63 - 1
 
 
-def audit_from_row(row: Row) -> AuditEntry:
-    return AuditEntry(
-        id=row[0],
-        at=from_micros(row[1]),
-        correlation_id=row[2],
-        actor=row[3],
-        action=row[4],
-        subject=row[5],
-        detail=load_json(row[6]),
-    )
-
-
-XREF_COLUMNS: Final = "canonical_id, erp, billing, crm, support, name, created_at, updated_at"
-
-#: A customer with its aliases in the same row (joined by the ASCII unit separator, which
-#: no id contains), so reading one costs one statement.
-XREF_SELECT: Final = (
-    f"SELECT {XREF_COLUMNS}, (SELECT group_concat(a.alias, char(31)) FROM xref_alias AS a "
-    "WHERE a.canonical_id = xref.canonical_id) FROM xref"
-)
-
-
-def inbox_from_row(row: Row) -> InboxEvent:
-    """An inbox row: system, event_id, received_at, payload, processed_at."""
-    return InboxEvent(
-        system=row[0],
-        event_id=row[1],
-        received_at=from_micros(row[2]),
-        payload=load_json(row[3]),
-        processed_at=_opt_dt(row[4]),
-    )
-
-
-def xref_from_row(row: Row) -> XRefRecord:
-    aliases = row[8].split("\x1f") if len(row) > 8 and row[8] else ()
-    return XRefRecord(
-        canonical_id=row[0],
-        erp=row[1],
-        billing=row[2],
-        crm=row[3],
-        support=row[4],
-        name=row[5],
-        created_at=from_micros(row[6]),
-        updated_at=from_micros(row[7]),
-        aliases=tuple(sorted(aliases)),
-    )
-
-
-def system_column(system: System | str) -> str:
-    """The xref column for a system; only the four known names ever reach SQL text."""
-    return System(system).value
-
-
 class SQLiteReader(Reader):
-    """The ``Reader`` queries on one aiosqlite connection (the caller holds its lock)."""
+    """The ``Reader`` queries on one connection (the caller holds it alone)."""
 
-    def __init__(self, conn: aiosqlite.Connection, clock: Callable[[], datetime]) -> None:
+    def __init__(self, conn: Connection, clock: Callable[[], datetime]) -> None:
         self._conn = conn
         self._clock = clock
-        #: statements queued to go with the next round trip (see ``sqlite_batch``)
+        #: statements queued to go with the next round trip (see ``batch``)
         self._pending: list[Statement] = []
         #: how many queued statements have run so far (a transaction's prefix is the first)
         self._executed = [0]
@@ -235,10 +81,9 @@ class SQLiteReader(Reader):
             rows, _ = await self._send((sql, params))
             return rows
         try:
-            found: Iterable[Row] = await self._conn.execute_fetchall(sql, params)  # type: ignore[assignment]
+            return await self._conn.fetchall(sql, params)
         except sqlite3.IntegrityError as exc:
             raise _violation(exc) from exc
-        return list(found)
 
     async def _send(self, final: Statement | None) -> tuple[list[Row], int]:
         """Run the queued statements and ``final`` in one round trip."""
@@ -268,12 +113,10 @@ class SQLiteReader(Reader):
         if self._pending:
             _, count = await self._send((sql, params))
             return count
-        # One round trip: the sqlite3 cursor needs no closing, and rowcount is already set.
         try:
-            cursor = await self._conn.execute(sql, params)
+            return await self._conn.execute(sql, params)
         except sqlite3.IntegrityError as exc:
             raise _violation(exc) from exc
-        return cursor.rowcount
 
     # ------------------------------------------------------------ operations
 
@@ -353,18 +196,26 @@ class SQLiteReader(Reader):
         row = await self._one(f"SELECT {MESSAGE_COLUMNS} FROM outbox WHERE id = ?", (message_id,))
         return None if row is None else message_from_row(row)
 
-    async def messages_for(self, operation_id: str) -> list[OutboxMessage]:
+    async def list_messages(
+        self,
+        *,
+        operation_id: str | None = None,
+        status: MessageStatus | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> list[OutboxMessage]:
+        where = ["id > ?"]
+        params: list[Any] = [-1 if after is None else after]
+        if operation_id is not None:
+            where.append("operation_id = ?")
+            params.append(operation_id)
+        if status is not None:
+            # a literal (an enum value), so the partial index of dead letters serves it
+            where.append(f"status = '{MessageStatus(status).value}'")
         rows = await self._all(
-            f"SELECT {MESSAGE_COLUMNS} FROM outbox WHERE operation_id = ? ORDER BY id",
-            (operation_id,),
-        )
-        return [message_from_row(r) for r in rows]
-
-    async def list_dead(self, *, limit: int = 100, after: int | None = None) -> list[OutboxMessage]:
-        rows = await self._all(
-            f"SELECT {MESSAGE_COLUMNS} FROM outbox WHERE status = 'dead' AND id > ? "
+            f"SELECT {MESSAGE_COLUMNS} FROM outbox WHERE {' AND '.join(where)} "
             "ORDER BY id LIMIT ?",
-            (after if after is not None else -1, limit),
+            (*params, limit),
         )
         return [message_from_row(r) for r in rows]
 
@@ -411,33 +262,32 @@ class SQLiteReader(Reader):
         )
         return None if row is None else inbox_from_row(row)
 
-    async def audit_for(self, correlation_id: str) -> list[AuditEntry]:
-        rows = await self._all(
-            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE correlation_id = ? ORDER BY id",
-            (correlation_id,),
-        )
-        return [audit_from_row(r) for r in rows]
-
-    async def audit_for_subject(self, subject: str, *, limit: int = 100) -> list[AuditEntry]:
-        rows = await self._all(
-            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE subject = ? ORDER BY id LIMIT ?",
-            (subject, limit),
-        )
-        return [audit_from_row(r) for r in rows]
-
     async def audit_trace(
-        self, correlation_ids: Sequence[str], *, actor: str | None = None, limit: int = 1000
+        self,
+        correlation_ids: Sequence[str] | None = None,
+        *,
+        subject: str | None = None,
+        actor: str | None = None,
+        limit: int = 1000,
     ) -> list[AuditEntry]:
-        if not correlation_ids:
+        where: list[str] = []
+        params: list[Any] = []
+        if correlation_ids is not None:
+            if not correlation_ids:
+                return []
+            where.append(f"correlation_id IN ({', '.join('?' * len(correlation_ids))})")
+            params += correlation_ids
+        if subject is not None:
+            where.append("subject = ?")
+            params.append(subject)
+        if not where:
             return []
-        marks = ", ".join("?" * len(correlation_ids))
-        where = f"correlation_id IN ({marks})"
-        params: list[Any] = list(correlation_ids)
         if actor is not None:
-            where += " AND actor = ?"
+            where.append("actor = ?")
             params.append(actor)
         rows = await self._all(
-            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE {where} ORDER BY at, id LIMIT ?",
+            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE {' AND '.join(where)} "
+            "ORDER BY at, id LIMIT ?",
             (*params, limit),
         )
         return [audit_from_row(r) for r in rows]
@@ -570,7 +420,7 @@ class SQLiteReader(Reader):
         rows = await self._all(
             "SELECT system, feed, cursor, complete_at, updated_at FROM read_feeds"
         )
-        return [FeedRow(r[0], r[1], r[2], _opt_dt(r[3]), from_micros(r[4])) for r in rows]
+        return [FeedRow(r[0], r[1], r[2], opt_dt(r[3]), from_micros(r[4])) for r in rows]
 
     async def unapplied_events(self, *, limit: int = 100) -> list[InboxEvent]:
         rows = await self._all(

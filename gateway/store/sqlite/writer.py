@@ -1,7 +1,7 @@
 """The single writer connection, with group commit.
 
 Each ``COMMIT`` in ``synchronous=FULL`` costs an fsync, and each statement a round trip
-to aiosqlite's thread. When units of work queue up for the writer, committing each one
+to the connection's thread. When units of work queue up for the writer, committing each one
 alone would spend most of the writer's time in fsync. So units that arrive while another
 is running share one SQLite transaction:
 
@@ -24,25 +24,26 @@ writer pays no latency for this; under load the fsync is shared by up to ``max_b
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aiosqlite
 import anyio
 
 from gateway.store.errors import StoreBusy, StoreClosed, StoreError
+from gateway.store.sqlite.connection import Connection
 
 __all__ = ["GroupCommitWriter", "UnitStart", "begin_immediate"]
 
 log = logging.getLogger(__name__)
 
 
-async def begin_immediate(conn: aiosqlite.Connection, path: Path, busy_timeout: float) -> None:
+async def begin_immediate(conn: Connection, path: Path, busy_timeout: float) -> None:
     """``BEGIN IMMEDIATE``: take SQLite's write lock now, waiting up to the busy timeout."""
     try:
         await conn.execute("BEGIN IMMEDIATE")
-    except aiosqlite.OperationalError as exc:
+    except sqlite3.OperationalError as exc:
         if _is_busy(exc):
             raise StoreBusy(
                 f"{path} stayed locked by another process for {busy_timeout}s: it holds a "
@@ -67,7 +68,7 @@ class UnitStart:
 
     __slots__ = ("conn", "executed", "prefix")
 
-    def __init__(self, conn: aiosqlite.Connection, prefix: str) -> None:
+    def __init__(self, conn: Connection, prefix: str) -> None:
         self.conn = conn
         self.prefix = prefix
         #: statements of the unit's queue that ran; >= 1 once the prefix ran
@@ -79,7 +80,7 @@ class UnitStart:
 
 
 def _is_busy(exc: BaseException) -> bool:
-    return isinstance(exc, aiosqlite.OperationalError) and (
+    return isinstance(exc, sqlite3.OperationalError) and (
         "locked" in str(exc) or "busy" in str(exc)
     )
 
@@ -89,13 +90,13 @@ class GroupCommitWriter:
 
     def __init__(
         self,
-        conn: aiosqlite.Connection,
+        conn: Connection,
         path: Path,
         *,
         busy_timeout: float,
         max_batch: int = 64,
     ) -> None:
-        self._conn: aiosqlite.Connection | None = conn
+        self._conn: Connection | None = conn
         self._path = path
         self._busy_timeout = busy_timeout
         self._max_batch = max_batch
@@ -246,7 +247,7 @@ class GroupCommitWriter:
             self._batch = None
         batch.committed.set()
 
-    async def close(self) -> aiosqlite.Connection | None:
+    async def close(self) -> Connection | None:
         """Wait (bounded) for running units, commit an open batch, and give up the
         connection for the caller to close."""
         locked = False

@@ -1,7 +1,7 @@
 """Units of work that need no answers, many to one round trip (``Store.run_unit``).
 
 Why: the writer connection is one, and a unit holds it from its first statement to its
-end. A unit costs at least one hand-off to aiosqlite's thread and back, and the next unit
+end. A unit costs at least one hand-off to the connection's thread and back, and the next unit
 can start only after the event loop has run the first one's continuation. When the loop
 is busy (hundreds of deliveries in flight), each such turn takes milliseconds, so the
 writer's throughput falls just when the load rises, steps wait longer, more are in flight,
@@ -31,14 +31,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
 import anyio
 
 from gateway.store.errors import StoreError
-from gateway.store.sqlite_batch import _IN_THREAD, Checked, Statement
-from gateway.store.sqlite_reader import Row
-from gateway.store.sqlite_transaction import SQLiteTransaction
-from gateway.store.sqlite_writer import GroupCommitWriter, UnitStart
+from gateway.store.sqlite.batch import Checked, Statement
+from gateway.store.sqlite.connection import Row
+from gateway.store.sqlite.transaction import SQLiteTransaction
+from gateway.store.sqlite.writer import GroupCommitWriter, UnitStart
 
 __all__ = ["HeldTransaction", "HeldUnits", "NeedsAnswer"]
 
@@ -130,8 +129,6 @@ class HeldUnits:
         Raises ``NeedsAnswer`` when the unit must be redone as an ordinary transaction,
         ``StoreError`` when the batch could not be committed (nothing of it was saved).
         """
-        if _IN_THREAD is None:  # an aiosqlite without it: one transaction per unit
-            raise NeedsAnswer("no way to run a function on the connection's thread")
         unit = _Unit(statements, final)
         self._queue.append(unit)
         try:
@@ -172,13 +169,7 @@ class HeldUnits:
         outcomes: list[list[Row] | BaseException] | None = None
         try:
             async with self._writer().unit() as start:
-                conn: aiosqlite.Connection = start.conn
-                raw = conn._conn
-                assert _IN_THREAD is not None
-                assert isinstance(raw, sqlite3.Connection)
-                outcomes = await _IN_THREAD(
-                    conn, _run_units, raw, start.prefix, batch, start.executed
-                )
+                outcomes = await start.conn.call(_run_units, start.prefix, batch, start.executed)
         except Exception as exc:  # not committed: every unit of the batch hears so
             failure = exc if isinstance(exc, StoreError) else StoreError(f"{exc}")
             for unit in batch:

@@ -16,15 +16,15 @@ from typing import Any
 from canonical import System
 from gateway.store.errors import XRefConflict
 from gateway.store.records import XRefRecord
-from gateway.store.sqlite_reader import (
+from gateway.store.sqlite.rows import (
     XREF_COLUMNS,
     XREF_SELECT,
-    SQLiteReader,
     from_micros,
     system_column,
     to_micros,
     xref_from_row,
 )
+from gateway.store.sqlite.unit import SQLiteUnit
 
 __all__ = ["SQLiteXRefWrites", "new_canonical_id"]
 
@@ -37,7 +37,7 @@ def new_canonical_id() -> str:
     return f"cw_{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
 
 
-class SQLiteXRefWrites(SQLiteReader):
+class SQLiteXRefWrites(SQLiteUnit):
     """``link`` for the SQLite transaction."""
 
     async def link(
