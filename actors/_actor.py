@@ -30,87 +30,23 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
+from actors._envelope import Envelope, Reply
 from actors._mailbox import LoanFailed, Mailbox, MailboxClosed
 from actors._stats import ActorStats
-from actors.context import CallContext, current_call, set_call
+from actors._tasks import RunsInOwnGroup
+from actors.context import current_call, set_call
 from actors.errors import ActorStopped, CrosswalkSystemError, SystemTimeout, Throttled
 from actors.messages import Message, Priority
 
-__all__ = ["Actor", "Envelope", "Reply"]
+__all__ = ["Actor"]
 
 log = logging.getLogger(__name__)
-
-_MISSING = object()
-
-
-class Reply:
-    """Where a worker puts the answer to one ask; the asker waits on it."""
-
-    # slots: one of these is made per ask, on the hot path
-    __slots__ = ("_error", "_event", "_value", "abandoned", "expired", "started")
-
-    def __init__(self, event: anyio.Event | None = None) -> None:
-        self._event = anyio.Event() if event is None else event
-        self._value: Any = _MISSING
-        self._error: BaseException | None = None
-        #: the asker stopped waiting (deadline or cancellation); a queued message is skipped
-        self.abandoned = False
-        #: a worker took the message out of the mailbox
-        self.started = False
-        #: the asker's deadline passed before an answer came (see ``expire``)
-        self.expired = False
-
-    @property
-    def done(self) -> bool:
-        return self._event.is_set()
-
-    def set_result(self, value: Any) -> None:
-        if not self._event.is_set():
-            self._value = value
-            self._event.set()
-
-    def set_error(self, error: BaseException) -> None:
-        if not self._event.is_set():
-            self._error = error
-            self._event.set()
-
-    def expire(self) -> None:
-        """The ask's deadline passed unanswered: wake the asker, skip the queued message."""
-        if not self._event.is_set():
-            self.expired = True
-            self.abandoned = True
-            self._event.set()
-
-    async def wait(self) -> Any:
-        await self._event.wait()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """One message on its way through an actor.
-
-    ``reply_to`` is None for ``tell``, and for an ask run in the asker's own task (the fast
-    path), which answers by returning.
-    """
-
-    message: Message
-    reply_to: Reply | None
-    priority: Priority
-    deadline: float  # on the anyio.current_time() clock
-    #: the asker's call context (correlation, trace), carried to the handling task
-    call: CallContext | None = None
 
 
 def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
@@ -139,7 +75,7 @@ Handler = Callable[[Envelope], Awaitable[Any]]
 _UNWIND_SECONDS = 5.0
 
 
-class Actor:
+class Actor(RunsInOwnGroup):
     """A mailbox, a bulkhead of workers and their supervisor, for one named system."""
 
     def __init__(
@@ -173,7 +109,6 @@ class Actor:
         self._stopped = anyio.Event()
         self._in_flight = 0
         self._idle = anyio.Event()
-        self._owner: TaskGroup | None = None
         # cancel scopes of the asks running in their askers' tasks (the fast path)
         self._direct: set[anyio.CancelScope | asyncio.Timeout] = set()
         self._direct_cancelled = False
@@ -243,26 +178,6 @@ class Actor:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
-
-    async def __aenter__(self) -> Self:
-        self._owner = anyio.create_task_group()
-        await self._owner.__aenter__()
-        try:
-            await self._owner.start(self.run)
-        except BaseException:
-            await self._owner.__aexit__(*sys.exc_info())
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        self.stop()
-        assert self._owner is not None
-        return await self._owner.__aexit__(exc_type, exc, tb)
 
     # ------------------------------------------------------------------ asking
 

@@ -12,13 +12,10 @@ for the read fan-out). It stays behind this module: nothing outside ``actors/`` 
 
 from __future__ import annotations
 
-import email.utils
-import math
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -32,7 +29,7 @@ from actors.errors import LimitExceeded, MalformedResponse, SystemTimeout, Syste
 from actors.messages import Message
 from canonical import System
 
-__all__ = ["Connector", "Endpoint", "HttpConnector", "Response", "retry_after_seconds"]
+__all__ = ["Connector", "Endpoint", "HttpConnector", "Response"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +90,8 @@ class HttpConnector:
     """Base for the four connectors: one tuned aiohttp session per system.
 
     Subclasses set ``system`` and implement ``handle``; they call ``request`` and map
-    vendor errors with ``raise_for_vendor``. Lifecycle: use ``async with``; a closed
-    connector cannot be reopened.
+    vendor errors with their package's ``errors.raise_for`` (``actors/erp/errors.py`` ...).
+    Lifecycle: use ``async with``; a closed connector cannot be reopened.
     """
 
     system: System
@@ -299,28 +296,3 @@ def _bare_path(path: str) -> str:
     if path.startswith("http"):
         return urllib.parse.urlsplit(path).path or "/"
     return path.partition("?")[0]
-
-
-def retry_after_seconds(headers: Mapping[str, str], cap: float) -> float | None:
-    """A ``Retry-After`` header in seconds, within ``[0, cap]``; ``None`` if absent.
-
-    Both forms HTTP allows are read (delta-seconds and an HTTP date). A value past
-    ``cap`` (``bounds.max_retry_after``), or one that is not a finite number (``inf``,
-    ``nan``), is capped: a vendor's hint must not stop calls for longer than policy says.
-    """
-    raw = headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return cap
-    return min(max(0.0, seconds), cap)

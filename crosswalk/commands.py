@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from crosswalk.gc_settings import tune_gc
 from sandbox.app import SYSTEMS
 
 #: the serving processes run on uvloop (installed with uvicorn[standard]): measured, it cuts
@@ -148,6 +149,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 2
+    tune_gc()  # the app is built and about to serve reads: see crosswalk.gc_settings
     server = QuietServer(
         uvicorn.Config(
             app,
@@ -423,6 +425,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     args.var_dir.mkdir(parents=True, exist_ok=True)
     url = args.store or f"sqlite:///{args.var_dir / 'crosswalk.db'}"
     only = [System(name) for name in args.system or ()]
+    tune_gc()  # it reads every record through the actors: see crosswalk.gc_settings
 
     async def run() -> dict[System, str | None]:
         async with open_store(url) as store, Systems(policies.systems) as systems:
@@ -462,6 +465,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         return 2
     url = args.store or f"sqlite:///{args.var_dir / 'crosswalk.db'}"
     correlation = f"reconcile-{uuid.uuid4().hex[:12]}"
+    tune_gc()  # it reads every system through the actors: see crosswalk.gc_settings
 
     async def run() -> Any:
         async with open_store(url) as store, Systems(policies.systems) as systems:

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from actors.systems import ConnectorFactory, Systems
+from actors import ConnectorFactory, Systems
 from canonical import System
 from gateway.console import console_routes
 from gateway.governance.clients import ClientsPolicy

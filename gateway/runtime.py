@@ -27,9 +27,8 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
-from actors import Systems
+from actors import ConnectorFactory, Systems
 from actors.messages import Priority
-from actors.systems import ConnectorFactory
 from canonical import System
 from gateway.governance.audit import AuditPolicy
 from gateway.governance.policies import Policies, load_policies

@@ -26,8 +26,8 @@ For both it measures, with an aiohttp load generator in this process:
   answers billing's fields from last-known-good, marked stale).
 
 Every serving process runs on the same event loop (``--loop``, uvloop by default) and the
-same garbage-collector settings (``actors._gc.tune_gc``, which ``Systems`` applies in the
-gateway), so the gateway and the floor differ only in the code a request runs.
+same garbage-collector settings (``crosswalk.gc_settings.tune_gc``, which ``crosswalk
+serve`` applies), so the gateway and the floor differ only in the code a request runs.
 
     .venv/bin/python scripts/bench_customer360.py [--seconds 10] [--customers 200]
                                                   [--loop uvloop|asyncio]
@@ -260,11 +260,11 @@ def run_floor(port: int, urls: dict[str, str]) -> None:
 
     import uvicorn
 
-    from actors._gc import tune_gc
     from actors.crm import ACCOUNT_FIELDS
+    from crosswalk.gc_settings import tune_gc
 
-    # the same collector settings as the gateway's process (``Systems`` applies them), so
-    # the floor differs from it only in the code a request runs
+    # the same collector settings as the gateway's process (``crosswalk serve`` applies
+    # them), so the floor differs from it only in the code a request runs
     tune_gc()
 
     def query_url(soql: str) -> str:

@@ -15,8 +15,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from actors.billing import BillingConnector
-from actors.connector import Endpoint, HttpConnector, retry_after_seconds
-from actors.errors import LimitExceeded
+from actors.connector import Endpoint, HttpConnector
+from actors.errors import LimitExceeded, retry_after_seconds
 from actors.messages import Page
 from canonical import Customer, System
 from gateway.governance.errors import PolicyError

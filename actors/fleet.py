@@ -16,24 +16,20 @@ gateway's audit trail hangs on it. Connectors are built by factories
 from __future__ import annotations
 
 import importlib
-import sys
 from collections.abc import Callable, Iterator, Mapping
-from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Self, cast
+from types import MappingProxyType
+from typing import cast
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
-from actors._gc import tune_gc
 from actors._stats import StatsSnapshot, SystemState
+from actors._tasks import RunsInOwnGroup
 from actors.calls import CallObserver
 from actors.connector import Connector, Endpoint
-from actors.system import SystemActor
+from actors.policy import SystemsPolicy
+from actors.system_actor import SystemActor
 from canonical import System
-
-if TYPE_CHECKING:
-    # only for annotations: gateway.governance.systems imports actors.connector
-    from actors.policy import SystemsPolicy
 
 __all__ = ["DEFAULT_CONNECTORS", "ConnectorFactory", "Systems"]
 
@@ -59,7 +55,7 @@ def _default_factory(system: System) -> ConnectorFactory:
     return build
 
 
-class Systems:
+class Systems(RunsInOwnGroup):
     """The four system actors in one task group; an async context manager.
 
     Entering opens every connector and starts every actor (all or nothing); leaving stops
@@ -79,7 +75,6 @@ class Systems:
         given = dict(factories or {})
         self._factories = {s: given.get(s) or _default_factory(s) for s in policy.systems}
         self._actors: dict[System, SystemActor] = {}
-        self._owner: TaskGroup | None = None
 
     def __getitem__(self, system: System) -> SystemActor:
         try:
@@ -101,7 +96,6 @@ class Systems:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run every actor until ``stop()``; ready once all four are serving."""
-        tune_gc()  # the process is about to serve reads: see actors._gc
         actors = {
             system: SystemActor(
                 self._factories[system](policy.endpoint()), policy, on_call=self.on_call
@@ -120,24 +114,3 @@ class Systems:
     def stop(self) -> None:
         for actor in self._actors.values():
             actor.stop()
-
-    async def __aenter__(self) -> Self:
-        self._owner = anyio.create_task_group()
-        await self._owner.__aenter__()
-        try:
-            await self._owner.start(self.run)
-        except BaseException:
-            self.stop()
-            await self._owner.__aexit__(*sys.exc_info())
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        self.stop()
-        assert self._owner is not None
-        return await self._owner.__aexit__(exc_type, exc, tb)

@@ -190,7 +190,7 @@ async def test_batched_reads_use_one_or_filter_per_chunk(tmp_path):
         before = await env.routes()
         assert len(await env.erp.handle(GetCustomers(many))) == 20
         after = await env.routes()
-        # the chunks' first pages go out in one $batch (tests/actors/test_connector_erp_batch.py)
+        # the chunks' first pages go out in one $batch (tests/actors/erp/test_batched_reads.py)
         assert delta(before, after, BP_SET) == 0
         assert delta(before, after, f"POST {BP}/$batch") == 1
 

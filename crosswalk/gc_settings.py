@@ -8,6 +8,11 @@ collection every 700 allocations finds most young objects alive, promotes them, 
 older generations keep being traversed again. A larger young generation lets in-flight
 objects die young, and freezing what start-up built (schemas, policies, modules) keeps
 full collections from walking it again and again. Nothing here disables the collector.
+
+The launcher applies it when a command that serves through the actors starts
+(``crosswalk serve``, ``sync``, ``reconcile``), once the app is built and before it
+serves: a process-wide setting belongs to whoever owns the process, not to ``Systems``,
+which tests, scripts and benchmarks also enter in processes of their own.
 """
 
 from __future__ import annotations

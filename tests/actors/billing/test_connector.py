@@ -16,8 +16,8 @@ import httpx
 import orjson
 import pytest
 
-from actors import billing
-from actors.billing import BillingConnector, form_encode, search_quote
+from actors.billing import BillingConnector, form_encode, paging, search_quote
+from actors.billing.errors import raise_for
 from actors.connector import Endpoint, Response
 from actors.errors import (
     Conflict,
@@ -147,7 +147,7 @@ async def test_get_customers_finds_many_ids_in_the_customer_list(tmp_path: Path)
 async def test_get_customers_retrieves_what_the_scan_budget_did_not_reach(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(billing, "SCAN_PAGE", 4)
+    monkeypatch.setattr(paging, "SCAN_PAGE", 4)
     async with rig(tmp_path) as r:
         wanted = [c.billing_id for c in DEMO.companies[:12]]
         found = await r.connector.handle(GetCustomers(tuple(wanted)))
@@ -441,9 +441,8 @@ def _answer(status: int, error: dict[str, Any], **headers: str) -> Response:
 def test_error_answers_map_by_status_type_and_should_retry(
     response: Response, kind: type[Exception], retryable: bool
 ) -> None:
-    connector = BillingConnector(Endpoint(base_url="http://127.0.0.1:9"))
     with pytest.raises(kind) as raised:
-        connector._raise_for(response, "POST /v1/invoices/in_1/pay")
+        raise_for(response, "POST /v1/invoices/in_1/pay", max_retry_after=60.0)
     assert getattr(raised.value, "retryable", None) is retryable
 
 

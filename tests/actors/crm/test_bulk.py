@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from actors.crm import FIELD_TYPES, CrmConnector
-from actors.crm_bulk import CsvError, rows_from_csv
+from actors.crm.bulk import CsvError, rows_from_csv
 from actors.errors import SystemUnavailable
 from actors.messages import ChangePage, GetChanges
-from tests.actors.test_connector_crm import BASE, CUSTOMERS, DEMO, _routes, running
+from tests.actors.crm.test_connector import BASE, CUSTOMERS, DEMO, _routes, running
 
 pytestmark = pytest.mark.anyio
 
@@ -102,7 +102,7 @@ async def test_a_job_that_does_not_complete_in_time_fails_retryably_and_is_delet
 async def test_bulk_results_page_by_the_locator(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("actors.crm.BULK_PAGE", 4)
+    monkeypatch.setattr("actors.crm.paging.BULK_PAGE", 4)
     async with running(tmp_path) as (crm, root):
         crm.bulk_above = 0
         page = await _changes(crm, "opportunities")

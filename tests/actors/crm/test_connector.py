@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-import actors.crm
+import actors.crm.mapping
 from actors.connector import Endpoint
 from actors.crm import THROTTLE_PAUSE, CrmConnector, soql_like, soql_quote
 from actors.errors import (
@@ -145,7 +145,7 @@ async def test_get_customers_reads_a_batch_in_one_call(tmp_path: Path) -> None:
 async def test_get_customers_chunks_long_id_lists(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(actors.crm, "CHUNK", 7)
+    monkeypatch.setattr(actors.crm.mapping, "CHUNK", 7)
     async with running(tmp_path) as (crm, root):
         ids = tuple(c.crm_id for c in DEMO.companies)
         found = await crm.handle(GetCustomers(ids + ids[:3]))  # repeats are asked once
@@ -497,6 +497,6 @@ def test_amounts_are_exact_decimals() -> None:
         "IsWon": True,
         "Products__c": "CW-CORE;CW-SEAT",
     }
-    opp = CrmConnector(Endpoint("http://127.0.0.1:1"))._opportunity(record)
+    opp = actors.crm.mapping.to_opportunity(record)
     assert opp.amount == Decimal("1200.1")
     assert opp.products == ("CW-CORE", "CW-SEAT")

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 import pytest
 
 import actors
-from actors import Systems
+from actors import DEFAULT_CONNECTORS, Systems
 from actors.connector import Endpoint
 from actors.errors import ActorStopped
 from actors.messages import GetCustomers, Priority
-from actors.systems import DEFAULT_CONNECTORS
 from canonical import System
 from gateway.governance.systems import load_systems_policy
 from tests.actors.fakes import FakeConnector
@@ -52,6 +52,17 @@ async def test_systems_open_all_four_and_route_by_system() -> None:
         await erp.ask(GetCustomers(("1",)), priority=Priority.INTERACTIVE)
 
 
+async def test_systems_leave_the_garbage_collector_to_the_process() -> None:
+    # the launcher tunes the collector (crosswalk.gc_settings); a library entered by tests,
+    # scripts and benchmarks must not change a process-wide setting
+    policy = load_systems_policy(SHIPPED, environ={})
+    before = gc.get_threshold()
+    factories = {s: (lambda endpoint, s=s: FakeConnector(system=s)) for s in System}
+    async with Systems(policy, factories):
+        assert gc.get_threshold() == before
+    assert gc.get_threshold() == before
+
+
 def test_default_connectors_are_named_not_imported() -> None:
     assert DEFAULT_CONNECTORS[System.ERP] == "actors.erp:ErpConnector"
     assert DEFAULT_CONNECTORS[System.SUPPORT] == "actors.support:SupportConnector"
@@ -62,6 +73,6 @@ def test_public_names_are_sorted_and_complete() -> None:
     assert actors.__all__ == sorted(actors.__all__, key=lambda n: (not n.isupper(), n))
     for name in actors.__all__:
         assert getattr(actors, name) is not None
-    from actors import system, systems
+    from actors import fleet, system_actor
 
-    assert set(system.__all__) | set(systems.__all__) <= set(actors.__all__)
+    assert set(system_actor.__all__) | set(fleet.__all__) <= set(actors.__all__)

@@ -31,32 +31,29 @@ import asyncio
 import contextlib
 import logging
 import random
-import sys
 import time
 from contextvars import ContextVar, Token
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any
 
 import anyio
 from aiolimiter import AsyncLimiter
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
 from actors import tracing
-from actors._actor import Actor, Envelope
+from actors._actor import Actor
 from actors._breaker import AsyncBreaker, Ticket, counts_as_failure
 from actors._cache import LastKnownGood
 from actors._coalesce import Coalescer
+from actors._envelope import Envelope
 from actors._retry import full_jitter, may_retry
 from actors._stats import ActorStats, StatsSnapshot, SystemState
+from actors._tasks import RunsInOwnGroup
 from actors.calls import CallObserver
 from actors.connector import Connector, HttpConnector
 from actors.context import current_call, reset_attempt, set_attempt
 from actors.errors import CrosswalkSystemError, SystemTimeout, Throttled
 from actors.messages import Message, Priority
-
-if TYPE_CHECKING:
-    # only for annotations: gateway.governance.systems imports actors.connector
-    from actors.policy import SystemPolicy
+from actors.policy import SystemPolicy
 
 __all__ = ["SystemActor"]
 
@@ -76,7 +73,7 @@ _PACING: ContextVar[_Pacing | None] = ContextVar("crosswalk_pacing", default=Non
 log = logging.getLogger(__name__)
 
 
-class SystemActor:
+class SystemActor(RunsInOwnGroup):
     """The actor around one system's connector, with that system's resilience policy.
 
     It owns the connector's lifecycle: entering the actor opens the connector, leaving it
@@ -127,7 +124,6 @@ class SystemActor:
         self._paused_until = 0.0
         self._healthy: bool | None = None
         self._health_detail = "not pinged yet"
-        self._owner: TaskGroup | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -146,26 +142,6 @@ class SystemActor:
     def stop(self) -> None:
         """Stop taking messages; pending asks fail with ActorStopped."""
         self._actor.stop()
-
-    async def __aenter__(self) -> Self:
-        self._owner = anyio.create_task_group()
-        await self._owner.__aenter__()
-        try:
-            await self._owner.start(self.run)
-        except BaseException:
-            await self._owner.__aexit__(*sys.exc_info())
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        self.stop()
-        assert self._owner is not None
-        return await self._owner.__aexit__(exc_type, exc, tb)
 
     # ------------------------------------------------------------------ asking
 

@@ -8,7 +8,7 @@ import email.policy
 
 import pytest
 
-from actors.odata_batch import (
+from actors.erp.batch import (
     BatchFormatError,
     Headers,
     PartAnswer,

@@ -1,0 +1,1 @@
+"""Tests of the crm connector package (actors/crm/)."""

@@ -1,0 +1,1 @@
+"""Tests of the support connector package (actors/support/)."""
