@@ -8,7 +8,8 @@ import bisect
 
 import pytest
 
-from actors import billing, crm
+from actors.billing import errors as billing
+from actors.crm import errors as crm
 from actors.errors import Throttled
 from actors.messages import GetCustomers, Priority
 from canonical import System
