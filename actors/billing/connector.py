@@ -37,13 +37,10 @@ Writes:
   currencies) and ``metadata[crosswalk_key]``; a redelivery first lists the invoice's
   credit notes (``invoice=``) and answers the one carrying its key.
 
-Error mapping: 429 -> ``Throttled`` (``retry_after = THROTTLE_PAUSE``: Stripe sends no
-hint); 409 (the same Idempotency-Key still in flight) -> ``Throttled`` (retry soon);
-``idempotency_error`` -> ``Conflict``; 404 or ``resource_missing`` -> ``NotFound``;
-402 ``card_error`` -> ``Rejected``; 401 -> ``SystemUnavailable`` not retryable; other
-4xx -> ``Rejected`` with ``param`` in ``details["fields"]``; 5xx -> ``SystemUnavailable``,
-except with ``Stripe-Should-Retry: false`` (a failure replayed for the same
-Idempotency-Key) -> ``Rejected``; an unreadable body -> ``MalformedResponse``.
+The rest of the billing package: ``mapping`` (Stripe objects <-> canonical records, the
+form encoding, search quoting), ``paging`` (calls, list walks, the fan-out and the scan,
+change feeds) and ``errors`` (Stripe's error table: 429 and a 409 in flight are
+``Throttled``, ``idempotency_error`` a ``Conflict`` ...).
 """
 
 from __future__ import annotations
