@@ -11,7 +11,7 @@ import pytest
 
 from actors.context import CallContext, reset_call, set_call
 from gateway.observability.logs import JsonFormatter, redact
-from tests.upstack import running_up
+from tests.support.upstack import running_up
 
 #: every secret the demo world knows, as a log line might carry it
 SECRETS = [

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from sandbox.demo import generate
-from tests.upstack import UpStack, running_up
+from tests.support.upstack import UpStack, running_up
 
 pytestmark = [pytest.mark.slow]
 

@@ -15,7 +15,7 @@ import pytest
 from tests.browser import Browser, needs_chromium
 from tests.ops import OPS_HEADERS
 from tests.support.paths import ROOT
-from tests.upstack import UpStack, running_up
+from tests.support.upstack import UpStack, running_up
 
 pytestmark = [pytest.mark.slow]
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from actors.context import trace_id_for
-from tests.upstack import UpStack, running_up
+from tests.support.upstack import UpStack, running_up
 
 pytestmark = [pytest.mark.slow]
 

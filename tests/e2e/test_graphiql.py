@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.browser import Browser, needs_chromium
-from tests.upstack import UpStack, running_up
+from tests.support.upstack import UpStack, running_up
 
 pytestmark = [pytest.mark.slow]
 

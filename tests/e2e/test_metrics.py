@@ -12,7 +12,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.paths import ROOT
-from tests.upstack import running_up
+from tests.support.upstack import running_up
 
 pytestmark = [pytest.mark.slow]
 

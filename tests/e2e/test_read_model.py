@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.upstack import UpStack, running_up
+from tests.support.upstack import UpStack, running_up
 
 pytestmark = [pytest.mark.slow]
 

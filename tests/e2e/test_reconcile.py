@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.support.paths import ROOT
-from tests.upstack import SYSTEMS, UpStack, running_up
+from tests.support.upstack import SYSTEMS, UpStack, running_up
 
 pytestmark = [pytest.mark.slow]
 

@@ -17,7 +17,8 @@ import pytest
 
 from tests.servers import free_port
 from tests.support.paths import ROOT
-from tests.upstack import SYSTEMS
+from tests.support.processes import stop_process
+from tests.support.upstack import SYSTEMS
 
 pytestmark = [pytest.mark.slow]
 
@@ -46,11 +47,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]
                     time.sleep(0.1)
         yield ports
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, signal.SIGINT, within=30)
 
 
 def sync_command(ports: dict[str, int], var: Path) -> list[str]:

@@ -32,6 +32,7 @@ from gateway.store import open_store
 from sandbox.demo import generate
 from tests.servers import free_port
 from tests.support.paths import ROOT
+from tests.support.processes import stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -87,13 +88,7 @@ def _process(cmd: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, signal.SIGTERM, within=20)
 
 
 def _gateway_cmd(tmp: Path, port: int, policies: Path, ports: dict[str, int]) -> list[str]:

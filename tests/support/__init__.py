@@ -8,7 +8,11 @@
   write-path and read-model stacks in their packages are this stack plus what they test.
 - ``gateway``: the gateway app called in-process (``in_process``) or served on a loopback
   port (``running_gateway``, the ``served_gateway`` fixture).
+- ``upstack``: ``crosswalk up`` as a real process on free ports (the end-to-end tests);
+  ``processes``: stopping such a child process.
 
-In-process is for a layer's own tests; integration tests use real HTTP: the actors reach
-the sandboxes over loopback in every stack, and ``running_gateway`` serves the whole app.
+In process (``in_process``, no socket): a layer's own tests, and the front door of the
+GraphQL and read-model stacks. Real HTTP: every actor reaches its sandbox over loopback,
+``running_gateway`` serves the whole app (the webhook tests), and ``running_up`` runs the
+whole product as its own process (the end-to-end tests).
 """

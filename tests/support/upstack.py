@@ -26,6 +26,7 @@ import httpx
 
 from tests.servers import free_port
 from tests.support.paths import ROOT
+from tests.support.processes import stop_process
 
 SYSTEMS = ("erp", "billing", "crm", "support")
 
@@ -75,11 +76,5 @@ def running_up(
             time.sleep(0.1)
         yield UpStack(base=base, ports=ports, output=output, var_dir=var_dir, log=log_path)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, signal.SIGINT, within=30)
         log.close()
