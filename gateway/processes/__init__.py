@@ -19,7 +19,6 @@ from gateway.processes.errors import (
     ValidationFailed,
 )
 from gateway.processes.flows import COMMANDS, FLOWS
-from gateway.processes.policy import DispatchPolicy, OutboxPolicy, load_outbox_policy
 from gateway.processes.replay import replay_all, replay_dead_letter
 from gateway.processes.views import DeadLetterView, OperationView, StepView
 
@@ -29,17 +28,14 @@ __all__ = [
     "Caller",
     "CommandError",
     "DeadLetterView",
-    "DispatchPolicy",
     "Dispatcher",
     "IdempotencyConflict",
     "IdempotencyMismatch",
     "OperationNotFound",
     "OperationView",
-    "OutboxPolicy",
     "StepView",
     "ValidationFailed",
     "WritePath",
-    "load_outbox_policy",
     "replay_all",
     "replay_dead_letter",
     "write_path_for",

@@ -32,12 +32,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from canonical import System
+from gateway.governance.outbox import OutboxPolicy
 from gateway.governance.reference import ReferenceData
 from gateway.processes.context import Accepted, Caller, CommandContext, SystemsLike
 from gateway.processes.errors import IdempotencyConflict, IdempotencyMismatch, ValidationFailed
 from gateway.processes.exclusive import find_blocker
 from gateway.processes.flows import COMMANDS
-from gateway.processes.policy import OutboxPolicy
 from gateway.processes.saga import begin_saga
 from gateway.processes.signal import outbox_signal
 from gateway.processes.views import OperationView, operation_view

@@ -64,9 +64,9 @@ from actors.context import CallContext, reset_call, set_call, trace_id_for
 from actors.errors import ActorStopped, BreakerOpen, CrosswalkSystemError, Throttled
 from actors.messages import Message, Priority, Write
 from canonical import System
+from gateway.governance.outbox import DispatchPolicy
 from gateway.processes.context import SystemsLike
 from gateway.processes.flows import FLOWS
-from gateway.processes.policy import DispatchPolicy
 from gateway.processes.saga import Flow, dead_letter_step, skip_step, succeed_step
 from gateway.processes.signal import outbox_signal
 from gateway.store import (

@@ -9,10 +9,10 @@ from typing import Any
 
 import anyio
 
+from gateway.governance.outbox import DispatchPolicy
 from gateway.processes.commands import WritePath
 from gateway.processes.context import Caller
 from gateway.processes.dispatcher import Dispatcher
-from gateway.processes.policy import DispatchPolicy
 from gateway.processes.views import OperationView
 from gateway.store import Operation, OperationStatus, Store
 
