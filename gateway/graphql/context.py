@@ -23,11 +23,10 @@ import anyio
 
 from gateway.governance.clients import Client
 from gateway.graphql.errors import CodedError, ErrorCode
+from gateway.graphql.loaders import Loaders
 
 if TYPE_CHECKING:
     from strawberry.types import Info
-
-    from gateway.graphql.loaders import Loaders
 
 __all__ = [
     "DEFAULT_DEADLINE_SECONDS",
@@ -92,8 +91,6 @@ class Context:
     @functools.cached_property
     def loaders(self) -> Loaders:
         """This request's DataLoaders, built on first use."""
-        from gateway.graphql.loaders import Loaders  # loaders import this module
-
         return Loaders(self)
 
     def release(self) -> None:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 
@@ -42,10 +42,7 @@ from gateway.readmodel.kinds import Kind, SliceSpec, slice_of
 from gateway.readmodel.model import Change, ReadModel, SliceView, version_at
 from gateway.readmodel.quota import Quota
 
-if TYPE_CHECKING:
-    from gateway.graphql.context import Context
-
-__all__ = ["MAX_BATCH", "Fetched", "Loaders", "SystemLoader"]
+__all__ = ["MAX_BATCH", "Fetched", "LoaderContext", "Loaders", "SystemLoader"]
 
 T = TypeVar("T")
 
@@ -78,6 +75,17 @@ class Fetched(Generic[T]):
         return self.value
 
 
+class LoaderContext(Protocol):
+    """What the loaders read of their request (``gateway.graphql.context.Context``, which
+    builds them): the runtime to ask and the deadline every ask carries."""
+
+    @property
+    def runtime(self) -> Any: ...
+
+    @property
+    def deadline(self) -> float: ...
+
+
 class SystemLoader(Generic[T]):
     """The batching loader over one batched read message of one system.
 
@@ -90,7 +98,7 @@ class SystemLoader(Generic[T]):
 
     def __init__(
         self,
-        context: Context,
+        context: LoaderContext,
         loaders: Loaders,
         system: System,
         build: Callable[[tuple[str, ...]], Message],
@@ -354,7 +362,7 @@ class SystemLoader(Generic[T]):
 class Loaders:
     """The DataLoaders of one request, one per batched read message."""
 
-    def __init__(self, context: Context) -> None:
+    def __init__(self, context: LoaderContext) -> None:
         self.context = context
         self.started = time.monotonic()
         #: upstream asks this request made (for tests and diagnostics)
