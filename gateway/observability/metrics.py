@@ -3,6 +3,7 @@
 The actors keep plain counters (``actors._stats``); this module turns a snapshot of them
 into metric families when ``/metrics`` is scraped, so the hot path never touches
 prometheus-client. Each gateway gets its own registry (tests run several in one process).
+The collectors read the running gateway through ``gateway.observability.sources.Observed``.
 
 ``GatewayMetrics`` holds what the edge counts as it goes: GraphQL requests by operation
 name (the first ``MAX_OPERATION_NAMES`` names seen, then ``other``: names come from
@@ -17,7 +18,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import (
@@ -30,10 +30,8 @@ from prometheus_client.registry import Collector
 
 from canonical import System
 from gateway.observability.slo import SloStatus, evaluate
+from gateway.observability.sources import Observed
 from gateway.store import MessageStatus, OutboxStatus, StoreError
-
-if TYPE_CHECKING:
-    from gateway.runtime import Runtime
 
 __all__ = ["MAX_OPERATION_NAMES", "GatewayMetrics", "build_registry"]
 
@@ -49,7 +47,7 @@ SLO_REFRESH = 10.0
 
 
 class _ActorCollector(Collector):
-    def __init__(self, runtime: Callable[[], Runtime | None]) -> None:
+    def __init__(self, runtime: Callable[[], Observed | None]) -> None:
         self._runtime = runtime
 
     def collect(self) -> Iterator[Metric]:
@@ -195,7 +193,7 @@ class GatewayMetrics:
         result = "accepted" if status < 300 else "rejected" if status < 500 else "failed"
         self.webhooks.labels(system if system in _SYSTEMS else "unknown", result).inc()
 
-    async def refresh(self, runtime: Runtime | None) -> None:
+    async def refresh(self, runtime: Observed | None) -> None:
         """Read the outbox's figures for this scrape (one store read)."""
         if runtime is None:
             return
@@ -290,7 +288,7 @@ class _OutboxCollector(Collector):
 class _ReadModelCollector(Collector):
     """The read model's lag, size and event flow, and each system's quota split in use."""
 
-    def __init__(self, runtime: Callable[[], Runtime | None]) -> None:
+    def __init__(self, runtime: Callable[[], Observed | None]) -> None:
         self._runtime = runtime
 
     def collect(self) -> Iterator[Metric]:
@@ -349,7 +347,7 @@ class _ReadModelCollector(Collector):
 class _AuditCollector(Collector):
     """The vendor calls' audit writer: entries written, dropped and lost."""
 
-    def __init__(self, runtime: Callable[[], Runtime | None]) -> None:
+    def __init__(self, runtime: Callable[[], Observed | None]) -> None:
         self._runtime = runtime
 
     def collect(self) -> Iterator[Metric]:
@@ -377,7 +375,7 @@ class _AuditCollector(Collector):
 
 
 def build_registry(
-    runtime: Callable[[], Runtime | None],
+    runtime: Callable[[], Observed | None],
 ) -> tuple[CollectorRegistry, GatewayMetrics]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_ActorCollector(runtime))
