@@ -49,8 +49,8 @@ from strawberry.types.unset import UnsetType
 from gateway.governance.clients import Client, ClientsPolicy, QueryLimits
 from gateway.graphql.auth import Authenticator
 from gateway.graphql.context import DEFAULT_DEADLINE_SECONDS, Context, RuntimeLike, current_time
+from gateway.graphql.engine import OperationRunner, Outcome, RequestParams
 from gateway.graphql.errors import CodedError, ErrorCode
-from gateway.graphql.executor import OperationRunner, Outcome, RequestParams
 from gateway.graphql.ide import graphiql_page
 from gateway.graphql.identity import XRefCache
 from gateway.graphql.persisted import PersistedOperations

@@ -30,8 +30,8 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 
 from gateway.graphql.context import Context, current_time
+from gateway.graphql.engine import Outcome, RequestParams, format_error, throttled_outcome
 from gateway.graphql.errors import CodedError, ErrorCode
-from gateway.graphql.executor import Outcome, RequestParams, format_error, throttled_outcome
 from gateway.graphql.ratelimit import OverBudget
 
 if TYPE_CHECKING:

@@ -13,9 +13,9 @@ from graphql.execution import Executor
 
 from gateway.governance.clients import Client, QueryLimits
 from gateway.graphql.context import Context
+from gateway.graphql.engine import OperationRunner, Outcome, RequestParams
+from gateway.graphql.engine.lean import lean_resolvers, plain_fields
 from gateway.graphql.errors import CodedError, ErrorCode
-from gateway.graphql.execution import lean_resolvers, plain_fields
-from gateway.graphql.executor import OperationRunner, Outcome, RequestParams
 from gateway.graphql.schema import get_schema
 
 pytestmark = pytest.mark.anyio

@@ -1,20 +1,18 @@
-"""Running one GraphQL operation: persisted lookup, cached parse and validation, limits,
-execution, and coded error formatting. HTTP concerns live in ``gateway.graphql.app``.
+"""Running one GraphQL operation: persisted lookup, cached parse and validation
+(``documents``), limits, execution with the lean executor (``lean``), and coded errors
+(``outcome``). HTTP and websocket concerns live in ``gateway.graphql.app`` and
+``gateway.graphql.websocket``.
 
-The parse and validation results of a query text are cached (bounded LRU): a portal
-sends the same few documents again and again, and parsing plus validating is most of
-the CPU a small query costs. Limits run before validation and before any resolver, so a
-query over a limit never reaches a system.
+Limits run before validation and before any resolver, so a query over a limit never
+reaches a system.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from inspect import isawaitable
 from typing import Any
 
@@ -28,100 +26,32 @@ from graphql import (
     OperationType,
     execute,
     get_operation_ast,
-    parse,
-    validate,
 )
 from strawberry import Schema
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 
 from actors import tracing
 from actors.context import CallContext, current_call, reset_call, set_call, trace_id_for
-from actors.errors import CrosswalkSystemError
 from gateway.governance.clients import Client, QueryLimits
 from gateway.graphql.context import Context
-from gateway.graphql.errors import CodedError, ErrorCode, from_system_error
-from gateway.graphql.execution import executor_class
+from gateway.graphql.engine.documents import DocumentCache
+from gateway.graphql.engine.lean import executor_class
+from gateway.graphql.engine.outcome import (
+    Outcome,
+    RequestParams,
+    format_error,
+    request_error,
+    throttled_outcome,
+)
+from gateway.graphql.errors import CodedError, ErrorCode
 from gateway.graphql.limits import Analysis, analyze, check_limits
 from gateway.graphql.persisted import PersistedOperations, sha256_hex
 from gateway.graphql.ratelimit import OverBudget, RateLimiter
 
-__all__ = ["OperationRunner", "Outcome", "RequestParams", "format_error", "throttled_outcome"]
-
-log = logging.getLogger(__name__)
+__all__ = ["OperationRunner"]
 
 #: extra time past the request deadline before the whole operation is abandoned
 _GRACE_SECONDS = 0.25
-
-
-@dataclass(frozen=True, slots=True)
-class RequestParams:
-    """The GraphQL-over-HTTP request parameters, already type-checked."""
-
-    query: str | None
-    operation_name: str | None = None
-    variables: dict[str, Any] | None = None
-    extensions: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """One operation's response body and how the HTTP layer should treat it.
-
-    ``request_error``: the operation never started (no ``data`` entry); ``status`` forces a
-    specific HTTP status whatever the media type (e.g. 405 for a mutation over GET).
-    """
-
-    body: dict[str, Any]
-    request_error: bool = False
-    status: int | None = None
-    allow: str | None = None
-    #: seconds to wait before retrying (THROTTLED: HTTP 429 with Retry-After)
-    retry_after: int | None = None
-
-
-def _request_error(error: GraphQLError, *, status: int | None = None) -> Outcome:
-    return Outcome({"errors": [format_error(error)]}, request_error=True, status=status)
-
-
-def throttled_outcome(throttled: OverBudget) -> Outcome:
-    """The answer to a client over its rate limit: 429 with Retry-After."""
-    return Outcome(
-        {"errors": [throttled.error.formatted]},
-        request_error=True,
-        status=429,
-        retry_after=throttled.retry_after,
-    )
-
-
-def format_error(error: GraphQLError, correlation_id: str | None = None) -> dict[str, Any]:
-    """The spec's error shape, always with ``extensions.code``; internals never leak."""
-    original = error.original_error
-    if isinstance(error, CodedError):
-        return error.formatted  # type: ignore[return-value]
-    if isinstance(original, CodedError):
-        coded = original
-    elif isinstance(original, CrosswalkSystemError):
-        coded = from_system_error(original)
-    elif original is not None and not isinstance(original, GraphQLError):
-        log.error(
-            "resolver failed at %s (correlation id %s)",
-            error.path,
-            correlation_id,
-            exc_info=original,
-        )
-        coded = CodedError(
-            ErrorCode.INTERNAL_ERROR,
-            f"Internal error; quote correlation id {correlation_id} to the operators.",
-        )
-    else:
-        # parse, validation and input coercion errors: the client's request is wrong
-        formatted: dict[str, Any] = dict(error.formatted)
-        formatted["extensions"] = {**(error.extensions or {}), "code": "VALIDATION_FAILED"}
-        return formatted
-    formatted = dict(coded.formatted)
-    formatted["locations"] = [loc._asdict() for loc in error.locations or ()] or None
-    formatted["path"] = error.path
-    return {k: v for k, v in formatted.items() if v is not None}
 
 
 def _call_for(context: Context) -> CallContext:
@@ -155,46 +85,6 @@ async def _within(awaitable: Awaitable[Any], seconds: float) -> Any:
         return None
 
 
-class _DocumentCache:
-    """query text -> (document or syntax error, validation errors), bounded LRU."""
-
-    def __init__(self, schema: GraphQLSchema, limits: QueryLimits, capacity: int) -> None:
-        self.schema = schema
-        self.limits = limits
-        self.capacity = capacity
-        self._parsed: OrderedDict[str, DocumentNode | GraphQLError] = OrderedDict()
-        self._validated: dict[int, list[GraphQLError]] = {}
-
-    def parse(self, query: str) -> DocumentNode | GraphQLError:
-        cached = self._parsed.get(query)
-        if cached is not None:
-            self._parsed.move_to_end(query)
-            return cached
-        try:
-            result: DocumentNode | GraphQLError = parse(query, max_tokens=self.limits.max_tokens)
-        except GraphQLError as exc:
-            if "tokens" in exc.message:
-                exc = CodedError(
-                    ErrorCode.QUERY_TOO_COMPLEX,
-                    f"The document has more than {self.limits.max_tokens} tokens; "
-                    "send a smaller query.",
-                    extensions={"limit": "tokens", "max": self.limits.max_tokens},
-                )
-            result = exc
-        self._parsed[query] = result
-        if len(self._parsed) > self.capacity:
-            _, evicted = self._parsed.popitem(last=False)
-            self._validated.pop(id(evicted), None)
-        return result
-
-    def validate(self, document: DocumentNode) -> list[GraphQLError]:
-        errors = self._validated.get(id(document))
-        if errors is None:
-            errors = validate(self.schema, document)
-            self._validated[id(document)] = errors
-        return errors
-
-
 class OperationRunner:
     """Runs GraphQL operations for authenticated clients against one strawberry schema.
 
@@ -217,7 +107,7 @@ class OperationRunner:
         self.graphql_schema: GraphQLSchema = schema._schema
         self.limits = limits
         self.persisted = persisted or PersistedOperations()
-        self._documents = _DocumentCache(self.graphql_schema, limits, cache_size)
+        self._documents = DocumentCache(self.graphql_schema, limits, cache_size)
         self._cache_size = cache_size
         #: told each operation's (name, type, outcome, seconds): the gateway's metrics
         self.observe: Callable[[str | None, str, str, float], None] | None = None
@@ -265,7 +155,7 @@ class OperationRunner:
         persisted = (params.extensions or {}).get("persistedQuery")
         if persisted is None:
             if client.persisted_only:
-                return _request_error(
+                return request_error(
                     CodedError(
                         ErrorCode.FORBIDDEN,
                         f"Client '{client.id}' may only run persisted operations: send "
@@ -273,7 +163,7 @@ class OperationRunner:
                     )
                 )
             if params.query is None:
-                return _request_error(
+                return request_error(
                     CodedError(
                         ErrorCode.VALIDATION_FAILED,
                         "The request has no 'query' (and no persisted operation hash).",
@@ -283,7 +173,7 @@ class OperationRunner:
             return params.query
         digest = persisted.get("sha256Hash") if isinstance(persisted, dict) else None
         if not isinstance(digest, str) or len(digest) != 64 or persisted.get("version", 1) != 1:
-            return _request_error(
+            return request_error(
                 CodedError(
                     ErrorCode.VALIDATION_FAILED,
                     "extensions.persistedQuery must be {version: 1, sha256Hash: <64 hex>}.",
@@ -292,7 +182,7 @@ class OperationRunner:
             )
         digest = digest.lower()
         if client.persisted_only and not self.persisted.is_safelisted(digest):
-            return _request_error(
+            return request_error(
                 CodedError(
                     ErrorCode.FORBIDDEN,
                     f"Operation {digest[:12]}... is not safelisted; client '{client.id}' "
@@ -301,7 +191,7 @@ class OperationRunner:
             )
         if params.query is not None:
             if sha256_hex(params.query) != digest:
-                return _request_error(
+                return request_error(
                     CodedError(
                         ErrorCode.VALIDATION_FAILED,
                         "extensions.persistedQuery.sha256Hash does not match the query's "
@@ -313,7 +203,7 @@ class OperationRunner:
             return params.query
         query = self.persisted.get(digest)
         if query is None:
-            return _request_error(
+            return request_error(
                 CodedError(
                     ErrorCode.PERSISTED_QUERY_NOT_FOUND,
                     "PersistedQueryNotFound: resend with the query text to register it.",
@@ -376,11 +266,11 @@ class OperationRunner:
         validate (cached)."""
         document = self._documents.parse(query)
         if isinstance(document, GraphQLError):
-            return _request_error(document)
+            return request_error(document)
         operation = get_operation_ast(document, params.operation_name)
         if operation is None:
             name = params.operation_name
-            return _request_error(
+            return request_error(
                 CodedError(
                     ErrorCode.VALIDATION_FAILED,
                     f"No operation named {name!r} in the document."
@@ -403,7 +293,7 @@ class OperationRunner:
                 allow="POST",
             )
         if operation.operation is OperationType.SUBSCRIPTION and method != "WS":
-            return _request_error(
+            return request_error(
                 CodedError(
                     ErrorCode.VALIDATION_FAILED,
                     "Subscriptions are served over websocket (graphql-transport-ws) "
@@ -414,7 +304,7 @@ class OperationRunner:
         try:
             check_limits(analysis, self.limits, client)
         except CodedError as exc:
-            return _request_error(exc)
+            return request_error(exc)
         errors = self._documents.validate(document)
         if errors:
             return Outcome(
