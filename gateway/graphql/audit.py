@@ -26,16 +26,15 @@ from canonical import System
 from gateway.graphql.context import Context, require_scope
 from gateway.graphql.errors import CodedError, ErrorCode
 from gateway.graphql.identity import resolve_customer
-from gateway.graphql.types import (
+from gateway.graphql.paging import (
     Connection,
     Edge,
     PageInfo,
-    SystemName,
     check_first,
     decode_cursor,
     encode_cursor,
-    resolver,
 )
+from gateway.graphql.types import SystemName, resolver
 from gateway.store import AuditEntry, audit_keys
 from gateway.store.errors import StoreError
 

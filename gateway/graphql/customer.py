@@ -16,190 +16,41 @@ from decimal import Decimal
 from typing import Annotated, Any, TypeVar, cast
 
 import strawberry
-from graphql import (
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    InlineFragmentNode,
-    SelectionSetNode,
-)
 from strawberry.types import Info
 
 from canonical import Customer, Invoice, System
-from gateway.governance.ownership import OwnershipPolicy
 from gateway.graphql.context import Context, require_scope
-from gateway.graphql.errors import CodedError
+from gateway.graphql.freshness import freshness, stale_of
+from gateway.graphql.golden import (
+    GoldenRecord,
+    golden_fields,
+    golden_record,
+    ownership,
+    ownership_plan,
+)
+from gateway.graphql.invoices import join_invoices
 from gateway.graphql.loaders import Fetched, SystemLoader
+from gateway.graphql.paging import Connection, matches, paginate
 from gateway.graphql.types import (
     Balance,
     CaseRecord,
-    Connection,
-    DataSource,
     EntitlementRecord,
-    FieldSource,
     Identity,
     InvoiceRecord,
     OpportunityRecord,
     OrderRecord,
     SourceFreshness,
     SubscriptionRecord,
-    matches,
     opportunity_status,
-    paginate,
     resolver,
 )
 from gateway.store.records import XRefRecord
 
-__all__ = ["Customer360", "GoldenRecord"]
-
-_DEFAULT_OWNERSHIP = OwnershipPolicy()
+__all__ = ["Customer360"]
 
 STATUS_HELP = "Only items whose status is one of these (case-insensitive)."
 FIRST_HELP = "Page size, at most 100."
 AFTER_HELP = "Cursor after which the page starts (`pageInfo.endCursor`)."
-
-
-def ownership(context: Context) -> OwnershipPolicy:
-    policy = getattr(context.runtime.policies, "ownership", None)
-    return policy if isinstance(policy, OwnershipPolicy) else _DEFAULT_OWNERSHIP
-
-
-def _snake_to_camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-@strawberry.type(
-    description="The customer's master data, each field taken from the system that owns it "
-    "(policies/ownership.toml). A field whose owner failed without last-known-good data is "
-    "null with that system's error; `sources` says where each value came from."
-)
-class GoldenRecord:
-    # Plain values, computed once by ``Customer360.golden``: a field whose owner failed
-    # holds the owner's CodedError, which GraphQL raises on that field alone.
-    name: str | None = strawberry.field(description="Display name (ERP-owned).")
-    legal_name: str | None = strawberry.field(description="Registered legal name (ERP-owned).")
-    tax_id: str | None = strawberry.field(description="Tax id, e.g. VAT number (ERP-owned).")
-    country: str | None = strawberry.field(description="Country, ISO 3166-1 alpha-2 (ERP-owned).")
-    payment_terms: str | None = strawberry.field(
-        description="Payment terms key, e.g. `NT30` (ERP-owned)."
-    )
-    credit_status: str | None = strawberry.field(description="Credit status (ERP-owned).")
-    currency: str | None = strawberry.field(
-        description="Billing currency, ISO 4217 (billing-owned)."
-    )
-    email: str | None = strawberry.field(description="Billing e-mail address (billing-owned).")
-    segment: str | None = strawberry.field(description="Market segment (CRM-owned).")
-    industry: str | None = strawberry.field(description="Industry (CRM-owned).")
-    owner: str | None = strawberry.field(description="Account owner (CRM-owned).")
-    support_tier: str | None = strawberry.field(description="Support tier (support-owned).")
-    sources: list[FieldSource] = strawberry.field(description="Where each field's value came from.")
-
-
-#: id(policy) -> (policy, field -> (owner, where to look)): policies are loaded once and
-#: immutable, and ``OwnershipPolicy.sources`` builds a new tuple per call
-_PLANS: dict[int, tuple[OwnershipPolicy, dict[str, tuple[System, tuple[System, ...]]]]] = {}
-
-
-def _plan(policy: OwnershipPolicy) -> dict[str, tuple[System, tuple[System, ...]]]:
-    cached = _PLANS.get(id(policy))
-    if cached is not None and cached[0] is policy:
-        return cached[1]
-    plan = {name: (policy.owner(name), policy.sources(name)) for name in policy.customer}
-    if len(_PLANS) > 64:
-        _PLANS.clear()
-    _PLANS[id(policy)] = (policy, plan)
-    return plan
-
-
-def _pick(
-    records: dict[System, Fetched[Customer]], owner: System, sources: tuple[System, ...], name: str
-) -> tuple[Any, System | None, bool]:
-    for system in sources:
-        fetched = records.get(system)
-        if fetched is None:
-            continue
-        if system is owner and fetched.error is not None and not fetched.stale:
-            raise fetched.error
-        if fetched.value is None:
-            continue
-        value = getattr(fetched.value, name)
-        if value is not None:
-            return value, system, fetched.stale
-    return None, None, False
-
-
-def _golden_record(
-    records: dict[System, Fetched[Customer]],
-    policy: OwnershipPolicy,
-    wanted: set[str],
-    *,
-    with_sources: bool = True,
-) -> GoldenRecord:
-    """The record for the ``wanted`` fields; ``sources`` only when the query asks for it."""
-    plan = _plan(policy)
-    values: dict[str, Any] = {}
-    sources: list[FieldSource] = []
-    for name, (owner, where) in plan.items():
-        if name not in wanted:
-            values[name] = None
-            continue
-        try:
-            value, system, stale = _pick(records, owner, where, name)
-        except CodedError as exc:
-            values[name] = exc  # raised by GraphQL on this field only
-            system, stale = None, False
-        else:
-            values[name] = None if value is None else str(value)
-        if with_sources:
-            sources.append(
-                FieldSource(
-                    field_name=_snake_to_camel(name), system=system, owner=owner, stale=stale
-                )
-            )
-    return GoldenRecord(sources=sources, **values)
-
-
-_CAMEL = {_snake_to_camel(f): f for f in OwnershipPolicy().customer}
-#: id(field node) -> (node, names asked under it): documents are cached, so are their nodes
-_SELECTIONS: dict[int, tuple[FieldNode, frozenset[str]]] = {}
-
-
-def _names_under(node: FieldNode, fragments: dict[str, FragmentDefinitionNode]) -> frozenset[str]:
-    cached = _SELECTIONS.get(id(node))
-    if cached is not None and cached[0] is node:
-        return cached[1]
-    names: set[str] = set()
-    stack: list[SelectionSetNode] = [node.selection_set] if node.selection_set else []
-    seen: set[str] = set()
-    while stack:
-        for selection in stack.pop().selections:
-            if isinstance(selection, FieldNode):
-                names.add(selection.name.value)
-            elif isinstance(selection, InlineFragmentNode):
-                stack.append(selection.selection_set)
-            elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                if name not in seen and name in fragments:
-                    seen.add(name)
-                    stack.append(fragments[name].selection_set)
-    result = frozenset(names)
-    if len(_SELECTIONS) > 10_000:
-        _SELECTIONS.clear()
-    _SELECTIONS[id(node)] = (node, result)
-    return result
-
-
-def _golden_fields(info: Info[Context, None], policy: OwnershipPolicy) -> tuple[set[str], bool]:
-    """The golden-record fields this request asks for (all of them for ``sources``), and
-    whether it asks for ``sources``."""
-    raw = info._raw_info
-    names: frozenset[str] = frozenset()
-    for node in raw.field_nodes:
-        names |= _names_under(node, raw.fragments)
-    if "sources" in names:
-        return set(policy.customer), True
-    return {_CAMEL[n] for n in names if n in _CAMEL and _CAMEL[n] in policy.customer}, False
 
 
 R = TypeVar("R")
@@ -214,61 +65,6 @@ def _as_records(page: Connection[Any], record: type[R]) -> Connection[R]:
     only cost an object per item and per field.
     """
     return cast(Connection[R], page)
-
-
-def _stale_of(fetched: Sequence[Fetched[Any]]) -> tuple[bool, float | None]:
-    ages = [f.age_seconds or 0.0 for f in fetched if f.stale]
-    return (True, max(ages)) if ages else (False, None)
-
-
-def _join_invoices(billing: Sequence[Invoice], erp: Sequence[Invoice]) -> list[InvoiceRecord]:
-    by_document = {doc.id: doc for doc in erp}
-    by_billing = {doc.billing_invoice: doc for doc in erp if doc.billing_invoice}
-    used: set[str] = set()
-    joined: list[InvoiceRecord] = []
-    for inv in billing:
-        doc = by_document.get(inv.erp_document or "") or by_billing.get(inv.id)
-        if doc is not None:
-            used.add(doc.id)
-        joined.append(
-            InvoiceRecord(
-                id=strawberry.ID(inv.id),
-                status=inv.status,
-                total=inv.total,
-                currency=inv.currency,
-                amount_due=inv.amount_due,
-                tax=inv.tax,
-                due_date=inv.due_date,
-                created_at=inv.created_at,
-                billing_invoice_id=inv.id,
-                erp_document_id=doc.id if doc else inv.erp_document,
-                posted=doc.posted if doc else None,
-                posting_status=doc.status if doc else None,
-                sources=[System.BILLING, System.ERP] if doc else [System.BILLING],
-            )
-        )
-    for doc in erp:
-        if doc.id in used:
-            continue
-        joined.append(
-            InvoiceRecord(
-                id=strawberry.ID(doc.id),
-                status=doc.status,
-                total=doc.total,
-                currency=doc.currency,
-                amount_due=doc.amount_due,
-                tax=doc.tax,
-                due_date=doc.due_date,
-                created_at=doc.created_at,
-                billing_invoice_id=doc.billing_invoice,
-                erp_document_id=doc.id,
-                posted=doc.posted,
-                posting_status=doc.status,
-                sources=[System.ERP],
-            )
-        )
-    joined.sort(key=lambda i: i.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
-    return joined
 
 
 @strawberry.type(
@@ -316,8 +112,8 @@ class Customer360:
     async def golden(self, info: Info[Context, None]) -> GoldenRecord | None:
         context = require_scope(info, "customer:read")
         policy = ownership(context)
-        plan = _plan(policy)
-        wanted, with_sources = _golden_fields(info, policy)
+        plan = ownership_plan(policy)
+        wanted, with_sources = golden_fields(info, policy)
         records: dict[System, Fetched[Customer]] = {}
         loaders = context.loaders
         ids = self.xref.ids()
@@ -343,7 +139,7 @@ class Customer360:
         }
         if empty:
             await read({s for name in empty for s in plan[name][1]})
-        return _golden_record(records, policy, wanted, with_sources=with_sources)
+        return golden_record(records, policy, wanted, with_sources=with_sources)
 
     @resolver("ERP sales orders, newest first. Needs order:read.")
     async def orders(
@@ -359,7 +155,7 @@ class Customer360:
         orders = (fetched.value_or_raise() if fetched else None) or ()
         items = [OrderRecord.of(o) for o in orders if matches(o.status, status)]
         items.sort(key=lambda o: o.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
-        stale, age = _stale_of([fetched] if fetched else [])
+        stale, age = stale_of([fetched] if fetched else [])
         return paginate(items, first, after, kind="order", stale=stale, age_seconds=age)
 
     @resolver("Billing subscriptions. Needs subscription:read.")
@@ -376,7 +172,7 @@ class Customer360:
         subscriptions = (fetched.value_or_raise() if fetched else None) or ()
         # canonical records answer as they are (see ``_as_records``)
         items = [s for s in subscriptions if matches(s.status, status)]
-        stale, age = _stale_of([fetched] if fetched else [])
+        stale, age = stale_of([fetched] if fetched else [])
         page = paginate(items, first, after, kind="subscription", stale=stale, age_seconds=age)
         return _as_records(page, SubscriptionRecord)
 
@@ -393,8 +189,8 @@ class Customer360:
         # a missing ERP half only leaves posting status unknown (freshness says why)
         billing_invoices = (billing.value_or_raise() if billing else None) or ()
         erp_documents = (erp.value if erp else None) or ()
-        joined = _join_invoices(billing_invoices, erp_documents)
-        stale, age = _stale_of([f for f in (billing, erp) if f is not None])
+        joined = join_invoices(billing_invoices, erp_documents)
+        stale, age = stale_of([f for f in (billing, erp) if f is not None])
         return joined, stale, age
 
     @resolver(
@@ -426,7 +222,7 @@ class Customer360:
         def due(items: Sequence[Invoice]) -> Decimal:
             return sum((i.amount_due or Decimal(0) for i in items), Decimal(0))
 
-        stale, age = _stale_of([fetched] if fetched else [])
+        stale, age = stale_of([fetched] if fetched else [])
         return Balance(
             amount_due=due(open_invoices),
             currency=invoices[0].currency if invoices else None,
@@ -457,7 +253,7 @@ class Customer360:
             for o in opportunities
             if matches(opportunity_status(o), status) or matches(o.stage, status)
         ]
-        stale, age = _stale_of([fetched] if fetched else [])
+        stale, age = stale_of([fetched] if fetched else [])
         return paginate(items, first, after, kind="opportunity", stale=stale, age_seconds=age)
 
     @resolver("Support cases, newest first. Needs case:read.")
@@ -474,7 +270,7 @@ class Customer360:
         cases = (fetched.value_or_raise() if fetched else None) or ()
         items = [c for c in cases if matches(c.status, status)]
         items.sort(key=lambda c: c.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
-        stale, age = _stale_of([fetched] if fetched else [])
+        stale, age = stale_of([fetched] if fetched else [])
         page = paginate(items, first, after, kind="case", stale=stale, age_seconds=age)
         return _as_records(page, CaseRecord)
 
@@ -495,7 +291,7 @@ class Customer360:
             if entitlement is not None and matches(entitlement.status, status)
             else []
         )
-        stale, age = _stale_of([fetched] if fetched else [])
+        stale, age = stale_of([fetched] if fetched else [])
         return paginate(items, first, after, kind="entitlement", stale=stale, age_seconds=age)
 
     @resolver(
@@ -524,78 +320,5 @@ class Customer360:
                 )
                 continue
             outcomes = loaders.outcomes_for(system, native)
-            out.append(_freshness(system, outcomes))
+            out.append(freshness(system, outcomes))
         return out
-
-
-_SOURCE_ORDER = ("LAST_KNOWN_GOOD", "READ_THROUGH", "CATCH_UP", "EVENTS", "LIVE")
-
-
-def _source(outcomes: Sequence[Fetched[Any]]) -> DataSource | None:
-    """The least fresh source among the outcomes (what the answer is only as good as)."""
-    names = {o.source for o in outcomes if o.value is not None or o.error is None}
-    for name in _SOURCE_ORDER:
-        if name in names:
-            return DataSource[name]
-    return None
-
-
-def _freshness(system: System, outcomes: Sequence[Fetched[Any]]) -> SourceFreshness:
-    if not outcomes:
-        return SourceFreshness(
-            system=system,
-            linked=True,
-            as_of=None,
-            stale=False,
-            age_seconds=None,
-            reason="not read: no field of this request needed it",
-            error_code=None,
-        )
-    failed = [o for o in outcomes if o.error is not None]
-    stale = [o for o in outcomes if o.stale]
-    as_of = min(o.as_of for o in outcomes)
-    source = _source(outcomes)
-    if not failed:
-        if stale:  # the read model's copy, past its budget, not refreshed (quota, breaker)
-            return SourceFreshness(
-                system=system,
-                linked=True,
-                as_of=as_of,
-                stale=True,
-                age_seconds=max(o.age_seconds or 0.0 for o in stale),
-                reason=next((o.reason for o in stale if o.reason), None),
-                error_code=None,
-                source=source,
-            )
-        return SourceFreshness(
-            system=system,
-            linked=True,
-            as_of=as_of,
-            stale=False,
-            age_seconds=None,
-            reason=None,
-            error_code=None,
-            source=source,
-        )
-    error = failed[0].error
-    assert error is not None
-    age = max((o.age_seconds or 0.0 for o in stale), default=None)
-    shown = "the read model" if source and source.name in _LOCAL else "last-known-good data"
-    reason = (
-        f"{error.message}; showing {shown}"
-        if stale
-        else f"{error.message}; no last-known-good data"
-    )
-    return SourceFreshness(
-        system=system,
-        linked=True,
-        as_of=as_of,
-        stale=bool(stale),
-        age_seconds=age,
-        reason=reason,
-        error_code=str(error.code),
-        source=source,
-    )
-
-
-_LOCAL = frozenset({"EVENTS", "CATCH_UP", "READ_THROUGH"})

@@ -21,8 +21,9 @@ from strawberry.types import Info
 
 from canonical import Case, Invoice, Order, System
 from gateway.graphql.context import Context, require_scope
-from gateway.graphql.customer import Customer360, _join_invoices
+from gateway.graphql.customer import Customer360
 from gateway.graphql.errors import CodedError, ErrorCode
+from gateway.graphql.invoices import join_invoices
 from gateway.graphql.types import (
     CaseRecord,
     InvoiceRecord,
@@ -182,7 +183,7 @@ class LookupQuery:
                     billing_docs.append(other.value)
         else:
             raise _missing(model, System.BILLING, f"invoice {key:.40}")
-        [joined, *_] = _join_invoices(billing_docs, erp_docs)
+        [joined, *_] = join_invoices(billing_docs, erp_docs)
         if billing_docs:
             owner = billing_docs[0]
             system, kind, group = System.BILLING, Kind.INVOICE, "invoices"

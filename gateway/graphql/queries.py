@@ -13,21 +13,23 @@ from gateway.graphql.context import Context, require_scope
 from gateway.graphql.customer import Customer360
 from gateway.graphql.errors import CodedError, ErrorCode
 from gateway.graphql.identity import parse_customer_id, resolve_customer
-from gateway.graphql.types import (
+from gateway.graphql.paging import (
     Connection,
     Edge,
-    FeedStatus,
     PageInfo,
+    check_first,
+    decode_cursor,
+    encode_cursor,
+)
+from gateway.graphql.system_status import (
+    FeedStatus,
     QuotaUse,
     SloObjective,
     SloState,
     SyncState,
     SystemStatus,
-    check_first,
-    decode_cursor,
-    encode_cursor,
-    resolver,
 )
+from gateway.graphql.types import resolver
 from gateway.observability.slo import system_slos
 from gateway.readmodel.model import ReadModel
 from gateway.store.errors import StoreError

@@ -9,7 +9,8 @@ import strawberry
 from strawberry.types import Info
 
 from gateway.graphql.context import Context, require_scope
-from gateway.graphql.types import Connection, paginate, resolver
+from gateway.graphql.paging import Connection, paginate
+from gateway.graphql.types import resolver
 from gateway.store import DriftFinding, ReconciliationRun
 
 __all__ = ["ReconciliationQuery"]

@@ -1,57 +1,43 @@
-"""GraphQL object types of the read side: records, connections, freshness, system status.
+"""GraphQL object types of the read side: the systems' records, a customer's identity, and
+where each part of an answer came from.
 
-These are plain values built from canonical records (``canonical``); the types
-with resolvers (``Customer360``, ``GoldenRecord``) live in ``gateway.graphql.customer``.
+These are plain values built from canonical records (``canonical``). Elsewhere:
+connections and cursors in ``gateway.graphql.paging``; ``Query.systems``'s types in
+``gateway.graphql.system_status``; the types with resolvers in
+``gateway.graphql.customer`` (``Customer360``) and ``gateway.graphql.golden``
+(``GoldenRecord``).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import strawberry
 
 from canonical import Case, Entitlement, Opportunity, Order, Subscription, System
-from gateway.graphql.errors import CodedError, ErrorCode
 
 __all__ = [
-    "MAX_PAGE_SIZE",
     "Balance",
     "CaseRecord",
-    "Connection",
     "DataSource",
-    "Edge",
     "EntitlementRecord",
-    "FeedStatus",
     "FieldSource",
     "Identity",
     "InvoiceRecord",
     "OpportunityRecord",
     "OrderItemRecord",
     "OrderRecord",
-    "PageInfo",
-    "QuotaUse",
     "SourceFreshness",
     "SubscriptionItemRecord",
     "SubscriptionRecord",
-    "SyncState",
     "SystemName",
-    "SystemStatus",
-    "decode_cursor",
-    "encode_cursor",
-    "paginate",
+    "opportunity_status",
     "resolver",
 ]
-
-T = TypeVar("T")
-
-#: the largest page a list field answers
-MAX_PAGE_SIZE = 100
 
 if TYPE_CHECKING:
     SystemName = System
@@ -70,154 +56,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 def resolver(description: str, *, name: str | None = None) -> Callable[[F], F]:
     """``@strawberry.field(description=...)`` for a resolver method, typed for mypy."""
     return cast(Callable[[F], F], strawberry.field(description=description, name=name))
-
-
-# ---------------------------------------------------------------- connections
-
-
-@strawberry.type(description="Where a page of a connection sits in the whole list (Relay).")
-class PageInfo:
-    has_next_page: bool = field(description="Whether more items follow this page.")
-    has_previous_page: bool = field(description="Whether items come before this page.")
-    start_cursor: str | None = field(description="Cursor of the first item of this page.")
-    end_cursor: str | None = field(
-        description="Cursor of the last item of this page: pass it as `after` for the next."
-    )
-
-
-@strawberry.type(description="One item of a page with its cursor (Relay).")
-class Edge(Generic[T]):
-    cursor: str = field(description="Opaque position of this item, for `after`.")
-    node: T = field(description="The item.")
-
-
-@strawberry.type(description="A page of a list (Relay connection).")
-class Connection(Generic[T]):
-    edges: list[Edge[T]] = field(description="The items of this page with their cursors.")
-    nodes: list[T] = field(description="The items of this page, without cursors.")
-    page_info: PageInfo = field(description="Paging information.")
-    total_count: int | None = field(
-        description="Items in the whole list after filtering; null when it cannot be known "
-        "without reading everything."
-    )
-    stale: bool = field(
-        default=False,
-        description="True when the items come from the last-known-good cache because their "
-        "system did not answer; `ageSeconds` says how old they are.",
-    )
-    age_seconds: float | None = field(
-        default=None, description="Age of stale items in seconds; null when fresh."
-    )
-
-
-def encode_cursor(kind: str, position: str | int) -> str:
-    return base64.urlsafe_b64encode(f"{kind}:{position}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, kind: str) -> str:
-    """The position inside a cursor made by ``encode_cursor(kind, ...)``; else VALIDATION_FAILED."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        text = base64.urlsafe_b64decode(padded.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        text = ""
-    prefix, _, position = text.partition(":")
-    if prefix != kind or not position:
-        raise CodedError(
-            ErrorCode.VALIDATION_FAILED,
-            f"Cursor {cursor[:40]!r} is not a cursor of this list; pass an endCursor it returned.",
-            extensions={"argument": "after"},
-        )
-    return position
-
-
-def check_first(first: int) -> None:
-    if first < 0 or first > MAX_PAGE_SIZE:
-        raise CodedError(
-            ErrorCode.VALIDATION_FAILED,
-            f"first must be between 0 and {MAX_PAGE_SIZE}, got {first}.",
-            extensions={"argument": "first"},
-        )
-
-
-def paginate(
-    items: Sequence[T],
-    first: int,
-    after: str | None,
-    *,
-    kind: str,
-    stale: bool = False,
-    age_seconds: float | None = None,
-) -> Connection[T]:
-    """Slice an in-memory list into a page with offset cursors."""
-    check_first(first)
-    start = 0
-    if after is not None:
-        position = decode_cursor(after, kind)
-        if not position.isdigit():
-            raise CodedError(ErrorCode.VALIDATION_FAILED, "Malformed cursor.")
-        start = int(position) + 1
-    page = items[start : start + first]
-    return cast(
-        Connection[T],
-        _Page(list(page), start, len(items), kind, stale=stale, age_seconds=age_seconds),
-    )
-
-
-class _Page:
-    """A ``Connection`` page whose edges and page info are made only if the query asks.
-
-    GraphQL reads a connection's fields by attribute, so this stands in for the strawberry
-    type: a query that selects ``nodes`` alone (the common portal query) then costs no
-    cursor encoding and no ``Edge`` per item.
-    """
-
-    __slots__ = ("_edges", "_kind", "_start", "age_seconds", "nodes", "stale", "total_count")
-
-    def __init__(
-        self,
-        nodes: list[Any],
-        start: int,
-        total_count: int,
-        kind: str,
-        *,
-        stale: bool,
-        age_seconds: float | None,
-    ) -> None:
-        self.nodes = nodes
-        self.total_count = total_count
-        self.stale = stale
-        self.age_seconds = age_seconds
-        self._start = start
-        self._kind = kind
-        self._edges: list[Edge[Any]] | None = None
-
-    @property
-    def edges(self) -> list[Edge[Any]]:
-        if self._edges is None:
-            start, kind = self._start, self._kind
-            self._edges = [
-                Edge(cursor=encode_cursor(kind, start + i), node=n)
-                for i, n in enumerate(self.nodes)
-            ]
-        return self._edges
-
-    @property
-    def page_info(self) -> PageInfo:
-        start, count = self._start, len(self.nodes)
-        return PageInfo(
-            has_next_page=start + count < self.total_count,
-            has_previous_page=start > 0,
-            start_cursor=encode_cursor(self._kind, start) if count else None,
-            end_cursor=encode_cursor(self._kind, start + count - 1) if count else None,
-        )
-
-
-def matches(status: str, wanted: list[str] | None) -> bool:
-    return wanted is None or status.lower() in {w.lower() for w in wanted}
-
-
-# ---------------------------------------------------------------- customer parts
 
 
 @strawberry.type(description="A customer's id in Crosswalk and in every system that knows it.")
@@ -471,95 +309,3 @@ class EntitlementRecord:
     @classmethod
     def of(cls, e: Entitlement) -> EntitlementRecord:
         return cls(status=e.status, support_tier=e.support_tier, ends=e.ends)
-
-
-@strawberry.type(description="One change feed of a system, as the catch-up last read it.")
-class FeedStatus:
-    feed: str = field(description="The feed's name (e.g. `tickets`, `orders`, `events`).")
-    cursor: str | None = field(description="Where the next read continues (the system's own).")
-    complete_at: datetime | None = field(
-        description="The last moment every change of this feed was known applied."
-    )
-    last_pass_at: datetime | None = field(description="When the last catch-up pass began.")
-    last_error: str | None = field(description="Why the last pass stopped short, if it did.")
-
-
-@strawberry.type(description="The read model's copy of one system.")
-class SyncState:
-    loaded: bool = field(
-        description="Whether the initial load finished (every feed read to its end once)."
-    )
-    complete_at: datetime | None = field(
-        description="The last moment every feed of the system was known complete: the "
-        "records' age runs from here."
-    )
-    lag_seconds: float | None = field(
-        description="Seconds since `completeAt` (null before the initial load finished)."
-    )
-    last_event_at: datetime | None = field(
-        description="When the last webhook event of this system was applied."
-    )
-    events_applied: int = field(description="Webhook events applied since the gateway started.")
-    records: int = field(description="Records held (deleted ones not counted).")
-    feeds: list[FeedStatus] = field(description="Each change feed's position.")
-
-
-@strawberry.type(description="One service level objective of policies/slo.toml now.")
-class SloObjective:
-    objective: str = field(
-        description="availability (share of upstream calls that succeed) or "
-        "sync_lag_seconds (age of the read model's copy)."
-    )
-    target: float = field(description="The objective's value in policies/slo.toml.")
-    value: float | None = field(description="The current value; null before any measurement.")
-    burn_rate_5m: float | None = field(
-        description="Error rate over the last 5 minutes divided by the error budget "
-        "(1 - target); null without traffic or for thresholds like sync_lag_seconds."
-    )
-    burn_rate_1h: float | None = field(description="The same over the last hour.")
-    ok: bool = field(description="Whether the current value meets the objective.")
-
-
-@strawberry.type(description="A system's service level objectives.")
-class SloState:
-    ok: bool = field(description="Whether every objective is met.")
-    objectives: list[SloObjective] = field(description="Each objective.")
-
-
-@strawberry.type(description="A system's quota use over the last minute.")
-class QuotaUse:
-    calls_last_minute: int = field(description="Upstream calls made in the last 60 s.")
-    limit_per_minute: float = field(description="The policy rate times 60.")
-    used: float = field(description="calls_last_minute / limit_per_minute (1 = all of it).")
-
-
-@strawberry.type(description="Health of one system as its actor sees it.")
-class SystemStatus:
-    system: SystemName = field(description="The system.")
-    healthy: bool | None = field(
-        description="Outcome of the last health ping; null before the first."
-    )
-    health_detail: str = field(description="Why it is unhealthy, or the ping's round trip.")
-    breaker: str = field(description="Circuit breaker state: closed, open or half_open.")
-    queue_depth: int = field(description="Messages waiting in the actor's mailbox.")
-    p50_latency_ms: float | None = field(
-        description="Median latency of recent upstream calls in milliseconds."
-    )
-    p99_latency_ms: float | None = field(
-        default=None,
-        description="99th percentile latency of recent upstream calls in milliseconds.",
-    )
-    quota: QuotaUse | None = field(
-        default=None,
-        description="Upstream calls in the last minute against the policy rate "
-        "(policies/systems.toml).",
-    )
-    sync: SyncState | None = field(
-        default=None,
-        description="How current the read model's copy of this system is (null when the "
-        "gateway runs without a read model).",
-    )
-    slo: SloState | None = field(
-        default=None,
-        description="Its objectives of policies/slo.toml (null when it has none).",
-    )
