@@ -4,6 +4,8 @@
   transaction (operation, saga steps, first outbox message, idempotency record);
 - ``onboarding``, ``quote_to_cash``, ``case_to_resolution``, ``renewal``: one module per
   flow, each documenting its steps and its compensation policy;
+- ``reactions`` and ``event_flows``: the flows that events in the vendors' own screens
+  start;
 - ``dispatcher.Dispatcher`` delivers the outbox to the system actors;
 - ``replay`` and ``outbox_cli`` let operators see and replay dead letters.
 """

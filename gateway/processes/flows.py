@@ -9,7 +9,7 @@ from typing import Any
 
 from gateway.processes import case_to_resolution, onboarding, quote_to_cash, renewal, resolution
 from gateway.processes.context import Accepted, CommandContext
-from gateway.processes.reactions import EVENT_FLOWS
+from gateway.processes.event_flows import EVENT_FLOWS
 from gateway.processes.reconcile import REPAIR_FLOWS
 from gateway.processes.saga import Flow
 
