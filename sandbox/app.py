@@ -1,6 +1,6 @@
 """What every sandbox system has in common: its config, state, lifespan and app factory.
 
-A vendor module (``sandbox/erp.py`` ...) supplies its routes, its ``Dialect`` (how it
+A vendor package (``sandbox/erp/`` ...) supplies its routes, its ``Dialect`` (how it
 says errors and rate limits), a ``seed`` function that writes the demo data in its own
 shape, and the ``Signer`` of its webhooks; ``build_app`` assembles the Starlette app::
 

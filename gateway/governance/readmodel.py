@@ -21,7 +21,7 @@ number or as text with a unit (``"60s"``, ``"5m"``, ``"1h"``)::
     interactive = 0.5         # reads refreshing past-budget or missing records
     catch_up = 0.2            # change feeds, initial load and event read-backs
     writes = 0.2              # outbox deliveries (the rest of the actor's rate)
-    reconcile = 0.1           # batch reconciliation (planned)
+    reconcile = 0.1           # reconciliation runs (scheduled and `crosswalk reconcile`)
 """
 
 from __future__ import annotations

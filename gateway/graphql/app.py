@@ -1,4 +1,4 @@
-"""The GraphQL-over-HTTP endpoint the lead mounts at ``/graphql``.
+"""The GraphQL-over-HTTP endpoint, mounted at ``/graphql`` by ``gateway.app``.
 
 ``create_graphql_app(runtime)`` returns an ASGI app: HTTP requests are served by a lean
 path written for the GraphQL-over-HTTP specification (below); websocket requests

@@ -5,8 +5,8 @@ A record the read model does not hold is NOT_FOUND once its system's initial loa
 finished; before that the answer is SYSTEM_UNAVAILABLE ("not loaded yet"), since the
 record may exist. Each answer says how old it is (``asOf``, ``ageSeconds``) and whether
 that is past the freshness budget of its field group (``stale``); a look-up does not
-refresh a single record from the vendor (planned: the change feeds keep it within the
-catch-up interval).
+refresh a single record from the vendor: the change feeds keep it within the catch-up
+interval.
 """
 
 from __future__ import annotations

@@ -1,23 +1,24 @@
-"""The Crosswalk GraphQL schema: reads from here, writes from the write path's modules.
+"""The Crosswalk GraphQL schema: the read side's queries, and the write path's queries,
+mutations and subscription.
 
-``Query`` inherits ``ReadQuery`` and the write path's query fields
-(``gateway.graphql.operations.OperationQueries``: ``operation``, ``deadLetters``, ...)
-when that module exists. ``Mutation`` and ``Subscription`` come from
-``gateway.graphql.mutations`` and ``gateway.graphql.subscriptions`` when those modules
-exist, so the schema picks them up as they land.
+``Query`` joins the read side's query types (``ReadQuery``: the customer 360 and system
+health; ``LookupQuery``; ``ReconciliationQuery``; ``AuditQuery``) with the write path's
+(``gateway.graphql.operations.OperationQueries``: ``operation``, ``deadLetters``, ...).
+``Mutation`` comes from ``gateway.graphql.mutations``, ``Subscription`` from
+``gateway.graphql.subscriptions``.
 """
 
 from __future__ import annotations
-
-import importlib
-from typing import Any
 
 import strawberry
 
 from gateway.graphql.audit import AuditQuery
 from gateway.graphql.lookups import LookupQuery
+from gateway.graphql.mutations import Mutation
+from gateway.graphql.operations import OperationQueries
 from gateway.graphql.queries import ReadQuery
 from gateway.graphql.reconciliation import ReconciliationQuery
+from gateway.graphql.subscriptions import Subscription
 
 __all__ = ["build_schema", "get_schema"]
 
@@ -26,40 +27,17 @@ _QUERY_DESCRIPTION = (
 )
 
 
-def _optional(module: str, name: str) -> Any:
-    try:
-        loaded = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise  # the module exists but something it imports does not: a real error
-        return None
-    return getattr(loaded, name, None)
-
-
 def build_schema(*, write_path: bool = True) -> strawberry.Schema:
-    """Build the schema from the read side and whatever the write side provides.
-
-    ``write_path=False`` builds the read side alone (tests of the read path use it).
-    """
+    """Build the schema; ``write_path=False`` builds the read side alone (no mutations,
+    no subscription, no operation queries: tests of the read path use it)."""
     bases: list[type] = [ReadQuery, LookupQuery, ReconciliationQuery, AuditQuery]
-    for module, name in (
-        ()
-        if not write_path
-        else (
-            ("gateway.graphql.operations", "OperationQueries"),
-            ("gateway.graphql.mutations", "OperationQuery"),
-        )
-    ):
-        extra = _optional(module, name)
-        if extra is not None and extra not in bases:
-            bases.append(extra)
+    if write_path:
+        bases.append(OperationQueries)
     query = strawberry.type(type("Query", tuple(bases), {}), description=_QUERY_DESCRIPTION)
     return strawberry.Schema(
         query=query,
-        mutation=_optional("gateway.graphql.mutations", "Mutation") if write_path else None,
-        subscription=(
-            _optional("gateway.graphql.subscriptions", "Subscription") if write_path else None
-        ),
+        mutation=Mutation if write_path else None,
+        subscription=Subscription if write_path else None,
     )
 
 

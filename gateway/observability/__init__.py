@@ -1,1 +1,2 @@
-"""Observability: correlation ids, logs, metrics, audit timeline."""
+"""Observability: correlation ids, logs, tracing, metrics, service level objectives and the
+audit trail of vendor calls."""

@@ -1,4 +1,4 @@
-"""Chaos tests (issue 3): one system at a time misbehaves while the other three serve.
+"""Chaos tests: one system at a time misbehaves while the other three serve.
 
 What runs: the four real sandbox apps (``sandbox.<system>.create_app``, 20 demo customers,
 data in a temporary directory, no webhooks) on free loopback ports, served once for the

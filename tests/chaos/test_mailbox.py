@@ -128,7 +128,7 @@ async def test_a_saturated_actor_drops_expired_asks_and_sheds_the_least_urgent(
 
 async def test_asks_that_expire_in_the_mailbox_are_counted_as_expired(world: World) -> None:
     """``StatsSnapshot.expired`` counts asks dropped unsent because their deadline passed
-    while queued (issue 3 item 6: "shed and expired counts").
+    while queued (``crosswalk_expired_messages`` in /metrics).
     """
     system = System.ERP
     await world[system].chaos(latency_ms=[500, 500])

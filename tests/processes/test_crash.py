@@ -1,4 +1,4 @@
-"""The crash test (issue 5): real processes, kill -9 mid-burst, restart, resend, exactly once.
+"""The crash test: real processes, kill -9 mid-burst, restart, resend, exactly once.
 
 `crosswalk sandbox` runs the four systems; `crosswalk serve` runs the gateway on a SQLite
 file. 300 closeOpportunity mutations go out from 16 concurrent clients, each with its own
