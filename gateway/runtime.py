@@ -136,7 +136,7 @@ def _submitter(runtime: Runtime) -> Submit:
     async def submit(
         kind: str, input: Mapping[str, Any], idempotency_key: str, correlation_id: str
     ) -> Any:
-        from gateway.processes.commands import write_path_for
+        from gateway.processes.write_path import write_path_for
 
         return await write_path_for(runtime).submit(
             kind,

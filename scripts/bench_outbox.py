@@ -57,11 +57,11 @@ from canonical import System  # noqa: E402
 from gateway.governance.outbox import load_outbox_policy  # noqa: E402
 from gateway.governance.reference import load_reference  # noqa: E402
 from gateway.governance.systems import ENV_URLS, load_systems_policy  # noqa: E402
-from gateway.processes.commands import WritePath  # noqa: E402
 from gateway.processes.context import Caller  # noqa: E402
 from gateway.processes.discovery import discover  # noqa: E402
 from gateway.processes.dispatcher import Dispatcher  # noqa: E402
 from gateway.processes.errors import CommandError  # noqa: E402
+from gateway.processes.write_path import WritePath  # noqa: E402
 from gateway.store import OperationStatus, Store, open_store  # noqa: E402
 from sandbox.demo import generate  # noqa: E402
 

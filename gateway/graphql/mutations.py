@@ -5,7 +5,7 @@ Every write mutation: checks the client's scope, takes the Idempotency-Key from 
 against canonical rules (``VALIDATION_FAILED`` with ``extensions.fields: [{field,
 reason}]``, nothing written), then writes the operation, its saga, its first outbox
 message and the idempotency record in one transaction and answers the ``Operation`` at
-once. ``gateway.processes.commands`` documents the idempotency semantics.
+once. ``gateway.processes.write_path`` documents the idempotency semantics.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from actors.errors import CrosswalkSystemError
 from gateway.graphql.context import Context, require_scope
 from gateway.graphql.errors import CodedError, ErrorCode, from_system_error
 from gateway.graphql.operations import Operation, typed
-from gateway.processes.commands import write_path_for
 from gateway.processes.context import Caller
 from gateway.processes.errors import CommandError, ValidationFailed
 from gateway.processes.flows import COMMANDS
 from gateway.processes.replay import discard_dead_letter, replay_dead_letter
+from gateway.processes.write_path import write_path_for
 
 __all__ = [
     "CaseCreditInput",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from gateway.processes import case_to_resolution, onboarding, quote_to_cash, renewal, resolution
+from gateway.processes import case_to_resolution, onboarding, quote_to_cash, renewal, resolve_case
 from gateway.processes.context import Accepted, CommandContext
 from gateway.processes.event_flows import EVENT_FLOWS
 from gateway.processes.reconcile import REPAIR_FLOWS
@@ -40,7 +40,7 @@ COMMANDS: Mapping[str, Command] = MappingProxyType(
             case_to_resolution.ESCALATE_FLOW, case_to_resolution.validate_escalate, "case:write"
         ),
         "renewSubscription": Command(renewal.FLOW, renewal.validate, "subscription:write"),
-        "resolveCase": Command(resolution.FLOW, resolution.validate, "case:write"),
+        "resolveCase": Command(resolve_case.FLOW, resolve_case.validate, "case:write"),
     }
 )
 

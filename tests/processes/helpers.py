@@ -10,10 +10,10 @@ from typing import Any
 import anyio
 
 from gateway.governance.outbox import DispatchPolicy
-from gateway.processes.commands import WritePath
 from gateway.processes.context import Caller
 from gateway.processes.dispatcher import Dispatcher
 from gateway.processes.views import OperationView
+from gateway.processes.write_path import WritePath
 from gateway.store import Operation, OperationStatus, Store
 
 WIDGET = Caller("demo-widget", "crm")

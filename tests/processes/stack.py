@@ -23,8 +23,8 @@ from anyio.abc import TaskGroup
 from canonical import System
 from gateway.governance.outbox import DispatchPolicy
 from gateway.governance.reference import load_reference
-from gateway.processes.commands import WritePath
 from gateway.processes.dispatcher import Dispatcher
+from gateway.processes.write_path import WritePath
 from sandbox.demo import DemoData, generate
 from tests.support import stack as loopback
 from tests.support.paths import POLICIES

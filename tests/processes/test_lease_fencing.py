@@ -10,9 +10,9 @@ import pytest
 from actors import messages as m
 from canonical import System
 from gateway.governance.reference import ReferenceData
-from gateway.processes.commands import WritePath
 from gateway.processes.context import Caller
 from gateway.processes.dispatcher import Dispatcher
+from gateway.processes.write_path import WritePath
 from gateway.store import LeaseLost, OperationStatus, open_store
 from tests.processes.fakes import FakeSystems, World
 from tests.processes.helpers import FAST, dispatching, wait_for

@@ -6,9 +6,9 @@ import pytest
 
 from canonical import System
 from gateway.governance.reference import ReferenceData
-from gateway.processes.commands import WritePath
 from gateway.processes.context import Caller
 from gateway.processes.errors import ValidationFailed
+from gateway.processes.write_path import WritePath
 from gateway.store import MessageStatus, Store
 from sandbox.demo import generate
 from tests.processes.fakes import FakeSystems, World

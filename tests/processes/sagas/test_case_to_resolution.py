@@ -9,7 +9,7 @@ from actors import messages as m
 from actors.errors import Rejected
 from canonical import System
 from gateway.governance.reference import ReferenceData
-from gateway.processes.commands import WritePath
+from gateway.processes.write_path import WritePath
 from gateway.store import StepStatus, Store
 from tests.processes.fakes import FakeSystems, World
 from tests.processes.helpers import DONE, WIDGET, dispatching, wait_for

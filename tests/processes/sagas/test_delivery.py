@@ -11,9 +11,9 @@ from actors.errors import BreakerOpen, Rejected, SystemUnavailable
 from canonical import System
 from gateway.governance.reference import ReferenceData
 from gateway.processes import outbox_cli
-from gateway.processes.commands import WritePath
 from gateway.processes.dispatcher import Dispatcher
 from gateway.processes.replay import replay_dead_letter
+from gateway.processes.write_path import WritePath
 from gateway.store import MessageStatus, StepStatus, Store
 from tests.processes.fakes import FakeSystems, World
 from tests.processes.helpers import (

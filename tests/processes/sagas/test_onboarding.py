@@ -10,7 +10,7 @@ from actors.errors import SystemUnavailable
 from actors.messages import Priority
 from canonical import System
 from gateway.governance.reference import ReferenceData
-from gateway.processes.commands import WritePath
+from gateway.processes.write_path import WritePath
 from gateway.store import Store
 from tests.processes.fakes import FakeSystems, World
 from tests.processes.helpers import DONE, ONBOARD, WIDGET, dispatching, wait_for

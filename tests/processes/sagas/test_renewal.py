@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.governance.reference import ReferenceData
-from gateway.processes.commands import WritePath
+from gateway.processes.write_path import WritePath
 from gateway.store import Store
 from tests.processes.fakes import FakeSystems, World
 from tests.processes.helpers import DONE, WIDGET, close_opportunity, dispatching, wait_for

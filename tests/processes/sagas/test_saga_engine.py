@@ -8,9 +8,9 @@ import pytest
 from actors import messages as m
 from canonical import System
 from gateway.governance.reference import ReferenceData
-from gateway.processes.commands import WritePath
 from gateway.processes.saga import Flow, SagaView, Step, begin_saga, start_saga
 from gateway.processes.views import load_operation_view
+from gateway.processes.write_path import WritePath
 from gateway.store import OperationStatus, StepStatus, Store
 from tests.processes.fakes import FakeSystems, World
 from tests.processes.helpers import DONE, STUCK, close_opportunity, dispatching, wait_for

@@ -1,4 +1,5 @@
-"""Case-to-resolution, its end: ``resolveCase``.
+"""Case-to-resolution, its end: ``resolveCase`` (its start, ``openCase`` and
+``escalateCase``, is in ``gateway.processes.case_to_resolution``).
 
 Validation: the customer exists with a support organization; the case is that
 customer's and still open; a ``credit``, if given, names one of the customer's billing
