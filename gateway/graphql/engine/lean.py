@@ -1,6 +1,6 @@
 """The executor the operation runner hands to graphql-core: strawberry's, made lean.
 
-Two costs of the stock executor show on every read, and neither buys anything here:
+Three costs of the stock executor show on every read, and none buys anything here:
 
 - **A reference cycle per operation.** graphql-core keeps bound methods of the executor
   on the executor itself (``async_helpers``), so an executor, and everything it holds
@@ -214,7 +214,7 @@ def _alive(ref: weakref.ref[Any]) -> Any:
 
 
 def executor_class(schema: Schema) -> type[Any]:
-    """strawberry's execution context class for ``schema``, with the two changes above."""
+    """strawberry's execution context class for ``schema``, with the changes above."""
     base: type[Any] = schema.execution_context_class
     plain = plain_fields(schema)
     lean = lean_resolvers(schema)
