@@ -1,0 +1,380 @@
+"""Two gateway replicas on one PostgreSQL database and one NATS server, as real processes.
+
+`crosswalk sandbox` runs the four systems (their webhooks go to replica A); two
+`crosswalk serve --store postgresql://... --bus nats://...` processes are the replicas.
+
+- 600 closeOpportunity mutations, each with its own Idempotency-Key, are sent to the two
+  replicas in turn; when a third are answered, replica B is killed with SIGKILL and started
+  again, and every request is sent again (to the other replica than the first time) until
+  answered. In the sandbox systems' own data each opportunity then has exactly one ERP
+  order, its subscriptions, an active entitlement and the CRM stamp; every retry got the
+  first answer; each customer's operations finished in the order they were accepted.
+- A subscription held on replica B sees an operation accepted and completed by replica A,
+  and a billing event taken (by webhook) and applied by replica A.
+- Throughout, each sandbox's own request count, sampled twice a second, stays within the
+  policy rate (the replicas share it: each spends its share of one budget).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import asyncpg
+import httpx
+import pytest
+import websockets
+
+from sandbox.demo import generate
+from tests.processes.test_crash import _check_sandbox_data, _process, _wait
+from tests.servers import free_port
+from tests.support.paths import ROOT
+
+pytestmark = pytest.mark.slow
+
+POSTGRES = os.environ.get(
+    "CROSSWALK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+NATS = os.environ.get("CROSSWALK_TEST_NATS", "nats://127.0.0.1:4222")
+SYSTEMS = ("erp", "billing", "crm", "support")
+CUSTOMERS = 450
+MUTATIONS = 600
+CLIENTS = 16
+#: the policy rate per system in this test (calls/s; the sandboxes' own limits are higher)
+RATE = 40.0
+BURST = 40
+WIDGET = {"Authorization": "Bearer demo-widget-key"}
+CLOSE = """mutation($id: ID!) { closeOpportunity(input: {opportunityId: $id}) { id status } }"""
+OPERATION = "query($id: ID!) { operation(id: $id) { id status customerId createdAt updatedAt } }"
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database of the test's own, dropped after."""
+    name = f"cw_replicas_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = await asyncpg.connect(POSTGRES, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES} ({exc}); .ci/run starts it")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield f"{POSTGRES.rpartition('/')[0]}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _policies(tmp: Path) -> Path:
+    """The shipped policies at RATE per system and quicker lease recovery."""
+    folder = tmp / "policies"
+    shutil.copytree(ROOT / "policies", folder)
+    systems = (folder / "systems.toml").read_text()
+    systems = re.sub(
+        r"rate = \{ per_second = [0-9.]+, burst = [0-9]+ \}",
+        f"rate = {{ per_second = {RATE}, burst = {BURST} }}",
+        systems,
+    )
+    (folder / "systems.toml").write_text(systems)
+    outbox = (folder / "outbox.toml").read_text()
+    outbox = re.sub(r"lease_seconds = [0-9.]+", "lease_seconds = 8.0", outbox)
+    outbox = re.sub(r"delivery_timeout = [0-9.]+", "delivery_timeout = 6.0", outbox)
+    (folder / "outbox.toml").write_text(outbox)
+    return folder
+
+
+class Replicas:
+    def __init__(self, tmp: Path, store: str) -> None:
+        self.tmp = tmp
+        self.store = store
+        self.sandbox = {s: free_port() for s in SYSTEMS}
+        self.ports = [free_port(), free_port()]
+        self.policies = _policies(tmp)
+
+    def base(self, n: int) -> str:
+        return f"http://127.0.0.1:{self.ports[n]}"
+
+    def sandbox_cmd(self) -> list[str]:
+        return [
+            sys.executable, "-m", "crosswalk", "sandbox", "--fresh",
+            "--data-dir", str(self.tmp / "sandbox"), "--customers", str(CUSTOMERS),
+            "--gateway-url", self.base(0),
+            *(f"--{s}-port={p}" for s, p in self.sandbox.items()),
+        ]  # fmt: skip
+
+    def gateway_cmd(self, n: int) -> list[str]:
+        return [
+            sys.executable, "-m", "crosswalk", "serve", "--profile", "sandbox",
+            "--port", str(self.ports[n]), "--var-dir", str(self.tmp / f"var{n}"),
+            "--policies", str(self.policies), "--store", self.store, "--bus", NATS,
+            *(f"--{s}-url=http://127.0.0.1:{p}" for s, p in self.sandbox.items()),
+        ]  # fmt: skip
+
+    @contextmanager
+    def replica(self, n: int, log: str) -> Iterator[Any]:
+        with _process(self.gateway_cmd(n), self.tmp / log) as proc:
+            _wait(
+                lambda: httpx.get(f"{self.base(n)}/readyz").status_code == 200,
+                90,
+                f"replica {n}",
+            )
+            yield proc
+
+
+class Sampler:
+    """Each sandbox's own request count, twice a second, on a thread of its own."""
+
+    def __init__(self, ports: dict[str, int]) -> None:
+        self.ports = ports
+        self.samples: list[tuple[float, dict[str, int]]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        with httpx.Client(timeout=5.0) as http:
+            while not self.stop.wait(0.5):
+                try:
+                    counts = {
+                        s: int(http.get(f"http://127.0.0.1:{p}/_sandbox/stats").json()["requests"])
+                        for s, p in self.ports.items()
+                    }
+                except httpx.HTTPError:
+                    continue
+                self.samples.append((time.monotonic(), counts))
+
+    def busiest(self, window: float) -> dict[str, int]:
+        most = dict.fromkeys(self.ports, 0)
+        for i, (t0, first) in enumerate(self.samples):
+            for t1, last in self.samples[i:]:
+                if t1 - t0 > window:
+                    break
+                for s in self.ports:
+                    most[s] = max(most[s], last[s] - first[s])
+        return most
+
+
+async def _send(
+    replicas: Replicas,
+    requests: list[tuple[str, str]],
+    *,
+    until_answered: bool,
+    first: int = 0,
+    stop_after: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Send (opportunity, key) pairs, request i to replica (first + i) % 2; answers by key."""
+    answers: dict[str, dict[str, Any]] = {}
+    queue = list(enumerate(requests))
+    enough = anyio.Event()
+
+    async def client() -> None:
+        async with httpx.AsyncClient(timeout=30.0) as http:
+            while queue and not enough.is_set():
+                i, (opp, key) = queue.pop()
+                for attempt in range(400 if until_answered else 1):
+                    base = replicas.base((first + i + attempt) % 2)
+                    try:
+                        body = (
+                            await http.post(
+                                f"{base}/graphql",
+                                json={"query": CLOSE, "variables": {"id": opp}},
+                                headers={**WIDGET, "Idempotency-Key": key},
+                            )
+                        ).json()
+                    except (httpx.HTTPError, ValueError):
+                        body = None  # the killed replica
+                    if body and body.get("data") and body["data"].get("closeOpportunity"):
+                        answers[key] = body["data"]["closeOpportunity"]
+                        break
+                    if body and body.get("errors"):
+                        code = body["errors"][0].get("extensions", {}).get("code")
+                        assert code in (
+                            "SYSTEM_UNAVAILABLE",
+                            "SYSTEM_TIMEOUT",
+                            "THROTTLED",
+                            "IDEMPOTENCY_CONFLICT",
+                        ), body
+                    if not until_answered:
+                        break
+                    await anyio.sleep(0.25)
+                if stop_after is not None and len(answers) >= stop_after:
+                    enough.set()
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(CLIENTS):
+            tg.start_soon(client)
+    return answers
+
+
+def _operations(replicas: Replicas, ids: list[str]) -> list[dict[str, Any]]:
+    found = []
+    with httpx.Client(timeout=30.0) as http:
+        for n, op_id in enumerate(ids):
+            body = http.post(
+                f"{replicas.base(n % 2)}/graphql",
+                json={"query": OPERATION, "variables": {"id": op_id}},
+                headers=WIDGET,
+            ).json()
+            found.append(body["data"]["operation"])
+    return found
+
+
+async def _next_message(ws: Any) -> dict[str, Any]:
+    message: dict[str, Any] = json.loads(await ws.recv())
+    assert message["type"] in ("next", "complete"), message
+    return message
+
+
+async def _subscribe(base: str, query: str) -> Any:
+    ws = await websockets.connect(
+        base.replace("http://", "ws://") + "/graphql",
+        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+    )
+    await ws.send(
+        json.dumps({"type": "connection_init", "payload": {"Authorization": "Bearer demo-ops-key"}})
+    )
+    assert json.loads(await ws.recv())["type"] == "connection_ack"
+    await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+    return ws
+
+
+async def _cross_replica_subscriptions(replicas: Replicas, opportunity: str) -> None:
+    """On B: an operation accepted and completed by A; a billing event applied by A."""
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        body = (
+            await http.post(
+                f"{replicas.base(0)}/graphql",
+                json={"query": CLOSE, "variables": {"id": opportunity}},
+                headers={**WIDGET, "Idempotency-Key": f"sub-{opportunity}"},
+            )
+        ).json()
+        operation = body["data"]["closeOpportunity"]["id"]
+        ws = await _subscribe(
+            replicas.base(1), f'subscription {{ operation(id: "{operation}") {{ status }} }}'
+        )
+        statuses = []
+        with anyio.fail_after(90):
+            async with ws:
+                while (message := await _next_message(ws))["type"] == "next":
+                    statuses.append(message["payload"]["data"]["operation"]["status"])
+        assert statuses[-1] == "SUCCEEDED", statuses
+        found = (
+            await http.post(
+                f"{replicas.base(1)}/graphql",
+                json={"query": OPERATION, "variables": {"id": operation}},
+                headers=WIDGET,
+            )
+        ).json()["data"]["operation"]
+        customer = found["customerId"]
+        ws = await _subscribe(
+            replicas.base(1),
+            f'subscription {{ customerEvents(customerId: "{customer}") {{ type system }} }}',
+        )
+        async with ws:
+            # a change in the billing sandbox's own API: its webhook goes to replica A
+            identity = (
+                await http.post(
+                    f"{replicas.base(1)}/graphql",
+                    json={
+                        "query": "query($id: ID!) { customer(id: $id) { identity { billing } } }",
+                        "variables": {"id": customer},
+                    },
+                    headers={"Authorization": "Bearer demo-portal-key"},
+                )
+            ).json()
+            billing_id = identity["data"]["customer"]["identity"]["billing"]
+            answer = await http.post(
+                f"http://127.0.0.1:{replicas.sandbox['billing']}/v1/customers/{billing_id}",
+                data={"email": "replicas@example.com"},
+                headers={"Authorization": "Bearer sk_test_crosswalk"},
+            )
+            assert answer.status_code == 200, answer.text
+            with anyio.fail_after(30):
+                message = await _next_message(ws)
+            assert message["payload"]["data"]["customerEvents"]["system"] == "BILLING", message
+
+
+def test_two_replicas_share_one_store_one_bus_and_one_quota(tmp_path: Path, database: str) -> None:
+    replicas = Replicas(tmp_path, database)
+    demo = generate(CUSTOMERS)
+    targets = [
+        (opp.id, company)
+        for company in demo.companies
+        if company.in_support
+        for opp in company.opportunities
+        if not opp.is_closed
+    ][: MUTATIONS + 1]
+    assert len(targets) == MUTATIONS + 1
+    probe, _ = targets.pop()
+    requests = [(opp, f"replicas-{opp}") for opp, _ in targets]
+    with _process(replicas.sandbox_cmd(), tmp_path / "sandbox.log"):
+        for system, port in replicas.sandbox.items():
+            _wait(
+                lambda port=port: httpx.get(f"http://127.0.0.1:{port}/_sandbox/chaos").status_code
+                == 200,
+                120,
+                f"{system} sandbox",
+            )
+        sampler = Sampler(replicas.sandbox)
+        sampler.thread.start()
+        try:
+            with replicas.replica(0, "a.log"):
+                with replicas.replica(1, "b-1.log") as b:
+                    anyio.run(_cross_replica_subscriptions, replicas, probe)
+                    answered = anyio.run(
+                        lambda: _send(
+                            replicas, requests, until_answered=False, stop_after=MUTATIONS // 3
+                        )
+                    )
+                    b.send_signal(signal.SIGKILL)
+                    b.wait()
+                assert len(answered) >= MUTATIONS // 3
+                with replicas.replica(1, "b-2.log"):
+                    answers = anyio.run(
+                        lambda: _send(replicas, requests, until_answered=True, first=1)
+                    )
+                    assert len(answers) == MUTATIONS, f"{MUTATIONS - len(answers)} unanswered"
+                    for key, first_answer in answered.items():
+                        assert answers[key]["id"] == first_answer["id"], "a second operation"
+                    ids = [answers[key]["id"] for _, key in requests]
+                    assert len(set(ids)) == MUTATIONS
+
+                    def done() -> bool:
+                        ops = _operations(replicas, ids)
+                        assert not [o for o in ops if o["status"] == "NEEDS_ATTENTION"]
+                        return all(o["status"] == "SUCCEEDED" for o in ops)
+
+                    _wait(done, 300, "every operation to succeed")
+                    operations = _operations(replicas, ids)
+        finally:
+            sampler.stop.set()
+            sampler.thread.join()
+        _check_sandbox_data(replicas.sandbox, targets, demo)
+    by_customer: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for op in operations:
+        by_customer[op["customerId"]].append(op)
+    for customer, ops in by_customer.items():
+        ops.sort(key=lambda o: datetime.fromisoformat(o["createdAt"]))
+        finished = [datetime.fromisoformat(o["updatedAt"]) for o in ops]
+        assert finished == sorted(finished), f"{customer}: finished out of acceptance order"
+    # the replicas spent one budget: in any 10 s, at most the policy's 10 s and its burst
+    busiest = sampler.busiest(10.0)
+    over = {s: n for s, n in busiest.items() if n > RATE * 10 + BURST}
+    assert not over, f"more vendor calls than the policy allows in 10 s: {over}"
