@@ -75,6 +75,7 @@ class Systems(RunsInOwnGroup):
         given = dict(factories or {})
         self._factories = {s: given.get(s) or _default_factory(s) for s in policy.systems}
         self._actors: dict[System, SystemActor] = {}
+        self._share = 1.0
 
     def __getitem__(self, system: System) -> SystemActor:
         try:
@@ -102,6 +103,8 @@ class Systems(RunsInOwnGroup):
             )
             for system, policy in self.policy.systems.items()
         }
+        for actor in actors.values():
+            actor.set_rate_share(self._share)
         try:
             async with anyio.create_task_group() as tg:
                 for system, actor in actors.items():
@@ -110,6 +113,12 @@ class Systems(RunsInOwnGroup):
                 task_status.started()
         finally:
             self._actors.clear()
+
+    def set_rate_share(self, share: float) -> None:
+        """Every system spends ``share`` of its policy rate (several replicas: one quota)."""
+        self._share = share
+        for actor in self._actors.values():
+            actor.set_rate_share(share)
 
     def stop(self) -> None:
         for actor in self._actors.values():

@@ -36,7 +36,6 @@ from contextvars import ContextVar, Token
 from typing import Any
 
 import anyio
-from aiolimiter import AsyncLimiter
 from anyio.abc import TaskStatus
 
 from actors import tracing
@@ -45,6 +44,7 @@ from actors._breaker import AsyncBreaker, Ticket, counts_as_failure
 from actors._cache import LastKnownGood
 from actors._coalesce import Coalescer
 from actors._envelope import Envelope
+from actors._rate import SharedRate
 from actors._retry import full_jitter, may_retry
 from actors._stats import ActorStats, StatsSnapshot, SystemState
 from actors._tasks import RunsInOwnGroup
@@ -101,8 +101,9 @@ class SystemActor(RunsInOwnGroup):
             half_open_calls=policy.breaker.half_open_calls,
             on_transition=self._on_transition,
         )
-        # a leaky bucket of `burst` tokens that refills at `per_second`
-        self._limiter = AsyncLimiter(policy.rate.burst, policy.rate.burst / policy.rate.per_second)
+        # a leaky bucket of `burst` tokens that refills at `per_second` (times this
+        # replica's share of the system's quota: set_rate_share)
+        self._limiter = SharedRate(policy.rate)
         self._cache = LastKnownGood(size=policy.cache.size, ttl=policy.cache.ttl)
         self._coalescer = Coalescer(self.system, self.stats)
         self._actor = Actor(
@@ -209,6 +210,14 @@ class SystemActor(RunsInOwnGroup):
         else:
             self._healthy, self._health_detail = True, f"ping {seconds * 1000:.1f} ms"
         return self._healthy
+
+    def set_rate_share(self, share: float) -> None:
+        """Spend ``share`` (0 to 1) of the policy rate: this replica's part of the quota."""
+        self._limiter.set_share(share)
+
+    @property
+    def rate_share(self) -> float:
+        return self._limiter.share
 
     # ------------------------------------------------------------------ observing
 

@@ -25,19 +25,34 @@ class Quota:
     def __init__(self, rates: Mapping[System, float], shares: QuotaShares) -> None:
         self.rates = dict(rates)
         self.shares = shares
+        #: this replica's part of every system's quota (``gateway.cluster``); 1 alone
+        self.replica_share = 1.0
         self._limiters: dict[tuple[System, str], AsyncLimiter] = {}
         self.spent: dict[tuple[System, str], int] = {}
         self.refused: dict[tuple[System, str], int] = {}
-        for system, rate in rates.items():
+        self._build()
+
+    def _build(self) -> None:
+        limiters = {}
+        for system in self.rates:
             for purpose in PURPOSES:
-                per_second = rate * float(getattr(shares, purpose))
+                per_second = self.rate(system, purpose)
                 if per_second <= 0:
                     continue
                 # a bucket of one second's share, refilled continuously
-                self._limiters[(system, purpose)] = AsyncLimiter(max(per_second, 1.0), 1.0)
+                limiters[(system, purpose)] = AsyncLimiter(max(per_second, 1.0), 1.0)
+        self._limiters = limiters
+
+    def set_replica_share(self, share: float) -> None:
+        """Divide every purpose's rate by the replicas sharing the quota (0: none at all;
+        the actors' own limiters hold the total, these keep the purposes' proportions)."""
+        if share != self.replica_share:
+            self.replica_share = share
+            self._build()
 
     def rate(self, system: System, purpose: str) -> float:
-        return self.rates.get(system, 0.0) * float(getattr(self.shares, purpose))
+        share = float(getattr(self.shares, purpose)) * self.replica_share
+        return self.rates.get(system, 0.0) * share
 
     async def try_take(self, system: System, purpose: str = "interactive") -> bool:
         """Take one call's token if one is free now; never waits."""
