@@ -18,6 +18,7 @@ __all__ = ["freshness", "stale_of"]
 
 
 def stale_of(fetched: Sequence[Fetched[Any]]) -> tuple[bool, float | None]:
+    """Whether any of a field's answers is stale, and the oldest stale age if so."""
     ages = [f.age_seconds or 0.0 for f in fetched if f.stale]
     return (True, max(ages)) if ages else (False, None)
 
@@ -35,6 +36,7 @@ def _source(outcomes: Sequence[Fetched[Any]]) -> DataSource | None:
 
 
 def freshness(system: System, outcomes: Sequence[Fetched[Any]]) -> SourceFreshness:
+    """``system``'s row of ``Customer360.freshness`` from its outcomes in this request."""
     if not outcomes:
         return SourceFreshness(
             system=system,
