@@ -7,11 +7,17 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from gateway.processes import case_to_resolution, onboarding, quote_to_cash, renewal, resolve_case
 from gateway.processes.context import Accepted, CommandContext
 from gateway.processes.event_flows import EVENT_FLOWS
 from gateway.processes.reconcile import REPAIR_FLOWS
 from gateway.processes.saga import Flow
+from gateway.processes.sagas import (
+    case_to_resolution,
+    onboarding,
+    quote_to_cash,
+    renewal,
+    resolve_case,
+)
 
 __all__ = ["COMMANDS", "FLOWS", "Command"]
 

@@ -8,9 +8,9 @@ import pytest
 
 from canonical import System
 from gateway.governance.reference import ReferenceData
-from gateway.processes import quote_to_cash
 from gateway.processes.context import Caller
 from gateway.processes.errors import IdempotencyConflict, IdempotencyMismatch, ValidationFailed
+from gateway.processes.sagas import quote_to_cash
 from gateway.processes.write_path import WritePath
 from gateway.store import StepStatus, Store
 from tests.processes.fakes import FakeSystems, World

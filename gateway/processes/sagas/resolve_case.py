@@ -1,5 +1,5 @@
 """Case-to-resolution, its end: ``resolveCase`` (its start, ``openCase`` and
-``escalateCase``, is in ``gateway.processes.case_to_resolution``).
+``escalateCase``, is in ``gateway.processes.sagas.case_to_resolution``).
 
 Validation: the customer exists with a support organization; the case is that
 customer's and still open; a ``credit``, if given, names one of the customer's billing
@@ -41,11 +41,11 @@ from actors.messages import (
 )
 from canonical import Invoice, System
 from canonical.validation import Problems, check_required
-from gateway.processes.case_to_resolution import find_open_case
 from gateway.processes.context import Accepted, CommandContext
 from gateway.processes.customers import resolve_customer
 from gateway.processes.errors import ValidationFailed
 from gateway.processes.saga import Flow, SagaView, Step
+from gateway.processes.sagas.case_to_resolution import find_open_case
 
 __all__ = ["FLOW", "validate"]
 

@@ -36,14 +36,14 @@ from gateway.processes.context import Accepted, CommandContext
 from gateway.processes.customers import resolve_customer
 from gateway.processes.errors import ValidationFailed
 from gateway.processes.exclusive import Exclusive, find_blocker
-from gateway.processes.quote_to_cash import (
+from gateway.processes.saga import Flow, SagaView, Step
+from gateway.processes.sagas.quote_to_cash import (
     entitlement_message,
     entitlement_record,
     stamp_message,
     stamp_record,
     subscription_record,
 )
-from gateway.processes.saga import Flow, SagaView, Step
 from gateway.store import OperationStatus
 
 __all__ = ["FLOW", "validate"]
