@@ -1,8 +1,8 @@
 """One system's rate limiter, at the policy rate times this replica's share of it.
 
 A vendor's quota belongs to the account: with several gateway replicas each spends a
-share (``gateway.cluster`` decides it, ``Fleet.set_rate_share`` applies it). The bucket
-is aiolimiter's leaky bucket; a new share builds a new bucket, and:
+share (``gateway.cluster`` decides it, ``Systems.set_rate_share`` in ``actors.fleet``
+applies it). The bucket is aiolimiter's leaky bucket; a new share builds a new bucket, and:
 
 - a new bucket starts drained (its first token comes after ``1 / rate``), so a share
   that shrinks never bursts, and one that grows does not add a burst on top of what was
