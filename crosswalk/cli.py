@@ -47,6 +47,15 @@ def _add_sandbox_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fresh", action="store_true", help="wipe the sandbox databases and seed again")
 
 
+def _add_bus_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bus",
+        default=os.environ.get("CROSSWALK_BUS", ""),
+        help="bus between gateway replicas sharing one store: nats://host:4222 (NATS "
+        "JetStream; env CROSSWALK_BUS); default in-process (one replica)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crosswalk", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -61,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=port, help="gateway port (env CROSSWALK_PORT)")
     up.add_argument("--var-dir", type=Path, default=var_dir, help="state folder (default var)")
     up.add_argument("--policies", type=Path, default=policies)
+    _add_bus_flag(up)
     _add_sandbox_flags(up)
 
     serve = sub.add_parser("serve", help="run the gateway alone")
@@ -73,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("CROSSWALK_STORE", ""),
         help="store URL (env CROSSWALK_STORE)",
     )
+    _add_bus_flag(serve)
     serve.add_argument(
         "--no-dispatcher", action="store_true", help="accept mutations but deliver nothing"
     )

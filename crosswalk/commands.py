@@ -109,6 +109,7 @@ def _settings(args: argparse.Namespace) -> object:
         var_dir=args.var_dir,
         policies_dir=args.policies,
         store_url=getattr(args, "store", "") or "",
+        bus_url=getattr(args, "bus", "") or "",
         dispatcher=not getattr(args, "no_dispatcher", False),
         profile=getattr(args, "profile", "production"),
     )
@@ -232,6 +233,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
     serve = [python, "-m", "crosswalk", "serve", "--host", args.host, "--port", str(args.port)]
     serve += ["--var-dir", str(var_dir), "--policies", str(args.policies)]
+    if args.bus:
+        serve += ["--bus", args.bus]
     # the sandbox systems take the committed demo secrets: say so before anything starts
     serve += ["--profile", "sandbox"]
     print(f"crosswalk: {SANDBOX_WARNING}", flush=True)

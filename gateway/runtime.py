@@ -5,9 +5,11 @@
         runtime.systems     # actors.Systems: the four system actors
         runtime.policies    # gateway.governance.policies.Policies
         runtime.audit       # gateway.observability.audit.AuditWriter: vendor calls
+        runtime.bus         # gateway.bus.Bus: news of commits between replicas
 
 Opening loads and validates ``policies/`` first (a bad file stops start-up with the file,
-key and reason), then the store (migrations run), then the actors; background processes
+key and reason), then the bus (``--bus``: in-process by default; an unreachable NATS stops
+start-up), then the store (migrations run), then the actors; background processes
 (the outbox dispatcher) run in the runtime's task group and stop before the actors do.
 The audit writer opens before the actors (their every vendor call is queued to it) and
 closes after them, with a final flush; the audit retention purge runs supervised.
@@ -30,6 +32,7 @@ from anyio.abc import TaskStatus
 from actors import ConnectorFactory, Systems
 from actors.messages import Priority
 from canonical import System
+from gateway.bus import Bus, open_bus
 from gateway.governance.audit import AuditPolicy
 from gateway.governance.policies import Policies, load_policies
 from gateway.observability.audit import AuditWriter, purge_audit
@@ -40,6 +43,7 @@ from gateway.processes.discovery import discover
 from gateway.processes.dispatcher import Dispatcher
 from gateway.processes.reactions import Reactions, Submit
 from gateway.processes.reconcile import run_reconciliation
+from gateway.processes.replication import Replication
 from gateway.readmodel.feeds import Feeds, system_feeds
 from gateway.readmodel.model import ReadModel
 from gateway.readmodel.quota import Quota
@@ -80,6 +84,10 @@ class Runtime:
     audit: AuditWriter | None = None
     #: samples of the actors' call counters, for the SLO burn rates (gateway.observability.slo)
     slo: CallCounters | None = None
+    #: news of commits between replicas (None in runtimes assembled without one)
+    bus: Bus | None = None
+    #: what this replica tells the others and takes from them (None: it runs alone)
+    replication: Replication | None = None
 
 
 async def _retention(store: Store, policy: AuditPolicy, scope: anyio.CancelScope) -> None:
@@ -157,6 +165,11 @@ async def _read_model_tasks(
             tg.start_soon(supervise, "read-through writer", model.write_read_throughs)
             if run_feeds:
                 tg.start_soon(supervise, "read-model feeds", feeds.run)
+
+
+async def _replicating(replication: Replication, since: float, scope: anyio.CancelScope) -> None:
+    with scope:
+        await supervise("replication", functools.partial(replication.run, since))
 
 
 async def _scheduled(runtime: Runtime, scope: anyio.CancelScope) -> None:
@@ -298,12 +311,18 @@ async def open_runtime(
     policies = policies or load_policies(settings.policies_dir, profile=settings.profile)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     async with (
+        open_bus(settings.bus_url) as bus,
         open_store(settings.resolved_store_url) as store,
         AuditWriter(store, capacity=policies.audit.queue) as audit,
         Systems(policies.systems, connectors, on_call=audit.record) as systems,
         anyio.create_task_group() as tg,
     ):
         read_model = ReadModel(store, system_feeds())
+        replication: Replication | None = None
+        if not bus.alone:
+            replication = Replication(bus, store, read_model)
+            replication.attach()  # from before the load: what it misses is in the store
+        loaded_from = time.time()
         await read_model.load()
         quota = Quota(
             {system: p.rate.per_second for system, p in policies.systems.systems.items()},
@@ -321,6 +340,8 @@ async def open_runtime(
             feeds=feeds,
             audit=audit,
             slo=counters,
+            bus=bus,
+            replication=replication,
         )
         reactions = Reactions(store, read_model, policies.ownership, submit=_submitter(runtime))
         feeds.on_events = reactions.within
@@ -329,6 +350,11 @@ async def open_runtime(
         # written is read through again; a feed page not committed is read again)
         background = anyio.CancelScope()
         tg.start_soon(_read_model_tasks, read_model, feeds, settings.feeds, background)
+        replicating = anyio.CancelScope()
+        if replication is not None:
+            # the other replicas' news from before the load on (the version rule drops
+            # what the load already held)
+            tg.start_soon(_replicating, replication, loaded_from, replicating)
         scheduled = anyio.CancelScope()
         if settings.feeds:
             tg.start_soon(_scheduled, runtime, scheduled)
@@ -351,6 +377,7 @@ async def open_runtime(
             sampling.cancel()
             retention.cancel()  # a purge cut short is finished by the next start's
             background.cancel()
+            replicating.cancel()  # the store is the truth: nothing of it to finish
             scheduled.cancel()
             if dispatcher is not None:
                 # stop leasing; deliveries in flight finish within the dispatcher's own

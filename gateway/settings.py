@@ -8,6 +8,8 @@ variable                    default                      meaning
 CROSSWALK_HOST              127.0.0.1                    gateway bind address
 CROSSWALK_PORT              8000                         gateway port
 CROSSWALK_STORE             sqlite:///var/crosswalk.db   store URL (sqlite:///; postgres planned)
+CROSSWALK_BUS               (in-process)                 bus between replicas: nats://host:4222
+                                                         (NATS JetStream) or memory://
 CROSSWALK_POLICIES          policies                     policy folder
 CROSSWALK_VAR               var                          state folder (sandbox data, reports)
 CROSSWALK_PROFILE           production                   production: secrets from the
@@ -33,6 +35,8 @@ class Settings:
         default_factory=lambda: Path(os.environ.get("CROSSWALK_POLICIES", "policies"))
     )
     store_url: str = field(default_factory=lambda: os.environ.get("CROSSWALK_STORE", ""))
+    #: the bus between replicas sharing the store ("": in-process, this replica alone)
+    bus_url: str = field(default_factory=lambda: os.environ.get("CROSSWALK_BUS", ""))
     #: run the outbox dispatcher in this process
     dispatcher: bool = True
     #: keep the read model current in this process (events consumer, catch-up loops);

@@ -17,7 +17,6 @@ system last reached the end; its age runs from then.
 
 from __future__ import annotations
 
-import enum
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -30,8 +29,18 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from canonical import System
-from gateway.readmodel.codec import decode, encode
-from gateway.readmodel.kinds import Kind, identify
+from gateway.readmodel.changes import (
+    Applied,
+    Change,
+    Entry,
+    FeedState,
+    SliceView,
+    Source,
+    change_of_row,
+    version_at,
+)
+from gateway.readmodel.codec import encode
+from gateway.readmodel.kinds import Kind
 from gateway.store import ReadRow, Store, Transaction
 
 __all__ = [
@@ -42,6 +51,7 @@ __all__ = [
     "ReadModel",
     "SliceView",
     "Source",
+    "change_of_row",
     "version_at",
 ]
 
@@ -54,89 +64,15 @@ WATCH_BUFFER = 256
 THROUGH_BUFFER = 1000
 
 
-class Source(enum.StrEnum):
-    """How the read model learned a record."""
-
-    EVENTS = "EVENTS"  # a vendor's webhook
-    CATCH_UP = "CATCH_UP"  # the vendor's change feed (or its initial listing)
-    READ_THROUGH = "READ_THROUGH"  # a read that found nothing local asked the vendor
-
-
-def version_at(moment: float) -> str:
-    """The sortable version text for a unix time (fixed width: text order is time order)."""
-    return f"{moment:018.6f}"
-
-
 def _to_epoch(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One record's new state as a feed, an event or a read reported it."""
-
-    system: System
-    kind: Kind
-    id: str
-    customer: str
-    value: Any  # the canonical record; None when deleted
-    version: str
-    deleted: bool = False
-
-    @classmethod
-    def of(cls, value: Any, version: str) -> Change:
-        kind, record_id, customer = identify(value)
-        return cls(value.system, kind, record_id, customer, value, version)
-
-
-@dataclass(slots=True)
-class Entry:
-    customer: str
-    value: Any
-    version: str
-    learned_at: float
-    source: Source
-    deleted: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """A change the read model took (what ``Subscription.customerEvents`` streams)."""
-
-    system: System
-    kind: Kind
-    id: str
-    customer: str
-    source: Source
-    at: float
-    deleted: bool
-    created: bool
-    changed_fields: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SliceView:
-    """A customer's records of one kind, and since when they are known complete."""
-
-    value: Any  # tuple of records (``many``), else the record or None
-    as_of: float
-    source: Source | None
-
-
-@dataclass(slots=True)
-class FeedState:
-    """One change feed's position and health, as ``Query.systems`` shows it."""
-
-    system: System
-    feed: str
-    cursor: str | None = None
-    complete_at: float | None = None
-    last_pass_at: float | None = None
-    last_error: str | None = None
-    passes: int = 0
-
-
 _Through = tuple[list[Change], list[tuple[System, Kind, str, float]]]
+Cover = Sequence[tuple[System, Kind, str, float]]
+FeedAt = tuple[System, str, str | None, float | None]
+#: ``on_commit(rows, cover, feed)``
+Commit = Callable[[Sequence[ReadRow], Cover, FeedAt | None], None]
 
 
 @dataclass(slots=True)
@@ -190,46 +126,38 @@ class ReadModel:
         self.through_dropped = 0
         self._through_pending = 0
         self._through_written = anyio.Event()
+        #: told what each commit wrote, after it (rows, covered slices, feed position):
+        #: the replication hands it to the other replicas; must not block
+        self.on_commit: Commit | None = None
 
     # ------------------------------------------------------------ start-up
 
     async def load(self) -> None:
-        """Fill memory from the store (records page by page, coverage, feed positions)."""
+        """Fill memory from the store (records page by page, coverage, feed positions);
+        again later, bring memory up to date (news from other replicas was lost): under
+        the version rule, so only what memory misses is taken, and its watchers hear it."""
         after: tuple[str, str, str] | None = None
         while True:
             rows = await self.store.read_rows(after=after, limit=5000)
-            for row in rows:
-                self._take_row(row)
+            self.take_remote([change_of_row(row) for row in rows])
             if len(rows) < 5000:
                 break
             last = rows[-1]
             after = (last.system, last.kind, last.id)
-        for cover in await self.store.read_coverage():
-            self._coverage[(System(cover.system), Kind(cover.kind), cover.customer)] = (
-                cover.loaded_at.timestamp()
-            )
+        self.take_remote(
+            (),
+            cover=[
+                (System(c.system), Kind(c.kind), c.customer, c.loaded_at.timestamp())
+                for c in await self.store.read_coverage()
+            ],
+        )
         for feed in await self.store.read_feeds():
             state = self.feeds.get((System(feed.system), feed.feed))
             if state is not None:
-                state.cursor = feed.cursor
-                state.complete_at = _to_epoch(feed.complete_at)
-
-    def _take_row(self, row: ReadRow) -> None:
-        system, kind = System(row.system), Kind(row.kind)
-        value = None if row.data is None else decode(row.data)
-        self._set(
-            system,
-            kind,
-            row.id,
-            Entry(
-                row.customer,
-                value,
-                row.version,
-                row.learned_at.timestamp(),
-                Source(row.source),
-                row.deleted,
-            ),
-        )
+                state.cursor = state.cursor or feed.cursor
+                complete = _to_epoch(feed.complete_at)
+                if complete is not None and (state.complete_at or 0.0) < complete:
+                    state.complete_at = complete
 
     def _set(self, system: System, kind: Kind, record_id: str, entry: Entry) -> None:
         key = (system, kind, record_id)
@@ -348,34 +276,7 @@ class ReadModel:
                     await tx.mark_applied(events)
                 if within is not None:
                     await within(tx)
-        applied: list[Applied] = []
-        for c in changes:
-            if not self._newer(c):
-                continue  # a newer state arrived while this one was being committed
-            old = self._records.get((c.system, c.kind, c.id))
-            self._set(
-                c.system,
-                c.kind,
-                c.id,
-                Entry(
-                    c.customer, None if c.deleted else c.value, c.version, now, source, c.deleted
-                ),
-            )
-            if old is not None and not old.deleted and not c.deleted and old.value == c.value:
-                continue  # nothing a reader would see changed
-            applied.append(
-                Applied(
-                    c.system,
-                    c.kind,
-                    c.id,
-                    c.customer,
-                    source,
-                    now,
-                    c.deleted,
-                    old is None or old.deleted,
-                    _changed_fields(old.value if old is not None else None, c.value),
-                )
-            )
+        applied = [a for c in changes if (a := self._take(c, source, now)) is not None]
         for system, kind, customer, at in cover:
             key = (system, kind, customer)
             self._coverage[key] = max(self._coverage.get(key, 0.0), at)
@@ -391,7 +292,53 @@ class ReadModel:
                 self.last_event_at[system] = now
                 self.events_applied[system] = self.events_applied.get(system, 0) + 1
         self._publish(applied)
+        if self.on_commit is not None and (rows or cover or feed is not None):
+            self.on_commit(rows, cover, feed)
         return applied
+
+    def take_remote(
+        self,
+        changes: Sequence[tuple[Change, Source, float]],
+        cover: Sequence[tuple[System, Kind, str, float]] = (),
+        complete: Sequence[tuple[System, str, float]] = (),
+    ) -> list[Applied]:
+        """Take into memory what another replica (or the store) says was committed: each
+        change with how and when it was learned, under the version rule; the slices it
+        covered; the feeds it saw reach their end. Its watchers hear what changed."""
+        applied = [a for c, source, at in changes if (a := self._take(c, source, at)) is not None]
+        for system, kind, customer, at in cover:
+            key = (system, kind, customer)
+            self._coverage[key] = max(self._coverage.get(key, 0.0), at)
+        for system, name, at in complete:
+            state = self.feeds.get((system, name))
+            if state is not None and (state.complete_at is None or state.complete_at < at):
+                state.complete_at = at
+        self._publish(applied)
+        return applied
+
+    def _take(self, c: Change, source: Source, at: float) -> Applied | None:
+        """Take one change into memory if not older than what is held; the ``Applied``
+        its watchers hear, or None if it was older or changed nothing a reader sees."""
+        if not self._newer(c):
+            return None  # a newer state arrived meanwhile (or was already held)
+        old = self._records.get((c.system, c.kind, c.id))
+        value = None if c.deleted else c.value
+        self._set(
+            c.system, c.kind, c.id, Entry(c.customer, value, c.version, at, source, c.deleted)
+        )
+        if old is not None and not old.deleted and not c.deleted and old.value == c.value:
+            return None  # nothing a reader would see changed
+        return Applied(
+            c.system,
+            c.kind,
+            c.id,
+            c.customer,
+            source,
+            at,
+            c.deleted,
+            old is None or old.deleted,
+            _changed_fields(old.value if old is not None else None, c.value),
+        )
 
     def _newer(self, change: Change) -> bool:
         old = self._records.get((change.system, change.kind, change.id))
@@ -469,6 +416,11 @@ class ReadModel:
                 self._through_send = None
 
     # ------------------------------------------------------------ watching
+
+    @property
+    def watchers(self) -> int:
+        """Open ``watch()`` blocks (subscriptions to customer events)."""
+        return len(self._watchers)
 
     @asynccontextmanager
     async def watch(

@@ -7,13 +7,16 @@ publish rate: a consumer slower than the changes sees the newest state, not ever
 intermediate one. Operation statuses only move forward, so the final status is always
 delivered.
 
-Only changes committed through this process's store are seen; a CLI replay from another
-process is not (the GraphQL layer can poll ``get_operation`` as a fallback).
+Only changes committed through this process's store are published here. Listeners
+(``listeners``) hear each one too: the runtime's replication tells the other replicas
+over the bus, and hands what they committed to ``deliver`` (watchers only, no listener:
+news from elsewhere is not told again). A CLI replay from a process outside the bus is
+not seen (the GraphQL layer polls ``get_operation`` as a fallback).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Self
 
@@ -75,6 +78,8 @@ class OperationNotifier:
         self._count = 0
         self._max = max_watchers
         self._closed = False
+        #: called with each committed version after the watchers (must not block)
+        self.listeners: list[Callable[[Operation], None]] = []
 
     @asynccontextmanager
     async def watch(self, operation_id: str) -> AsyncIterator[OperationWatch]:
@@ -100,9 +105,23 @@ class OperationNotifier:
                     del self._watchers[operation_id]
 
     def publish(self, operation: Operation) -> None:
+        """Hand a version this process committed to every watcher of that operation and
+        to the listeners (never blocks)."""
+        self.deliver(operation)
+        for listener in self.listeners:
+            listener(operation)
+
+    def deliver(self, operation: Operation) -> None:
         """Hand a committed version to every watcher of that operation (never blocks)."""
         for watch in self._watchers.get(operation.id, ()):
             watch._offer(operation)
+
+    def watched(self) -> list[str]:
+        """The operation ids someone is watching now."""
+        return list(self._watchers)
+
+    def watching(self, operation_id: str) -> bool:
+        return operation_id in self._watchers
 
     def close(self) -> None:
         """End every watcher's iteration (the store is closing)."""
