@@ -29,6 +29,7 @@ Start-up fails with ``BusError`` if the server cannot be reached within ``timeou
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -70,6 +71,13 @@ REPLICA_HEADER = "Crosswalk-Replica"
 GAP_HEADER = "Crosswalk-Gap"
 #: the longest back-off between failed sends
 MAX_BACKOFF = 2.0
+#: messages sent before their acknowledgements are awaited
+BATCH = 512
+#: messages the client holds for a subscription before the pump takes them (past it the
+#: ordered consumer starts again from the first one lost)
+CLIENT_PENDING = 65_536
+#: bytes kept free in a message for its headers
+HEADROOM = 512
 
 
 class NatsBus(Bus):
@@ -226,51 +234,68 @@ class NatsBus(Bus):
 
     async def _sender(self) -> None:
         with self._queue:
-            async for subject, data in self._queue:
-                await self._deliver(subject, data, {})
-                self._pending -= 1
-                self.published += 1
-                while self._lost:
-                    lost = self._lost.pop()
-                    await self._deliver(lost, b"", {GAP_HEADER: "1"})
+            async for first in self._queue:
+                batch = [first]
+                while len(batch) < BATCH:
+                    try:
+                        batch.append(self._queue.receive_nowait())
+                    except anyio.WouldBlock:
+                        break
+                await self._deliver([(subject, data, {}) for subject, data in batch])
+                self._pending -= len(batch)
+                self.published += len(batch)
+                if self._lost:
+                    gaps = [(subject, b"", {GAP_HEADER: "1"}) for subject in self._lost]
+                    self._lost.clear()
+                    await self._deliver(gaps)
                 self._sent.set()
                 self._sent = anyio.Event()
 
-    async def _deliver(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
-        """Publish until the stream acknowledges it (retrying through outages)."""
-        self._sequence += 1
-        headers = {
-            **headers,
-            REPLICA_HEADER: self.replica,
-            "Nats-Msg-Id": f"{self.replica}-{self._sequence}",
-        }
-        backoff = 0.1
-        failing = False
-        while True:
-            assert self._js is not None
-            try:
-                await self._js.publish(
-                    f"{self.prefix}.{subject}", data, timeout=self.timeout, headers=headers
-                )
-            except nats.errors.MaxPayloadError:
-                log.error(
-                    "bus: a message of %d bytes on %s is over the server's limit",
-                    len(data),
-                    subject,
-                )
+    async def _deliver(self, items: list[tuple[str, bytes, dict[str, str]]]) -> None:
+        """Publish ``items`` pipelined, until the stream acknowledged each (through
+        outages: what was not acknowledged is sent again, its message id keeping it
+        stored once)."""
+        assert self._nc is not None
+        assert self._js is not None
+        waiting: list[tuple[str, bytes, dict[str, str]]] = []
+        for subject, data, headers in items:
+            self._sequence += 1
+            if len(data) + HEADROOM > self._nc.max_payload:
+                log.error("bus: a message of %d bytes on %s is over the limit", len(data), subject)
                 self.dropped += 1
                 self._lost.add(subject)  # the receivers read the store instead
-                return
-            except Exception as exc:  # any other failure is an outage: keep it, retry
+                continue
+            headers = {
+                **headers,
+                REPLICA_HEADER: self.replica,
+                "Nats-Msg-Id": f"{self.replica}-{self._sequence}",
+            }
+            waiting.append((f"{self.prefix}.{subject}", data, headers))
+        backoff = 0.1
+        failing = False
+        while waiting:
+            acks: list[asyncio.Future[Any]] = []
+            try:
+                with anyio.fail_after(self.timeout):
+                    for subject, data, headers in waiting:
+                        acks.append(await self._js.publish_async(subject, data, headers=headers))
+                    for ack in acks:
+                        await ack
+            except Exception as exc:  # an outage: send again what was not acknowledged
                 if not failing:
-                    log.warning("bus: cannot publish on %s (%r); retrying", subject, exc)
+                    log.warning("bus: cannot publish (%r); retrying", exc)
                     failing = True
+                waiting = [
+                    item
+                    for i, item in enumerate(waiting)
+                    if i >= len(acks) or not _acknowledged(acks[i])
+                ]
                 await anyio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
-            if failing:
-                log.info("bus: publishing again")
-            return
+            waiting = []
+        if failing:
+            log.info("bus: publishing again")
 
     # ------------------------------------------------------------ receiving
 
@@ -331,7 +356,7 @@ class NatsBus(Bus):
                             stream=stream,
                             ordered_consumer=True,
                             config=config,
-                            pending_msgs_limit=self.capacity,
+                            pending_msgs_limit=CLIENT_PENDING,
                         )
                         # the client keeps this config to make the consumer again after a
                         # gap (by sequence); a start time left in it would be rejected
@@ -368,6 +393,14 @@ class NatsBus(Bus):
                             await js_sub.unsubscribe()
                         except Exception as exc:  # the connection may be down: nothing held
                             log.debug("bus: unsubscribe from %s: %r", full, exc)
+
+
+def _acknowledged(ack: asyncio.Future[Any]) -> bool:
+    """Whether the stream stored it; an unanswered publish is given up (cancelled)."""
+    if not ack.done():
+        ack.cancel()
+        return False
+    return not ack.cancelled() and ack.exception() is None
 
 
 async def _cancel_on(event: anyio.Event, scope: anyio.CancelScope) -> None:
