@@ -152,7 +152,8 @@ class NatsBus(Bus):
                     await self._ensure_stream(first)
         except Exception as exc:
             await self._close_connection()
-            raise BusError(f"cannot reach the bus at {self._url}: {exc!r}") from exc
+            why = f"no answer within {self.timeout:g} s" if isinstance(exc, TimeoutError) else exc
+            raise BusError(f"cannot reach the bus at {self._url}: {why!s}") from exc
         self._send, self._queue = anyio.create_memory_object_stream[tuple[str, bytes]](
             self.capacity
         )
