@@ -36,23 +36,33 @@ def require_nats(host: str = "127.0.0.1", port: int = 4222) -> None:
         )
 
 
+def nats_prefix_name() -> str:
+    """A stream prefix no other test uses."""
+    return f"cwtest-{secrets.token_hex(4)}"
+
+
 @asynccontextmanager
 async def nats_prefix() -> AsyncIterator[str]:
     """A fresh stream prefix on the shared server; its streams are deleted afterwards."""
     require_nats()
-    prefix = f"cwtest-{secrets.token_hex(4)}"
+    prefix = nats_prefix_name()
     try:
         yield prefix
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-            nc = await nats.connect(NATS_URL)
-            try:
-                js = nc.jetstream()
-                for first in ("events", "operations"):
-                    with contextlib.suppress(nats.js.errors.NotFoundError):
-                        await js.delete_stream(f"{prefix}_{first}".upper().replace("-", "_"))
-            finally:
-                await nc.close()
+            await delete_streams(prefix)
+
+
+async def delete_streams(prefix: str) -> None:
+    """Delete the streams a bus with ``prefix`` made on the shared server."""
+    nc = await nats.connect(NATS_URL)
+    try:
+        js = nc.jetstream()
+        for first in ("events", "operations"):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_stream(f"{prefix}_{first}".upper().replace("-", "_"))
+    finally:
+        await nc.close()
 
 
 class PrivateServer:

@@ -10,8 +10,7 @@ import pytest
 
 from gateway.settings import Settings
 from tests.servers import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
 
 
 def serve(tmp_path: Path, *args: str) -> str:

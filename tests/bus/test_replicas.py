@@ -24,8 +24,8 @@ from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 from gateway.store import OperationStatus
 from tests.bus.nats_server import NATS_URL, nats_prefix
-from tests.graphql.conftest import ROOT
 from tests.servers import free_port, serve
+from tests.support.paths import POLICIES
 
 pytestmark = pytest.mark.anyio
 
@@ -55,7 +55,7 @@ async def replicas(tmp_path: Path, bus_url: str, n: int = 2) -> AsyncIterator[li
         for i in range(n):
             settings = Settings(
                 var_dir=tmp_path / f"var{i}",
-                policies_dir=ROOT / "policies",
+                policies_dir=POLICIES,
                 store_url=f"sqlite:///{tmp_path / 'shared.db'}",
                 bus_url=bus_url,
                 dispatcher=False,

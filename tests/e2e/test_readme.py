@@ -29,6 +29,10 @@ README = ROOT / "README.md"
 NOT_AS_WRITTEN: dict[str, tuple[str | None, str]] = {
     "./scripts/up": (None, "starts the stack this test already runs through `crosswalk up`"),
     "./scripts/test": (None, "is the command running this test"),
+    # Beyond one machine: tests/e2e/test_readme_replicas.py runs these as written
+    "nats-server -js": (None, "NATS runs for the tests already (.ci/run starts it)"),
+    "crosswalk sandbox &": (None, "the replicas' sandbox: tests/e2e/test_readme_replicas.py"),
+    "crosswalk serve --profile sandbox --port 800": (None, "tests/e2e/test_readme_replicas.py"),
     ".venv/bin/python scripts/bench_": (
         "--help",
         "a benchmark runs for minutes: checked it starts",
