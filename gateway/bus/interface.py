@@ -171,6 +171,11 @@ class Bus(ABC):
         """Where the bus is (``memory://`` for the in-process one)."""
 
     @property
+    def queued(self) -> int:
+        """Messages waiting to be sent."""
+        return 0
+
+    @property
     def alone(self) -> bool:
         """Whether no other replica can hear this bus (nothing worth publishing)."""
         return False

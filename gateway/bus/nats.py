@@ -119,6 +119,10 @@ class NatsBus(Bus):
         return self._url
 
     @property
+    def queued(self) -> int:
+        return self._pending
+
+    @property
     def connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
 

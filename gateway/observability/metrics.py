@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 
 from canonical import System
 from gateway.observability.slo import SloStatus, evaluate
-from gateway.observability.sources import Observed
+from gateway.observability.sources import Observed, ReplicationFigures
 from gateway.store import MessageStatus, OutboxStatus, StoreError
 
 __all__ = ["MAX_OPERATION_NAMES", "GatewayMetrics", "build_registry"]
@@ -374,6 +374,36 @@ class _AuditCollector(Collector):
         yield from (written, dropped, failed, queued)
 
 
+class _BusCollector(Collector):
+    """News between replicas (only where the runtime shares a bus with others)."""
+
+    def __init__(self, runtime: Callable[[], Observed | None]) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        replication: ReplicationFigures | None = getattr(self._runtime(), "replication", None)
+        if replication is None:
+            return
+        bus = replication.bus
+        connected = GaugeMetricFamily(
+            "crosswalk_bus_connected", "1 while the bus reaches the other replicas"
+        )
+        connected.add_metric([], 1.0 if bus.connected else 0.0)
+        queued = GaugeMetricFamily("crosswalk_bus_queued", "Messages waiting to be sent")
+        queued.add_metric([], bus.queued)
+        yield from (connected, queued)
+        for name, value, text in (
+            ("published", bus.published, "Messages sent to the other replicas"),
+            ("received", bus.received, "Messages received from the other replicas"),
+            ("dropped", bus.dropped, "Messages not sent: the send queue was full"),
+            ("overflowed", bus.overflowed, "Messages lost by a subscriber that fell behind"),
+            ("gaps", replication.gaps, "Store re-reads after news was lost"),
+        ):
+            family = CounterMetricFamily(f"crosswalk_bus_{name}", text)
+            family.add_metric([], value)
+            yield family
+
+
 def build_registry(
     runtime: Callable[[], Observed | None],
 ) -> tuple[CollectorRegistry, GatewayMetrics]:
@@ -381,6 +411,7 @@ def build_registry(
     registry.register(_ActorCollector(runtime))
     registry.register(_ReadModelCollector(runtime))
     registry.register(_AuditCollector(runtime))
+    registry.register(_BusCollector(runtime))
     metrics = GatewayMetrics(registry)
     registry.register(_OutboxCollector(metrics))
     return registry, metrics

@@ -3,8 +3,9 @@
 The gateway's runtime (``gateway.runtime.Runtime``) sits layers above observability, so
 the collectors never import it: they read an ``Observed``, which the runtime satisfies
 as it is. The read model and the quota live above observability too; their figures are
-named by ``ReadModelFigures`` and ``QuotaFigures``. The parts below observability
-(the actors, the store, the policies) are named by their own types.
+named by ``ReadModelFigures`` and ``QuotaFigures``, the replication's by
+``ReplicationFigures``. The parts below observability (the actors, the store, the
+policies, the bus) are named by their own types.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from typing import Protocol
 
 from actors import Systems
 from canonical import System
+from gateway.bus import Bus
 from gateway.governance.policies import Policies
 from gateway.observability.audit import AuditWriter
 from gateway.observability.slo import CallCounters
 from gateway.store import Store
 
-__all__ = ["FeedFigures", "Observed", "QuotaFigures", "ReadModelFigures"]
+__all__ = ["FeedFigures", "Observed", "QuotaFigures", "ReadModelFigures", "ReplicationFigures"]
 
 
 class FeedFigures(Protocol):
@@ -52,6 +54,17 @@ class QuotaFigures(Protocol):
 
     @property
     def refused(self) -> Mapping[tuple[System, str], int]: ...
+
+
+class ReplicationFigures(Protocol):
+    """The bus between replicas and the store re-reads after lost news
+    (``gateway.processes.replication.Replication``; a runtime alone has none)."""
+
+    @property
+    def bus(self) -> Bus: ...
+
+    @property
+    def gaps(self) -> int: ...
 
 
 class Observed(Protocol):

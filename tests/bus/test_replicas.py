@@ -18,6 +18,7 @@ from canonical import Customer, System
 from gateway.governance.systems import ENV_URLS
 from gateway.graphql import subscriptions
 from gateway.graphql.app import create_graphql_app
+from gateway.observability.metrics import build_registry
 from gateway.readmodel.kinds import Kind
 from gateway.readmodel.model import Change, Source, version_at
 from gateway.runtime import Runtime, open_runtime
@@ -153,3 +154,19 @@ async def test_a_record_applied_on_one_replica_reaches_the_others_read_model_and
             entry = b.read_model.record(System.BILLING, Kind.CUSTOMER, "cus_1")
             assert entry is not None
             assert entry.value == renamed
+        # what went between them, as each replica's /metrics shows it
+        shown = [metrics(runtime) for runtime in (a, b)]
+        assert shown[0]["crosswalk_bus_connected"] == shown[1]["crosswalk_bus_connected"] == 1
+        assert shown[1]["crosswalk_bus_received_total"] >= 2  # the two newer records
+        assert shown[0]["crosswalk_bus_published_total"] >= 2
+        assert shown[1]["crosswalk_bus_gaps_total"] == 0
+
+
+def metrics(runtime: Runtime) -> dict[str, float]:
+    registry, _ = build_registry(lambda: runtime)
+    return {
+        sample.name: sample.value
+        for family in registry.collect()
+        if family.name.startswith("crosswalk_bus")
+        for sample in family.samples
+    }
