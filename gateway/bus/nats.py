@@ -11,17 +11,21 @@ A subject's first token names its stream. Every message carries the publishing r
 (header ``Crosswalk-Replica``) and a message id (``Nats-Msg-Id``), so a publish retried
 after a lost acknowledgement is stored once.
 
-Sending: one task sends the bounded queue in order, each publish acknowledged by the
-stream within ``timeout``; while the server is unreachable it retries the head message
-(backing off to 2 s) and later messages wait, up to ``capacity``, then are dropped. The
-first publish that succeeds after drops sends a gap marker on each subject that lost
-some (``Crosswalk-Gap``); receivers read the store again.
+Sending: one task sends the bounded queue in order, up to ``BATCH`` messages pipelined
+before their acknowledgements (each within ``timeout``) are awaited; while the server is
+unreachable it sends again what was not acknowledged (backing off to 2 s; so a resent
+message may land after a later one: no receiver depends on the order, each applies a
+version rule or reads the store) and later messages wait, up to ``capacity``, then are
+dropped. The first batch sent after drops is followed by a gap marker on each subject
+that lost some (``Crosswalk-Gap``); receivers read the store again.
 
 Receiving: each subscription is an ephemeral ordered consumer of its own (every replica
 needs every message), from ``since`` or from now. The client reconnects by itself
 (forever, every 0.5 s); after a reconnect the subscription makes a new consumer from the
 stream sequence after the last one it saw, so an outage loses nothing the stream still
-holds; if the stream dropped some of those meanwhile (limits), it yields a ``Gap``.
+holds; if the stream dropped some of those meanwhile (limits), or the server lost the
+stream itself (restarted without its storage: the stream is made again, by whichever
+side needs it first), it yields a ``Gap``.
 
 Start-up fails with ``BusError`` if the server cannot be reached within ``timeout``
 (a replica that silently never joined would drift); later outages are survived.
@@ -30,6 +34,7 @@ Start-up fails with ``BusError`` if the server cannot be reached within ``timeou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,6 +53,7 @@ from nats.js.api import (
     DiscardPolicy,
     StorageType,
     StreamConfig,
+    StreamInfo,
 )
 
 from gateway.bus.interface import (
@@ -187,6 +193,15 @@ class NatsBus(Bus):
             with anyio.move_on_after(self.drain, shield=True):
                 await nc.close()
 
+    async def _stream_info(self, first: str) -> StreamInfo:
+        """The stream's state, made again first if the server lost it."""
+        assert self._js is not None
+        try:
+            return await self._js.stream_info(self.stream_name(first))
+        except nats.js.errors.NotFoundError:
+            await self._ensure_stream(first)
+            return await self._js.stream_info(self.stream_name(first))
+
     async def _ensure_stream(self, first: str) -> None:
         assert self._js is not None
         config = StreamConfig(
@@ -290,6 +305,10 @@ class NatsBus(Bus):
                 if not failing:
                     log.warning("bus: cannot publish (%r); retrying", exc)
                     failing = True
+                if isinstance(exc, nats.js.errors.NoStreamResponseError):
+                    with contextlib.suppress(Exception):  # the server lost the streams
+                        for first in STREAMS:
+                            await self._stream_info(first)
                 waiting = [
                     item
                     for i, item in enumerate(waiting)
@@ -335,6 +354,7 @@ class NatsBus(Bus):
         full = f"{self.prefix}.{sub.pattern}"
         cut = len(self.prefix) + 1
         last: int | None = None  # the last stream sequence seen
+        created: datetime | None = None  # when the stream was made (a new one: lost)
         started = False
         backoff = 0.1
         with sub.send:
@@ -342,20 +362,24 @@ class NatsBus(Bus):
                 reconnected = self._reconnected
                 assert self._js is not None
                 config = ConsumerConfig(inactive_threshold=30.0)
-                if last is not None:
-                    config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
-                    config.opt_start_seq = last + 1
-                elif since is not None:
-                    config.deliver_policy = DeliverPolicy.BY_START_TIME
-                    config.opt_start_time = datetime.fromtimestamp(since, UTC)
-                else:
-                    config.deliver_policy = DeliverPolicy.NEW
                 try:
                     with anyio.fail_after(self.timeout):
+                        info = await self._stream_info(sub.pattern.split(".")[0])
+                        state = info.state
                         if last is not None:
-                            info = await self._js.stream_info(stream)
-                            if info.state.first_seq > last + 1:
-                                sub.offer(Gap(sub.pattern))  # the stream dropped some
+                            if info.created != created or state.last_seq < last:
+                                sub.offer(Gap(sub.pattern))  # made anew: its server lost it
+                                last = 0
+                            elif state.first_seq > last + 1:  # dropped what we had not seen
+                                sub.offer(Gap(sub.pattern))
+                        elif since is None:
+                            last = state.last_seq  # from now: what follows, exactly
+                        if last is not None:
+                            config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+                            config.opt_start_seq = last + 1
+                        else:
+                            config.deliver_policy = DeliverPolicy.BY_START_TIME
+                            config.opt_start_time = datetime.fromtimestamp(since or 0.0, UTC)
                         js_sub = await self._js.subscribe(
                             full,
                             stream=stream,
@@ -363,6 +387,7 @@ class NatsBus(Bus):
                             config=config,
                             pending_msgs_limit=CLIENT_PENDING,
                         )
+                        created = info.created
                         # the client keeps this config to make the consumer again after a
                         # gap (by sequence); a start time left in it would be rejected
                         config.opt_start_time = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import anyio
@@ -79,3 +80,38 @@ async def test_a_server_restart_loses_nothing_the_queue_held(tmp_path: Path) -> 
                 last = await anext(on_b)
             assert isinstance(last, Message)
             assert last.data == b"after"
+
+
+async def test_a_server_that_lost_its_streams_gets_them_back_and_says_so(tmp_path: Path) -> None:
+    """A server restarted without its storage: the streams are made again, and the
+    subscribers get a gap (what they had seen is gone) and then what follows."""
+    with private_server(tmp_path / "nats") as server:
+        await server.started()
+        async with (
+            open_bus(server.url) as a,
+            open_bus(server.url) as b,
+            b.subscribe("operations") as on_b,
+        ):
+            for i in range(3):
+                a.publish("operations", str(i).encode())
+            with anyio.fail_after(10):
+                assert [(await anext(on_b)) for _ in range(3)] == [
+                    Message("operations", str(i).encode(), a.replica) for i in range(3)
+                ]
+
+            server.stop()
+            shutil.rmtree(tmp_path / "nats")
+            server.start()
+            await server.started()
+            for i in range(5):  # more than b saw before: the sequence alone would not tell
+                a.publish("operations", f"after {i}".encode())
+            got: list[Message | Gap] = []
+            with anyio.fail_after(20):
+                async for item in on_b:
+                    got.append(item)
+                    if len(got) == 6:
+                        break
+            assert got == [
+                Gap("operations"),
+                *(Message("operations", f"after {i}".encode(), a.replica) for i in range(5)),
+            ]
