@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -22,11 +21,11 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_a_worker_whose_lease_lapsed_sends_no_second_create(
-    tmp_path: Path, world: World, systems: FakeSystems, reference: ReferenceData
+    store_url: str, world: World, systems: FakeSystems, reference: ReferenceData
 ) -> None:
     clock = FakeClock(datetime(2026, 1, 1, 12, 0, tzinfo=UTC))
     world.add_opportunity("006F", "1000001")
-    async with open_store(f"sqlite:///{tmp_path / 'gw.db'}", clock=clock) as store:
+    async with open_store(store_url, clock=clock) as store:
         write = WritePath(store, systems, reference)
         view = await write.submit(
             "closeOpportunity",
@@ -57,13 +56,13 @@ async def test_a_worker_whose_lease_lapsed_sends_no_second_create(
 
 
 async def test_a_dispatcher_fences_its_own_earlier_lease_too(
-    tmp_path: Path, world: World, systems: FakeSystems, reference: ReferenceData
+    store_url: str, world: World, systems: FakeSystems, reference: ReferenceData
 ) -> None:
     # the same dispatcher's leaser re-takes its own expired lease: the old worker's
     # token is not the new one's, so its settle is refused
     clock = FakeClock(datetime(2026, 1, 1, 12, 0, tzinfo=UTC))
     world.add_opportunity("006E", "1000002")
-    async with open_store(f"sqlite:///{tmp_path / 'gw.db'}", clock=clock) as store:
+    async with open_store(store_url, clock=clock) as store:
         write = WritePath(store, systems, reference)
         await write.submit(
             "closeOpportunity",

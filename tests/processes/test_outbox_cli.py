@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -26,9 +25,9 @@ def crosswalk(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_discard_from_the_cli_needs_a_reason_and_fails_the_operation(
-    tmp_path: Path,
+    store_url: str,
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'crosswalk.db'}"
+    url = store_url  # the CLI opens the same database
     async with open_store(url) as store:
         async with store.transaction() as tx:
             await create_operation(tx, "op_1", aggregate="cust-1")
