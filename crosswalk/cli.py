@@ -70,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=port, help="gateway port (env CROSSWALK_PORT)")
     up.add_argument("--var-dir", type=Path, default=var_dir, help="state folder (default var)")
     up.add_argument("--policies", type=Path, default=policies)
+    up.add_argument(
+        "--store",
+        default=os.environ.get("CROSSWALK_STORE", ""),
+        help="the gateway's store URL (env CROSSWALK_STORE; default sqlite in --var-dir)",
+    )
     _add_bus_flag(up)
     _add_sandbox_flags(up)
 

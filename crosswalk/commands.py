@@ -233,6 +233,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
     serve = [python, "-m", "crosswalk", "serve", "--host", args.host, "--port", str(args.port)]
     serve += ["--var-dir", str(var_dir), "--policies", str(args.policies)]
+    if args.store:
+        serve += ["--store", args.store]
     if args.bus:
         serve += ["--bus", args.bus]
     # the sandbox systems take the committed demo secrets: say so before anything starts

@@ -7,7 +7,7 @@ variable                    default                      meaning
 ==========================  ===========================  ==================================
 CROSSWALK_HOST              127.0.0.1                    gateway bind address
 CROSSWALK_PORT              8000                         gateway port
-CROSSWALK_STORE             sqlite:///var/crosswalk.db   store URL (sqlite:///; postgres planned)
+CROSSWALK_STORE             sqlite:///var/crosswalk.db   store URL (sqlite:/// or postgresql://)
 CROSSWALK_BUS               (in-process)                 bus between replicas: nats://host:4222
                                                          (NATS JetStream) or memory://
 CROSSWALK_POLICIES          policies                     policy folder

@@ -1,12 +1,15 @@
 """The write path's throughput and end-to-end latency, against the sandbox systems.
 
     .venv/bin/python scripts/bench_outbox.py [--accept 2000] [--rate 100] [--seconds 5]
+        [--store postgresql://postgres@127.0.0.1:5432/bench]
 
 The four sandbox systems run in four child processes (their CPU is not the gateway's) with
 10 ms latency per call and their built-in rate limits raised out of the way; the
 gateway side runs here: the real actors and connectors (actor rate limits raised too:
 the vendors' quotas would otherwise be what is measured), a SQLite store in a temporary
-directory (WAL, synchronous=FULL), the write path and the dispatcher.
+directory (WAL, synchronous=FULL) or the store at ``--store`` (a URL as ``crosswalk serve
+--store`` takes it; point it at an empty database: it is not emptied), the write path and
+the dispatcher.
 
 1. completion latency: ``closeOpportunity`` submitted at each fixed ``--rate`` per second
    (default 20 and 100) for ``--seconds``, the dispatcher on; for each, the time from the
@@ -370,7 +373,7 @@ async def _bench(
 
     async with (
         await _systems(urls) as systems,
-        open_store(f"sqlite:///{(args.store_dir or tmp) / 'gateway.db'}") as store,
+        open_store(args.store or f"sqlite:///{(args.store_dir or tmp) / 'gateway.db'}") as store,
     ):
         report = await discover(store, systems)  # as the gateway does at start
         print(f"cross-reference registry: {sum(report.linked.values())} ids linked by discovery")
@@ -442,6 +445,12 @@ async def _bench(
             await meter.report(len(inputs))
 
 
+def _store_name(url: str) -> str:
+    if not url:
+        return "SQLite (WAL, synchronous=FULL)"
+    return f"{url.split(':', 1)[0]} at {url.rsplit('@', 1)[-1]}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--accept", type=int, default=2000, help="onboardCustomer mutations")
@@ -460,6 +469,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=0, help="demo customers (default: enough)")
     parser.add_argument(
         "--store-dir", type=Path, default=None, help="folder for the store (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--store", default="", help="store URL (default: SQLite in --store-dir); an empty database"
     )
     parser.add_argument(
         "--py-spy",
@@ -517,7 +529,7 @@ def main() -> None:
                     time.sleep(0.2)
             print(
                 f"sandbox: {customers} customers, {args.latency:g} ms per call, one process per "
-                f"system; store: SQLite (WAL, synchronous=FULL); {os.cpu_count()} CPU cores; "
+                f"system; store: {_store_name(args.store)}; {os.cpu_count()} CPU cores; "
                 f"{args.loop} event loops"
             )
             pids = {system: c.pid for system, c in zip(SYSTEMS, children, strict=True)}

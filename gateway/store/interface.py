@@ -38,7 +38,7 @@ process sharing the database are not seen.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from types import TracebackType
@@ -160,8 +160,17 @@ class Store(
         """
         return self._recent.get(operation_id)
 
+    def _committed(self, operations: Iterable[Operation], outbox_touched: bool) -> None:
+        """Backends call this after a commit (never before: a watcher must not see what a
+        rollback takes back), with the operations it changed and whether it touched the
+        outbox: what the commit makes known in this process."""
+        for operation in operations:
+            self._remember(operation)
+            self.notifier.publish(operation)
+        if outbox_touched:
+            self._outbox_changed()
+
     def _remember(self, operation: Operation) -> None:
-        """Backends call this after a commit, for each operation it changed."""
         recent = self._recent
         recent.pop(operation.id, None)
         if operation.status.terminal:
@@ -192,7 +201,6 @@ class Store(
         return self._outbox_event
 
     def _outbox_changed(self) -> None:
-        """Backends call this after a commit that touched the outbox."""
         if self._outbox_event is not None:
             self._outbox_event.set()
             self._outbox_event = None

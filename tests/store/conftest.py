@@ -3,20 +3,35 @@
 Every test asks for ``store`` (an open store on a fresh database) or ``store_url`` (to open
 more stores on the same database, as other processes would). To run the suite against
 another backend, add its name to ``BACKENDS`` and a branch in ``store_url`` that returns
-a URL to a fresh, empty database; nothing else changes.
+a URL to a fresh, empty database; nothing else changes. A test specific to one backend
+says so with ``@pytest.mark.parametrize("backend", [...], indirect=True)`` and why in its
+docstring.
+
+PostgreSQL: each test gets a database of its own (``cw_test_<random>``) on the server at
+``CROSSWALK_TEST_POSTGRES`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``),
+dropped afterwards. A server that cannot be reached fails the test with the reason: the
+suite never skips a backend silently.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import anyio
+import asyncpg
 import pytest
 
 from gateway.store import Store, open_store
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
+
+POSTGRES = os.environ.get(
+    "CROSSWALK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 class FakeClock:
@@ -40,10 +55,45 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store_url(backend: str, tmp_path: Path) -> str:
+def store_url(backend: str, tmp_path: Path) -> Iterator[str]:
     if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    raise AssertionError(f"no database for backend {backend!r}")
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+    elif backend == "postgresql":
+        name = f"cw_test_{secrets.token_hex(6)}"
+        anyio.run(_admin, f'CREATE DATABASE "{name}"')
+        try:
+            yield f"{POSTGRES.rsplit('/', 1)[0]}/{name}"
+        finally:
+            anyio.run(_admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    else:
+        raise AssertionError(f"no database for backend {backend!r}")
+
+
+async def _admin(sql: str) -> None:
+    """One statement on the server's maintenance database."""
+    try:
+        conn = await asyncpg.connect(POSTGRES, timeout=10)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(
+            f"PostgreSQL at {POSTGRES} cannot be reached ({exc}): start it (CI's .ci/run "
+            "does) or point CROSSWALK_TEST_POSTGRES at one; the postgresql backend's tests "
+            "do not skip",
+            pytrace=False,
+        )
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def latest_version(backend: str) -> int:
+    """The schema version this code migrates the backend's database to."""
+    if backend == "sqlite":
+        from gateway.store.sqlite.migrations import LATEST_VERSION
+    else:
+        from gateway.store.postgres.migrations import LATEST_VERSION
+    return LATEST_VERSION
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import anyio
 import anyio.lowlevel
+import asyncpg
 import pytest
 
 from canonical import System
@@ -28,18 +29,18 @@ from .helpers import create_operation, message
 pytestmark = pytest.mark.anyio
 
 
-async def test_fresh_store_is_at_latest_schema(store: Store) -> None:
-    assert await store.schema_version() == LATEST_VERSION
+async def test_fresh_store_is_at_latest_schema(store: Store, latest_version: int) -> None:
+    assert await store.schema_version() == latest_version
 
 
 async def test_reopening_keeps_data_and_does_not_migrate_again(
-    store_url: str, clock: FakeClock
+    store_url: str, clock: FakeClock, latest_version: int
 ) -> None:
     async with open_store(store_url, clock=clock) as first, first.transaction() as tx:
         await create_operation(tx, "op-1")
     for _ in range(3):
         async with open_store(store_url, clock=clock) as again:
-            assert await again.schema_version() == LATEST_VERSION
+            assert await again.schema_version() == latest_version
             op = await again.get_operation("op-1")
             assert op is not None
             assert op.input == {"name": "Acme GmbH", "country": "DE"}
@@ -143,6 +144,7 @@ async def test_unknown_url_schemes_are_refused() -> None:
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_sqlite_runs_wal_with_full_sync(store_url: str, tmp_path: Path) -> None:
+    """SQLite only: journal mode and sync level are pragmas of its file."""
     async with open_store(store_url):
         pass
     conn = sqlite3.connect(tmp_path / "store.db")
@@ -156,6 +158,8 @@ async def test_sqlite_runs_wal_with_full_sync(store_url: str, tmp_path: Path) ->
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_sqlite_refuses_a_newer_schema(store_url: str, tmp_path: Path) -> None:
+    """SQLite only: the test writes the version row through the file itself (PostgreSQL's
+    twin is test_postgres_refuses_a_newer_schema)."""
     async with open_store(store_url):
         pass
     conn = sqlite3.connect(tmp_path / "store.db")
@@ -163,6 +167,22 @@ async def test_sqlite_refuses_a_newer_schema(store_url: str, tmp_path: Path) -> 
         conn.execute("INSERT INTO schema_version VALUES (?, 0)", (LATEST_VERSION + 1,))
     conn.close()
     with pytest.raises(MigrationError, match="newer than this code"):
+        async with open_store(store_url):
+            pass
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_postgres_refuses_a_newer_schema(store_url: str, latest_version: int) -> None:
+    """PostgreSQL only: the version row is written through the server (SQLite's twin
+    writes it through the file)."""
+    async with open_store(store_url):
+        pass
+    conn = await asyncpg.connect(store_url)
+    try:
+        await conn.execute("INSERT INTO schema_version VALUES ($1, 0)", latest_version + 1)
+    finally:
+        await conn.close()
+    with pytest.raises(MigrationError, match="newer"):
         async with open_store(store_url):
             pass
 
@@ -249,6 +269,8 @@ async def test_a_unit_cancelled_while_queued_does_not_strand_the_others(store: S
 async def test_sqlite_upgrades_a_version_1_file_with_its_backlog(
     store_url: str, tmp_path: Path
 ) -> None:
+    """SQLite only: files of schema version 1 exist in the field; the PostgreSQL backend
+    started at its own version 1, so it has no such history to upgrade."""
     conn = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
     conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER)")
     for statement in statements(MIGRATIONS[1]):
@@ -304,8 +326,9 @@ async def test_a_failing_queued_write_fails_its_unit_before_commit(store: Store)
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_sqlite_batch_lost_to_an_automatic_rollback_is_reported(store: Store) -> None:
-    """Some SQLite errors (disk full, I/O) roll back the whole transaction by themselves.
-    A unit that shared that transaction must then fail, not report success."""
+    """SQLite only (its group commit): some SQLite errors (disk full, I/O) roll back the
+    whole transaction by themselves. A unit that shared that transaction must then fail,
+    not report success. PostgreSQL runs each unit in its own transaction."""
     from gateway.store import StoreError
 
     first_written = anyio.Event()
@@ -349,6 +372,7 @@ async def test_sqlite_batch_lost_to_an_automatic_rollback_is_reported(store: Sto
 async def test_a_unit_that_handed_on_its_batch_hears_the_real_outcome(
     tmp_path: Path, backend: str
 ) -> None:
+    """SQLite only: its group commit shares one transaction among units."""
     # SQLite's group commit: unit X hands its open batch to unit Y, which then holds the
     # writer past X's patience (3 x busy_timeout). X must wait for the shared COMMIT and
     # hear success, not StoreBusy for writes that do commit; and a caller cancelled

@@ -11,33 +11,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any, NamedTuple
 
-from gateway.store.sqlite.connection import Connection, Row
+from gateway.store.sql.rows import Row
+from gateway.store.sql.unit import Checked, RowCountMismatch, Statement
+from gateway.store.sqlite.connection import Connection
 
-__all__ = ["Checked", "RowCountMismatch", "Statement", "run_statements"]
-
-
-class Checked(NamedTuple):
-    """A held-back write that must change exactly ``rows`` rows (an update of a leased
-    message, of a known operation); ``what`` says to the caller which one it was."""
-
-    sql: str
-    params: Sequence[Any]
-    rows: int
-    what: Any
-
-
-class RowCountMismatch(Exception):
-    """A ``Checked`` statement changed another number of rows than it must."""
-
-    def __init__(self, statement: Checked, rowcount: int) -> None:
-        super().__init__(f"{statement.sql!r} changed {rowcount} rows, not {statement.rows}")
-        self.statement = statement
-        self.rowcount = rowcount
-
-
-Statement = tuple[str, Sequence[Any]] | Checked
+__all__ = ["run_statements"]
 
 
 def _run_in_thread(

@@ -22,9 +22,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-__all__ = ["Connection", "Row", "connect"]
+from gateway.store.sql.rows import Row
 
-Row = Sequence[Any]
+__all__ = ["Connection", "connect"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")

@@ -34,8 +34,8 @@ from typing import Any
 import anyio
 
 from gateway.store.errors import StoreError
-from gateway.store.sqlite.batch import Checked, Statement
-from gateway.store.sqlite.connection import Row
+from gateway.store.sql.rows import Row
+from gateway.store.sql.unit import Checked, Statement
 from gateway.store.sqlite.transaction import SQLiteTransaction
 from gateway.store.sqlite.writer import GroupCommitWriter, UnitStart
 
@@ -57,7 +57,10 @@ class HeldTransaction(SQLiteTransaction):
         super().__init__(None, clock, start=UnitStart(None, ""))  # type: ignore[arg-type]
         self._pending = []
 
-    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        raise NeedsAnswer(sql.split(None, 1)[0])
+
+    async def _execute(self, sql: str, params: Sequence[Any]) -> int:
         raise NeedsAnswer(sql.split(None, 1)[0])
 
     async def _send(self, final: Statement | None) -> tuple[list[Row], int]:

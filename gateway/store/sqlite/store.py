@@ -37,12 +37,12 @@ import anyio
 from gateway.store.errors import MigrationError, StoreClosed
 from gateway.store.interface import Reader, Store, Transaction
 from gateway.store.records import OutboxMessage, utcnow
+from gateway.store.sql.rows import to_micros
 from gateway.store.sqlite.connection import Connection, connect
 from gateway.store.sqlite.held import HeldTransaction, HeldUnits, NeedsAnswer
+from gateway.store.sqlite.lease import lease_statement, leased_messages
 from gateway.store.sqlite.migrations import LATEST_VERSION, MIGRATIONS, statements
-from gateway.store.sqlite.outbox import lease_statement, leased_messages
 from gateway.store.sqlite.reads import SQLiteReader
-from gateway.store.sqlite.rows import to_micros
 from gateway.store.sqlite.transaction import SQLiteTransaction
 from gateway.store.sqlite.writer import GroupCommitWriter, begin_immediate
 
@@ -207,16 +207,7 @@ class SQLiteStore(Store):
             tx = SQLiteTransaction(start.conn, self.clock, start=start)
             yield tx
             await tx.flush()  # inside the unit: a failing queued write rolls it back
-        self._committed(tx)
-
-    def _committed(self, tx: SQLiteTransaction) -> None:
-        """What a commit makes known in this process. After the commit, never before: a
-        watcher must not see what a rollback takes back."""
-        for operation in tx.changed_operations.values():
-            self._remember(operation)
-            self.notifier.publish(operation)
-        if tx.outbox_touched:
-            self._outbox_changed()
+        self._committed(tx.changed_operations.values(), tx.outbox_touched)
 
     async def run_unit(
         self,
@@ -242,7 +233,7 @@ class SQLiteStore(Store):
             return await super().run_unit(
                 work, owner=owner, lease_limit=lease_limit, lease_seconds=lease_seconds
             )
-        self._committed(tx)
+        self._committed(tx.changed_operations.values(), tx.outbox_touched)
         return value, leased_messages(rows)
 
     @asynccontextmanager

@@ -1,39 +1,18 @@
-"""Outbox writes and the lease on the writer connection.
-
-Only the head of each aggregate (its lowest open message, kept in ``outbox_heads`` by
-triggers, migration 2) is ever a candidate, so a message never overtakes an earlier
-pending, leased or dead one of its aggregate; the due heads come from an index, whatever
-the backlog.
-"""
+"""Outbox writes in SQL both backends run; each backend writes its own ``lease`` (SQLite
+reads the heads its triggers keep, PostgreSQL locks them with ``SKIP LOCKED``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from gateway.store.errors import LeaseLost
-from gateway.store.outbox import in_lease_order
 from gateway.store.records import NewMessage, OutboxMessage
-from gateway.store.sqlite.batch import Checked, RowCountMismatch
-from gateway.store.sqlite.connection import Row
-from gateway.store.sqlite.rows import MESSAGE_COLUMNS, dump_json, message_from_row, to_micros
-from gateway.store.sqlite.unit import SQLiteUnit
+from gateway.store.sql.rows import MESSAGE_COLUMNS, dump_json, message_from_row, to_micros
+from gateway.store.sql.unit import NO_LIMIT, Checked, RowCountMismatch, SQLUnit
 
-__all__ = ["SQLiteOutboxWrites", "lease_statement", "leased_messages"]
-
-_LEASE_SQL = f"""
-UPDATE outbox
-SET status = 'leased', lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3,
-    deliveries = deliveries + 1
-WHERE id IN (
-    SELECT message_id FROM outbox_heads
-    WHERE due_at <= ?3
-    ORDER BY priority, message_id
-    LIMIT ?4
-)
-RETURNING {MESSAGE_COLUMNS}
-"""
+__all__ = ["SQLOutboxWrites"]
 
 _ENQUEUE_SQL = (
     "INSERT INTO outbox (operation_id, step, aggregate_key, system, type, payload, "
@@ -47,20 +26,7 @@ _REPLAY_SET = (
 )
 
 
-def lease_statement(
-    owner: str, limit: int, lease_seconds: float, now: datetime
-) -> tuple[str, tuple[Any, ...]]:
-    """The statement that leases up to ``limit`` due messages for ``owner`` at ``now``."""
-    expires = to_micros(now + timedelta(seconds=lease_seconds))
-    return _LEASE_SQL, (owner, expires, to_micros(now), limit)
-
-
-def leased_messages(rows: Sequence[Row]) -> list[OutboxMessage]:
-    """The messages ``lease_statement`` returned, in lease order (RETURNING's is unspecified)."""
-    return in_lease_order([message_from_row(r) for r in rows])
-
-
-class SQLiteOutboxWrites(SQLiteUnit):
+class SQLOutboxWrites(SQLUnit):
     async def enqueue(self, *messages: NewMessage, now: datetime | None = None) -> None:
         # Held back: the rows are fully known; a constraint error (an unknown operation)
         # surfaces with the unit's next statement or at its end.
@@ -86,19 +52,6 @@ class SQLiteOutboxWrites(SQLiteUnit):
                 )
             )
         self.outbox_touched = self.outbox_touched or bool(messages)
-
-    async def lease(
-        self,
-        owner: str,
-        *,
-        limit: int,
-        lease_seconds: float,
-        now: datetime | None = None,
-    ) -> list[OutboxMessage]:
-        if limit <= 0:
-            return []
-        sql, params = lease_statement(owner, limit, lease_seconds, self._now(now))
-        return leased_messages(await self._all(sql, params))
 
     def _settle(
         self, message_id: int, owner: str, sets: str, params: Sequence[Any], action: str
@@ -218,5 +171,5 @@ class SQLiteOutboxWrites(SQLiteUnit):
         return await self._run(
             "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox "
             "WHERE status IN ('done', 'discarded') AND updated_at < ? LIMIT ?)",
-            (to_micros(before), -1 if limit is None else limit),
+            (to_micros(before), NO_LIMIT if limit is None else limit),
         )

@@ -9,8 +9,7 @@ from typing import Any
 
 from gateway.store.errors import StaleOperation
 from gateway.store.records import JSON, UNSET, Operation, OperationStatus, StepStatus, Unset
-from gateway.store.sqlite.batch import Checked, RowCountMismatch
-from gateway.store.sqlite.rows import (
+from gateway.store.sql.rows import (
     OPERATION_COLUMNS,
     dump_json,
     from_micros,
@@ -18,9 +17,9 @@ from gateway.store.sqlite.rows import (
     operation_from_row,
     to_micros,
 )
-from gateway.store.sqlite.unit import SQLiteUnit
+from gateway.store.sql.unit import Checked, RowCountMismatch, SQLUnit
 
-__all__ = ["SQLiteOperationWrites"]
+__all__ = ["SQLOperationWrites"]
 
 _UPSERT_STEP_SQL = (
     "INSERT INTO saga_steps (operation_id, name, position, status, attempts, result, "
@@ -35,7 +34,7 @@ _UPSERT_STEP_SQL = (
 )
 
 
-class SQLiteOperationWrites(SQLiteUnit):
+class SQLOperationWrites(SQLUnit):
     async def create_operation(
         self,
         *,
@@ -124,7 +123,10 @@ class SQLiteOperationWrites(SQLiteUnit):
         if verify:
             # Every field a step's bookkeeping depends on: a row that still holds all of
             # them is that version (a clock that stood still cannot fool the check).
-            where += " AND updated_at = ? AND status = ? AND result IS ? AND error IS ?"
+            where += (
+                " AND updated_at = ? AND status = ? AND result IS NOT DISTINCT FROM ?"
+                " AND error IS NOT DISTINCT FROM ?"
+            )
             params += [
                 to_micros(operation.updated_at),
                 operation.status.value,

@@ -1,10 +1,11 @@
-"""Rows <-> records for the SQLite backend: column lists, times as integer microseconds,
-JSON as text."""
+"""Rows <-> records for the SQL backends: column lists, times as integer microseconds
+since the epoch, JSON as text (the same in SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
@@ -23,9 +24,10 @@ from gateway.store.records import (
     StepStatus,
     XRefRecord,
 )
-from gateway.store.sqlite.connection import Row
 
 __all__ = ["Row", "from_micros", "to_micros"]
+
+Row = Sequence[Any]
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -158,12 +160,15 @@ def audit_from_row(row: Row) -> AuditEntry:
 
 XREF_COLUMNS: Final = "canonical_id, erp, billing, crm, support, name, created_at, updated_at"
 
-#: A customer with its aliases in the same row (joined by the ASCII unit separator, which
-#: no id contains), so reading one costs one statement.
-XREF_SELECT: Final = (
-    f"SELECT {XREF_COLUMNS}, (SELECT group_concat(a.alias, char(31)) FROM xref_alias AS a "
-    "WHERE a.canonical_id = xref.canonical_id) FROM xref"
-)
+
+def xref_select(concat: str) -> str:
+    """A customer with its aliases in the same row (joined by the ASCII unit separator,
+    which no id contains, with the dialect's ``concat`` of ``a.alias``), so reading one
+    costs one statement."""
+    return (
+        f"SELECT {XREF_COLUMNS}, (SELECT {concat} FROM xref_alias AS a "
+        "WHERE a.canonical_id = xref.canonical_id) FROM xref"
+    )
 
 
 def inbox_from_row(row: Row) -> InboxEvent:

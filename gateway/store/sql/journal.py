@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from gateway.store.records import JSON, NewAudit, audit_keys
-from gateway.store.sqlite.rows import dump_json, to_micros
-from gateway.store.sqlite.unit import SQLiteUnit
+from gateway.store.sql.rows import dump_json, to_micros
+from gateway.store.sql.unit import NO_LIMIT, SQLUnit, Statement
 
-__all__ = ["SQLiteJournalWrites"]
+__all__ = ["SQLJournalWrites"]
 
-_AUDIT_SQL = (
+#: an audit entry's insert; the backend adds the keys it is found by (``_audit_statements``)
+AUDIT_SQL = (
     "INSERT INTO audit (at, correlation_id, actor, action, subject, detail) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
-# right after an entry's insert: the keys it is found by (audit_keys is WITHOUT ROWID,
-# so its inserts leave last_insert_rowid() on the entry)
-_AUDIT_KEYS_SQL = (
-    "INSERT OR IGNORE INTO audit_keys (key, audit_id) "
-    "SELECT value, last_insert_rowid() FROM json_each(?)"
-)
 
 
-class SQLiteJournalWrites(SQLiteUnit):
+class SQLJournalWrites(SQLUnit):
     """What came in (the inbox) and what was done (the audit trail)."""
 
     async def record_inbox(
@@ -55,7 +52,7 @@ class SQLiteJournalWrites(SQLiteUnit):
             "DELETE FROM inbox WHERE (system, event_id) IN (SELECT system, event_id FROM inbox "
             "WHERE processed_at IS NOT NULL AND processed_at < ? AND applied_at IS NOT NULL "
             "LIMIT ?)",
-            (to_micros(before), -1 if limit is None else limit),
+            (to_micros(before), NO_LIMIT if limit is None else limit),
         )
 
     async def append_audit(self, *entries: NewAudit) -> None:
@@ -73,12 +70,13 @@ class SQLiteJournalWrites(SQLiteUnit):
         correlation_id: str | None,
         detail: JSON,
     ) -> None:
-        self._pending.append(
-            (_AUDIT_SQL, (at, correlation_id, actor, action, subject, dump_json(detail)))
-        )
-        keys = audit_keys(subject, detail)
-        if keys:
-            self._pending.append((_AUDIT_KEYS_SQL, (dump_json(keys),)))
+        entry = (at, correlation_id, actor, action, subject, dump_json(detail))
+        self._pending += self._audit_statements(entry, audit_keys(subject, detail))
+
+    @abstractmethod
+    def _audit_statements(self, entry: Sequence[Any], keys: list[str]) -> list[Statement]:
+        """The statements that insert one entry (``AUDIT_SQL``'s parameters) and the
+        business keys it is found by."""
 
     async def purge_audit(self, *, before: datetime, limit: int) -> int:
         # the oldest first, through the time index: one small batch per call

@@ -1,7 +1,8 @@
 """Cross-reference registry writes: link native ids into one customer, merging records.
 
-Mixed into ``SQLiteTransaction``; runs under its write lock, so finding the records that
-hold the given ids and rewriting them cannot interleave with another writer.
+Runs under the unit's write lock (SQLite's, or PostgreSQL's ``lock_xrefs``), so finding
+the records that hold the given ids and rewriting them cannot interleave with another
+writer.
 """
 
 from __future__ import annotations
@@ -16,17 +17,16 @@ from typing import Any
 from canonical import System
 from gateway.store.errors import XRefConflict
 from gateway.store.records import XRefRecord
-from gateway.store.sqlite.rows import (
+from gateway.store.sql.rows import (
     XREF_COLUMNS,
-    XREF_SELECT,
     from_micros,
     system_column,
     to_micros,
     xref_from_row,
 )
-from gateway.store.sqlite.unit import SQLiteUnit
+from gateway.store.sql.unit import SQLUnit
 
-__all__ = ["SQLiteXRefWrites", "new_canonical_id"]
+__all__ = ["SQLXRefWrites", "new_canonical_id"]
 
 
 def new_canonical_id() -> str:
@@ -37,8 +37,8 @@ def new_canonical_id() -> str:
     return f"cw_{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
 
 
-class SQLiteXRefWrites(SQLiteUnit):
-    """``link`` for the SQLite transaction."""
+class SQLXRefWrites(SQLUnit):
+    """``link`` for the SQL transactions."""
 
     async def link(
         self,
@@ -139,7 +139,7 @@ class SQLiteXRefWrites(SQLiteUnit):
             params += [canonical_id, canonical_id]
         if not clauses:
             return []
-        rows = await self._all(f"{XREF_SELECT} WHERE {' OR '.join(clauses)}", params)
+        rows = await self._all(f"{self.XREF_SELECT} WHERE {' OR '.join(clauses)}", params)
         return [xref_from_row(r) for r in rows]
 
 

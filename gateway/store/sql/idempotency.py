@@ -12,18 +12,18 @@ from gateway.store.records import (
     IdempotencyResult,
     IdempotencyState,
 )
-from gateway.store.sqlite.rows import (
+from gateway.store.sql.rows import (
     IDEMPOTENCY_COLUMNS,
     dump_json,
     idempotency_from_row,
     to_micros,
 )
-from gateway.store.sqlite.unit import SQLiteUnit
+from gateway.store.sql.unit import NO_LIMIT, SQLUnit
 
-__all__ = ["SQLiteIdempotencyWrites"]
+__all__ = ["SQLIdempotencyWrites"]
 
 
-class SQLiteIdempotencyWrites(SQLiteUnit):
+class SQLIdempotencyWrites(SQLUnit):
     async def begin_idempotent(
         self,
         client_id: str,
@@ -105,5 +105,5 @@ class SQLiteIdempotencyWrites(SQLiteUnit):
         return await self._run(
             "DELETE FROM idempotency WHERE (client_id, key) IN (SELECT client_id, key "
             "FROM idempotency WHERE expires_at <= ? LIMIT ?)",
-            (self._stamp(now), -1 if limit is None else limit),
+            (self._stamp(now), NO_LIMIT if limit is None else limit),
         )

@@ -10,13 +10,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from gateway.store.records import DriftFinding, ReadRow
-from gateway.store.sqlite.rows import dump_json, to_micros
-from gateway.store.sqlite.unit import SQLiteUnit
+from gateway.store.sql.rows import dump_json, to_micros
+from gateway.store.sql.unit import SQLUnit
 
-__all__ = ["SQLiteReadModelWrites"]
+__all__ = ["SQLReadModelWrites"]
 
 
-class SQLiteReadModelWrites(SQLiteUnit):
+class SQLReadModelWrites(SQLUnit):
     async def put_read_rows(self, rows: Sequence[ReadRow]) -> None:
         for row in rows:
             self._pending.append(
@@ -46,7 +46,7 @@ class SQLiteReadModelWrites(SQLiteUnit):
             (
                 "INSERT INTO read_coverage (system, kind, customer, loaded_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (system, kind, customer) DO UPDATE SET "
-                "loaded_at = max(loaded_at, excluded.loaded_at)",
+                f"loaded_at = {self.GREATEST}(read_coverage.loaded_at, excluded.loaded_at)",
                 [system, kind, customer, to_micros(loaded_at)],
             )
         )
