@@ -2,8 +2,9 @@
 
 Conventions shared by every backend:
 
-- Times are aware UTC ``datetime`` values. Backends may store them differently (SQLite
-  keeps epoch seconds as REAL) but always hand back aware UTC datetimes.
+- Times are aware UTC ``datetime`` values. Backends may store them differently (the SQL
+  backends keep integer microseconds since the epoch) but always hand back aware UTC
+  datetimes.
 - JSON columns (operation input/result, saga step results, message payloads, stored
   responses, audit details, inbox payloads) are plain Python values that ``orjson`` can
   encode: dicts with ``str`` keys, lists, strings, numbers, booleans, ``None``.
