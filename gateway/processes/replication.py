@@ -67,11 +67,26 @@ class Replication:
 
     # ------------------------------------------------------------ publishing
 
+    # Both run right after a commit, in the committer's call: whatever goes wrong here is
+    # logged, never raised into a unit of work that has already committed (the other
+    # replicas then miss that news until a gap or the subscription's own poll).
+
     def operation_committed(self, operation: Operation) -> None:
-        payload = {"id": operation.id, "status": str(operation.status)}
-        self.bus.publish("operations", orjson.dumps(payload))
+        try:
+            payload = {"id": operation.id, "status": str(operation.status)}
+            self.bus.publish("operations", orjson.dumps(payload))
+        except Exception:
+            log.exception("operation %s not told to the other replicas", operation.id)
 
     def records_committed(self, rows: Sequence[ReadRow], cover: Cover, feed: FeedAt | None) -> None:
+        try:
+            self._records_committed(rows, cover, feed)
+        except Exception:
+            log.exception("%d read-model records not told to the other replicas", len(rows))
+
+    def _records_committed(
+        self, rows: Sequence[ReadRow], cover: Cover, feed: FeedAt | None
+    ) -> None:
         by_system: dict[str, dict[str, Any]] = {}
 
         def part(system: str) -> dict[str, Any]:
