@@ -33,6 +33,7 @@ from actors import ConnectorFactory, Systems
 from actors.messages import Priority
 from canonical import System
 from gateway.bus import Bus, open_bus
+from gateway.cluster import QuotaShare, SoleReplica, sharing_quota
 from gateway.governance.audit import AuditPolicy
 from gateway.governance.policies import Policies, load_policies
 from gateway.observability.audit import AuditWriter, purge_audit
@@ -86,6 +87,8 @@ class Runtime:
     slo: CallCounters | None = None
     #: news of commits between replicas (None in runtimes assembled without one)
     bus: Bus | None = None
+    #: this replica's share of every vendor quota (``gateway.cluster``)
+    replicas: QuotaShare = field(default_factory=SoleReplica)
     #: what this replica tells the others and takes from them (None: it runs alone)
     replication: Replication | None = None
 
@@ -310,11 +313,23 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     policies = policies or load_policies(settings.policies_dir, profile=settings.profile)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
+    quota = Quota(
+        {system: p.rate.per_second for system, p in policies.systems.systems.items()},
+        policies.readmodel.quota,
+    )
+
+    def share(fraction: float) -> None:
+        systems.set_rate_share(fraction)
+        quota.set_replica_share(fraction)
+
     async with (
         open_bus(settings.bus_url) as bus,
         open_store(settings.resolved_store_url) as store,
         AuditWriter(store, capacity=policies.audit.queue) as audit,
         Systems(policies.systems, connectors, on_call=audit.record) as systems,
+        # replicas on one bus split every vendor quota between them; outside the task
+        # group, so this replica keeps its share until its deliveries have drained
+        sharing_quota(None if bus.alone else settings.bus_url, share) as replicas,
         anyio.create_task_group() as tg,
     ):
         read_model = ReadModel(store, system_feeds())
@@ -324,10 +339,6 @@ async def open_runtime(
             replication.attach()  # from before the load: what it misses is in the store
         loaded_from = time.time()
         await read_model.load()
-        quota = Quota(
-            {system: p.rate.per_second for system, p in policies.systems.systems.items()},
-            policies.readmodel.quota,
-        )
         feeds = Feeds(read_model, systems, quota, policies.readmodel)
         counters = CallCounters(systems.snapshots)
         runtime = Runtime(
@@ -342,6 +353,7 @@ async def open_runtime(
             slo=counters,
             bus=bus,
             replication=replication,
+            replicas=replicas,
         )
         reactions = Reactions(store, read_model, policies.ownership, submit=_submitter(runtime))
         feeds.on_events = reactions.within

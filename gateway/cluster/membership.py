@@ -31,7 +31,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Protocol
 
 import anyio
@@ -42,7 +43,7 @@ from nats.js.api import KeyValueConfig
 from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
-__all__ = ["Membership", "QuotaShare", "SoleReplica"]
+__all__ = ["Membership", "QuotaShare", "SoleReplica", "sharing_quota"]
 
 log = logging.getLogger(__name__)
 
@@ -217,3 +218,31 @@ class Membership:
             self._share = share
             if self._on_change is not None:
                 self._on_change(share)
+
+
+@asynccontextmanager
+async def sharing_quota(
+    url: str | None,
+    apply: Callable[[float], None],
+    *,
+    heartbeat: float = 1.0,
+    ttl: float = 5.0,
+) -> AsyncIterator[QuotaShare]:
+    """This replica's share of every quota, applied through ``apply`` while inside.
+
+    Without a NATS ``url`` the replica is alone: the whole quota, nothing runs. With one,
+    the share is 0 until the membership has made room for it, and leaving stops spending
+    and says goodbye; enter it outside whatever must finish spending first (the
+    dispatcher's drain), so that the key lives until then.
+    """
+    if not url:
+        yield SoleReplica()
+        return
+    membership = Membership(url, on_change=apply, heartbeat=heartbeat, ttl=ttl)
+    apply(0.0)
+    async with anyio.create_task_group() as tg:
+        await tg.start(membership.run, name="replica membership")
+        try:
+            yield membership
+        finally:
+            tg.cancel_scope.cancel()
