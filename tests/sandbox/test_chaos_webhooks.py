@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox.chaos import ChaosSettings
-from tests.sandbox.test_support import _ticket, running
+from tests.sandbox.support.helpers import _ticket, running
 from tests.servers import serve
 
 pytestmark = pytest.mark.anyio

@@ -11,7 +11,7 @@ from actors.crm import FIELD_TYPES, CrmConnector
 from actors.crm.bulk import CsvError, rows_from_csv
 from actors.errors import SystemUnavailable
 from actors.messages import ChangePage, GetChanges
-from tests.actors.crm.test_connector import BASE, CUSTOMERS, DEMO, _routes, running
+from tests.actors.crm.helpers import BASE, CUSTOMERS, DEMO, _routes, running
 
 pytestmark = pytest.mark.anyio
 

@@ -25,7 +25,7 @@ from actors.errors import (
 )
 from actors.messages import GetOrders
 from sandbox.erp import batch as sandbox_batch
-from tests.actors.erp.test_connector import CREDENTIALS, Env, environment
+from tests.actors.erp.helpers import CREDENTIALS, Env, environment
 from tests.servers import serve
 
 pytestmark = pytest.mark.anyio

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from sandbox.erp.batch import MAX_PARTS
-from tests.sandbox.test_erp import BD, BP, SO, erp, sap_error
+from tests.sandbox.erp.helpers import BD, BP, SO, erp, sap_error
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.sandbox.test_crm import BASE, OPPS, _error, _query_all, running
+from tests.sandbox.crm.helpers import BASE, OPPS, _error, _query_all, running
 
 pytestmark = pytest.mark.anyio
 

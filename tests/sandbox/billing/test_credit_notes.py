@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.sandbox.test_billing import _error, _walk, running
+from tests.sandbox.billing.helpers import _error, _walk, running
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.sandbox.test_erp import BD, EDM, EDMX, ROOT, SAP, csrf, erp, results, sap_error
+from tests.sandbox.erp.helpers import BD, EDM, EDMX, ROOT, SAP, csrf, erp, results, sap_error
 
 pytestmark = pytest.mark.anyio
 
