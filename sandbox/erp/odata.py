@@ -1,42 +1,31 @@
-"""OData V2 mechanics: resource paths, system query options, JSON rendering, payload checks.
+"""OData V2 requests: resource paths and system query options, and the paging they ask for.
 
 Kept free of Starlette so each piece can be read (and tested) on its own; handlers in
-``sandbox.erp.routes`` glue them to requests and the store.
+``sandbox.erp.routes`` glue them to requests and the store. The JSON wire form (rendering
+entities, ETags, payload checks) is ``sandbox.erp.wire``; reads through the store's indexes
+are ``sandbox.erp.lookup``.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from sandbox.app import SandboxState
 from sandbox.erp.errors import ODataError
-from sandbox.erp.filter import Filter, FilterError, compile_filter, parse_datetime_literal
-from sandbox.erp.model import ENTITY_SETS, EntitySet, Nav, Prop, Service
+from sandbox.erp.filter import Filter, FilterError, compile_filter
+from sandbox.erp.model import ENTITY_SETS, EntitySet, Nav, Service
 
 __all__ = [
     "PAGE_SIZE",
-    "Lookup",
     "Query",
-    "Renderer",
     "ResourcePath",
     "apply",
-    "candidates",
-    "check_payload",
-    "etag_of",
-    "get_entity",
-    "invalidate",
     "next_link",
     "parse_path",
     "parse_query",
-    "render",
-    "to_wire",
 ]
 
 PAGE_SIZE = 100
@@ -51,7 +40,6 @@ _SYSTEM_OPTIONS = {
     "$format",
     "$skiptoken",
 }
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 # ---------------------------------------------------------------------------- resource paths
@@ -306,269 +294,3 @@ def next_link(url_base: str, q: Query, token: int) -> str:
     params = [(k, v) for k, v in q.raw if k != "$skiptoken"] + [("$skiptoken", str(token))]
     query = urlencode(params, quote_via=quote, safe="$/',()")
     return f"{url_base}?{query}"
-
-
-# ---------------------------------------------------------------------------- rendering
-
-
-def _date(ms: int, offset: bool) -> str:
-    return f"/Date({ms}+0000)/" if offset else f"/Date({ms})/"
-
-
-def etag_of(doc: Mapping[str, Any]) -> str:
-    """SAP's weak ETag over the last change time: ``W/"datetime'2026-11-01T09%3A00%3A00...'"``."""
-    return _etag(int(doc.get("_changed", 0)))
-
-
-@lru_cache(maxsize=8192)
-def _etag(micros: int) -> str:
-    # every entity of a collection page and of an expand renders one: the formatting is
-    # done once per change stamp (records changed together share one)
-    stamp = datetime.fromtimestamp(micros // 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    value = f"{stamp}.{micros % 1_000_000:06d}0"
-    return f"W/\"datetime'{quote(value, safe='.-')}'\""
-
-
-def to_wire(es: EntitySet, name: str, value: Any) -> Any:
-    prop = es.prop_map[name]
-    if value is None:
-        return None
-    if prop.type == "Edm.DateTime":
-        return _date(int(value), False)
-    if prop.type == "Edm.DateTimeOffset":
-        return _date(int(value), True)
-    return value
-
-
-@dataclass(slots=True)
-class Renderer:
-    """Turns stored records into OData V2 JSON entities under one service root URL."""
-
-    root: str  # http://host:port/sap/opu/odata/sap
-    store_lookup: Any  # Callable[[Nav, doc], list[doc]]
-
-    def uri(self, es: EntitySet, doc: Mapping[str, Any]) -> str:
-        return f"{self.root}/{es.service}/{es.name}{es.key_segment(es.key_of(doc))}"
-
-    def entity(
-        self,
-        es: EntitySet,
-        doc: Mapping[str, Any],
-        *,
-        select: tuple[str, ...] | None = None,
-        expand: tuple[tuple[str, ...], ...] = (),
-    ) -> dict[str, Any]:
-        uri = self.uri(es, doc)
-        out: dict[str, Any] = {
-            "__metadata": {
-                "id": uri,
-                "uri": uri,
-                "type": es.qualified_type,
-                "etag": etag_of(doc),
-            }
-        }
-        for name, date in es.wire_props:
-            if select is None or name in select:
-                value = doc.get(name)
-                # to_wire, inlined: every property of every rendered entity passes here
-                out[name] = value if value is None or not date else _date(int(value), date == 2)
-        here = {path[0] for path in expand}
-        for nav in es.navs:
-            if nav.name in here:
-                deeper = tuple(p[1:] for p in expand if p[0] == nav.name and len(p) > 1)
-                target = ENTITY_SETS[nav.target]
-                rows = self.store_lookup(nav, doc)
-                if nav.many:
-                    out[nav.name] = {
-                        "results": [self.entity(target, r, expand=deeper) for r in rows]
-                    }
-                else:
-                    out[nav.name] = self.entity(target, rows[0], expand=deeper) if rows else None
-            elif select is None or nav.name in select:
-                out[nav.name] = {"__deferred": {"uri": f"{uri}/{nav.name}"}}
-        return out
-
-
-def render(renderer: Renderer, es: EntitySet, doc: Mapping[str, Any], q: Query) -> dict[str, Any]:
-    return renderer.entity(es, doc, select=q.select, expand=q.expand)
-
-
-# ---------------------------------------------------------------------------- payload checks
-
-
-def _check_value(es: EntitySet, name: str, value: Any) -> Any:
-    prop = es.prop_map[name]
-    if value is None:
-        if not prop.nullable or name in es.keys:
-            raise ODataError(400, f"Property '{name}' must not be null", propertyref=name)
-        return None
-    match prop.type:
-        case "Edm.String":
-            if not isinstance(value, str):
-                raise ODataError(400, f"Property '{name}' expects a string", propertyref=name)
-            if prop.max_length is not None and len(value) > prop.max_length:
-                raise ODataError(
-                    400,
-                    f"Value for '{name}' is longer than {prop.max_length} characters",
-                    propertyref=name,
-                )
-            return value
-        case "Edm.Decimal":
-            if isinstance(value, bool) or not isinstance(value, str | int | float):
-                raise ODataError(400, f"Property '{name}' expects a decimal", propertyref=name)
-            try:
-                number = Decimal(str(value))
-            except InvalidOperation as exc:
-                raise ODataError(
-                    400, f"Invalid decimal '{value}' for '{name}'", propertyref=name
-                ) from exc
-            if not number.is_finite() or not _fits(number, prop):
-                raise ODataError(
-                    400,
-                    f"Invalid decimal '{value}' for '{name}': at most "
-                    f"{prop.precision} digits, {prop.scale} after the point",
-                    propertyref=name,
-                )
-            return str(number)
-        case "Edm.Boolean":
-            if not isinstance(value, bool):
-                raise ODataError(400, f"Property '{name}' expects true or false", propertyref=name)
-            return value
-        case "Edm.DateTime" | "Edm.DateTimeOffset":
-            return _parse_wire_date(name, value)
-    raise ODataError(400, f"Property '{name}' cannot be written", propertyref=name)
-
-
-def _fits(number: Decimal, prop: Prop) -> bool:
-    """Within the property's Precision/Scale (as SAP's DEC fields are)."""
-    precision, scale = prop.precision or 28, prop.scale or 0
-    if abs(number) >= Decimal(10) ** (precision - scale):
-        return False
-    return number == number.quantize(Decimal(1).scaleb(-scale))
-
-
-_WIRE_DATE = re.compile(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$")
-
-
-def _parse_wire_date(name: str, value: Any) -> int:
-    if isinstance(value, str):
-        match = _WIRE_DATE.match(value)
-        if match:
-            return int(match.group(1))
-        try:
-            return parse_datetime_literal(value)
-        except FilterError:
-            pass
-    raise ODataError(400, f"Invalid date for '{name}': expected \"/Date(<ms>)/\"", propertyref=name)
-
-
-def check_payload(
-    es: EntitySet, body: Any, *, creating: bool, allow_navs: bool = True
-) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
-    """Validate a create/update body -> (properties, nested deep-insert bodies per nav).
-
-    Unknown properties, wrong types, over-long strings and read-only properties are 400s
-    that name the property; nothing has touched the store yet.
-    """
-    if not isinstance(body, dict):
-        raise ODataError(400, f"The request body for '{es.name}' must be a JSON object")
-    props: dict[str, Any] = {}
-    nested: dict[str, list[dict[str, Any]]] = {}
-    for name, value in body.items():
-        if name == "__metadata":
-            continue
-        if name in es.nav_map:
-            if not (allow_navs and creating):
-                raise ODataError(
-                    400, f"Navigation property '{name}' cannot be changed here", propertyref=name
-                )
-            nav = es.nav_map[name]
-            if isinstance(value, dict) and "results" in value:
-                value = value["results"]
-            items = value if isinstance(value, list) else [value]
-            if not nav.many and len(items) != 1:
-                raise ODataError(400, f"'{name}' takes a single entity", propertyref=name)
-            if not all(isinstance(i, dict) for i in items):
-                raise ODataError(400, f"'{name}' expects entities (JSON objects)", propertyref=name)
-            nested[name] = items
-            continue
-        prop = es.prop_map.get(name)
-        if prop is None or not _NAME.fullmatch(name):
-            raise ODataError(
-                400,
-                f"Property '{name}' is invalid: not found in type '{es.qualified_type}'",
-                propertyref=name,
-            )
-        allowed = prop.creatable if creating else prop.updatable or name in es.keys
-        if not allowed:
-            raise ODataError(400, f"Property '{name}' is read-only", propertyref=name)
-        props[name] = _check_value(es, name, value)
-    return props, nested
-
-
-# ---------------------------------------------------------------------------- lookups
-
-
-def invalidate(state: SandboxState) -> None:
-    """Call after every store change. (Navigation lookups use the store's own indexes,
-    which every write keeps current; the version is kept for whoever watches changes.)"""
-    version = state.extra.get("version", 0)
-    state.extra["version"] = (version if isinstance(version, int) else 0) + 1
-
-
-class Lookup:
-    """Navigation lookups through the store's indexes (one per target set and link
-    columns, updated by each write instead of rebuilt: a write costs no later scan)."""
-
-    def __init__(self, state: SandboxState) -> None:
-        self.state = state
-
-    def __call__(self, nav: Nav, doc: dict[str, Any]) -> list[dict[str, Any]]:
-        cols = tuple(b for _, b in nav.link)
-        groups = self.state.store.grouped(nav.target, ("nav", cols), _columns(cols))
-        rows = groups.get(tuple(doc.get(a) for a, _ in nav.link))
-        if not rows:
-            return []
-        return sorted(rows.values(), key=ENTITY_SETS[nav.target].key_of)
-
-
-def _columns(cols: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
-    def key(row: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(row.get(c) for c in cols)
-
-    return key
-
-
-def candidates(state: SandboxState, es: EntitySet, q: Query) -> list[dict[str, Any]]:
-    """The records of ``es`` that ``q``'s filter may accept, in creation order: all of
-    them, or, when the filter pins a string property to some values, only those an index
-    gives (``apply`` filters and orders them as it would all records)."""
-    hint = q.filter.hint if q.filter is not None else None
-    if hint is None:
-        return list(state.store.iter(es.name))
-    prop, values = hint
-    groups = state.store.grouped(es.name, ("eq", prop), _scalar(prop))
-    return [doc for value in values for doc in groups.get(value, {}).values()]
-
-
-class _Unhashable:
-    """The index key of a value no string equals (lists, objects)."""
-
-
-_UNHASHABLE = _Unhashable()
-
-
-def _scalar(prop: str) -> Callable[[dict[str, Any]], Any]:
-    def key(doc: dict[str, Any]) -> Any:
-        value = doc.get(prop)
-        return value if value is None or isinstance(value, str | int | float) else _UNHASHABLE
-
-    return key
-
-
-def get_entity(state: SandboxState, es: EntitySet, key: tuple[str, ...]) -> dict[str, Any]:
-    doc = state.store.get(es.name, es.doc_id(key))
-    if doc is None:
-        shown = es.key_segment(key)
-        raise ODataError(404, f"Resource not found for segment '{es.name}{shown}'")
-    return doc

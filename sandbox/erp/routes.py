@@ -26,17 +26,14 @@ from starlette.routing import BaseRoute, Route
 from sandbox.app import SandboxState, state_of
 from sandbox.erp.batch import PartAnswer, PartRequest, parse_batch, render_batch
 from sandbox.erp.errors import ErpDialect, ODataError
-from sandbox.erp.model import ENTITY_SETS, SERVICES, EntitySet, Service, metadata_xml
+from sandbox.erp.lookup import Lookup, candidates, get_entity
+from sandbox.erp.metadata import metadata_xml
+from sandbox.erp.model import ENTITY_SETS, SERVICES, EntitySet, Service
 from sandbox.erp.odata import (
     PAGE_SIZE,
-    Lookup,
     Query,
-    Renderer,
     ResourcePath,
     apply,
-    candidates,
-    etag_of,
-    get_entity,
     next_link,
     parse_path,
     parse_query,
@@ -49,6 +46,7 @@ from sandbox.erp.security import (
     csrf_fetch,
     csrf_required,
 )
+from sandbox.erp.wire import Renderer, etag_of
 from sandbox.erp.writes import DEEP_ONLY, check_etag, create, delete, read_body, update, write_lock
 
 __all__ = ["ROOT", "routes"]
