@@ -35,7 +35,7 @@ from sandbox.billing._customers import customer_routes
 from sandbox.billing._errors import BillingDialect
 from sandbox.billing._http import API_KEYS, Api, Edge, RateLimit, unknown_route
 from sandbox.billing._invoices import invoice_routes
-from sandbox.billing._objects import seed
+from sandbox.billing._seed import seed
 from sandbox.billing._subscriptions import subscription_routes
 
 __all__ = ["API_KEYS", "create_app", "stripe_signer"]
