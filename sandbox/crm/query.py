@@ -17,7 +17,8 @@ from sandbox.app import SandboxState
 from sandbox.crm.calls import Answer, Call
 from sandbox.crm.records import find, render
 from sandbox.crm.schema import BASE, ObjectDef, SalesforceError
-from sandbox.crm.soql import FieldPath, Query, parse, run
+from sandbox.crm.soql import FieldPath, Query, parse
+from sandbox.crm.soql_eval import run
 
 __all__ = ["CURSOR_TTL", "MAX_CURSORS", "QueryRunner"]
 

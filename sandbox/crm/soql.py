@@ -1,4 +1,5 @@
-"""A small, real SOQL parser and evaluator for the CRM sandbox.
+"""A small, real SOQL parser for the CRM sandbox (``sandbox.crm.soql_eval`` runs what it
+parses).
 
 Grammar (keywords case-insensitive)::
 
@@ -16,22 +17,18 @@ Strings take the SOQL escapes ``\\' \\" \\\\ \\n \\r \\t \\b \\f`` and, in LIKE 
 syntax error, as is an unbalanced quote: that is what turns a naive injection
 (``x' OR Name LIKE '%``) into a 400 rather than a leak. Every field is checked against
 the object's fields and every literal against the field's type before anything runs.
-
-Text comparisons are case-insensitive, as in Salesforce. A 15-character id literal
-matches the 18-character id it abbreviates.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sandbox.crm.schema import FieldDef, ObjectDef, SalesforceError, object_def
 
-__all__ = ["FieldPath", "Query", "parse", "run"]
+__all__ = ["Bool", "Cmp", "DateRange", "FieldPath", "In", "Like", "Query", "parse"]
 
 _KEYWORDS = {
     "SELECT", "FROM", "WHERE", "ORDER", "BY", "ASC", "DESC", "NULLS", "FIRST", "LAST",
@@ -143,33 +140,33 @@ class FieldPath:
 
 
 @dataclass(frozen=True, slots=True)
-class _DateRange:
+class DateRange:
     start: date
     end: date
 
 
 @dataclass(frozen=True, slots=True)
-class _Cmp:
+class Cmp:
     path: FieldPath
     op: str
     value: Any
 
 
 @dataclass(frozen=True, slots=True)
-class _In:
+class In:
     path: FieldPath
     values: tuple[Any, ...]
     negate: bool
 
 
 @dataclass(frozen=True, slots=True)
-class _Like:
+class Like:
     path: FieldPath
     regex: re.Pattern[str]
 
 
 @dataclass(frozen=True, slots=True)
-class _Bool:
+class Bool:
     op: str  # AND | OR | NOT
     parts: tuple[Any, ...]
 
@@ -349,19 +346,19 @@ class _Parser:
         while self.is_kw("OR"):
             self.pos += 1
             parts.append(self.conjunction())
-        return parts[0] if len(parts) == 1 else _Bool("OR", tuple(parts))
+        return parts[0] if len(parts) == 1 else Bool("OR", tuple(parts))
 
     def conjunction(self) -> Any:
         parts = [self.negation()]
         while self.is_kw("AND"):
             self.pos += 1
             parts.append(self.negation())
-        return parts[0] if len(parts) == 1 else _Bool("AND", tuple(parts))
+        return parts[0] if len(parts) == 1 else Bool("AND", tuple(parts))
 
     def negation(self) -> Any:
         if self.is_kw("NOT"):
             self.pos += 1
-            return _Bool("NOT", (self.negation(),))
+            return Bool("NOT", (self.negation(),))
         if self.tok.kind == "punct" and self.tok.text == "(":
             self.pos += 1
             inner = self.condition()
@@ -378,7 +375,7 @@ class _Parser:
             value = self.literal(path)
             if isinstance(value, bool) and op not in ("=", "!=", "<>"):
                 raise self.error(f"operator {op} cannot compare a boolean")
-            return _Cmp(path, "!=" if op == "<>" else op, value)
+            return Cmp(path, "!=" if op == "<>" else op, value)
         negate = False
         if self.is_kw("NOT"):
             self.pos += 1
@@ -393,14 +390,14 @@ class _Parser:
                 self.pos += 1
                 values.append(self.literal(path))
             self.take("punct", ")")
-            return _In(path, tuple(values), negate)
+            return In(path, tuple(values), negate)
         if self.is_kw("LIKE"):
             self.pos += 1
             if path.field.type not in ("string", "picklist", "email", "id", "reference"):
                 raise self.error(f"invalid operator on {path.field.type} field: LIKE")
             lit = self.take("string")
             assert lit.pattern is not None
-            return _Like(path, re.compile(lit.pattern, re.IGNORECASE | re.DOTALL))
+            return Like(path, re.compile(lit.pattern, re.IGNORECASE | re.DOTALL))
         raise self.error(f"unexpected token: '{self.tok.text}', expected an operator")
 
     def literal(self, path: FieldPath) -> Any:
@@ -432,7 +429,7 @@ class _Parser:
                 day = date.fromisoformat(tok.text)
             except ValueError:
                 raise _malformed(self.query, tok.column, f"invalid date: {tok.text}") from None
-            return _DateRange(day, day)
+            return DateRange(day, day)
         if tok.kind == "datetime":
             try:
                 moment = datetime.fromisoformat(tok.text.replace("Z", "+00:00"))
@@ -442,12 +439,12 @@ class _Parser:
         if tok.kind == "ident" and tok.text.upper() in ("TODAY", "YESTERDAY", "TOMORROW"):
             shift = {"TODAY": 0, "YESTERDAY": -1, "TOMORROW": 1}[tok.text.upper()]
             day = today + timedelta(days=shift)
-            return _DateRange(day, day)
+            return DateRange(day, day)
         if tok.kind == "nday":
             days = int(tok.text.split(":")[1])
             if tok.text.upper().startswith("LAST"):
-                return _DateRange(today - timedelta(days=days), today)
-            return _DateRange(today, today + timedelta(days=days))
+                return DateRange(today - timedelta(days=days), today)
+            return DateRange(today, today + timedelta(days=days))
         raise self.type_error(tok, path, f"{ftype} and should not be enclosed in quotes")
 
     def type_error(self, tok: _Tok, path: FieldPath, expected: str) -> SalesforceError:
@@ -465,106 +462,3 @@ def parse(query: str) -> Query:
             400, "MALFORMED_QUERY", "The query string is empty: pass q=SELECT ..."
         )
     return _Parser(query).parse()
-
-
-# ---------------------------------------------------------------- evaluation
-
-Resolver = Callable[[dict[str, Any], FieldPath], Any]
-
-
-def _id_equal(stored: Any, wanted: str) -> bool:
-    if not isinstance(stored, str):
-        return False
-    return stored[:15] == wanted if len(wanted) == 15 else stored == wanted
-
-
-def _key(value: Any) -> Any:
-    """A comparable form: text compares case-insensitively, datetimes by instant."""
-    if isinstance(value, str):
-        return value.casefold()
-    return value
-
-
-def _as_date(value: Any, ftype: str) -> Any:
-    if value is None:
-        return None
-    if ftype == "date":
-        return date.fromisoformat(value)
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
-
-
-def _compare(ftype: str, stored: Any, op: str, wanted: Any) -> bool:
-    if wanted is None or stored is None:
-        if op == "=":
-            return stored is None and wanted is None
-        if op == "!=":
-            return (stored is None) != (wanted is None)
-        return False
-    if ftype in ("id", "reference") and op in ("=", "!="):
-        return _id_equal(stored, wanted) == (op == "=")
-    if ftype in ("date", "datetime"):
-        stored = _as_date(stored, ftype)
-        if isinstance(wanted, _DateRange):
-            day = stored if ftype == "date" else stored.date()
-            low, high = wanted.start, wanted.end
-            return bool(
-                {
-                    "=": low <= day <= high,
-                    "!=": not low <= day <= high,
-                    "<": day < low,
-                    "<=": day <= high,
-                    ">": day > high,
-                    ">=": day >= low,
-                }[op]
-            )
-        if ftype == "date":
-            wanted = wanted.date()
-    a, b = _key(stored), _key(wanted)
-    return bool(
-        {
-            "=": a == b,
-            "!=": a != b,
-            "<": a < b,
-            "<=": a <= b,
-            ">": a > b,
-            ">=": a >= b,
-        }[op]
-    )
-
-
-def _matches(cond: Any, record: dict[str, Any], resolve: Resolver) -> bool:
-    if cond is None:
-        return True
-    if isinstance(cond, _Bool):
-        if cond.op == "AND":
-            return all(_matches(c, record, resolve) for c in cond.parts)
-        if cond.op == "OR":
-            return any(_matches(c, record, resolve) for c in cond.parts)
-        return not _matches(cond.parts[0], record, resolve)
-    stored = resolve(record, cond.path)
-    ftype = cond.path.field.type
-    if isinstance(cond, _Cmp):
-        return _compare(ftype, stored, cond.op, cond.value)
-    if isinstance(cond, _In):
-        found = any(_compare(ftype, stored, "=", v) for v in cond.values)
-        return found != cond.negate
-    assert isinstance(cond, _Like)
-    return isinstance(stored, str) and cond.regex.fullmatch(stored) is not None
-
-
-def _sort(records: list[dict[str, Any]], query: Query, resolve: Resolver) -> None:
-    # stable sorts applied from the last key to the first give a multi-key order
-    for path, desc, nulls_first in reversed(query.order):
-        present = [r for r in records if resolve(r, path) is not None]
-        absent = [r for r in records if resolve(r, path) is None]
-        present.sort(key=lambda r, p=path: _key(resolve(r, p)), reverse=desc)  # type: ignore[misc]
-        records[:] = absent + present if nulls_first else present + absent
-
-
-def run(query: Query, records: list[dict[str, Any]], resolve: Resolver) -> list[dict[str, Any]]:
-    """The stored records the query selects, ordered and sliced (not yet projected)."""
-    chosen = [r for r in records if _matches(query.where, r, resolve)]
-    if query.order:
-        _sort(chosen, query, resolve)
-    end = None if query.limit is None else query.offset + query.limit
-    return chosen[query.offset : end]
