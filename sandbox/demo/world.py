@@ -1,105 +1,33 @@
-"""The demo world: the same companies across the four systems, linked and slightly drifted.
-
-``generate(customers, seed)`` is deterministic: the same arguments give the same world,
-in every sandbox process. Each vendor module renders its own part of it in its own wire
-shape; ``DemoData.manifest()`` lists the drift planted on purpose, so reconciliation can
-be checked against the truth.
-
-Links (the vendors' own cross-reference keys):
-- ERP BusinessPartner ``bp`` (``"1000042"``) is the system of record;
-- CRM Account carries ``ERP_Customer_Id__c = bp``;
-- billing customer carries ``metadata[erp_bp] = bp`` and ``metadata[crm_account_id]``;
-- support organization carries ``external_id = bp``;
-- an ERP sales order's ``PurchaseOrderByCustomer`` is the CRM opportunity id it came from;
-- an ERP billing document's ``PurchaseOrderByCustomer`` is the billing invoice id it posts.
+"""The demo world generated: ``generate(customers, seed)`` draws the companies (names,
+countries, terms, segments, owners) and their records from one seeded random source, then
+covers every status and plants the drift that ``DemoData.manifest()`` lists.
 """
 
 from __future__ import annotations
 
 import random
 import string
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
-__all__ = [
-    "PRODUCTS",
-    "DemoCompany",
-    "DemoData",
-    "DemoInvoice",
-    "DemoOpportunity",
-    "DemoOrder",
-    "DemoProduct",
-    "DemoSubscription",
-    "DemoTicket",
-    "Drift",
-    "generate",
-]
-
-#: the world's "today": fixed so that generated dates are reproducible
-EPOCH = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class DemoProduct:
-    code: str
-    name: str
-    material: str  # ERP material
-    price: str  # billing price id
-    unit_amount: Decimal
-    interval: str  # month | year
-    support_tier: str
-
-
-PRODUCTS: tuple[DemoProduct, ...] = (
-    DemoProduct(
-        "CW-CORE",
-        "Core Platform",
-        "MAT-1001",
-        "price_core_monthly",
-        Decimal("500.00"),
-        "month",
-        "standard",
-    ),
-    DemoProduct(
-        "CW-PLUS",
-        "Platform Plus",
-        "MAT-1002",
-        "price_plus_monthly",
-        Decimal("1200.00"),
-        "month",
-        "premium",
-    ),
-    DemoProduct(
-        "CW-ENT",
-        "Enterprise Suite",
-        "MAT-1003",
-        "price_enterprise_yearly",
-        Decimal("30000.00"),
-        "year",
-        "enterprise",
-    ),
-    DemoProduct(
-        "CW-SEAT",
-        "Additional Seat",
-        "MAT-2001",
-        "price_seat_monthly",
-        Decimal("25.00"),
-        "month",
-        "standard",
-    ),
-    DemoProduct(
-        "CW-SUPPORT",
-        "Premium Support",
-        "MAT-3001",
-        "price_support_yearly",
-        Decimal("5000.00"),
-        "year",
-        "premium",
-    ),
+from sandbox.demo.records import (
+    EPOCH,
+    PRODUCTS,
+    PRODUCTS_BY_CODE,
+    DemoCompany,
+    DemoData,
+    DemoInvoice,
+    DemoOpportunity,
+    DemoOrder,
+    DemoSubscription,
+    DemoTicket,
+    Drift,
+    OrphanBillingCustomer,
+    sf_id,
 )
-_BY_CODE = {p.code: p for p in PRODUCTS}
+
+__all__ = ["generate"]
+
 
 _COUNTRIES = {
     # country: (legal forms, currency, city)
@@ -162,162 +90,6 @@ _SUBJECTS = (
     "SSO configuration help",
     "Report shows wrong currency",
 )
-
-
-@dataclass(slots=True)
-class DemoOpportunity:
-    id: str  # 006...
-    name: str
-    stage: str
-    amount: Decimal
-    close_date: date
-    is_closed: bool
-    is_won: bool
-    products: tuple[str, ...]
-    erp_order: str | None = None  # set when won and ordered
-
-
-@dataclass(slots=True)
-class DemoOrder:
-    id: str  # SalesOrder
-    purchase_order: str  # the CRM opportunity id
-    status: str  # OverallSDProcessStatus A|B|C
-    items: tuple[tuple[str, Decimal, Decimal], ...]  # (material, quantity, net amount)
-    created: datetime
-
-    @property
-    def net_amount(self) -> Decimal:
-        return sum((item[2] for item in self.items), Decimal("0.00"))
-
-
-@dataclass(slots=True)
-class DemoInvoice:
-    id: str  # in_...
-    status: str
-    subtotal: Decimal
-    tax: Decimal
-    created: datetime
-    due: datetime
-    erp_document: str | None  # BillingDocument, when finalized
-    posted: bool
-
-    @property
-    def total(self) -> Decimal:
-        return self.subtotal + self.tax
-
-
-@dataclass(slots=True)
-class DemoSubscription:
-    id: str  # sub_...
-    status: str
-    items: tuple[tuple[str, int], ...]  # (price id, quantity)
-    start: datetime
-    period_start: datetime
-    period_end: datetime
-    erp_order: str | None
-    invoices: list[DemoInvoice] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class DemoTicket:
-    id: int
-    subject: str
-    description: str
-    type: str
-    priority: str
-    status: str
-    created: datetime
-    updated: datetime
-    tags: tuple[str, ...]
-
-
-@dataclass(slots=True)
-class DemoCompany:
-    index: int
-    bp: str  # ERP BusinessPartner
-    crm_id: str  # Salesforce Account id
-    billing_id: str  # Stripe customer id
-    support_id: int  # Zendesk organization id
-    name: str
-    country: str
-    city: str
-    currency: str
-    tax_id: str
-    payment_terms: str
-    segment: str
-    industry: str
-    owner: str
-    email: str
-    support_tier: str
-    entitlement_status: str
-    entitlement_ends: date | None
-    created: datetime
-    opportunities: list[DemoOpportunity] = field(default_factory=list)
-    orders: list[DemoOrder] = field(default_factory=list)
-    subscriptions: list[DemoSubscription] = field(default_factory=list)
-    tickets: list[DemoTicket] = field(default_factory=list)
-    # what each system holds where it differs from the truth above (planted drift)
-    crm_name: str | None = None
-    crm_payment_terms: str | None = None
-    in_support: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Drift:
-    kind: str  # name_mismatch | missing_in_support | orphan_billing | payment_terms_mismatch
-    erp_bp: str | None
-    system: str
-    record_id: str | None
-    field: str | None
-    expected: str | None
-    actual: str | None
-
-
-@dataclass(slots=True)
-class OrphanBillingCustomer:
-    id: str
-    name: str
-    email: str
-    erp_bp: str  # points at no business partner
-
-
-@dataclass(slots=True)
-class DemoData:
-    seed: int
-    companies: list[DemoCompany]
-    orphans: list[OrphanBillingCustomer]
-    drift: list[Drift]
-
-    def manifest(self) -> dict[str, Any]:
-        return {
-            "seed": self.seed,
-            "customers": len(self.companies),
-            "drift": [
-                {
-                    "kind": d.kind,
-                    "erp_bp": d.erp_bp,
-                    "system": d.system,
-                    "record_id": d.record_id,
-                    "field": d.field,
-                    "expected": d.expected,
-                    "actual": d.actual,
-                }
-                for d in self.drift
-            ],
-        }
-
-    def product(self, code: str) -> DemoProduct:
-        return _BY_CODE[code]
-
-
-def sf_id(prefix: str, n: int) -> str:
-    """An 18-character Salesforce-style id: 3-char key prefix, deterministic body."""
-    alphabet = string.digits + string.ascii_uppercase + string.ascii_lowercase
-    body = ""
-    for _ in range(7):
-        n, rem = divmod(n, 62)
-        body = alphabet[rem] + body
-    return f"{prefix}Dn000{body}AAQ"
 
 
 def _stripe_id(rng: random.Random, prefix: str) -> str:
@@ -389,7 +161,7 @@ def generate(customers: int = 200, seed: int = 42) -> DemoData:
         for k in range(rng.randint(1, 3)):
             opp_n += 1
             codes = tuple(sorted(rng.sample([p.code for p in PRODUCTS], k=rng.randint(1, 2))))
-            amount = sum((_BY_CODE[c].unit_amount * 12 for c in codes), Decimal("0.00"))
+            amount = sum((PRODUCTS_BY_CODE[c].unit_amount * 12 for c in codes), Decimal("0.00"))
             won = k == 0
             closed = won or rng.random() < 0.3
             stage = "Closed Won" if won else "Closed Lost" if closed else rng.choice(_OPEN_STAGES)
@@ -399,7 +171,7 @@ def generate(customers: int = 200, seed: int = 42) -> DemoData:
             company.opportunities.append(
                 DemoOpportunity(
                     id=sf_id("006", 5000 + opp_n),
-                    name=f"{base} - {_BY_CODE[codes[0]].name}",
+                    name=f"{base} - {PRODUCTS_BY_CODE[codes[0]].name}",
                     stage=stage,
                     amount=amount,
                     close_date=close,
@@ -416,23 +188,23 @@ def generate(customers: int = 200, seed: int = 42) -> DemoData:
             opp.erp_order = order_id
             items = tuple(
                 (
-                    _BY_CODE[code].material,
+                    PRODUCTS_BY_CODE[code].material,
                     Decimal(qty := rng.choice((1, 1, 2, 5))),
-                    _BY_CODE[code].unit_amount * qty,
+                    PRODUCTS_BY_CODE[code].unit_amount * qty,
                 )
                 for code in opp.products
             )
             ordered = datetime.combine(opp.close_date, datetime.min.time(), UTC)
             company.orders.append(DemoOrder(order_id, opp.id, rng.choice("ABCCC"), items, ordered))
             status = rng.choice(_SUB_STATUSES)
-            interval = max((_BY_CODE[c].interval for c in opp.products), key=len)
+            interval = max((PRODUCTS_BY_CODE[c].interval for c in opp.products), key=len)
             length = timedelta(days=365 if interval == "year" else 30)
             period_start = EPOCH - timedelta(days=rng.randint(1, 25))
             sub = DemoSubscription(
                 id=_stripe_id(rng, "sub_"),
                 status=status,
                 items=tuple(
-                    (_BY_CODE[c].price, int(q))
+                    (PRODUCTS_BY_CODE[c].price, int(q))
                     for (_, q, _), c in zip(items, opp.products, strict=True)
                 ),
                 start=ordered,
@@ -467,7 +239,7 @@ def generate(customers: int = 200, seed: int = 42) -> DemoData:
                 )
             company.subscriptions.append(sub)
             if status in ("active", "trialing", "past_due"):
-                tiers = [_BY_CODE[c].support_tier for c in opp.products]
+                tiers = [PRODUCTS_BY_CODE[c].support_tier for c in opp.products]
                 rank = ("standard", "premium", "enterprise")
                 company.support_tier = max(tiers, key=rank.index)
                 company.entitlement_status = "at_risk" if status == "past_due" else "active"
