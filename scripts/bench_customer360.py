@@ -1,5 +1,9 @@
 """Customer 360 through the gateway against the floor: four direct reads, no GraphQL.
 
+(Longer than 500 lines on purpose: one benchmark that reads top to bottom, and one file
+because each child process -- sandbox, gateway, actors, floor -- is this script run again
+with its role as the first argument.)
+
 Starts, each in its own process on free loopback ports:
 
 - the four sandbox systems (one process, rate limits raised so they never throttle),

@@ -1,5 +1,8 @@
 """The write path's throughput and end-to-end latency, against the sandbox systems.
 
+(Longer than 500 lines on purpose: one benchmark that reads top to bottom, and one file
+because it starts its own sandbox children by running itself with ``--serve-sandbox``.)
+
     .venv/bin/python scripts/bench_outbox.py [--accept 2000] [--rate 100] [--seconds 5]
         [--store postgresql://postgres@127.0.0.1:5432/bench]
 
