@@ -32,7 +32,7 @@ from anyio.abc import TaskStatus
 from actors import ConnectorFactory, Systems
 from actors.messages import Priority
 from canonical import System
-from gateway.bus import Bus, open_bus
+from gateway.bus import Bus, nats_target, open_bus
 from gateway.cluster import QuotaShare, SoleReplica, sharing_quota
 from gateway.governance.audit import AuditPolicy
 from gateway.governance.policies import Policies, load_policies
@@ -329,7 +329,7 @@ async def open_runtime(
         Systems(policies.systems, connectors, on_call=audit.record) as systems,
         # replicas on one bus split every vendor quota between them; outside the task
         # group, so this replica keeps its share until its deliveries have drained
-        sharing_quota(None if bus.alone else settings.bus_url, share) as replicas,
+        sharing_quota(None if bus.alone else nats_target(settings.bus_url), share) as replicas,
         anyio.create_task_group() as tg,
     ):
         read_model = ReadModel(store, system_feeds())

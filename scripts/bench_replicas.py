@@ -22,6 +22,12 @@ from this process (aiohttp; its CPU is on the same 2-core machine, so it compete
 
 Throughout, each sandbox's request count is sampled every second: the busiest 60 s per
 system is printed beside its quota (policy rate x 60).
+
+``--lifted`` measures the gateway instead of the quotas: the sandboxes run with their own
+rate limits lifted and no webhooks (``bench_outbox.py``'s sandbox children), the
+replicas' policy rate is raised to 5,000 calls/s per system, and only the accept phase
+runs. Accepting a mutation still reads the vendors (onboardCustomer's ERP duplicate
+check: two reads), so the sandboxes' CPU is on the same two cores.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ import asyncio
 import contextlib
 import itertools
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -124,6 +132,19 @@ class Bench:
         self.samples: list[tuple[float, dict[str, int]]] = []
         self.next = itertools.cycle(range(args.replicas))
         self.taxes = itertools.count(uuid.uuid4().int % 10**8 * 10)
+        #: the first message of each error code
+        self.examples: dict[str, str] = {}
+
+    def sandbox_cmds(self) -> list[list[str]]:
+        if self.args.lifted:
+            return [
+                [
+                    sys.executable, str(ROOT / "scripts" / "bench_outbox.py"), "--serve-sandbox",
+                    f"{s},{self.tmp / 'sandbox'},{self.args.customers},{p}",
+                ]
+                for s, p in self.sandbox.items()
+            ]  # fmt: skip
+        return [self.sandbox_cmd()]
 
     def sandbox_cmd(self) -> list[str]:
         return [
@@ -138,6 +159,7 @@ class Bench:
             sys.executable, "-m", "crosswalk", "serve", "--profile", "sandbox",
             "--port", str(self.gateways[n]), "--var-dir", str(self.tmp / f"var{n}"),
             "--store", self.store, *(["--bus", self.args.bus] if self.args.bus else []),
+            *(["--policies", str(self.tmp / "policies")] if self.args.lifted else []),
             *(f"--{s}-url=http://127.0.0.1:{p}" for s, p in self.sandbox.items()),
         ]  # fmt: skip
 
@@ -177,7 +199,11 @@ class Bench:
         body = await self.post(session, self.base(), ONBOARD, headers, input=self.onboarding())
         if body.get("data") and body["data"].get("onboardCustomer"):
             return body["data"]["onboardCustomer"]["id"], ""
-        return None, str((body.get("errors") or [{}])[0].get("extensions", {}).get("code"))
+        error = (body.get("errors") or [{}])[0]
+        code = str(error.get("extensions", {}).get("code"))
+        if code not in self.examples:
+            self.examples[code] = str(error.get("message"))[:300]
+        return None, code
 
     async def stats(self, session: aiohttp.ClientSession) -> dict[str, int]:
         out = {}
@@ -310,18 +336,32 @@ class Bench:
         )
 
 
+def lifted_policies(folder: Path) -> None:
+    """The shipped policies with every system's rate raised to 5,000 calls/s."""
+    shutil.copytree(ROOT / "policies", folder)
+    systems = (folder / "systems.toml").read_text()
+    systems = re.sub(
+        r"rate = \{ per_second = [0-9.]+, burst = [0-9]+ \}",
+        "rate = { per_second = 5000.0, burst = 5000 }",
+        systems,
+    )
+    (folder / "systems.toml").write_text(systems)
+
+
 async def run(args: argparse.Namespace) -> None:
-    policy = load_systems_policy(ROOT / "policies" / "systems.toml")
-    quotas = {s.value: p.rate.per_second for s, p in policy.systems.items()}
     async with database(args.store) as store:
-        with tempfile.TemporaryDirectory() as folder:
+        with contextlib.ExitStack() as scratch:
+            folder = args.keep or scratch.enter_context(tempfile.TemporaryDirectory())
             tmp = Path(folder)
             bench = Bench(args, tmp, store)
             timeout = aiohttp.ClientTimeout(total=60)
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
                 with contextlib.ExitStack() as stack:
-                    stack.enter_context(process(bench.sandbox_cmd(), tmp / "sandbox.log"))
+                    if args.lifted:
+                        lifted_policies(tmp / "policies")
+                    for n, cmd in enumerate(bench.sandbox_cmds()):
+                        stack.enter_context(process(cmd, tmp / f"sandbox{n}.log"))
                     for port in bench.sandbox.values():
                         await bench.wait_ready(
                             session, f"http://127.0.0.1:{port}/_sandbox/chaos", 300
@@ -332,7 +372,7 @@ async def run(args: argparse.Namespace) -> None:
                         await bench.wait_ready(
                             session, f"http://127.0.0.1:{bench.gateways[n]}/readyz", 120
                         )
-                    for port in bench.gateways:
+                    for port in bench.gateways if not args.lifted else ():
                         await bench.wait_loaded(session, port)
                     print(
                         f"{args.replicas} replica(s), store {args.store.split('://')[0]}, "
@@ -341,11 +381,17 @@ async def run(args: argparse.Namespace) -> None:
                     )
                     sampler = asyncio.create_task(bench.sample_stats(session))
                     try:
-                        await bench.completion(session)
-                        await bench.reads(session)
+                        if not args.lifted:
+                            await bench.completion(session)
+                            await bench.reads(session)
                         await bench.accept(session)
                     finally:
                         sampler.cancel()
+                    folder = tmp / "policies" if args.lifted else ROOT / "policies"
+                    policy = load_systems_policy(folder / "systems.toml")
+                    quotas = {s.value: p.rate.per_second for s, p in policy.systems.items()}
+                    for code, message in bench.examples.items():
+                        print(f"  {code}: {message}")
                     busiest = bench.busiest_minute()
                     print("busiest 60 s of vendor calls per system (quota = policy rate x 60):")
                     for s in SYSTEMS:
@@ -363,6 +409,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--accept", type=int, default=6000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--lifted", action="store_true", help="the gateway, not the quotas")
+    parser.add_argument("--keep", help="an empty folder for the processes' logs and state")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -20,7 +20,26 @@ from gateway.bus.interface import (
 )
 from gateway.bus.memory import MemoryBus
 
-__all__ = ["Bus", "BusError", "Gap", "MemoryBus", "Message", "new_replica_id", "open_bus"]
+__all__ = [
+    "Bus",
+    "BusError",
+    "Gap",
+    "MemoryBus",
+    "Message",
+    "nats_target",
+    "new_replica_id",
+    "open_bus",
+]
+
+
+def nats_target(url: str) -> tuple[str, str] | None:
+    """(server URL, subject prefix) of a NATS bus URL (``?prefix=`` keeps deployments on
+    one server apart; default ``crosswalk``), or None for any other bus."""
+    parts = urlsplit(url or "memory://")
+    if parts.scheme not in ("nats", "tls"):
+        return None
+    prefix = parse_qs(parts.query).get("prefix", ["crosswalk"])[-1]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), prefix
 
 
 def open_bus(url: str, *, replica: str | None = None, capacity: int = DEFAULT_CAPACITY) -> Bus:
@@ -28,10 +47,10 @@ def open_bus(url: str, *, replica: str | None = None, capacity: int = DEFAULT_CA
     parts = urlsplit(url or "memory://")
     if parts.scheme == "memory":
         return MemoryBus(parts.netloc + parts.path, replica=replica, capacity=capacity)
-    if parts.scheme in ("nats", "tls"):
+    target = nats_target(url)
+    if target is not None:
         from gateway.bus.nats import NatsBus
 
-        prefix = parse_qs(parts.query).get("prefix", ["crosswalk"])[-1]
-        server = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        server, prefix = target
         return NatsBus(server, replica=replica, prefix=prefix, capacity=capacity)
     raise BusError(f"unsupported bus URL {url!r}: memory:// or nats://host:port")

@@ -222,7 +222,7 @@ class Membership:
 
 @asynccontextmanager
 async def sharing_quota(
-    url: str | None,
+    target: tuple[str, str] | None,
     apply: Callable[[float], None],
     *,
     heartbeat: float = 1.0,
@@ -230,15 +230,20 @@ async def sharing_quota(
 ) -> AsyncIterator[QuotaShare]:
     """This replica's share of every quota, applied through ``apply`` while inside.
 
-    Without a NATS ``url`` the replica is alone: the whole quota, nothing runs. With one,
+    ``target`` is the bus's NATS server and subject prefix (the bucket is
+    ``<prefix>_replicas``, so deployments sharing a server stay apart). Without one the
+    replica is alone: the whole quota, nothing runs. With one,
     the share is 0 until the membership has made room for it, and leaving stops spending
     and says goodbye; enter it outside whatever must finish spending first (the
     dispatcher's drain), so that the key lives until then.
     """
-    if not url:
+    if target is None:
         yield SoleReplica()
         return
-    membership = Membership(url, on_change=apply, heartbeat=heartbeat, ttl=ttl)
+    server, prefix = target
+    membership = Membership(
+        server, bucket=f"{prefix}_replicas", on_change=apply, heartbeat=heartbeat, ttl=ttl
+    )
     apply(0.0)
     async with anyio.create_task_group() as tg:
         await tg.start(membership.run, name="replica membership")

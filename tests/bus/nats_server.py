@@ -54,13 +54,16 @@ async def nats_prefix() -> AsyncIterator[str]:
 
 
 async def delete_streams(prefix: str) -> None:
-    """Delete the streams a bus with ``prefix`` made on the shared server."""
+    """Delete the streams a bus with ``prefix`` made on the shared server (and the
+    replicas' membership bucket)."""
     nc = await nats.connect(NATS_URL)
     try:
         js = nc.jetstream()
         for first in ("events", "operations"):
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await js.delete_stream(f"{prefix}_{first}".upper().replace("-", "_"))
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_key_value(f"{prefix}_replicas")
     finally:
         await nc.close()
 
