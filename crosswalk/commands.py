@@ -1,54 +1,33 @@
-"""What each ``crosswalk`` subcommand does. Parsing lives in ``crosswalk.cli``."""
+"""What each ``crosswalk`` subcommand does. Parsing lives in ``crosswalk.cli``; ``up``
+(five supervised processes) in ``crosswalk.up``."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import os
-import signal
 import sys
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
 
 from crosswalk.gc_settings import tune_gc
+from crosswalk.process import LOOP, die_with_parent, wait_for_signal
+from crosswalk.up import cmd_up
 from sandbox.app import SYSTEMS
 
-#: the serving processes run on uvloop (installed with uvicorn[standard]): measured, it cuts
-#: the gateway's CPU per request; the benchmarks run every side on the same loop
-_LOOP = {"use_uvloop": True}
-DEMO_KEYS = {
-    "demo-portal-key": "read scopes (portals)",
-    "demo-widget-key": "read + write scopes (CRM widgets)",
-    "demo-ops-key": "everything, including dead-letter replay",
-}
-
-
-def _die_with_parent() -> None:
-    """A child of ``crosswalk up`` stops when its parent dies, even by kill -9 (Linux)."""
-    if os.environ.get("CROSSWALK_SUPERVISED") and sys.platform == "linux":
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-async def _wait_for_signal(stop: anyio.Event) -> None:
-    """Set ``stop`` on SIGINT or SIGTERM, and keep the handlers installed until cancelled,
-    so a second Ctrl-C during a graceful shutdown cannot interrupt it half-way."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if stop.is_set():
-                print(
-                    f"crosswalk: {signal.Signals(signum).name} again: still stopping",
-                    file=sys.stderr,
-                )
-            stop.set()
-
+__all__ = [
+    "cmd_outbox",
+    "cmd_policies",
+    "cmd_reconcile",
+    "cmd_sandbox",
+    "cmd_schema",
+    "cmd_serve",
+    "cmd_sync",
+    "cmd_up",
+]
 
 # ---------------------------------------------------------------------- sandbox
 
@@ -76,7 +55,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox.app import SandboxConfig
     from sandbox.runner import serve_systems, write_manifest
 
-    _die_with_parent()
+    die_with_parent()
     configure_logging()
     systems = args.only or list(SYSTEMS)
     configs = [c for c in _sandbox_configs(args, systems) if isinstance(c, SandboxConfig)]
@@ -85,7 +64,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     async def run() -> None:
         stop = anyio.Event()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_wait_for_signal, stop)
+            tg.start_soon(wait_for_signal, stop)
             async with anyio.create_task_group() as servers:
                 await servers.start(serve_systems, configs, stop)
                 for config in configs:
@@ -93,7 +72,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             # serve_systems returns once every server has shut down gracefully
             tg.cancel_scope.cancel()
 
-    anyio.run(run, backend_options=_LOOP)
+    anyio.run(run, backend_options=LOOP)
     return 0
 
 
@@ -126,7 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.settings import Settings
     from sandbox.runner import QuietServer
 
-    _die_with_parent()
+    die_with_parent()
     configure_logging()
     configure_tracing()
     for system in SYSTEMS:
@@ -189,7 +168,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 ops_server.should_exit = True
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_wait_for_signal, stop)
+            tg.start_soon(wait_for_signal, stop)
             tg.start_soon(stop_server)
             if ops_server is not None:
                 # /metrics and /readyz without auth, on the port [ops] names
@@ -201,155 +180,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 await server.serve()
             tg.cancel_scope.cancel()
 
-    anyio.run(run, backend_options=_LOOP)
+    anyio.run(run, backend_options=LOOP)
     if not server.started:
         print("crosswalk: the gateway did not start (see the error above)", file=sys.stderr)
         return 2
     return 0
-
-
-# ---------------------------------------------------------------------- up
-
-
-def cmd_up(args: argparse.Namespace) -> int:
-    """Supervise five processes: four sandbox systems and the gateway."""
-    from gateway.governance.profiles import SANDBOX_WARNING
-    from sandbox.app import DEFAULT_WEBHOOK_SECRETS
-
-    python = sys.executable
-    var_dir: Path = args.var_dir
-    gateway_url = f"http://{args.host}:{args.port}"
-    common = ["--customers", str(args.customers), "--seed", str(args.seed)]
-    if args.fresh:
-        common.append("--fresh")
-    ports = {s: getattr(args, f"{s}_port") for s in SYSTEMS}
-    commands: list[tuple[str, list[str], str]] = []
-    for system in SYSTEMS:
-        cmd = [python, "-m", "crosswalk", "sandbox", "--only", system]
-        cmd += ["--data-dir", str(var_dir / "sandbox"), "--gateway-url", gateway_url]
-        cmd += [f"--{system}-port", str(ports[system]), *common]
-        commands.append(
-            (f"sandbox {system}", cmd, f"http://127.0.0.1:{ports[system]}/_sandbox/chaos")
-        )
-    serve = [python, "-m", "crosswalk", "serve", "--host", args.host, "--port", str(args.port)]
-    serve += ["--var-dir", str(var_dir), "--policies", str(args.policies)]
-    if args.store:
-        serve += ["--store", args.store]
-    if args.bus:
-        serve += ["--bus", args.bus]
-    # the sandbox systems take the committed demo secrets: say so before anything starts
-    serve += ["--profile", "sandbox"]
-    print(f"crosswalk: {SANDBOX_WARNING}", flush=True)
-    for system in SYSTEMS:
-        serve += [f"--{system}-url", f"http://127.0.0.1:{ports[system]}"]
-    commands.append(("gateway", serve, f"{gateway_url}/healthz"))
-
-    env = {**os.environ, "CROSSWALK_SUPERVISED": "1"}
-
-    async def run() -> int:
-        import aiohttp
-
-        stop = anyio.Event()
-        processes: list[tuple[str, anyio.abc.Process]] = []
-        code = 0
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_wait_for_signal, stop)
-            try:
-                for name, cmd, _ in commands:
-                    proc = await anyio.open_process(
-                        cmd, stdin=None, stdout=None, stderr=None, env=env
-                    )
-                    processes.append((name, proc))
-                async with aiohttp.ClientSession() as session:
-                    for (name, _, probe), (_, proc) in zip(commands, processes, strict=True):
-                        if not await _wait_ready(session, probe, proc, stop):
-                            if not stop.is_set():
-                                print(f"crosswalk: {name} did not start", file=sys.stderr)
-                                code = 1
-                            stop.set()
-                            break
-                if not stop.is_set():
-                    _banner(args, ports, gateway_url, DEFAULT_WEBHOOK_SECRETS)
-                    async with anyio.create_task_group() as watch:
-                        for name, proc in processes:
-                            watch.start_soon(_watch_child, name, proc, stop)
-                        await stop.wait()
-                        watch.cancel_scope.cancel()
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await _stop_children(processes)
-                tg.cancel_scope.cancel()
-        print("crosswalk: stopped", flush=True)
-        return code
-
-    return anyio.run(run)
-
-
-async def _wait_ready(
-    session: object, url: str, proc: anyio.abc.Process, stop: anyio.Event
-) -> bool:
-    import aiohttp
-
-    assert isinstance(session, aiohttp.ClientSession)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not stop.is_set():
-        if proc.returncode is not None:
-            return False
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                if resp.status == 200:
-                    return True
-        await anyio.sleep(0.1)
-    return False
-
-
-async def _watch_child(name: str, proc: anyio.abc.Process, stop: anyio.Event) -> None:
-    code = await proc.wait()
-    if not stop.is_set():
-        print(f"crosswalk: {name} exited with {code}; stopping everything", file=sys.stderr)
-        stop.set()
-
-
-async def _stop_children(processes: list[tuple[str, anyio.abc.Process]]) -> None:
-    for _, proc in processes:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-    with anyio.move_on_after(15):
-        for _, proc in processes:
-            await proc.wait()
-    for name, proc in processes:
-        if proc.returncode is None:
-            print(f"crosswalk: {name} did not stop in time; killing it", file=sys.stderr)
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-
-
-def _banner(
-    args: argparse.Namespace, ports: dict[str, int], gateway_url: str, secrets: dict[str, str]
-) -> None:
-    lines = [
-        "",
-        "Crosswalk is up.",
-        f"  gateway   {gateway_url}/graphql   (GraphiQL in a browser)",
-        f"            {gateway_url}/healthz  {gateway_url}/readyz  {gateway_url}/metrics",
-        f"  ERP       http://127.0.0.1:{ports['erp']}/sap/opu/odata/sap/API_BUSINESS_PARTNER"
-        "   Basic sandbox:sandbox",
-        f"  billing   http://127.0.0.1:{ports['billing']}/v1   Bearer sk_test_crosswalk",
-        f"  CRM       http://127.0.0.1:{ports['crm']}/services/data/v60.0"
-        "   Bearer 00DSANDBOX!crosswalk",
-        f"  support   http://127.0.0.1:{ports['support']}/api/v2"
-        "   Basic agent@example.com/token:sandbox",
-        "  demo keys (Authorization: Bearer <key>):",
-        *(f"    {key:<16} {what}" for key, what in DEMO_KEYS.items()),
-        "  DEMO SECRETS (sandbox profile; sandbox -> gateway, in policies/webhooks.toml):",
-        *(f"    {system:<8} {secret}" for system, secret in secrets.items()),
-        f"  data      {args.var_dir}/  (sandbox/*.db, crosswalk.db, sandbox/drift-manifest.json)",
-        "Press Ctrl-C to stop.",
-        "",
-    ]
-    print("\n".join(lines), flush=True)
 
 
 # ---------------------------------------------------------------------- tools
@@ -437,7 +272,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             return await sync(store, systems, policies, only)
 
     try:
-        errors = anyio.run(run, backend_options=_LOOP)
+        errors = anyio.run(run, backend_options=LOOP)
     except KeyboardInterrupt:
         print("\ncrosswalk: sync stopped; run it again to resume", file=sys.stderr)
         return 130
@@ -491,7 +326,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             )  # fmt: skip
 
     try:
-        report = anyio.run(run, backend_options=_LOOP)
+        report = anyio.run(run, backend_options=LOOP)
     except (OSError, StoreError) as exc:
         print(f"crosswalk: reconciliation failed: {exc}", file=sys.stderr)
         return 2
