@@ -204,6 +204,11 @@ CREATE TABLE reconciliation_findings (
     PRIMARY KEY (run_id, position)
 );
 """,
+    # The lease reads the leasable messages in lease order (priority, then id) and stops
+    # at its limit, instead of finding every aggregate's head first.
+    2: """
+CREATE INDEX outbox_leasable ON outbox (priority, id) WHERE status IN ('pending', 'leased');
+""",
 }
 
 LATEST_VERSION: Final = max(MIGRATIONS)

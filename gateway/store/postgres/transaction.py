@@ -4,12 +4,12 @@ The SQL of every area comes from ``gateway.store.sql`` (shared with SQLite); her
 the connection work and what several replicas sharing one database need:
 
 - The lease (``FOR UPDATE SKIP LOCKED``): the due heads of the aggregates' queues (each
-  aggregate's lowest pending, leased or dead message) are locked, skipping those another
-  replica is leasing right now, and each is checked again on its latest version (a head
-  leased and committed meanwhile is not due any more). Every lease takes a new token from
-  one sequence (``lease_token``, only growing across replicas) and the holder's name; a
-  settlement must name the holder the lease is under now, so a replica whose lease
-  expired and was taken over is fenced off (``LeaseLost``).
+  aggregate's lowest pending, leased or dead message) are locked in lease order, skipping
+  those another replica is leasing right now, and each is checked again on its latest
+  version (a head leased and committed meanwhile is not due any more). Every lease takes
+  a new token from one sequence (``lease_token``, only growing across replicas) and
+  records the holder's name; a settlement must name the holder the lease is under now,
+  so a replica whose lease expired and was taken over is fenced off (``LeaseLost``).
 - Per-aggregate order across replicas: message ids come from a sequence, which does not
   follow commit order; so ``enqueue`` takes a transaction-long advisory lock on each
   aggregate it writes to, and the ids of one aggregate's messages grow in commit order
@@ -47,30 +47,29 @@ __all__ = ["PostgresTransaction"]
 _AGGREGATE_LOCKS: Final = 0x6377  # one per aggregate: its enqueues, in commit order
 _XREF_LOCK: Final = 0x6378  # all links
 
-_DUE = (
-    "((o.status = 'pending' AND o.available_at <= ?3) "
-    "OR (o.status = 'leased' AND o.lease_expires_at <= ?3))"
-)
-
+# A message is leased when it is due and the head of its aggregate's queue: no earlier
+# message of its aggregate is pending, leased or dead. Candidates come in lease order from
+# the index of leasable messages (migration 2); each is checked against the index of open
+# messages by aggregate, and the scan stops at the limit. FOR UPDATE SKIP LOCKED skips
+# what another replica is leasing right now and checks each row again on its latest
+# version: a head leased or settled and committed since this statement began is not due.
 _LEASE_SQL: Final = f"""
-WITH heads AS (
-    SELECT DISTINCT ON (aggregate_key) id FROM outbox
-    WHERE status IN ('pending', 'leased', 'dead')
-    ORDER BY aggregate_key, id
-), due AS (
-    SELECT o.id FROM outbox AS o JOIN heads AS h ON h.id = o.id
-    WHERE {_DUE}
-    ORDER BY o.priority, o.id
-    LIMIT ?4
-), locked AS (
-    SELECT o.id FROM outbox AS o
-    WHERE o.id IN (SELECT id FROM due) AND {_DUE}
-    FOR UPDATE SKIP LOCKED
-)
 UPDATE outbox SET status = 'leased', lease_owner = ?1, lease_expires_at = ?2,
     updated_at = ?3, deliveries = deliveries + 1,
     lease_token = nextval('outbox_lease_tokens')
-WHERE id IN (SELECT id FROM locked)
+WHERE id IN (
+    SELECT o.id FROM outbox AS o
+    WHERE o.status IN ('pending', 'leased')
+      AND ((o.status = 'pending' AND o.available_at <= ?3)
+        OR (o.status = 'leased' AND o.lease_expires_at <= ?3))
+      AND NOT EXISTS (
+          SELECT 1 FROM outbox AS e
+          WHERE e.aggregate_key = o.aggregate_key AND e.id < o.id
+            AND e.status IN ('pending', 'leased', 'dead'))
+    ORDER BY o.priority, o.id
+    LIMIT ?4
+    FOR UPDATE SKIP LOCKED
+)
 RETURNING {MESSAGE_COLUMNS}
 """
 
