@@ -5,7 +5,7 @@ the path, as SQLAlchemy writes it). Options ride in the query string
 (``?busy_timeout=5&readers=4``) or as keyword arguments, which win.
 
 ``postgresql://user:password@host:5432/database`` (or ``postgres://``): the PostgreSQL
-backend; its options ``?pool=10&timeout=10`` (the largest connection pool, seconds to wait
+backend; its options ``?pool=20&timeout=10`` (the largest connection pool, seconds to wait
 for a connection); any other query parameter goes to the driver as libpq would take it
 (``sslmode=require``, ...).
 """
@@ -64,7 +64,7 @@ def open_store(
         return PostgresStore(
             f"{base}?{theirs}" if theirs else base,
             clock=clock,
-            pool=int(pg.get("pool", 10)),
+            pool=int(pg.get("pool", 20)),
             timeout=float(pg.get("timeout", 10.0)),
         )
     raise UnsupportedStoreURL(

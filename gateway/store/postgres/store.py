@@ -1,7 +1,7 @@
 """The PostgreSQL store backend (asyncpg): several gateway replicas share one database.
 
 Connections come from an asyncpg pool (``pool`` in the URL's query: its largest size,
-default 10). A unit of work is one database transaction (READ COMMITTED) on one pooled
+default 20). A unit of work is one database transaction (READ COMMITTED) on one pooled
 connection; what several replicas need on top (the lease with ``SKIP LOCKED``, fenced
 lease tokens, per-aggregate order, shared idempotency claims) is in ``transaction``. A
 read view is a REPEATABLE READ, read-only transaction; a one-call read is one statement.
@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import asyncpg
 
-from gateway.store.errors import MigrationError, StoreClosed, StoreError
+from gateway.store.errors import MigrationError, StoreBusy, StoreClosed, StoreError
 from gateway.store.interface import Reader, Store, Transaction
 from gateway.store.postgres.migrations import LATEST_VERSION, MIGRATION_LOCK, MIGRATIONS
 from gateway.store.postgres.reads import PostgresReader
@@ -49,7 +49,7 @@ class PostgresStore(Store):
         self,
         dsn: str,
         *,
-        pool: int = 10,
+        pool: int = 20,
         timeout: float = 10.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -153,7 +153,13 @@ class PostgresStore(Store):
         connects, would be reset or lost instead of reused."""
         pool = self._require_pool()
         with anyio.CancelScope(shield=True):
-            conn = await pool.acquire(timeout=self.timeout)
+            try:
+                conn = await pool.acquire(timeout=self.timeout)
+            except TimeoutError:
+                raise StoreBusy(
+                    f"{self!r}: no connection came free in the pool within {self.timeout}s; "
+                    "raise ?pool= in the store URL or ?timeout="
+                ) from None
         try:
             yield conn
         finally:
