@@ -8,6 +8,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from canonical import System
 from gateway.store import IdempotencyOutcome, LeaseLost, Store, open_store
 
 from .conftest import FakeClock
@@ -120,3 +121,23 @@ async def test_concurrent_claims_of_one_key_from_two_stores_make_one_new(
     assert sorted(outcomes) == sorted(
         [IdempotencyOutcome.NEW] + [IdempotencyOutcome.CONFLICT] * 3
     ), outcomes
+
+
+async def test_concurrent_links_of_one_customer_from_two_stores_lose_no_id(
+    store: Store, store_url: str, clock: FakeClock
+) -> None:
+    async with open_store(store_url, clock=clock) as other:
+        for n in range(10):
+            known = await store.link({System.ERP: f"100{n}"})
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(store.link, {System.ERP: f"100{n}", System.CRM: f"001C{n}"})
+                tg.start_soon(other.link, {System.ERP: f"100{n}", System.BILLING: f"cus_{n}"})
+                tg.start_soon(other.link, {System.SUPPORT: f"9{n}", System.CRM: f"001C{n}"})
+            record = await store.get_xref(known.canonical_id)
+            assert record is not None
+            assert record.ids() == {
+                System.ERP: f"100{n}",
+                System.CRM: f"001C{n}",
+                System.BILLING: f"cus_{n}",
+                System.SUPPORT: f"9{n}",
+            }, record

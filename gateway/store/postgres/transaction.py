@@ -16,7 +16,10 @@ the connection work and what several replicas sharing one database need:
   (a lease never sees a later message of an aggregate before an earlier one).
 - Idempotency claims: ``INSERT ... ON CONFLICT`` waits for a concurrent claim of the same
   key to commit or roll back, then answers what SQLite's serialised writer answers.
-- ``link`` reads and rewrites several registry rows: one advisory lock serialises links.
+- ``link`` reads and rewrites several registry rows: it first takes a transaction-long
+  advisory lock on each id it is given (two links of one id take turns; a new id cannot
+  be registered twice), then locks the rows it reads (``FOR UPDATE``), so a link that
+  waited merges into what the other one wrote.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ __all__ = ["PostgresTransaction"]
 
 #: advisory lock classes (the first key of the two-key form)
 _AGGREGATE_LOCKS: Final = 0x6377  # one per aggregate: its enqueues, in commit order
-_XREF_LOCK: Final = 0x6378  # all links
+_XREF_LOCKS: Final = 0x6378  # one per system id (and canonical id) a link names
 
 # A message is leased when it is due and the head of its aggregate's queue: no earlier
 # message of its aggregate is pending, leased or dead. Candidates come in lease order from
@@ -92,6 +95,8 @@ class PostgresTransaction(
 ):
     """Every write of one unit of work on one pooled connection, inside a database
     transaction the store begins and commits or rolls back."""
+
+    LOCK_XREF_ROWS = " FOR UPDATE OF xref"
 
     def __init__(self, conn: asyncpg.Connection, clock: Callable[[], datetime]) -> None:
         super().__init__(clock, [])
@@ -172,5 +177,9 @@ class PostgresTransaction(
         name: str | None = None,
         now: datetime | None = None,
     ) -> XRefRecord:
-        await self._run("SELECT pg_advisory_xact_lock(?, 0)", (_XREF_LOCK,))
+        names = sorted({f"{System(s).value}:{v}" for s, v in ids.items()})
+        if canonical_id is not None:
+            names.append(f"canonical:{canonical_id}")
+        for lock in names:
+            await self._run("SELECT pg_advisory_xact_lock(?, hashtext(?))", (_XREF_LOCKS, lock))
         return await super().link(ids, canonical_id=canonical_id, name=name, now=now)

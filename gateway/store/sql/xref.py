@@ -40,6 +40,10 @@ def new_canonical_id() -> str:
 class SQLXRefWrites(SQLUnit):
     """``link`` for the SQL transactions."""
 
+    #: what locks the rows a link read until the unit ends ("" where the whole unit
+    #: holds the write lock, as in SQLite)
+    LOCK_XREF_ROWS = ""
+
     async def link(
         self,
         ids: Mapping[System, str],
@@ -139,7 +143,9 @@ class SQLXRefWrites(SQLUnit):
             params += [canonical_id, canonical_id]
         if not clauses:
             return []
-        rows = await self._all(f"{self.XREF_SELECT} WHERE {' OR '.join(clauses)}", params)
+        rows = await self._all(
+            f"{self.XREF_SELECT} WHERE {' OR '.join(clauses)}{self.LOCK_XREF_ROWS}", params
+        )
         return [xref_from_row(r) for r in rows]
 
 
