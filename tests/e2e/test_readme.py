@@ -31,6 +31,7 @@ NOT_AS_WRITTEN: dict[str, tuple[str | None, str]] = {
     "./scripts/test": (None, "is the command running this test"),
     # Beyond one machine: tests/e2e/test_readme_replicas.py runs these as written
     "nats-server -js": (None, "NATS runs for the tests already (.ci/run starts it)"),
+    "createdb -h 127.0.0.1": (None, "the replicas' database: tests/e2e/test_readme_replicas.py"),
     "crosswalk sandbox &": (None, "the replicas' sandbox: tests/e2e/test_readme_replicas.py"),
     "crosswalk serve --profile sandbox --port 800": (None, "tests/e2e/test_readme_replicas.py"),
     ".venv/bin/python scripts/bench_": (

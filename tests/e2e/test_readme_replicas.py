@@ -1,6 +1,6 @@
-"""The README's two replicas, run as written (ports, state folder and stream prefix moved
-aside): a mutation accepted by one replica is seen completing by a subscription held on
-the other, over NATS JetStream."""
+"""The README's two replicas, run as written (ports, state folder, database name and stream
+prefix moved aside): a mutation accepted by one replica is seen completing by a
+subscription held on the other, over NATS JetStream, both on one PostgreSQL store."""
 
 from __future__ import annotations
 
@@ -67,6 +67,18 @@ def started(commands: list[str], env: dict[str, str], logs: Path) -> Iterator[No
 
 
 @contextmanager
+def database_dropped(name: str) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        subprocess.run(
+            ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--force", "--if-exists", name],
+            check=True,
+            timeout=30,
+        )
+
+
+@contextmanager
 def streams_deleted(prefix: str) -> Iterator[None]:
     try:
         yield
@@ -92,15 +104,20 @@ def test_the_readme_replicas_see_each_other(tmp_path: Path) -> None:
     assert commands[0] == "nats-server -js &"  # CI runs it already: the test needs it
     gateways = {"8000": free_port(), "8001": free_port()}
     prefix = nats_prefix_name()
+    database = f"cw_readme_{secrets.token_hex(4)}"
+    assert commands[1] == "createdb -h 127.0.0.1 -U postgres crosswalk", commands[1]
+    createdb = commands[1].replace(" crosswalk", f" {database}")
     rewritten = []
-    for command in commands[1:]:
+    for command in commands[2:]:
         assert command.endswith("&"), command
         command = command.removesuffix("&").strip()
         command = re.sub(r"--port (\d+)", lambda m: f"--port {gateways[m.group(1)]}", command)
         command = command.replace(
             "nats://127.0.0.1:4222", f"'nats://127.0.0.1:4222?prefix={prefix}'"
         )
+        command = command.replace("5432/crosswalk", f"5432/{database}")
         rewritten.append(command)
+    assert sum(f"5432/{database}" in c for c in rewritten) == 2
     assert sum("--bus nats://" in c or "--bus 'nats://" in c for c in rewritten) == 2
     ports = {s: free_port() for s in SYSTEMS}
     env = {
@@ -115,7 +132,12 @@ def test_the_readme_replicas_see_each_other(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     a, b = (f"http://127.0.0.1:{gateways[p]}" for p in ("8000", "8001"))
-    with streams_deleted(prefix), started(rewritten, env, logs):
+    subprocess.run(["bash", "-c", createdb], check=True, timeout=30)
+    with (
+        database_dropped(database),
+        streams_deleted(prefix),
+        started(rewritten, env, logs),
+    ):
         ready(a, logs)
         ready(b, logs)
         mutation = {
