@@ -8,8 +8,9 @@ other replica:
   Another replica takes the records into memory under the read model's version rule (an
   older state never overwrites a newer one, so duplicates and reordering are harmless)
   and its ``watch()`` subscribers (``Subscription.customerEvents``) hear what changed.
-- ``operations``: an operation's id and status after each committed change. A replica
-  with someone watching that operation reads it from the store and wakes the watchers
+- ``operations``: operations' ids and statuses after committed changes (those committed
+  while the previous message was being handed over travel together). A replica with
+  someone watching one of them reads it from the store and wakes the watchers
   (``Subscription.operation``); the others do nothing.
 
 A ``Gap`` (news lost: the bus was unreachable too long, or a replica fell behind) makes
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 #: bytes of records per bus message (NATS takes 1 MB by default); a commit that wrote more
 #: is told in several messages
 MAX_MESSAGE = 256 * 1024
+#: operation changes told in one message at the most
+OPERATIONS_PER_MESSAGE = 1000
+#: operation changes waiting for the teller before they are handed to the bus at once
+UNTOLD_MAX = 10_000
 #: how long reading one operation from the store for its watchers may take
 READ_DEADLINE = 5.0
 #: how far back a replica's subscription starts before its read model loaded (clock skew
@@ -58,6 +63,9 @@ class Replication:
         self.model = model
         #: store re-reads after a gap (records reloaded, watched operations read again)
         self.gaps = 0
+        #: operations committed and not yet told (id -> status), and the teller's wake-up
+        self._untold: dict[str, str] = {}
+        self._told = anyio.Event()
 
     def attach(self) -> None:
         """Tell the bus about every commit from now on."""
@@ -72,11 +80,31 @@ class Replication:
     # replicas then miss that news until a gap or the subscription's own poll).
 
     def operation_committed(self, operation: Operation) -> None:
+        # told by ``_tell_operations`` at its next turn: the changes committed meanwhile
+        # travel together (one message per turn, not one per change, under load)
+        self._untold[operation.id] = str(operation.status)
+        self._told.set()
+        if len(self._untold) >= UNTOLD_MAX:  # the teller is not running: hand them over
+            self._tell_untold()
+
+    def _tell_untold(self) -> None:
+        untold, self._untold = list(self._untold.items()), {}
+        for start in range(0, len(untold), OPERATIONS_PER_MESSAGE):
+            chunk = untold[start : start + OPERATIONS_PER_MESSAGE]
+            try:
+                self.bus.publish("operations", orjson.dumps({"operations": chunk}))
+            except Exception:
+                log.exception("%d operation changes not told to the other replicas", len(chunk))
+
+    async def _tell_operations(self) -> None:
         try:
-            payload = {"id": operation.id, "status": str(operation.status)}
-            self.bus.publish("operations", orjson.dumps(payload))
-        except Exception:
-            log.exception("operation %s not told to the other replicas", operation.id)
+            while True:
+                await self._told.wait()
+                self._told = anyio.Event()
+                self._tell_untold()
+                await anyio.lowlevel.checkpoint()  # let more commits gather meanwhile
+        finally:
+            self._tell_untold()  # at shutdown: into the bus's queue, which drains on close
 
     def records_committed(self, rows: Sequence[ReadRow], cover: Cover, feed: FeedAt | None) -> None:
         try:
@@ -118,6 +146,7 @@ class Replication:
     async def run(self, since: float) -> None:
         """Apply the other replicas' news from ``since`` until cancelled."""
         async with anyio.create_task_group() as tg:
+            tg.start_soon(self._tell_operations)
             tg.start_soon(self._operations, since - SKEW)
             if self.model is not None:
                 tg.start_soon(self._records, self.model, since - SKEW)
@@ -130,8 +159,8 @@ class Replication:
                     self.gaps += 1
                     ids = notifier.watched()
                 else:
-                    operation_id = orjson.loads(item.data)["id"]
-                    ids = [operation_id] if notifier.watching(operation_id) else []
+                    told = orjson.loads(item.data)["operations"]
+                    ids = [i for i, _status in told if notifier.watching(i)]
                 for operation_id in ids:
                     try:
                         with anyio.fail_after(READ_DEADLINE):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
+import orjson
 import pytest
 
 from canonical import Customer, System
-from gateway.bus import MemoryBus
+from gateway.bus import MemoryBus, Message
 from gateway.processes.replication import Replication
 from gateway.readmodel.feeds import system_feeds
 from gateway.readmodel.kinds import Kind
@@ -40,3 +43,24 @@ async def test_a_publish_that_fails_never_fails_what_was_committed(store: Store)
                 operation = await anext(watch)
         assert operation.status is OperationStatus.PENDING
         assert await store.get_operation("op-1") is not None
+
+
+async def test_operations_committed_together_travel_in_one_message(store: Store) -> None:
+    async with (
+        MemoryBus("together") as a,
+        MemoryBus("together") as b,
+        b.subscribe("operations") as news,
+    ):
+        replication = Replication(a, store, None)
+        replication.attach()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(replication.run, time.time())
+            async with store.transaction() as tx:
+                for i in range(3):
+                    await create_operation(tx, f"op-{i}")
+            with anyio.fail_after(5):
+                message = await anext(news)
+            tg.cancel_scope.cancel()
+    assert isinstance(message, Message)
+    assert orjson.loads(message.data) == {"operations": [[f"op-{i}", "PENDING"] for i in range(3)]}
+    assert a.published == 1
