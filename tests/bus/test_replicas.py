@@ -1,11 +1,12 @@
-"""Two gateway replicas in one process, sharing one SQLite store file and one bus: what
-one commits, a subscription on the other sees (the bus on NATS JetStream and in-process)."""
+"""Two gateway replicas in one process, sharing one store (a SQLite file or a PostgreSQL
+database) and one bus (NATS JetStream or in-process): what one commits, a subscription on
+the other sees."""
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,15 +28,32 @@ from gateway.store import OperationStatus
 from tests.bus.nats_server import NATS_URL, nats_prefix
 from tests.servers import free_port, serve
 from tests.support.paths import POLICIES
+from tests.support.store import postgres_url, sqlite_url
 
 pytestmark = pytest.mark.anyio
 
 PROTOCOL = "graphql-transport-ws"
 
 
-@pytest.fixture(params=["nats", "memory"])
-async def bus_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    if request.param == "memory":
+@pytest.fixture(params=["sqlite+nats", "sqlite+memory", "postgresql+nats"])
+def deployment(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """The store and the bus the replicas share."""
+    store, bus = str(request.param).split("+")
+    return store, bus
+
+
+@pytest.fixture
+def shared_store(deployment: tuple[str, str], tmp_path: Path) -> Iterator[str]:
+    if deployment[0] == "postgresql":
+        with postgres_url() as url:
+            yield url
+    else:
+        yield sqlite_url(tmp_path, "shared.db")
+
+
+@pytest.fixture
+async def bus_url(deployment: tuple[str, str]) -> AsyncIterator[str]:
+    if deployment[1] == "memory":
         yield f"memory://replicas-{secrets.token_hex(4)}"
         return
     async with nats_prefix() as prefix:
@@ -50,14 +68,16 @@ def no_vendors(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @asynccontextmanager
-async def replicas(tmp_path: Path, bus_url: str, n: int = 2) -> AsyncIterator[list[Runtime]]:
+async def replicas(
+    tmp_path: Path, store_url: str, bus_url: str, n: int = 2
+) -> AsyncIterator[list[Runtime]]:
     async with AsyncExitStack() as stack:
         runtimes = []
         for i in range(n):
             settings = Settings(
                 var_dir=tmp_path / f"var{i}",
                 policies_dir=POLICIES,
-                store_url=f"sqlite:///{tmp_path / 'shared.db'}",
+                store_url=store_url,
                 bus_url=bus_url,
                 dispatcher=False,
                 feeds=False,
@@ -94,12 +114,16 @@ async def next_data(ws: Any) -> Any:
 
 
 async def test_an_operation_completed_on_one_replica_wakes_a_subscription_on_the_other(
-    tmp_path: Path, bus_url: str, no_vendors: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    shared_store: str,
+    bus_url: str,
+    no_vendors: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # the subscription's fallback poll would find the change in the shared store by
     # itself; pushed far out, only the bus can wake it in time
     monkeypatch.setattr(subscriptions, "POLL_SECONDS", 3600.0)
-    async with replicas(tmp_path, bus_url) as (a, b):
+    async with replicas(tmp_path, shared_store, bus_url) as (a, b):
         async with a.store.transaction() as tx:
             await tx.create_operation(
                 id="op-1",
@@ -120,9 +144,9 @@ async def test_an_operation_completed_on_one_replica_wakes_a_subscription_on_the
 
 
 async def test_a_record_applied_on_one_replica_reaches_the_others_read_model_and_events(
-    tmp_path: Path, bus_url: str, no_vendors: None
+    tmp_path: Path, shared_store: str, bus_url: str, no_vendors: None
 ) -> None:
-    async with replicas(tmp_path, bus_url) as (a, b):
+    async with replicas(tmp_path, shared_store, bus_url) as (a, b):
         await a.store.link({System.BILLING: "cus_1"}, name="Acme")
         assert a.read_model is not None
         assert b.read_model is not None

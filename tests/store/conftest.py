@@ -7,31 +7,22 @@ a URL to a fresh, empty database; nothing else changes. A test specific to one b
 says so with ``@pytest.mark.parametrize("backend", [...], indirect=True)`` and why in its
 docstring.
 
-PostgreSQL: each test gets a database of its own (``cw_test_<random>``) on the server at
-``CROSSWALK_TEST_POSTGRES`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``),
-dropped afterwards. A server that cannot be reached fails the test with the reason: the
-suite never skips a backend silently.
+PostgreSQL: each test gets a database of its own (``tests.support.store.postgres_url``),
+dropped afterwards; a server that cannot be reached fails the test with the reason.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import anyio
-import asyncpg
 import pytest
 
 from gateway.store import Store, open_store
+from tests.support.store import postgres_url
 
 BACKENDS = ["sqlite", "postgresql"]
-
-POSTGRES = os.environ.get(
-    "CROSSWALK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 
 
 class FakeClock:
@@ -59,31 +50,10 @@ def store_url(backend: str, tmp_path: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
     elif backend == "postgresql":
-        name = f"cw_test_{secrets.token_hex(6)}"
-        anyio.run(_admin, f'CREATE DATABASE "{name}"')
-        try:
-            yield f"{POSTGRES.rsplit('/', 1)[0]}/{name}"
-        finally:
-            anyio.run(_admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with postgres_url() as url:
+            yield url
     else:
         raise AssertionError(f"no database for backend {backend!r}")
-
-
-async def _admin(sql: str) -> None:
-    """One statement on the server's maintenance database."""
-    try:
-        conn = await asyncpg.connect(POSTGRES, timeout=10)
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.fail(
-            f"PostgreSQL at {POSTGRES} cannot be reached ({exc}): start it (CI's .ci/run "
-            "does) or point CROSSWALK_TEST_POSTGRES at one; the postgresql backend's tests "
-            "do not skip",
-            pytrace=False,
-        )
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
