@@ -176,7 +176,8 @@ class Membership:
 
     async def _beat(self, kv: KeyValue) -> None:
         try:
-            with anyio.fail_after(self.heartbeat * 2):
+            # a slow round is not a lost key: allow it up to 2 s, within what the ttl leaves
+            with anyio.fail_after(min(self.ttl - self.heartbeat, max(2 * self.heartbeat, 2.0))):
                 await kv.put(self.replica_id, str(self._replicas).encode())
                 self._last_ok = self._clock()
                 counted = await self._others(kv)
