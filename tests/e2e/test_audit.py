@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from sandbox.demo import generate
-from tests.support.upstack import UpStack, running_up
+from tests.support.upstack import UpStack, running_up, wait_linked
 
 pytestmark = [pytest.mark.slow]
 
@@ -108,6 +108,7 @@ def read_360(stack: UpStack, bp: str, correlation_id: str) -> None:
 
 def test_a_customer_360_reads_vendor_calls_are_in_its_trace(stack: UpStack) -> None:
     company = next(c for c in generate(CUSTOMERS).companies if c.in_support)
+    wait_linked(stack, f"erp:{company.bp}", ("billing", "crm", "support"))
     read_360(stack, company.bp, "audit-read-1")
     entries = trace_until(stack, lambda e: systems_called(e) == SYSTEMS, cid="audit-read-1")
     assert in_order(entries)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from actors.context import trace_id_for
-from tests.support.upstack import UpStack, running_up
+from tests.support.upstack import UpStack, running_up, wait_linked
 
 pytestmark = [pytest.mark.slow]
 
@@ -29,6 +29,7 @@ def seen(stack: UpStack, system: str, correlation_id: str) -> list[dict[str, str
 
 
 def test_a_read_carries_the_callers_correlation_and_trace(stack: UpStack) -> None:
+    wait_linked(stack, "erp:1000000", ("billing",))
     answer = httpx.post(
         f"{stack.base}/graphql",
         json={

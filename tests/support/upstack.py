@@ -41,6 +41,22 @@ class UpStack:
     log: Path
 
 
+def wait_linked(stack: UpStack, customer: str, systems: tuple[str, ...]) -> None:
+    """Until discovery has linked ``customer`` in every one of ``systems``: ``/readyz`` does
+    not wait for discovery, and a customer 360 reads a system only for a linked customer."""
+    fields = " ".join(systems)
+    query = f'{{ customer(id: "{customer}") {{ identity {{ {fields} }} }} }}'
+    headers = {"Authorization": "Bearer demo-portal-key"}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        body = httpx.post(f"{stack.base}/graphql", json={"query": query}, headers=headers).json()
+        identity = ((body.get("data") or {}).get("customer") or {}).get("identity") or {}
+        if all(identity.get(system) for system in systems):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{customer} was never linked in all of {systems}")
+
+
 @contextmanager
 def running_up(
     tmp_path: Path, *, customers: int = 20, env: Mapping[str, str] | None = None
