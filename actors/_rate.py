@@ -26,10 +26,12 @@ class SharedRate:
     def __init__(self, rate: RatePolicy, share: float = 1.0) -> None:
         self._rate = rate
         self._changed = anyio.Event()
-        self._fresh: AsyncLimiter | None = None
         self.share = share
+        # the first bucket starts full, as a process's first always did
         self._bucket = self._build(share)
-        self._fresh = None  # the first bucket starts full, as a process's first always did
+        #: a bucket not yet drained (drained by its first taker: draining a new bucket
+        #: never waits, but it is a coroutine)
+        self._fresh: AsyncLimiter | None = None
 
     @property
     def per_second(self) -> float:
@@ -40,9 +42,7 @@ class SharedRate:
             return None
         per_second = self._rate.per_second * share
         size = max(1.0, self._rate.burst * share)
-        bucket = AsyncLimiter(size, size / per_second)
-        self._fresh = bucket
-        return bucket
+        return AsyncLimiter(size, size / per_second)
 
     def set_share(self, share: float) -> None:
         """Spend ``share`` (0 to 1) of the policy rate from now on."""
@@ -51,7 +51,7 @@ class SharedRate:
         if share == self.share:
             return
         self.share = share
-        self._bucket = self._build(share)
+        self._bucket = self._fresh = self._build(share)
         self._changed.set()
         self._changed = anyio.Event()
 

@@ -318,7 +318,7 @@ async def open_runtime(
         policies.readmodel.quota,
     )
 
-    def share(fraction: float) -> None:
+    def share(fraction: float) -> None:  # called once `systems` below is entered
         systems.set_rate_share(fraction)
         quota.set_replica_share(fraction)
 

@@ -174,7 +174,16 @@ class Membership:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await kv.delete(self.replica_id)
 
+    def _drop_if_counted_out(self) -> None:
+        """Spend nothing once our key may have expired (a failed or late heartbeat): the
+        others may have counted us out; the share comes back only by their ack."""
+        if self._last_ok is not None and self._clock() - self._last_ok >= (
+            self.ttl - self.heartbeat
+        ):
+            self._set(0.0)
+
     async def _beat(self, kv: KeyValue) -> None:
+        self._drop_if_counted_out()  # this beat may come late (a stalled event loop)
         try:
             # a slow round is not a lost key: allow it up to 2 s, within what the ttl leaves
             with anyio.fail_after(min(self.ttl - self.heartbeat, max(2 * self.heartbeat, 2.0))):
@@ -182,10 +191,7 @@ class Membership:
                 self._last_ok = self._clock()
                 counted = await self._others(kv)
         except (TimeoutError, nats.errors.Error) as exc:
-            if self._last_ok is not None and self._clock() - self._last_ok >= (
-                self.ttl - self.heartbeat
-            ):
-                self._set(0.0)  # our key may be gone and our share counted out
+            self._drop_if_counted_out()
             log.warning("replica heartbeat failed (share now %.3f): %s", self._share, exc)
             return
         self._replicas = len(counted) + 1

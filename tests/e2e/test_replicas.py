@@ -37,7 +37,14 @@ import websockets
 
 from sandbox.demo import generate
 from tests.bus.nats_server import delete_streams, nats_prefix_name, require_nats
-from tests.processes.test_crash import _check_sandbox_data, _process, _wait
+from tests.processes.test_crash import (
+    CLOSE,
+    WIDGET,
+    _check_sandbox_data,
+    _process,
+    _send_all,
+    _wait,
+)
 from tests.servers import free_port
 from tests.support.paths import ROOT
 
@@ -50,12 +57,9 @@ NATS = "nats://127.0.0.1:4222"
 SYSTEMS = ("erp", "billing", "crm", "support")
 CUSTOMERS = 850
 MUTATIONS = 600
-CLIENTS = 16
 #: the policy rate per system in this test (calls/s; the sandboxes' own limits are higher)
 RATE = 40.0
 BURST = 40
-WIDGET = {"Authorization": "Bearer demo-widget-key"}
-CLOSE = """mutation($id: ID!) { closeOpportunity(input: {opportunityId: $id}) { id status } }"""
 OPERATION = "query($id: ID!) { operation(id: $id) { id status customerId createdAt updatedAt } }"
 
 
@@ -166,58 +170,6 @@ def busiest(ports: dict[str, int], window: float) -> dict[str, int]:
                 top = max(top, last - first + 1)
             most[system] = top
     return most
-
-
-async def _send(
-    replicas: Replicas,
-    requests: list[tuple[str, str]],
-    *,
-    until_answered: bool,
-    first: int = 0,
-    stop_after: int | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Send (opportunity, key) pairs, request i to replica (first + i) % 2; answers by key."""
-    answers: dict[str, dict[str, Any]] = {}
-    queue = list(enumerate(requests))
-    enough = anyio.Event()
-
-    async def client() -> None:
-        async with httpx.AsyncClient(timeout=30.0) as http:
-            while queue and not enough.is_set():
-                i, (opp, key) = queue.pop()
-                for attempt in range(400 if until_answered else 1):
-                    base = replicas.base((first + i + attempt) % 2)
-                    try:
-                        body = (
-                            await http.post(
-                                f"{base}/graphql",
-                                json={"query": CLOSE, "variables": {"id": opp}},
-                                headers={**WIDGET, "Idempotency-Key": key},
-                            )
-                        ).json()
-                    except (httpx.HTTPError, ValueError):
-                        body = None  # the killed replica
-                    if body and body.get("data") and body["data"].get("closeOpportunity"):
-                        answers[key] = body["data"]["closeOpportunity"]
-                        break
-                    if body and body.get("errors"):
-                        code = body["errors"][0].get("extensions", {}).get("code")
-                        assert code in (
-                            "SYSTEM_UNAVAILABLE",
-                            "SYSTEM_TIMEOUT",
-                            "THROTTLED",
-                            "IDEMPOTENCY_CONFLICT",
-                        ), body
-                    if not until_answered:
-                        break
-                    await anyio.sleep(0.25)
-                if stop_after is not None and len(answers) >= stop_after:
-                    enough.set()
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(CLIENTS):
-            tg.start_soon(client)
-    return answers
 
 
 def _operations(replicas: Replicas, ids: list[str]) -> list[dict[str, Any]]:
@@ -344,15 +296,25 @@ def _two_replicas(tmp_path: Path, database: str, prefix: str) -> None:
             with replicas.replica(1, "b-1.log") as b:
                 anyio.run(_cross_replica_subscriptions, replicas, probe)
                 answered = anyio.run(
-                    lambda: _send(
-                        replicas, requests, until_answered=False, stop_after=MUTATIONS // 3
+                    lambda: _send_all(
+                        lambda i, attempt: replicas.base((i + attempt) % 2),
+                        requests,
+                        until_answered=False,
+                        stop_after=MUTATIONS // 3,
                     )
                 )
                 b.send_signal(signal.SIGKILL)
                 b.wait()
             assert len(answered) >= MUTATIONS // 3
             with replicas.replica(1, "b-2.log"):
-                answers = anyio.run(lambda: _send(replicas, requests, until_answered=True, first=1))
+                # each request to the other replica than the first time, until answered
+                answers = anyio.run(
+                    lambda: _send_all(
+                        lambda i, attempt: replicas.base((1 + i + attempt) % 2),
+                        requests,
+                        until_answered=True,
+                    )
+                )
                 assert len(answers) == MUTATIONS, f"{MUTATIONS - len(answers)} unanswered"
                 for key, first_answer in answered.items():
                     assert answers[key]["id"] == first_answer["id"], "a second operation"

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -104,25 +104,29 @@ def _gateway_cmd(tmp: Path, port: int, policies: Path, ports: dict[str, int]) ->
 
 
 async def _send_all(
-    base: str,
+    base: str | Callable[[int, int], str],
     requests: list[tuple[str, str]],
     *,
     until_answered: bool,
     stop_after: int | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Send (opportunity, key) pairs from CLIENTS concurrent clients; answers by key."""
+    """Send (opportunity, key) pairs from CLIENTS concurrent clients; answers by key.
+
+    ``base`` is the gateway, or a function of (request number, attempt) that names the
+    gateway for each try (several replicas)."""
     answers: dict[str, dict[str, Any]] = {}
-    queue = list(requests)
+    queue = list(enumerate(requests))
+    base_for = base if callable(base) else lambda _i, _attempt: base
     enough = anyio.Event()
 
     async def client() -> None:
         async with httpx.AsyncClient(timeout=30.0) as http:
             while queue and not enough.is_set():
-                opp, key = queue.pop()
-                for _ in range(400 if until_answered else 1):
+                i, (opp, key) = queue.pop()
+                for attempt in range(400 if until_answered else 1):
                     try:
                         answer = await http.post(
-                            f"{base}/graphql",
+                            f"{base_for(i, attempt)}/graphql",
                             json={"query": CLOSE, "variables": {"id": opp}},
                             headers={**WIDGET, "Idempotency-Key": key},
                         )
